@@ -1,0 +1,46 @@
+"""The HTTP API: create_app() wires configuration, the store, the OpenAPI Api and the blueprints."""
+from __future__ import annotations
+
+from flask import Flask
+
+from app import errors
+from app.config import Config, load
+from app.extensions import api
+from app.store import ALL_SCOPES, DEFAULT_PROJECT, Store
+
+API_VERSION = "1.0.0"
+
+
+def create_app(config: Config | None = None, store: Store | None = None) -> Flask:
+    config = config or load()
+    store = store or Store(config)
+    app = Flask(__name__)
+    app.config.update(
+        API_TITLE="Browser Broker",
+        API_VERSION=API_VERSION,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        API_SPEC_OPTIONS={
+            "security": [{"ApiKey": []}],
+            "components": {"securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}},
+        },
+    )
+    app.extensions["broker.config"] = config
+    app.extensions["broker.store"] = store
+    errors.register(app)
+    api.init_app(app)
+
+    from app.health import blp as health_blp
+    from app.relay_info import blp as relay_blp
+    from app.sessions.resources import blp as sessions_blp
+
+    api.register_blueprint(sessions_blp)
+    app.register_blueprint(health_blp)
+    app.register_blueprint(relay_blp)
+
+    if config.bootstrap_api_key:
+        store.ensure_api_key(config.bootstrap_api_key, name="bootstrap", project=DEFAULT_PROJECT, scopes=ALL_SCOPES)
+    return app

@@ -1,0 +1,39 @@
+"""API keys: who is calling (their project) and whether the key holds the scope a call needs."""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from flask import g, request
+from flask_smorest import abort
+
+from app.extensions import store
+
+API_KEY_HEADER = "X-API-Key"
+
+
+def require_scope(scope: str) -> Callable:
+    """Outermost decorator on a view, so a caller without a key learns that before any validation."""
+
+    def decorate(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            api_key = request.headers.get(API_KEY_HEADER)
+            if not api_key:
+                abort(401, message=f"Missing {API_KEY_HEADER} header.")
+            record = store().get_api_key(api_key)
+            if record is None:
+                abort(401, message="Unknown API key.")
+            if scope not in record["scopes"]:
+                abort(403, message=f"This API key lacks the {scope} scope.")
+            g.project = record["project"]
+            return view(*args, **kwargs)
+
+        return guarded
+
+    return decorate
+
+
+def current_project() -> str:
+    return g.project

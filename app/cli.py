@@ -1,0 +1,41 @@
+"""Operator commands: ``python -m app keys create --name N --scopes a,b``."""
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+
+from app.config import load
+from app.store import ALL_SCOPES, DEFAULT_PROJECT, Store
+
+KEY_PREFIX = "bb_"
+
+
+def parse_scopes(text: str) -> list[str]:
+    scopes = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = sorted(set(scopes) - set(ALL_SCOPES))
+    if unknown or not scopes:
+        raise argparse.ArgumentTypeError(f"scopes must be among {', '.join(ALL_SCOPES)}; got {', '.join(unknown) or 'none'}")
+    return scopes
+
+
+def create_key(store: Store, name: str, project: str, scopes: list[str]) -> str:
+    """The key is shown once; only its hash is stored."""
+    api_key = KEY_PREFIX + secrets.token_urlsafe(32)
+    store.put_api_key(api_key, name=name, project=project, scopes=scopes)
+    return api_key
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app", description="Browser Broker operator commands.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    keys = commands.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
+    create = keys.add_parser("create", help="create a key and print it once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--scopes", type=parse_scopes, default=list(ALL_SCOPES), help="comma-separated; default all")
+    create.add_argument("--project", default=DEFAULT_PROJECT, help="the tenant the key's resources belong to")
+    args = parser.parse_args(argv)
+    api_key = create_key(Store(load()), args.name, args.project, args.scopes)
+    print(api_key)
+    print(f"project={args.project} scopes={','.join(args.scopes)} (shown once; only its hash is stored)", file=sys.stderr)
+    return 0

@@ -1,0 +1,92 @@
+"""Every setting of every process, read once from the environment.
+
+Each field names its variable and default; the README's configuration table is
+this file in prose. Nothing else in the code reads ``os.environ``.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def _default_state_dir() -> str:
+    return str(Path(tempfile.gettempdir()) / "browser-broker")
+
+
+@dataclass(frozen=True)
+class Config:
+    #: REDIS_URL: Redis for records, the Celery broker and relay notifications.
+    redis_url: str = field(default_factory=lambda: _str("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    #: PORT: the web process (API + CDP relay) listens here.
+    port: int = field(default_factory=lambda: _int("PORT", 8000))
+    #: BROKER_BIND: address the web process binds.
+    bind: str = field(default_factory=lambda: _str("BROKER_BIND", "0.0.0.0"))
+    #: BROKER_PUBLIC_URL: base URL clients see; cdpUrl is built from it (http→ws, https→wss).
+    public_url: str = field(default_factory=lambda: _str("BROKER_PUBLIC_URL", "http://127.0.0.1:8000"))
+    #: BROKER_BOOTSTRAP_API_KEY: if set, this key exists with every scope (project "default").
+    bootstrap_api_key: str = field(default_factory=lambda: _str("BROKER_BOOTSTRAP_API_KEY", ""))
+    #: BROKER_CREATE_WAIT: seconds a create waits for a worker to take the launch.
+    create_wait: float = field(default_factory=lambda: _float("BROKER_CREATE_WAIT", 30))
+    #: BROKER_LAUNCH_TIMEOUT: seconds a taken launch (browser start + first navigation) may last.
+    launch_timeout: float = field(default_factory=lambda: _float("BROKER_LAUNCH_TIMEOUT", 45))
+    #: BROKER_NAVIGATE_TIMEOUT: seconds the first navigation (``url``) may wait for its load event.
+    navigate_timeout: float = field(default_factory=lambda: _float("BROKER_NAVIGATE_TIMEOUT", 20))
+    #: BROKER_RETRY_AFTER: seconds suggested in Retry-After when there is no capacity.
+    retry_after: int = field(default_factory=lambda: _int("BROKER_RETRY_AFTER", 5))
+    #: BROKER_SESSION_RETENTION: seconds a stopped session's record stays readable.
+    session_retention: int = field(default_factory=lambda: _int("BROKER_SESSION_RETENTION", 7 * 86400))
+    #: BROKER_POOL_SIZE: browsers one worker runs at once.
+    pool_size: int = field(default_factory=lambda: _int("BROKER_POOL_SIZE", 4))
+    #: BROKER_LAUNCHER: ``selenium`` (ChromeDriver starts Chromium) or ``direct`` (no ChromeDriver).
+    launcher: str = field(default_factory=lambda: _str("BROKER_LAUNCHER", "selenium"))
+    #: BROKER_CHROMIUM_PATH: the Chromium binary (Debian's wrapper by default).
+    chromium_path: str = field(default_factory=lambda: _str("BROKER_CHROMIUM_PATH", "/usr/bin/chromium"))
+    #: BROKER_CHROMEDRIVER_PATH: the ChromeDriver binary; Selenium Manager is never used.
+    chromedriver_path: str = field(
+        default_factory=lambda: _str("BROKER_CHROMEDRIVER_PATH", "/usr/bin/chromedriver")
+    )
+    #: BROKER_CHROMIUM_EXTRA_FLAGS: more Chromium flags, shell-quoted.
+    chromium_extra_flags: tuple[str, ...] = field(
+        default_factory=lambda: tuple(shlex.split(_str("BROKER_CHROMIUM_EXTRA_FLAGS", "")))
+    )
+    #: BROKER_STATE_DIR: a worker keeps its profile directories below this folder.
+    state_dir: Path = field(default_factory=lambda: Path(_str("BROKER_STATE_DIR", _default_state_dir())))
+    #: BROKER_WORKER_HOST: host the relay uses to reach this worker's browsers.
+    worker_host: str = field(default_factory=lambda: _str("BROKER_WORKER_HOST", "127.0.0.1"))
+    #: BROKER_HEARTBEAT_INTERVAL: seconds between a worker's heartbeats.
+    heartbeat_interval: float = field(default_factory=lambda: _float("BROKER_HEARTBEAT_INTERVAL", 5))
+    #: BROKER_WORKER_TTL: a worker silent this long counts as gone.
+    worker_ttl: float = field(default_factory=lambda: _float("BROKER_WORKER_TTL", 20))
+    #: BROKER_RELAY_PING_INTERVAL: seconds of client silence before the relay pings it.
+    relay_ping_interval: float = field(default_factory=lambda: _float("BROKER_RELAY_PING_INTERVAL", 20))
+
+    @property
+    def ws_base_url(self) -> str:
+        base = self.public_url.rstrip("/")
+        if base.startswith("https://"):
+            return "wss://" + base[len("https://"):]
+        if base.startswith("http://"):
+            return "ws://" + base[len("http://"):]
+        return base
+
+    def cdp_url(self, session_id: str) -> str:
+        return f"{self.ws_base_url}/ws/session/{session_id}"
+
+
+def load() -> Config:
+    return Config()

@@ -1,0 +1,48 @@
+"""One JSON error shape for every failure: ``{code, status, message[, errors]}``."""
+from __future__ import annotations
+
+from flask import Flask, jsonify, request
+from flask_smorest import Api, abort
+from redis.exceptions import RedisError
+from werkzeug.exceptions import HTTPException
+
+JSON_METHODS = {"POST", "PUT", "PATCH"}
+STORAGE_RETRY_AFTER = "5"
+
+
+class BrokerApi(Api):
+    """flask-smorest's Api, with a ``message`` on every error, not only on those raised by ``abort``."""
+
+    def handle_http_exception(self, error: HTTPException):
+        data = getattr(error, "data", None) or {}
+        errors = data.get("errors") or data.get("messages")
+        payload = {"code": error.code, "status": error.name, "message": data.get("message") or _message(error, errors)}
+        if errors:
+            payload["errors"] = errors
+        return jsonify(payload), error.code, data.get("headers", {})
+
+
+def _message(error: HTTPException, errors: dict | None) -> str:
+    if error.code == 400 and errors and "json" in errors:
+        return "The request body is not valid JSON."
+    if error.code == 422:
+        return "The request did not pass validation; see errors."
+    return error.description or error.name
+
+
+def require_json_body() -> None:
+    """A body that is not JSON is a 400, never silently read as an empty object."""
+    if request.method in JSON_METHODS and request.content_length and not request.is_json:
+        abort(400, message="Send the body as JSON with Content-Type: application/json.")
+
+
+def storage_unavailable(error: RedisError):
+    response = jsonify(code=503, status="Service Unavailable", message=f"Storage (Redis) unavailable: {error}")
+    response.status_code = 503
+    response.headers["Retry-After"] = STORAGE_RETRY_AFTER
+    return response
+
+
+def register(app: Flask) -> None:
+    app.before_request(require_json_body)
+    app.register_error_handler(RedisError, storage_unavailable)

@@ -1,0 +1,18 @@
+"""Process-wide objects the views share, initialised once by ``create_app``."""
+from __future__ import annotations
+
+from flask import current_app
+
+from app.config import Config
+from app.errors import BrokerApi
+from app.store import Store
+
+api = BrokerApi()
+
+
+def store() -> Store:
+    return current_app.extensions["broker.store"]
+
+
+def config() -> Config:
+    return current_app.extensions["broker.config"]

@@ -1,0 +1,27 @@
+"""Liveness and readiness for the platform's router and for operators; no key needed."""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from redis.exceptions import RedisError
+
+from app.extensions import store
+
+blp = Blueprint("health", __name__)
+
+
+@blp.get("/healthz")
+def healthz():
+    return jsonify(status="ok")
+
+
+@blp.get("/readyz")
+def readyz():
+    """Ready means a create can succeed: Redis answers and some worker heartbeats."""
+    try:
+        store().ping()
+        workers = store().live_workers()
+    except RedisError as error:
+        return jsonify(status="unavailable", redis=f"unreachable: {error}", workers=None), 503
+    if not workers:
+        return jsonify(status="unavailable", redis="ok", workers=0, message="no live worker"), 503
+    return jsonify(status="ok", redis="ok", workers=len(workers))

@@ -1,0 +1,48 @@
+"""Sessions: POST/GET/GET one/DELETE /v1/sessions."""
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from app.auth import current_project, require_scope
+from app.extensions import config, store
+from app.sessions import service
+from app.sessions.schemas import SessionCreateSchema, SessionListQuerySchema, SessionSchema
+
+blp = Blueprint("sessions", __name__, url_prefix="/v1/sessions", description="Running browsers.")
+
+
+@blp.route("")
+class Sessions(MethodView):
+    @require_scope("sessions:read")
+    @blp.arguments(SessionListQuerySchema, location="query")
+    @blp.response(200, SessionSchema(many=True))
+    def get(self, query: dict):
+        """List the project's sessions, newest first."""
+        records = store().list_sessions(current_project(), query.get("status"))
+        return [service.public(r, config()) for r in records]
+
+    @require_scope("sessions:write")
+    @blp.arguments(SessionCreateSchema)
+    @blp.response(201, SessionSchema)
+    @blp.alt_response(503, description="No free browser slot in time; see Retry-After.")
+    def post(self, body: dict):
+        """Start a browser; answers once it takes CDP connections."""
+        record = service.create(store(), config(), current_project(), body)
+        return service.public(record, config())
+
+
+@blp.route("/<session_id>")
+class SessionById(MethodView):
+    @require_scope("sessions:read")
+    @blp.response(200, SessionSchema)
+    def get(self, session_id: str):
+        """One session."""
+        return service.public(service.get_visible(store(), current_project(), session_id), config())
+
+    @require_scope("sessions:write")
+    @blp.response(204)
+    def delete(self, session_id: str):
+        """Stop the session; its browser closes and its clients are disconnected."""
+        service.get_visible(store(), current_project(), session_id)
+        service.stop(store(), session_id, "deleted")

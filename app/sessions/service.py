@@ -1,0 +1,96 @@
+"""Creating and stopping sessions: record first, then the task, then (for create) wait for the worker.
+
+A create is synchronous for the caller but never leaves a browser behind when it
+gives up: the give-up and the worker's progress are both compare-and-set moves
+on the session's status, so exactly one of them wins.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from flask_smorest import abort
+
+from app.config import Config
+from app.store import (
+    ABANDONED, LAUNCHING, PENDING, RUNNING, STOPPED, STOPPING, VISIBLE_STATUSES,
+    Store, new_id, utcnow_iso,
+)
+from tasks.celery_app import LAUNCH_QUEUE, LAUNCH_TASK, STOP_TASK, celery
+
+log = logging.getLogger(__name__)
+
+
+def public(record: dict, config: Config) -> dict:
+    return {**record, "cdpUrl": config.cdp_url(record["id"])}
+
+
+def get_visible(store: Store, project: str, session_id: str) -> dict:
+    """Another project's session, or one still launching, is as unknown as a made-up id."""
+    record = store.get_session(session_id)
+    if record is None or record["project"] != project or record["status"] not in VISIBLE_STATUSES:
+        abort(404, message=f"No session {session_id}.")
+    return record
+
+
+def create(store: Store, config: Config, project: str, body: dict) -> dict:
+    session_id = new_id("ses")
+    record = {
+        "id": session_id,
+        "project": project,
+        "status": PENDING,
+        "contextId": body["contextId"],
+        "proxyId": body["proxyId"],
+        "url": body["url"],
+        "timeout": body["timeout"],
+        "createdAt": utcnow_iso(),
+        "createdMs": int(time.time() * 1000),
+        "expiresAt": None,
+        "stoppedAt": None,
+        "stopReason": None,
+    }
+    store.create_session(record)
+    celery.send_task(LAUNCH_TASK, args=[session_id], queue=LAUNCH_QUEUE, expires=config.create_wait)
+    try:
+        return _wait_until_running(store, config, session_id)
+    finally:
+        store.drop_launch_events(session_id)
+
+
+def _wait_until_running(store: Store, config: Config, session_id: str) -> dict:
+    deadline = time.monotonic() + config.create_wait
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return _give_up(store, config, session_id)
+        event = store.next_launch_event(session_id, timeout=max(1, min(2, int(remaining))))
+        if event is None:
+            continue
+        if event["event"] == "claimed":
+            deadline = time.monotonic() + config.launch_timeout
+        elif event["event"] == "ready":
+            return store.get_session(session_id)
+        elif event["event"] == "failed":
+            abort(503, message=event["message"], headers={"Retry-After": str(config.retry_after)})
+
+
+def _give_up(store: Store, config: Config, session_id: str) -> dict:
+    if store.update_session(session_id, expect={PENDING, LAUNCHING}, status=ABANDONED) is None:
+        record = store.get_session(session_id)
+        if record and record["status"] == RUNNING:
+            return record
+    log.warning("session %s: no worker took the launch in time", session_id)
+    abort(
+        503,
+        message="No browser could be started in time; no worker has a free slot. Try again.",
+        headers={"Retry-After": str(config.retry_after)},
+    )
+
+
+def stop(store: Store, session_id: str, reason: str) -> None:
+    """Idempotent: stopping a stopping or stopped session does nothing more."""
+    record = store.update_session(session_id, expect={RUNNING}, status=STOPPING, stopReason=reason)
+    if record is not None:
+        celery.send_task(STOP_TASK, args=[session_id, reason], queue=record["worker"])
+    elif (current := store.get_session(session_id)) and current["status"] not in (STOPPING, STOPPED, LAUNCHING):
+        log.info("session %s: stop ignored in status %s", session_id, current["status"])

@@ -1,0 +1,52 @@
+"""Which relay connections this web process holds, so a stop can close them at once."""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+import gevent
+
+from app.store import Store
+from proxy.relay import GOING_AWAY, RelayConnection
+
+log = logging.getLogger(__name__)
+RETRY_DELAY = 1.0
+
+
+class RelayRegistry:
+    def __init__(self) -> None:
+        self._by_session: dict[str, set[RelayConnection]] = defaultdict(set)
+
+    def add(self, conn: RelayConnection) -> None:
+        self._by_session[conn.session_id].add(conn)
+
+    def remove(self, conn: RelayConnection) -> None:
+        conns = self._by_session.get(conn.session_id)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self._by_session[conn.session_id]
+
+    def count(self, session_id: str | None = None) -> int:
+        if session_id is not None:
+            return len(self._by_session.get(session_id, ()))
+        return sum(len(c) for c in self._by_session.values())
+
+    def close_session(self, session_id: str, reason: str) -> None:
+        for conn in list(self._by_session.get(session_id, ())):
+            conn.close(GOING_AWAY, reason)
+
+    def close_all(self, reason: str) -> None:
+        for session_id in list(self._by_session):
+            self.close_session(session_id, reason)
+
+
+def follow_stop_announcements(store: Store, registry: RelayRegistry) -> None:
+    """Runs for the life of the web process; survives Redis restarts by resubscribing."""
+    while True:
+        try:
+            for announcement in store.stop_announcements():
+                registry.close_session(announcement["sessionId"], f"session stopped: {announcement['reason']}")
+        except Exception as error:
+            log.warning("stop announcements interrupted (%s); resubscribing", error)
+            gevent.sleep(RETRY_DELAY)

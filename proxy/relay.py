@@ -1,0 +1,177 @@
+"""One CDP client socket ↔ one browser socket.
+
+Both legs are WebSockets whose handshakes wsproto does; after that the relay
+splices bytes, unchanged, in both directions: a client's masked frames are valid
+for Chromium as they stand, and Chromium's unmasked frames are valid for the
+client. Nothing is decoded or buffered whole, so a 256 MiB frame passes in
+fixed memory, and a slow reader holds back its writer (``sendall`` blocks the
+greenlet that would read more). The browser→client leg follows frame boundaries
+(:mod:`proxy.frames`) so the relay can put its own ping to an idle client, or a
+close frame with a code and reason, between two of Chromium's frames.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from urllib.parse import urlsplit
+
+import gevent
+from gevent.lock import Semaphore
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, RejectConnection, Request
+from wsproto.frame_protocol import CloseReason, FrameProtocol
+
+from proxy.frames import OPCODE_CLOSE, FrameTracker
+
+log = logging.getLogger(__name__)
+
+BUFFER_SIZE = 256 * 1024
+HANDSHAKE_TIMEOUT = 10.0
+CLOSE_GRACE = 2.0
+GOING_AWAY = CloseReason.GOING_AWAY
+BROWSER_GONE = CloseReason.INTERNAL_ERROR
+
+
+class HandshakeError(RuntimeError):
+    pass
+
+
+def _tune(sock: socket.socket) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def connect_browser(ws_url: str) -> socket.socket:
+    """Open the browser-level CDP socket (``/devtools/browser/<id>``), as ``puppeteer.connect`` would."""
+    parts = urlsplit(ws_url)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=HANDSHAKE_TIMEOUT)
+    try:
+        _tune(sock)
+        ws = WSConnection(ConnectionType.CLIENT)
+        sock.sendall(ws.send(Request(host=f"{parts.hostname}:{parts.port}", target=parts.path)))
+        while True:
+            data = sock.recv(4096)
+            if not data:
+                raise HandshakeError("the browser closed the connection during the handshake")
+            ws.receive_data(data)
+            for event in ws.events():
+                if isinstance(event, AcceptConnection):
+                    sock.settimeout(None)
+                    return sock
+                if isinstance(event, RejectConnection):
+                    raise HandshakeError(f"the browser refused the WebSocket ({event.status_code})")
+    except BaseException:
+        sock.close()
+        raise
+
+
+def accept_client(sock: socket.socket, environ: dict) -> None:
+    """Answer the client's already-parsed upgrade request with 101; raises on an invalid handshake."""
+    ws = WSConnection(ConnectionType.SERVER)
+    headers = [(key[5:].replace("_", "-").lower(), value) for key, value in environ.items() if key.startswith("HTTP_")]
+    ws.initiate_upgrade_connection(headers, environ.get("PATH_INFO", "/"))
+    if not any(isinstance(event, Request) for event in ws.events()):
+        raise HandshakeError("not a WebSocket upgrade request")
+    _tune(sock)
+    sock.sendall(ws.send(AcceptConnection()))
+
+
+def _shutdown(sock: socket.socket, how: int = socket.SHUT_RDWR) -> None:
+    try:
+        sock.shutdown(how)
+    except OSError:
+        pass
+
+
+class RelayConnection:
+    def __init__(self, session_id: str, client: socket.socket, browser: socket.socket, ping_interval: float) -> None:
+        self.session_id = session_id
+        self.client = client
+        self.browser = browser
+        self.ping_interval = ping_interval
+        self._client_writes = Semaphore()
+        self._frames = FrameProtocol(client=False, extensions=[])
+        self._tracker = FrameTracker()
+        self._close: tuple[int, str] | None = None
+        self._last_activity = time.monotonic()
+
+    def close(self, code: int, reason: str) -> None:
+        """Ends the browser leg; the relay then tells the client why, in a close frame."""
+        self._close = (code, reason)
+        _shutdown(self.browser)
+
+    def run(self) -> None:
+        upstream = gevent.spawn(self._client_to_browser)
+        pinger = gevent.spawn(self._ping_while_idle)
+        try:
+            self._browser_to_client()
+        finally:
+            pinger.kill(block=False)
+            _shutdown(self.browser)
+            upstream.join(timeout=CLOSE_GRACE)
+            upstream.kill(block=False)
+            self.browser.close()
+            self.client.close()
+
+    def _client_to_browser(self) -> None:
+        buffer = bytearray(BUFFER_SIZE)
+        view = memoryview(buffer)
+        try:
+            while True:
+                size = self.client.recv_into(buffer)
+                if not size:
+                    break
+                self._last_activity = time.monotonic()
+                self.browser.sendall(view[:size])
+        except OSError:
+            pass
+        # The client is gone (or said goodbye): end the browser leg; the browser itself keeps running.
+        _shutdown(self.browser)
+
+    def _browser_to_client(self) -> None:
+        buffer = bytearray(BUFFER_SIZE)
+        view = memoryview(buffer)
+        tracker = self._tracker
+        while True:
+            try:
+                size = self.browser.recv_into(buffer)
+            except OSError:
+                size = 0
+            if not size:
+                break
+            chunk = view[:size]
+            tracker.feed(chunk)
+            self._last_activity = time.monotonic()
+            try:
+                with self._client_writes:
+                    self.client.sendall(chunk)
+            except OSError:
+                return
+        self._say_goodbye(tracker)
+
+    def _say_goodbye(self, tracker: FrameTracker) -> None:
+        if tracker.last_opcode == OPCODE_CLOSE:
+            return
+        code, reason = self._close or (BROWSER_GONE, "the browser closed the connection")
+        try:
+            with self._client_writes:
+                if tracker.at_boundary:
+                    self.client.sendall(self._frames.close(code, reason))
+                _shutdown(self.client, socket.SHUT_WR)
+        except OSError:
+            pass
+        log.info("session %s: relay closed a client (%s %s)", self.session_id, code, reason)
+
+    def _ping_while_idle(self) -> None:
+        """PaaS routers cut sockets idle for ~55 s and CDP clients never ping."""
+        while True:
+            gevent.sleep(self.ping_interval)
+            if time.monotonic() - self._last_activity < self.ping_interval:
+                continue
+            with self._client_writes:
+                if self._tracker.at_boundary:
+                    try:
+                        self.client.sendall(self._frames.ping())
+                    except OSError:
+                        return
+                    self._last_activity = time.monotonic()

@@ -1,0 +1,43 @@
+"""Worker start and end: its own queue, its heartbeat, and no browser left when it exits."""
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
+
+from tasks.browser import end_session
+from tasks.celery_app import config, worker_queue
+from tasks.runtime import pool, set_worker_name, store, worker_name
+
+log = logging.getLogger(__name__)
+_stopping = threading.Event()
+
+
+@celeryd_after_setup.connect
+def consume_own_queue(sender: str, instance, **_: object) -> None:
+    set_worker_name(sender)
+    instance.app.amqp.queues.select_add(worker_queue(sender))
+
+
+def _beat() -> None:
+    while not _stopping.is_set():
+        try:
+            store.heartbeat(worker_name(), {"queue": worker_queue(worker_name()), "freeSlots": pool().free_slots()})
+        except Exception:
+            log.exception("heartbeat failed; retrying")
+        _stopping.wait(config.heartbeat_interval)
+
+
+@worker_ready.connect
+def start_heartbeat(**_: object) -> None:
+    pool()
+    threading.Thread(target=_beat, name="heartbeat", daemon=True).start()
+
+
+@worker_shutdown.connect
+def end_all_browsers(**_: object) -> None:
+    _stopping.set()
+    for session_id in pool().session_ids():
+        end_session(session_id, "worker_lost")
+    store.forget_worker(worker_name())

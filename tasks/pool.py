@@ -1,0 +1,82 @@
+"""The Chromium pool a worker owns: a fixed number of slots, one browser and profile directory each."""
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from pathlib import Path
+
+from tasks.chromium import Launcher, RunningBrowser
+
+log = logging.getLogger(__name__)
+
+
+class PoolFull(RuntimeError):
+    pass
+
+
+class ChromiumPool:
+    """Thread-safe: launch and stop tasks run on the worker's threads at once.
+
+    A slot is reserved before the (slow) launch starts, so two launches can never
+    both take the last slot.
+    """
+
+    def __init__(self, launcher: Launcher, size: int, root: Path) -> None:
+        self.launcher = launcher
+        self.size = size
+        self.root = root
+        self._lock = threading.Lock()
+        self._reserved: set[str] = set()
+        self._browsers: dict[str, RunningBrowser] = {}
+        root.mkdir(parents=True, exist_ok=True)
+
+    def free_slots(self) -> int:
+        with self._lock:
+            return self.size - len(self._reserved) - len(self._browsers)
+
+    def session_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._browsers)
+
+    def get(self, session_id: str) -> RunningBrowser | None:
+        with self._lock:
+            return self._browsers.get(session_id)
+
+    def profile_dir(self, session_id: str) -> Path:
+        return self.root / session_id
+
+    def acquire(self, session_id: str, flags: list[str], timeout: float) -> RunningBrowser:
+        with self._lock:
+            if session_id in self._browsers:
+                return self._browsers[session_id]
+            if session_id in self._reserved or len(self._reserved) + len(self._browsers) >= self.size:
+                raise PoolFull(f"all {self.size} browser slots of this worker are taken")
+            self._reserved.add(session_id)
+        profile = self.profile_dir(session_id)
+        try:
+            profile.mkdir(parents=True, exist_ok=True)
+            browser = self.launcher.start(profile, flags, timeout)
+        except BaseException:
+            shutil.rmtree(profile, ignore_errors=True)
+            with self._lock:
+                self._reserved.discard(session_id)
+            raise
+        with self._lock:
+            self._reserved.discard(session_id)
+            self._browsers[session_id] = browser
+        log.info("session %s: browser up on port %s", session_id, browser.port)
+        return browser
+
+    def release(self, session_id: str) -> bool:
+        """End the browser and delete its profile; False if this pool had no such browser."""
+        with self._lock:
+            browser = self._browsers.pop(session_id, None)
+        if browser is None:
+            return False
+        try:
+            self.launcher.stop(browser)
+        finally:
+            shutil.rmtree(browser.profile_dir, ignore_errors=True)
+        log.info("session %s: browser ended", session_id)
+        return True
