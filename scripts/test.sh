@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The README's test command: installs what is missing, then runs the suite against real Redis,
+# real Celery workers and real headless Chromium, all started (and stopped) by the suite itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --with-node
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,103 @@
+"""The suite's real parts: a redis-server on a free port, Celery workers, the web process, a page server.
+
+All are session-scoped and ended by PID at the end; the last teardown checks
+that this run left no Chromium, ChromeDriver or profile directory behind.
+"""
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.support.api import Api
+from tests.support.pages import PageServer
+from tests.support.processes import Broker, Redis, run_processes, wait_until
+
+
+@pytest.fixture(scope="session")
+def workdir():
+    path = Path(tempfile.mkdtemp(prefix="bb-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server(workdir):
+    server = Redis(workdir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def brokers(workdir, redis_server):
+    """Deployments started so far, checked for leaks once all of them are down."""
+    started: list[Broker] = []
+    yield started
+    for broker in started:
+        broker.stop()
+    wait_until(lambda: not run_processes(), 20, message="browser processes of this run to end")
+    leftovers = [p for broker in started for p in broker.profile_dirs()]
+    assert not leftovers, f"profile directories left behind: {leftovers}"
+
+
+def _start(brokers: list[Broker], workdir: Path, redis: Redis, db: int = 0, **env: str) -> Broker:
+    broker = Broker(redis, workdir, "bb_" + secrets.token_urlsafe(24), db, **env)
+    brokers.append(broker)
+    broker.start_web()
+    broker.start_worker()
+    return broker
+
+
+@pytest.fixture(scope="session")
+def broker(brokers, workdir, redis_server) -> Broker:
+    """The default deployment: Selenium launcher, pool of 4."""
+    return _start(brokers, workdir, redis_server)
+
+
+@pytest.fixture(scope="session")
+def direct_broker(brokers, workdir, redis_server) -> Broker:
+    """A second deployment (its own Redis database) launching Chromium without ChromeDriver."""
+    return _start(brokers, workdir, redis_server, db=1, BROKER_LAUNCHER="direct")
+
+
+@pytest.fixture(params=["selenium", "direct"])
+def any_broker(request) -> Broker:
+    """Runs a test once per launcher: both must keep every promise."""
+    return request.getfixturevalue("broker" if request.param == "selenium" else "direct_broker")
+
+
+@pytest.fixture(scope="session")
+def api(broker) -> Api:
+    return Api(broker.url, broker.api_key)
+
+
+@pytest.fixture
+def any_api(any_broker) -> Api:
+    return Api(any_broker.url, any_broker.api_key)
+
+
+@pytest.fixture(scope="session")
+def pages():
+    server = PageServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def session_factory():
+    """Creates sessions and stops whatever a test left running."""
+    created: list[tuple[Api, str]] = []
+
+    def create(api: Api, **body) -> dict:
+        session = api.create_session(**body)
+        created.append((api, session["id"]))
+        return session
+
+    yield create
+    for api, session_id in created:
+        api.delete(f"/v1/sessions/{session_id}")
+    for api, session_id in created:
+        api.wait_status(session_id, "stopped")

@@ -1,0 +1,49 @@
+"""A thin HTTP client for the broker, as a backend service would use it."""
+from __future__ import annotations
+
+import time
+
+import requests
+
+
+class Api:
+    def __init__(self, base: str, api_key: str | None) -> None:
+        self.base = base
+        self.http = requests.Session()
+        if api_key:
+            self.http.headers["X-API-Key"] = api_key
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        kwargs.setdefault("timeout", 90)
+        return self.http.request(method, self.base + path, **kwargs)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs) -> requests.Response:
+        return self.request("PUT", path, **kwargs)
+
+    def delete(self, path: str, **kwargs) -> requests.Response:
+        return self.request("DELETE", path, **kwargs)
+
+    def create_session(self, **body) -> dict:
+        answer = self.post("/v1/sessions", json=body)
+        assert answer.status_code == 201, answer.text
+        return answer.json()
+
+    def stop_session(self, session_id: str, timeout: float = 30) -> dict:
+        answer = self.delete(f"/v1/sessions/{session_id}")
+        assert answer.status_code == 204, answer.text
+        return self.wait_status(session_id, "stopped", timeout)
+
+    def wait_status(self, session_id: str, status: str, timeout: float = 30) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            record = self.get(f"/v1/sessions/{session_id}").json()
+            if record.get("status") == status or time.monotonic() > deadline:
+                assert record.get("status") == status, record
+                return record
+            time.sleep(0.1)

@@ -1,0 +1,176 @@
+"""Real Redis, Celery worker and web processes for the suite, each started and ended by PID.
+
+Every process the suite starts carries ``BB_TEST_RUN=<id>`` in its environment,
+and so do their children (Chromium, ChromeDriver), so leak checks find exactly
+this run's processes and never another run's.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import closing
+from dataclasses import replace
+from pathlib import Path
+
+import psutil
+import requests
+from redis.exceptions import RedisError
+
+from app.config import load
+from app.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN_MARK = "BB_TEST_RUN"
+RUN_ID = uuid.uuid4().hex
+TEST_FLAGS = '--host-resolver-rules="MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"'
+BROWSER_NAMES = ("chromium", "chromedriver", "chrome_crashpad_handler")
+
+
+def free_port() -> int:
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05, message: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {message}")
+
+
+def end_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def run_processes(names: tuple[str, ...] = BROWSER_NAMES) -> list[psutil.Process]:
+    """This run's live browser-side processes (by the environment mark, never by name alone)."""
+    found = []
+    for proc in psutil.process_iter(["name"]):
+        try:
+            if not any(n in (proc.info["name"] or "") for n in names):
+                continue
+            if proc.environ().get(RUN_MARK) == RUN_ID and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+class Redis:
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        log = open(self.workdir / f"redis-{self.port}.log", "ab")
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        wait_until(self._answers, 10, message="redis-server")
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc:
+            end_process(self.proc)
+
+
+class Broker:
+    """One deployment: a web process and one or more workers sharing a Redis."""
+
+    def __init__(self, redis: Redis, workdir: Path, api_key: str, db: int = 0, **env: str) -> None:
+        self.redis = redis
+        self.redis_url = redis.url(db)
+        self.workdir = workdir
+        self.api_key = api_key
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.state_dir = workdir / f"state-{self.port}"
+        self.env = {
+            **os.environ,
+            RUN_MARK: RUN_ID,
+            "REDIS_URL": self.redis_url,
+            "PORT": str(self.port),
+            "BROKER_BIND": "127.0.0.1",
+            "BROKER_PUBLIC_URL": self.url,
+            "BROKER_BOOTSTRAP_API_KEY": api_key,
+            "BROKER_STATE_DIR": str(self.state_dir),
+            "BROKER_CHROMIUM_EXTRA_FLAGS": TEST_FLAGS,
+            "BROKER_HEARTBEAT_INTERVAL": "1",
+            "BROKER_WORKER_TTL": "5",
+            **env,
+        }
+        self.workers: dict[str, subprocess.Popen] = {}
+        self.web: subprocess.Popen | None = None
+
+    def _spawn(self, args: list[str], log_name: str, env: dict) -> subprocess.Popen:
+        log = open(self.workdir / log_name, "ab")
+        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def start_web(self) -> None:
+        self.web = self._spawn([sys.executable, "-m", "proxy.server"], f"web-{self.port}.log", self.env)
+        wait_until(self._web_answers, 30, message="web process")
+
+    def _web_answers(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/healthz", timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    def start_worker(self, name: str | None = None, **env: str) -> str:
+        name = name or f"w{len(self.workers)}-{self.port}"
+        nodename = f"{name}@test"
+        args = [sys.executable, "-m", "celery", "-A", "tasks.celery_app", "worker", "-Q", "browsers.launch",
+                "-n", nodename, "--loglevel=INFO", "--without-gossip", "--without-mingle"]
+        self.workers[nodename] = self._spawn(args, f"worker-{name}.log", {**self.env, **env})
+        wait_until(lambda: nodename in self.live_workers(), 60, message=f"worker {nodename} heartbeat")
+        return nodename
+
+    def store(self) -> Store:
+        return Store(replace(load(), redis_url=self.redis_url, worker_ttl=5))
+
+    def live_workers(self) -> list[str]:
+        try:
+            return self.store().live_workers()
+        except RedisError:
+            return []
+
+    def stop_worker(self, nodename: str, sig: int = signal.SIGTERM) -> None:
+        end_process(self.workers.pop(nodename), sig, timeout=60)
+
+    def stop(self) -> None:
+        for nodename in list(self.workers):
+            self.stop_worker(nodename)
+        if self.web:
+            end_process(self.web)
+
+    def profile_dirs(self) -> list[Path]:
+        root = self.state_dir / "profiles"
+        return [p for p in root.glob("*/*")] if root.exists() else []

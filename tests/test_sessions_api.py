@@ -1,0 +1,125 @@
+"""The Sessions API as API.md states it: status codes, fields, and bad input that changes nothing."""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from tests.support.api import Api
+
+ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+def session_ids(api: Api) -> set[str]:
+    return {s["id"] for s in api.get("/v1/sessions").json()}
+
+
+def test_create_answers_201_with_a_running_session(api, session_factory, broker):
+    session = session_factory(api)
+    assert session["status"] == "running"
+    assert re.fullmatch(r"ses_[0-9a-f]{32}", session["id"])
+    assert session["cdpUrl"] == f"ws://127.0.0.1:{broker.port}/ws/session/{session['id']}"
+    assert ISO_Z.match(session["createdAt"]) and ISO_Z.match(session["expiresAt"])
+    assert session["contextId"] is None and session["proxyId"] is None
+    assert session["stoppedAt"] is None and session["stopReason"] is None
+    assert set(session) == {"id", "cdpUrl", "status", "contextId", "proxyId", "createdAt", "expiresAt",
+                            "stoppedAt", "stopReason"}
+
+
+def test_timeout_sets_expires_at(api, session_factory):
+    session = session_factory(api, timeout=120)
+    created = time.mktime(time.strptime(session["createdAt"], "%Y-%m-%dT%H:%M:%SZ"))
+    expires = time.mktime(time.strptime(session["expiresAt"], "%Y-%m-%dT%H:%M:%SZ"))
+    assert 118 <= expires - created <= 125
+
+
+def test_get_and_list_newest_first_with_status_filter(api, session_factory):
+    first = session_factory(api)
+    second = session_factory(api)
+    assert api.get(f"/v1/sessions/{first['id']}").json()["id"] == first["id"]
+    listed = [s["id"] for s in api.get("/v1/sessions").json()]
+    assert listed.index(second["id"]) < listed.index(first["id"])
+    api.stop_session(first["id"])
+    running = {s["id"] for s in api.get("/v1/sessions", params={"status": "running"}).json()}
+    stopped = {s["id"] for s in api.get("/v1/sessions", params={"status": "stopped"}).json()}
+    assert second["id"] in running and first["id"] not in running
+    assert first["id"] in stopped
+
+
+def test_delete_stops_and_is_idempotent(api, session_factory):
+    session = session_factory(api)
+    stopped = api.stop_session(session["id"])
+    assert stopped["stopReason"] == "deleted" and ISO_Z.match(stopped["stoppedAt"])
+    assert api.delete(f"/v1/sessions/{session['id']}").status_code == 204
+    assert api.get(f"/v1/sessions/{session['id']}").json()["status"] == "stopped"
+
+
+@pytest.mark.parametrize("path", ["/v1/sessions/ses_00000000000000000000000000000000", "/v1/sessions/nope"])
+def test_unknown_session_is_404(api, path):
+    for method in ("GET", "DELETE"):
+        answer = api.request(method, path)
+        assert answer.status_code == 404
+        assert answer.json()["code"] == 404 and answer.json()["message"]
+
+
+BAD_BODIES = [
+    ({"timeout": "60"}, "timeout"),
+    ({"timeout": 0}, "timeout"),
+    ({"timeout": 86401}, "timeout"),
+    ({"timeout": 1.5}, "timeout"),
+    ({"url": "ftp://example.com/"}, "url"),
+    ({"url": "javascript:alert(1)"}, "url"),
+    ({"url": "not a url"}, "url"),
+    ({"url": 42}, "url"),
+    ({"contextId": 7}, "contextId"),
+    ({"color": "blue"}, "color"),
+]
+
+
+@pytest.mark.parametrize("body,field", BAD_BODIES)
+def test_invalid_create_body_is_422_and_starts_nothing(api, body, field):
+    before = session_ids(api)
+    answer = api.post("/v1/sessions", json=body)
+    assert answer.status_code == 422, answer.text
+    payload = answer.json()
+    assert payload["code"] == 422 and payload["status"] == "Unprocessable Entity" and payload["message"]
+    assert field in payload["errors"]["json"]
+    assert session_ids(api) == before
+
+
+@pytest.mark.parametrize(
+    "data,content_type",
+    [("{not json", "application/json"), ("url=http://x", "application/x-www-form-urlencoded"), ("[1,", "application/json")],
+)
+def test_malformed_body_is_400_and_starts_nothing(api, data, content_type):
+    before = session_ids(api)
+    answer = api.post("/v1/sessions", data=data, headers={"Content-Type": content_type})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == 400 and answer.json()["message"]
+    assert session_ids(api) == before
+
+
+def test_json_that_is_not_an_object_is_422(api):
+    before = session_ids(api)
+    assert api.post("/v1/sessions", json=[1, 2]).status_code == 422
+    assert session_ids(api) == before
+
+
+def test_unknown_status_filter_is_422(api):
+    answer = api.get("/v1/sessions", params={"status": "exploded"})
+    assert answer.status_code == 422
+    assert "status" in answer.json()["errors"]["query"]
+
+
+def test_openapi_document_and_docs(api):
+    spec = api.get("/openapi.json").json()
+    assert "/v1/sessions" in spec["paths"] and "/v1/sessions/{session_id}" in spec["paths"]
+    assert spec["components"]["securitySchemes"]["ApiKey"]["name"] == "X-API-Key"
+    assert api.get("/docs").status_code == 200
+
+
+def test_health_and_readiness(api):
+    assert api.get("/healthz").json() == {"status": "ok"}
+    ready = api.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["workers"] >= 1
