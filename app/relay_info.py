@@ -21,10 +21,18 @@ def running_session(session_id: str) -> dict:
     return record
 
 
+@blp.get("/ws/session/<session_id>", websocket=True)
+def refused_upgrade(session_id: str):
+    """Reached only when the relay did not take the upgrade: the session is not running (anymore)."""
+    running_session(session_id)
+    abort(503, message="The session's socket is not ready; try again.", headers={"Retry-After": "1"})
+
+
 @blp.get("/ws/session/<session_id>")
 def not_upgraded(session_id: str):
     running_session(session_id)
-    abort(426, message="This is a WebSocket endpoint: connect with a CDP client.", headers={"Upgrade": "websocket"})
+    message = "This is a WebSocket endpoint: connect with a CDP client."
+    return jsonify(code=426, status="Upgrade Required", message=message), 426, {"Upgrade": "websocket"}
 
 
 @blp.get("/ws/session/<session_id>/json/version")

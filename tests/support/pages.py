@@ -10,7 +10,7 @@ TALL_PAGE = """<!doctype html><title>tall</title><body style="margin:0">
 <script>
 const c = document.getElementById('c'), g = c.getContext('2d');
 const img = g.createImageData(c.width, c.height); let x = 12345;
-for (let i = 0; i < img.data.length; i++) {{ x = (x * 1103515245 + 12345) & 0x7fffffff; img.data[i] = i % 4 == 3 ? 255 : x & 255; }}
+for (let i = 0; i < img.data.length; i++) {{ x = (Math.imul(x, 1103515245) + 12345) | 0; img.data[i] = i % 4 == 3 ? 255 : (x >>> 16) & 255; }}
 g.putImageData(img, 0, 0);
 </script></body>"""
 

@@ -125,6 +125,7 @@ class Broker:
             "BROKER_CHROMIUM_EXTRA_FLAGS": TEST_FLAGS,
             "BROKER_HEARTBEAT_INTERVAL": "1",
             "BROKER_WORKER_TTL": "5",
+            "BROKER_RELAY_PING_INTERVAL": "2",
             **env,
         }
         self.workers: dict[str, subprocess.Popen] = {}
