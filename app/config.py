@@ -74,6 +74,10 @@ class Config:
     worker_ttl: float = field(default_factory=lambda: _float("BROKER_WORKER_TTL", 20))
     #: BROKER_RELAY_PING_INTERVAL: seconds of client silence before the relay pings it.
     relay_ping_interval: float = field(default_factory=lambda: _float("BROKER_RELAY_PING_INTERVAL", 20))
+    #: BROKER_COOKIE_MAX_COUNT: most cookies one PUT /v1/sessions/:id/cookies may carry.
+    cookie_max_count: int = field(default_factory=lambda: _int("BROKER_COOKIE_MAX_COUNT", 1000))
+    #: BROKER_COOKIE_MAX_BYTES: most UTF-8 bytes of a cookie's name plus value (Chromium refuses over 4096).
+    cookie_max_bytes: int = field(default_factory=lambda: _int("BROKER_COOKIE_MAX_BYTES", 4096))
 
     @property
     def ws_base_url(self) -> str:

@@ -1,4 +1,4 @@
-"""Sessions: POST/GET/GET one/DELETE /v1/sessions."""
+"""Sessions: POST/GET/GET one/DELETE /v1/sessions, and GET/PUT /v1/sessions/:id/cookies."""
 from __future__ import annotations
 
 from flask.views import MethodView
@@ -6,8 +6,11 @@ from flask_smorest import Blueprint
 
 from app.auth import current_project, require_scope
 from app.extensions import config, store
-from app.sessions import service
-from app.sessions.schemas import SessionCreateSchema, SessionListQuerySchema, SessionSchema
+from app.sessions import cookies, service
+from app.sessions.schemas import (
+    CookieQuerySchema, CookiesWriteSchema, CookiesWrittenSchema, SessionCookiesSchema,
+    SessionCreateSchema, SessionListQuerySchema, SessionSchema,
+)
 
 blp = Blueprint("sessions", __name__, url_prefix="/v1/sessions", description="Running browsers.")
 
@@ -46,3 +49,22 @@ class SessionById(MethodView):
         """Stop the session; its browser closes and its clients are disconnected."""
         service.get_visible(store(), current_project(), session_id)
         service.stop(store(), session_id, "deleted")
+
+
+@blp.route("/<session_id>/cookies")
+class SessionCookies(MethodView):
+    @require_scope("sessions:read")
+    @blp.arguments(CookieQuerySchema, location="query")
+    @blp.response(200, SessionCookiesSchema)
+    @blp.alt_response(409, description="The session is not running.")
+    def get(self, query: dict, session_id: str):
+        """Every cookie of the running browser, httpOnly ones included; ``domain`` narrows to a site."""
+        return cookies.export(store(), current_project(), session_id, query.get("domain"))
+
+    @require_scope("sessions:write")
+    @blp.arguments(CookiesWriteSchema)
+    @blp.response(200, CookiesWrittenSchema)
+    @blp.alt_response(409, description="The session is not running.")
+    def put(self, body: dict, session_id: str):
+        """Set cookies in the running browser: merged with its own, or replacing them all."""
+        return cookies.inject(store(), current_project(), session_id, body["cookies"], body["mode"])
