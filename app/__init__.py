@@ -5,6 +5,7 @@ from flask import Flask
 
 from app import errors
 from app.config import Config, load
+from app.crypto import SecretBox
 from app.extensions import api
 from app.store import ALL_SCOPES, DEFAULT_PROJECT, Store
 
@@ -30,14 +31,20 @@ def create_app(config: Config | None = None, store: Store | None = None) -> Flas
     )
     app.extensions["broker.config"] = config
     app.extensions["broker.store"] = store
+    # Refuses to build the app (so the web process to start) without BROKER_SECRET_KEY outside development.
+    app.extensions["broker.secret_box"] = SecretBox.from_config(config)
     errors.register(app)
     api.init_app(app)
 
+    from app.contexts.resources import blp as contexts_blp
     from app.health import blp as health_blp
+    from app.proxies.resources import blp as proxies_blp
     from app.relay_info import blp as relay_blp
     from app.sessions.resources import blp as sessions_blp
 
     api.register_blueprint(sessions_blp)
+    api.register_blueprint(proxies_blp)
+    api.register_blueprint(contexts_blp)
     app.register_blueprint(health_blp)
     app.register_blueprint(relay_blp)
 

@@ -79,6 +79,28 @@ class Config:
     #: BROKER_COOKIE_MAX_BYTES: most UTF-8 bytes of a cookie's name plus value (Chromium refuses over 4096).
     cookie_max_bytes: int = field(default_factory=lambda: _int("BROKER_COOKIE_MAX_BYTES", 4096))
 
+    #: BROKER_SNAPSHOT_URL: where context snapshots live: file:///path (one machine) or s3://bucket/prefix.
+    snapshot_url: str = field(
+        default_factory=lambda: _str("BROKER_SNAPSHOT_URL", "file://" + str(Path(_str("BROKER_STATE_DIR", _default_state_dir())) / "snapshots"))
+    )
+    #: BROKER_S3_ENDPOINT_URL: an S3-compatible endpoint other than AWS (credentials: boto3's usual variables).
+    s3_endpoint_url: str = field(default_factory=lambda: _str("BROKER_S3_ENDPOINT_URL", ""))
+    #: BROKER_SNAPSHOT_KEEP: snapshot versions kept per context (the newest is the one restored).
+    snapshot_keep: int = field(default_factory=lambda: _int("BROKER_SNAPSHOT_KEEP", 2))
+    #: BROKER_SNAPSHOT_MAX_BYTES: a larger profile archive is refused (the previous snapshot stays).
+    snapshot_max_bytes: int = field(default_factory=lambda: _int("BROKER_SNAPSHOT_MAX_BYTES", 200 * 1024 * 1024))
+    #: BROKER_TEST_KILL_AT: tests only: the worker SIGKILLs itself at this point of a save, to prove crash safety.
+    test_kill_at: str = field(default_factory=lambda: _str("BROKER_TEST_KILL_AT", ""))
+
+    #: BROKER_ENV: ``production`` or ``development``; only development may run without BROKER_SECRET_KEY.
+    env: str = field(default_factory=lambda: _str("BROKER_ENV", "production"))
+    #: BROKER_SECRET_KEY: encrypts stored proxy passwords; web and workers must share it; required outside development.
+    secret_key: str = field(default_factory=lambda: _str("BROKER_SECRET_KEY", ""), repr=False)
+    #: BROKER_PROXY_CONNECT_TIMEOUT: seconds to reach an upstream proxy and pass its handshake before a load fails.
+    proxy_connect_timeout: float = field(default_factory=lambda: _float("BROKER_PROXY_CONNECT_TIMEOUT", 10))
+    #: BROKER_PROXY_CHECK_TARGET: host:port that POST /v1/proxies/:id/check asks the proxy to reach by default.
+    proxy_check_target: str = field(default_factory=lambda: _str("BROKER_PROXY_CHECK_TARGET", "example.com:443"))
+
     @property
     def ws_base_url(self) -> str:
         base = self.public_url.rstrip("/")

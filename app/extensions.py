@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import current_app
 
 from app.config import Config
+from app.crypto import SecretBox
 from app.errors import BrokerApi
 from app.store import Store
 
@@ -16,3 +17,7 @@ def store() -> Store:
 
 def config() -> Config:
     return current_app.extensions["broker.config"]
+
+
+def secret_box() -> SecretBox:
+    return current_app.extensions["broker.secret_box"]

@@ -124,6 +124,8 @@ class Store:
                 pipe.zadd(self._project_sessions_key(record["project"]), {session_id: record["createdMs"]})
             elif record["status"] == STOPPED:
                 pipe.expire(key, self.config.session_retention)
+            if record["status"] in (STOPPED, ABANDONED) and record.get("proxyId"):
+                pipe.zrem(self._proxy_sessions_key(record["proxyId"]), session_id)
             return record
 
         return self.redis.transaction(apply, key, value_from_callable=True)
@@ -155,6 +157,192 @@ class Store:
 
     def drop_launch_events(self, session_id: str) -> None:
         self.redis.delete(self._launch_events_key(session_id))
+
+    # -- contexts ---------------------------------------------------------
+    def _context_key(self, context_id: str) -> str:
+        return f"{PREFIX}:context:{context_id}"
+
+    def _context_cookies_key(self, context_id: str) -> str:
+        return f"{PREFIX}:context:{context_id}:cookies"
+
+    def _context_lock_key(self, context_id: str) -> str:
+        return f"{PREFIX}:context:{context_id}:holder"
+
+    def _project_contexts_key(self, project: str) -> str:
+        return f"{PREFIX}:project:{project}:contexts"
+
+    def create_context(self, record: dict) -> None:
+        pipe = self.redis.pipeline()
+        pipe.set(self._context_key(record["id"]), json.dumps(record))
+        pipe.zadd(self._project_contexts_key(record["project"]), {record["id"]: time.time()})
+        pipe.execute()
+
+    def get_context(self, context_id: str) -> dict | None:
+        raw = self.redis.get(self._context_key(context_id))
+        return json.loads(raw) if raw else None
+
+    def list_contexts(self, project: str) -> list[dict]:
+        ids = self.redis.zrevrange(self._project_contexts_key(project), 0, -1)
+        raws = self.redis.mget([self._context_key(i) for i in ids]) if ids else []
+        return [json.loads(raw) for raw in raws if raw]
+
+    def delete_context(self, context_id: str, project: str) -> None:
+        pipe = self.redis.pipeline()
+        pipe.delete(self._context_key(context_id), self._context_cookies_key(context_id))
+        pipe.zrem(self._project_contexts_key(project), context_id)
+        pipe.execute()
+
+    def claim_context(self, context_id: str, holder: str) -> str | None:
+        """Make ``holder`` (a session id) the context's only user; the current holder's id if it is taken.
+
+        A holder whose session has ended (or never got stored) no longer counts,
+        so a crash between claim and release cannot lock a context forever.
+        """
+        lock = self._context_lock_key(context_id)
+
+        def claim(pipe: redis.client.Pipeline) -> str | None:
+            current = pipe.get(lock)
+            if current and current != holder:
+                session = pipe.get(self._session_key(current))
+                status = json.loads(session)["status"] if session else None
+                if status not in (None, STOPPED, ABANDONED):
+                    return current
+            pipe.multi()
+            pipe.set(lock, holder)
+            return None
+
+        return self.redis.transaction(claim, lock, value_from_callable=True)
+
+    def context_holder(self, context_id: str) -> str | None:
+        return self.redis.get(self._context_lock_key(context_id))
+
+    def release_context(self, context_id: str, holder: str) -> None:
+        lock = self._context_lock_key(context_id)
+
+        def release(pipe: redis.client.Pipeline) -> None:
+            if pipe.get(lock) == holder:
+                pipe.multi()
+                pipe.delete(lock)
+
+        self.redis.transaction(release, lock)
+
+    def update_context(self, context_id: str, **changes: Any) -> dict | None:
+        key = self._context_key(context_id)
+
+        def apply(pipe: redis.client.Pipeline) -> dict | None:
+            raw = pipe.get(key)
+            if raw is None:
+                return None
+            record = {**json.loads(raw), **changes, "updatedAt": utcnow_iso()}
+            pipe.multi()
+            pipe.set(key, json.dumps(record))
+            return record
+
+        return self.redis.transaction(apply, key, value_from_callable=True)
+
+    def save_context_cookies(self, context_id: str, session_id: str, cookies: list[dict]) -> bool:
+        """The cookie record of the last save; False if the context was deleted meanwhile."""
+        if self.update_context(context_id, cookieCount=len(cookies), lastSessionId=session_id) is None:
+            return False
+        self.redis.set(self._context_cookies_key(context_id), json.dumps(cookies))
+        return True
+
+    def get_context_cookies(self, context_id: str) -> list[dict]:
+        raw = self.redis.get(self._context_cookies_key(context_id))
+        return json.loads(raw) if raw else []
+
+    def point_to_snapshot(self, context_id: str, version: str, size: int, keep: int) -> list[str] | None:
+        """Move the context to a fully written snapshot; the versions now beyond the newest ``keep``.
+
+        None means the context is gone: the caller deletes the archive it wrote.
+        """
+        record = self.get_context(context_id)
+        if record is None:
+            return None
+        versions = [version, *record.get("snapshotVersions", [])]
+        updated = self.update_context(
+            context_id, snapshotVersion=version, snapshotVersions=versions[:keep], snapshotBytes=size
+        )
+        return None if updated is None else versions[keep:]
+
+    # -- proxies ----------------------------------------------------------
+    # A proxy record carries its password only as ciphertext (app/crypto.py). The
+    # ``:sessions`` sorted set lists the sessions using the proxy (score: when they
+    # claimed it); a create claims before its session is stored, a session leaves
+    # the set when it becomes stopped or abandoned (update_session), and a delete
+    # is refused while a live user remains, all in WATCHed transactions.
+    def _proxy_key(self, proxy_id: str) -> str:
+        return f"{PREFIX}:proxy:{proxy_id}"
+
+    def _proxy_sessions_key(self, proxy_id: str) -> str:
+        return f"{PREFIX}:proxy:{proxy_id}:sessions"
+
+    def _project_proxies_key(self, project: str) -> str:
+        return f"{PREFIX}:project:{project}:proxies"
+
+    def create_proxy(self, record: dict) -> None:
+        pipe = self.redis.pipeline()
+        pipe.set(self._proxy_key(record["id"]), json.dumps(record))
+        pipe.zadd(self._project_proxies_key(record["project"]), {record["id"]: record["createdMs"]})
+        pipe.execute()
+
+    def get_proxy(self, proxy_id: str) -> dict | None:
+        raw = self.redis.get(self._proxy_key(proxy_id))
+        return json.loads(raw) if raw else None
+
+    def list_proxies(self, project: str) -> list[dict]:
+        """Newest first."""
+        ids = self.redis.zrevrange(self._project_proxies_key(project), 0, -1)
+        raws = self.redis.mget([self._proxy_key(i) for i in ids]) if ids else []
+        return [json.loads(raw) for raw in raws if raw]
+
+    def claim_proxy(self, proxy_id: str, project: str, session_id: str) -> bool:
+        """Record ``session_id`` as a user of the proxy; False (and nothing written) if ``project`` has no such proxy."""
+        key = self._proxy_key(proxy_id)
+
+        def claim(pipe: redis.client.Pipeline) -> bool:
+            raw = pipe.get(key)
+            if raw is None or json.loads(raw)["project"] != project:
+                return False
+            pipe.multi()
+            pipe.zadd(self._proxy_sessions_key(proxy_id), {session_id: time.time()})
+            return True
+
+        return self.redis.transaction(claim, key, value_from_callable=True)
+
+    def release_proxy(self, proxy_id: str, session_id: str) -> None:
+        self.redis.zrem(self._proxy_sessions_key(proxy_id), session_id)
+
+    def delete_proxy(self, proxy_id: str) -> list[str] | None:
+        """Delete the proxy unless a live session uses it: None if there was no such proxy, else the live users.
+
+        An empty list means it is gone. A user whose record says stopped or
+        abandoned, or whose record never appeared within a create's lifetime,
+        is pruned rather than counted, so a crashed create cannot pin a proxy.
+        """
+        key, users = self._proxy_key(proxy_id), self._proxy_sessions_key(proxy_id)
+        claim_grace = self.config.create_wait + self.config.launch_timeout + 60
+
+        def delete(pipe: redis.client.Pipeline) -> list[str] | None:
+            raw = pipe.get(key)
+            if raw is None:
+                return None
+            claims = pipe.zrange(users, 0, -1, withscores=True)
+            live, dead = [], []
+            for session_id, claimed_at in claims:
+                session = pipe.get(self._session_key(session_id))
+                status = json.loads(session)["status"] if session else None
+                gone = status in (STOPPED, ABANDONED) or (status is None and claimed_at < time.time() - claim_grace)
+                (dead if gone else live).append(session_id)
+            pipe.multi()
+            if dead:
+                pipe.zrem(users, *dead)
+            if not live:
+                pipe.delete(key, users)
+                pipe.zrem(self._project_proxies_key(json.loads(raw)["project"]), proxy_id)
+            return live
+
+        return self.redis.transaction(delete, key, users, value_from_callable=True)
 
     # -- relay notifications ---------------------------------------------
     def announce_stop(self, session_id: str, reason: str) -> None:

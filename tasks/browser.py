@@ -6,13 +6,15 @@ record it wins, a stop of a browser this worker no longer has only records the e
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
-from app.store import ABANDONED, LAUNCHING, PENDING, RUNNING, STOPPING, iso_after, utcnow_iso
+from app.store import ABANDONED, LAUNCHING, PENDING, RUNNING, STOPPED, STOPPING, iso_after, utcnow_iso
 from tasks.cdp import navigate_first_page
 from tasks.celery_app import LAUNCH_TASK, STOP_TASK, celery, config, worker_queue
 from tasks.chromium import browser_flags
 from tasks.pool import PoolFull
-from tasks.runtime import pool, store
+from tasks.runtime import contexts, pool, store
+from tasks.snapshots import SnapshotError
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +28,15 @@ def launch(self, session_id: str) -> None:
         log.info("session %s: launch skipped, the create already gave up", session_id)
         return
     store.push_launch_event(session_id, {"event": "claimed"})
+    context_id = record["contextId"]
+    prepare = (lambda profile: contexts.restore(context_id, profile)) if context_id else None
     try:
-        browser = pool().acquire(session_id, browser_flags(config), timeout=config.launch_timeout)
+        browser = pool().acquire(session_id, browser_flags(config), timeout=config.launch_timeout, prepare=prepare)
     except PoolFull as full:
         return _fail(session_id, f"No free browser slot: {full}.")
+    except SnapshotError as error:
+        return _fail(session_id, f"Context {context_id} cannot be restored ({error}); "
+                     "delete the context to start over.", code=409)
     except Exception as error:
         log.exception("session %s: launch failed", session_id)
         return _fail(session_id, f"The browser failed to start: {error}")
@@ -53,9 +60,9 @@ def launch(self, session_id: str) -> None:
     store.push_launch_event(session_id, {"event": "ready"})
 
 
-def _fail(session_id: str, message: str) -> None:
+def _fail(session_id: str, message: str, code: int = 503) -> None:
     store.update_session(session_id, expect={LAUNCHING}, status=ABANDONED)
-    store.push_launch_event(session_id, {"event": "failed", "message": message})
+    store.push_launch_event(session_id, {"event": "failed", "message": message, "code": code})
 
 
 @celery.task(name=STOP_TASK)
@@ -64,10 +71,29 @@ def stop(session_id: str, reason: str) -> None:
 
 
 def end_session(session_id: str, reason: str) -> None:
-    """Clients first (they get a close frame with the reason), then the browser, then the record."""
+    """Clients first (they get a close frame with the reason), then the context's state, then the record."""
     store.announce_stop(session_id, reason)
-    pool().release(session_id)
+    record = store.get_session(session_id) or {}
+    context_id = record.get("contextId")
+    browser = pool().get(session_id)
+    problems: list[str] = []
+    if context_id and browser is not None:
+        try:
+            contexts.sync_cookies(context_id, session_id, browser)
+        except Exception as error:
+            log.exception("session %s: cookie sync failed", session_id)
+            problems.append(f"cookie sync failed: {error}")
+
+    def save(profile: Path) -> None:
+        problem = contexts.save(context_id, session_id, profile)
+        if problem:
+            problems.append(problem)
+
+    pool().release(session_id, after_exit=save if context_id else None)
     store.update_session(
-        session_id, expect={RUNNING, STOPPING}, status="stopped", stoppedAt=utcnow_iso(), stopReason=reason
+        session_id, expect={RUNNING, STOPPING}, status=STOPPED, stoppedAt=utcnow_iso(), stopReason=reason,
+        snapshotError="; ".join(problems) or None,
     )
+    if context_id:
+        store.release_context(context_id, session_id)
     log.info("session %s: stopped (%s)", session_id, reason)

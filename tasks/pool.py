@@ -4,11 +4,13 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from tasks.chromium import Launcher, RunningBrowser
 
 log = logging.getLogger(__name__)
+ProfileStep = Callable[[Path], None]
 
 
 class PoolFull(RuntimeError):
@@ -46,7 +48,10 @@ class ChromiumPool:
     def profile_dir(self, session_id: str) -> Path:
         return self.root / session_id
 
-    def acquire(self, session_id: str, flags: list[str], timeout: float) -> RunningBrowser:
+    def acquire(
+        self, session_id: str, flags: list[str], timeout: float, prepare: ProfileStep | None = None
+    ) -> RunningBrowser:
+        """``prepare`` fills the empty profile before Chromium starts (a context's snapshot)."""
         with self._lock:
             if session_id in self._browsers:
                 return self._browsers[session_id]
@@ -56,6 +61,8 @@ class ChromiumPool:
         profile = self.profile_dir(session_id)
         try:
             profile.mkdir(parents=True, exist_ok=True)
+            if prepare is not None:
+                prepare(profile)
             browser = self.launcher.start(profile, flags, timeout)
         except BaseException:
             shutil.rmtree(profile, ignore_errors=True)
@@ -68,14 +75,20 @@ class ChromiumPool:
         log.info("session %s: browser up on port %s", session_id, browser.port)
         return browser
 
-    def release(self, session_id: str) -> bool:
-        """End the browser and delete its profile; False if this pool had no such browser."""
+    def release(self, session_id: str, after_exit: ProfileStep | None = None) -> bool:
+        """End the browser and delete its profile; False if this pool had no such browser.
+
+        ``after_exit`` sees the profile once Chromium has exited and before it is
+        deleted: the only moment a snapshot of it is consistent.
+        """
         with self._lock:
             browser = self._browsers.pop(session_id, None)
         if browser is None:
             return False
         try:
             self.launcher.stop(browser)
+            if after_exit is not None:
+                after_exit(browser.profile_dir)
         finally:
             shutil.rmtree(browser.profile_dir, ignore_errors=True)
         log.info("session %s: browser ended", session_id)

@@ -6,9 +6,12 @@ import functools
 from app.store import Store
 from tasks.celery_app import config
 from tasks.chromium import make_launcher
+from tasks.contexts import ContextState
 from tasks.pool import ChromiumPool
+from tasks.snapshots import open_snapshot_store
 
 store = Store(config)
+contexts = ContextState(config, store, open_snapshot_store(config))
 
 
 @functools.cache

@@ -49,6 +49,9 @@ class SessionSchema(Schema):
     expiresAt = fields.String(allow_none=True)
     stoppedAt = fields.String(allow_none=True)
     stopReason = fields.String(allow_none=True, metadata={"enum": list(STOP_REASONS)})
+    snapshotError = fields.String(
+        allow_none=True, metadata={"description": "Why the context snapshot of this session's stop was not saved."}
+    )
 
 
 # -- session cookies ------------------------------------------------------

@@ -33,6 +33,16 @@ def get_visible(store: Store, project: str, session_id: str) -> dict:
     return record
 
 
+def _hold_context(store: Store, project: str, context_id: str, session_id: str) -> None:
+    """Decided atomically in the store: of two creates with one context, exactly one wins."""
+    context = store.get_context(context_id)
+    if context is None or context["project"] != project:
+        abort(404, message=f"No context {context_id}.")
+    holder = store.claim_context(context_id, session_id)
+    if holder is not None:
+        abort(409, message=f"Context {context_id} is in use by session {holder}; a context backs one running session at a time.")
+
+
 def create(store: Store, config: Config, project: str, body: dict) -> dict:
     session_id = new_id("ses")
     record = {
@@ -48,7 +58,10 @@ def create(store: Store, config: Config, project: str, body: dict) -> dict:
         "expiresAt": None,
         "stoppedAt": None,
         "stopReason": None,
+        "snapshotError": None,
     }
+    if body["contextId"]:
+        _hold_context(store, project, body["contextId"], session_id)
     store.create_session(record)
     celery.send_task(LAUNCH_TASK, args=[session_id], queue=LAUNCH_QUEUE, expires=config.create_wait)
     try:
@@ -71,7 +84,9 @@ def _wait_until_running(store: Store, config: Config, session_id: str) -> dict:
         elif event["event"] == "ready":
             return store.get_session(session_id)
         elif event["event"] == "failed":
-            abort(503, message=event["message"], headers={"Retry-After": str(config.retry_after)})
+            code = event.get("code", 503)
+            headers = {"Retry-After": str(config.retry_after)} if code == 503 else {}
+            abort(code, message=event["message"], headers=headers)
 
 
 def _give_up(store: Store, config: Config, session_id: str) -> dict:

@@ -15,6 +15,24 @@ g.putImageData(img, 0, 0);
 </script></body>"""
 
 
+#: Reads and (with ?write=VALUE) writes every kind of browser storage a context must keep.
+STATE_PAGE = """<!doctype html><title>state</title><script>
+async function idb(value) {
+  const db = await new Promise((ok, err) => { const r = indexedDB.open('bb', 1);
+    r.onupgradeneeded = () => r.result.createObjectStore('kv'); r.onsuccess = () => ok(r.result); r.onerror = err; });
+  const tx = db.transaction('kv', value === undefined ? 'readonly' : 'readwrite'), kv = tx.objectStore('kv');
+  if (value !== undefined) kv.put(value, 'marker');
+  const got = await new Promise((ok) => { const r = kv.get('marker'); r.onsuccess = () => ok(r.result ?? null); });
+  await new Promise((ok) => { tx.oncomplete = ok; });
+  db.close(); return got;
+}
+async function state(write) {
+  if (write !== undefined) { localStorage.setItem('marker', write); document.cookie = 'js_cookie=' + write + '; path=/; max-age=86400'; }
+  return { local: localStorage.getItem('marker'), idb: await idb(write), cookie: document.cookie };
+}
+</script>"""
+
+
 class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
@@ -28,8 +46,12 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == "/echo-cookies":
             return self._html(f"<title>cookies</title><pre id=c>{self.headers.get('Cookie', '')}</pre>")
         if url.path == "/set-cookie":
-            extra = [("Set-Cookie", f"{query['name']}={query['value']}; Path=/{'; HttpOnly' if 'httponly' in query else ''}")]
+            persistent = "; Max-Age=86400" if "persistent" in query else ""
+            flags = f"; Path=/{'; HttpOnly' if 'httponly' in query else ''}{persistent}"
+            extra = [("Set-Cookie", f"{query['name']}={query['value']}{flags}")]
             return self._html("<title>set</title>ok", extra)
+        if url.path == "/state":
+            return self._html(STATE_PAGE)
         title = query.get("title", "hello")
         return self._html(f"<!doctype html><title>{title}</title><h1>{title}</h1>")
 

@@ -1,0 +1,55 @@
+"""Contexts: POST/GET/GET one/DELETE /v1/contexts and GET /v1/contexts/:id/cookies."""
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from app.auth import current_project, require_scope
+from app.contexts import service
+from app.contexts.schemas import ContextCookiesSchema, ContextCreateSchema, ContextSchema
+from app.extensions import config, store
+from app.sessions.schemas import CookieQuerySchema
+
+blp = Blueprint("contexts", __name__, url_prefix="/v1/contexts", description="Browser state kept across sessions.")
+
+
+@blp.route("")
+class Contexts(MethodView):
+    @require_scope("contexts:read")
+    @blp.response(200, ContextSchema(many=True))
+    def get(self):
+        """The project's contexts, newest first."""
+        return store().list_contexts(current_project())
+
+    @require_scope("contexts:write")
+    @blp.arguments(ContextCreateSchema)
+    @blp.response(201, ContextSchema)
+    def post(self, body: dict):
+        """Create an empty context; a session with its id fills it at stop."""
+        return service.create(store(), current_project(), body["name"])
+
+
+@blp.route("/<context_id>")
+class ContextById(MethodView):
+    @require_scope("contexts:read")
+    @blp.response(200, ContextSchema)
+    def get(self, context_id: str):
+        """One context."""
+        return service.get_owned(store(), current_project(), context_id)
+
+    @require_scope("contexts:write")
+    @blp.response(204)
+    @blp.alt_response(409, description="A running session uses the context.")
+    def delete(self, context_id: str):
+        """Delete the context, its snapshots and its cookies."""
+        service.delete(store(), config(), current_project(), context_id)
+
+
+@blp.route("/<context_id>/cookies")
+class ContextCookies(MethodView):
+    @require_scope("contexts:read")
+    @blp.arguments(CookieQuerySchema, location="query")
+    @blp.response(200, ContextCookiesSchema)
+    def get(self, query: dict, context_id: str):
+        """The cookies synced at the context's last save."""
+        return service.cookies(store(), current_project(), context_id, query.get("domain"))

@@ -1,0 +1,64 @@
+"""Encryption of the secrets the broker must store readable again (upstream proxy passwords).
+
+The key comes from ``BROKER_SECRET_KEY``: the web process encrypts, the worker
+decrypts, so both need the same value. It is stretched with HKDF rather than
+used as a Fernet key directly, so operators may set any long random string.
+Outside development a process refuses to start without it: a password stored
+under a guessable key is a password stored in the clear.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from app.config import Config
+
+log = logging.getLogger(__name__)
+
+DEVELOPMENT = "development"
+#: Used only when BROKER_ENV=development and no secret is set; it is public, so it protects nothing.
+DEVELOPMENT_SECRET = "browser-broker development secret: not for real passwords"
+KEY_INFO = b"browser-broker/stored-secrets/v1"
+MIN_SECRET_LENGTH = 16
+
+
+class MissingSecretKey(RuntimeError):
+    """Raised at start-up: the process must not run without a way to protect stored passwords."""
+
+
+class UnreadableSecret(RuntimeError):
+    """A stored secret was encrypted under another BROKER_SECRET_KEY (or altered)."""
+
+
+class SecretBox:
+    def __init__(self, secret: str) -> None:
+        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=KEY_INFO).derive(secret.encode())
+        self._fernet = Fernet(base64.urlsafe_b64encode(key))
+
+    @classmethod
+    def from_config(cls, config: Config) -> SecretBox:
+        """The box for this deployment; raises MissingSecretKey outside development without a usable secret."""
+        if config.secret_key:
+            if len(config.secret_key) < MIN_SECRET_LENGTH:
+                raise MissingSecretKey(f"BROKER_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters.")
+            return cls(config.secret_key)
+        if config.env == DEVELOPMENT:
+            log.warning("BROKER_SECRET_KEY is not set: development mode stores proxy passwords under a public key")
+            return cls(DEVELOPMENT_SECRET)
+        raise MissingSecretKey(
+            "BROKER_SECRET_KEY is not set. It encrypts stored proxy passwords; set it to a long random string "
+            "(the same in the web process and every worker), or set BROKER_ENV=development for a local run."
+        )
+
+    def encrypt(self, plaintext: str) -> str:
+        return self._fernet.encrypt(plaintext.encode()).decode()
+
+    def decrypt(self, token: str) -> str:
+        try:
+            return self._fernet.decrypt(token.encode()).decode()
+        except InvalidToken:
+            raise UnreadableSecret("a stored secret cannot be decrypted with this BROKER_SECRET_KEY") from None

@@ -1,0 +1,1 @@
+"""Saved upstream proxies a session's traffic can be routed through."""

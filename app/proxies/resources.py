@@ -1,0 +1,54 @@
+"""Proxies: POST/GET/GET one/DELETE /v1/proxies and POST /v1/proxies/:id/check."""
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from app.auth import current_project, require_scope
+from app.extensions import config, secret_box, store
+from app.proxies import service
+from app.proxies.schemas import ProxyCheckResultSchema, ProxyCheckSchema, ProxyCreateSchema, ProxySchema
+
+blp = Blueprint("proxies", __name__, url_prefix="/v1/proxies", description="Upstream proxies sessions route through.")
+
+
+@blp.route("")
+class Proxies(MethodView):
+    @require_scope("proxies:read")
+    @blp.response(200, ProxySchema(many=True))
+    def get(self):
+        """List the project's proxies, newest first."""
+        return [service.public(r) for r in store().list_proxies(current_project())]
+
+    @require_scope("proxies:write")
+    @blp.arguments(ProxyCreateSchema)
+    @blp.response(201, ProxySchema)
+    def post(self, body: dict):
+        """Save a proxy; its password is stored encrypted and never shown again."""
+        return service.public(service.create(store(), secret_box(), current_project(), body))
+
+
+@blp.route("/<proxy_id>")
+class ProxyById(MethodView):
+    @require_scope("proxies:read")
+    @blp.response(200, ProxySchema)
+    def get(self, proxy_id: str):
+        """One proxy."""
+        return service.public(service.get_visible(store(), current_project(), proxy_id))
+
+    @require_scope("proxies:write")
+    @blp.response(204)
+    @blp.alt_response(409, description="A running session uses the proxy.")
+    def delete(self, proxy_id: str):
+        """Delete the proxy and its stored credentials."""
+        service.delete(store(), current_project(), proxy_id)
+
+
+@blp.route("/<proxy_id>/check")
+class ProxyCheck(MethodView):
+    @require_scope("proxies:write")
+    @blp.arguments(ProxyCheckSchema)
+    @blp.response(200, ProxyCheckResultSchema)
+    def post(self, body: dict, proxy_id: str):
+        """Open one tunnel through the proxy: whether it answers, accepts the credentials, and how fast."""
+        return service.check(store(), secret_box(), config(), current_project(), proxy_id, body["target"])

@@ -1,0 +1,100 @@
+"""A context's state on the worker side: restored into a new profile, saved from an ended one.
+
+Save order at stop (API.md): cookies over CDP into the store while the browser
+still runs; Chromium ends cleanly (its SQLite and LevelDB files are then
+consistent); the profile is packed and written whole under a new version; only
+then does the context's pointer move, and only after that are old versions
+deleted. A crash anywhere leaves the previous snapshot in force.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import tempfile
+from pathlib import Path
+
+from app.config import Config
+from app.store import Store
+from tasks.cdp import CdpConnection
+from tasks.chromium import RunningBrowser
+from tasks.cookies import read_cookies
+from tasks.snapshots import SnapshotError, SnapshotStore, new_version, pack_profile, unpack_profile
+
+log = logging.getLogger(__name__)
+CDP_TIMEOUT = 10.0
+
+
+class ContextState:
+    def __init__(self, config: Config, store: Store, snapshots: SnapshotStore) -> None:
+        self.config = config
+        self.store = store
+        self.snapshots = snapshots
+        self.scratch = config.state_dir / "scratch"
+
+    def _scratch_file(self) -> Path:
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=self.scratch, suffix=".tar.zst")
+        os.close(handle)
+        return Path(name)
+
+    def restore(self, context_id: str, profile: Path) -> None:
+        """Unpack the snapshot in force into an empty profile; raises SnapshotError if it cannot be read."""
+        record = self.store.get_context(context_id)
+        if record is None:
+            raise SnapshotError(f"context {context_id} no longer exists")
+        version = record.get("snapshotVersion")
+        if not version:
+            return
+        archive = self._scratch_file()
+        try:
+            self.snapshots.get(context_id, version, archive)
+            unpack_profile(archive, profile)
+        finally:
+            archive.unlink(missing_ok=True)
+        log.info("context %s: restored snapshot %s", context_id, version)
+
+    def sync_cookies(self, context_id: str, session_id: str, browser: RunningBrowser) -> None:
+        with CdpConnection(browser.ws_url(), timeout=CDP_TIMEOUT) as conn:
+            cookies = read_cookies(conn)
+        self.store.save_context_cookies(context_id, session_id, cookies)
+        log.info("session %s: %d cookies synced to context %s", session_id, len(cookies), context_id)
+
+    def save(self, context_id: str, session_id: str, profile: Path) -> str | None:
+        """Snapshot an ended browser's profile; the reason it was not saved, else None."""
+        archive = self._scratch_file()
+        try:
+            size = pack_profile(profile, archive)
+            if size > self.config.snapshot_max_bytes:
+                return f"profile archive is {size} bytes, over the {self.config.snapshot_max_bytes} byte limit; previous snapshot kept"
+            version = new_version()
+            self._test_kill("before-archive-write")
+            self.snapshots.put(context_id, version, archive)
+            self._test_kill("after-archive-write")
+            dropped = self.store.point_to_snapshot(context_id, version, size, self.config.snapshot_keep)
+            if dropped is None:
+                self.snapshots.delete(context_id, version)
+                return "context was deleted during the save"
+            self._delete_unused(context_id)
+            log.info("session %s: context %s saved as %s (%d bytes)", session_id, context_id, version, size)
+            return None
+        except Exception as error:
+            log.exception("session %s: context %s snapshot failed", session_id, context_id)
+            return f"snapshot failed: {error}"
+        finally:
+            archive.unlink(missing_ok=True)
+
+    def _delete_unused(self, context_id: str) -> None:
+        """Versions beyond the kept ones, including orphans of saves that crashed before their pointer moved."""
+        record = self.store.get_context(context_id)
+        if record is None:
+            return
+        kept = set(record.get("snapshotVersions", []))
+        for version in self.snapshots.versions(context_id):
+            if version not in kept:
+                self.snapshots.delete(context_id, version)
+
+    def _test_kill(self, point: str) -> None:
+        if self.config.test_kill_at == point:
+            log.warning("BROKER_TEST_KILL_AT=%s: killing this worker now", point)
+            os.kill(os.getpid(), signal.SIGKILL)
