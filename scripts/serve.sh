@@ -16,6 +16,12 @@ if [ -z "${BROKER_BOOTSTRAP_API_KEY:-}" ]; then
   export BROKER_BOOTSTRAP_API_KEY="$(cat "$state/api-key")"
 fi
 
+if [ -z "${BROKER_SECRET_KEY:-}" ]; then
+  # Encrypts stored proxy passwords; kept beside the state so a restart can still read them.
+  [ -s "$state/secret-key" ] || (umask 077 && .venv/bin/python -c "import secrets; print(secrets.token_urlsafe(32))" > "$state/secret-key")
+  export BROKER_SECRET_KEY="$(cat "$state/secret-key")"
+fi
+
 redis_pid=""
 if [ -z "${REDIS_URL:-}" ]; then
   redis_port="${BROKER_REDIS_PORT:-6380}"

@@ -62,6 +62,8 @@ def create(store: Store, config: Config, project: str, body: dict) -> dict:
     }
     if body["contextId"]:
         _hold_context(store, project, body["contextId"], session_id)
+    if body["proxyId"] and not store.claim_proxy(body["proxyId"], project, session_id):
+        abort(404, message=f"No proxy {body['proxyId']}.")
     store.create_session(record)
     celery.send_task(LAUNCH_TASK, args=[session_id], queue=LAUNCH_QUEUE, expires=config.create_wait)
     try:

@@ -29,6 +29,8 @@ RUN_MARK = "BB_TEST_RUN"
 RUN_ID = uuid.uuid4().hex
 TEST_FLAGS = '--host-resolver-rules="MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"'
 BROWSER_NAMES = ("chromium", "chromedriver", "chrome_crashpad_handler")
+#: Encrypts stored proxy passwords in the suite's deployments; tests grep logs for secrets, never for this.
+SECRET_KEY = "bb-test-secret-" + uuid.uuid4().hex
 
 
 def free_port() -> int:
@@ -121,6 +123,7 @@ class Broker:
             "BROKER_BIND": "127.0.0.1",
             "BROKER_PUBLIC_URL": self.url,
             "BROKER_BOOTSTRAP_API_KEY": api_key,
+            "BROKER_SECRET_KEY": SECRET_KEY,
             "BROKER_STATE_DIR": str(self.state_dir),
             "BROKER_CHROMIUM_EXTRA_FLAGS": TEST_FLAGS,
             "BROKER_HEARTBEAT_INTERVAL": "1",
