@@ -122,8 +122,11 @@ class Store:
             if record["status"] == RUNNING:
                 pipe.persist(key)
                 pipe.zadd(self._project_sessions_key(record["project"]), {session_id: record["createdMs"]})
+                pipe.sadd(self._worker_sessions_key(record["worker"]), session_id)
             elif record["status"] == STOPPED:
                 pipe.expire(key, self.config.session_retention)
+                if record.get("worker"):
+                    pipe.srem(self._worker_sessions_key(record["worker"]), session_id)
             if record["status"] in (STOPPED, ABANDONED) and record.get("proxyId"):
                 pipe.zrem(self._proxy_sessions_key(record["proxyId"]), session_id)
             return record
@@ -370,6 +373,20 @@ class Store:
         pipe.zadd(self._workers_key(), {worker: time.time()})
         pipe.set(f"{PREFIX}:worker:{worker}", json.dumps(info), ex=int(self.config.worker_ttl * 3))
         pipe.execute()
+
+    def _worker_sessions_key(self, worker: str) -> str:
+        return f"{PREFIX}:worker-sessions:{worker}"
+
+    def worker_sessions(self, worker: str) -> list[str]:
+        """Running (or stopping) sessions whose browser the worker ``worker`` (its queue name) holds."""
+        return sorted(self.redis.smembers(self._worker_sessions_key(worker)))
+
+    def silent_workers(self) -> list[str]:
+        return self.redis.zrangebyscore(self._workers_key(), "-inf", time.time() - self.config.worker_ttl)
+
+    def take_silent_worker(self, worker: str) -> bool:
+        """True for exactly one caller per lost worker, so its sessions are ended once."""
+        return bool(self.redis.zrem(self._workers_key(), worker))
 
     def forget_worker(self, worker: str) -> None:
         pipe = self.redis.pipeline()

@@ -97,3 +97,17 @@ def end_session(session_id: str, reason: str) -> None:
     if context_id:
         store.release_context(context_id, session_id)
     log.info("session %s: stopped (%s)", session_id, reason)
+
+
+def end_lost_session(session_id: str) -> None:
+    """The session's worker is gone with its browser: record the end and free the context (last good snapshot)."""
+    record = store.update_session(
+        session_id, expect={LAUNCHING, RUNNING, STOPPING}, status=STOPPED, stoppedAt=utcnow_iso(),
+        stopReason="worker_lost",
+    )
+    if record is None:
+        return
+    store.announce_stop(session_id, "worker_lost")
+    if record.get("contextId"):
+        store.release_context(record["contextId"], session_id)
+    log.warning("session %s: its worker was lost", session_id)

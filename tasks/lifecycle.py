@@ -6,7 +6,7 @@ import threading
 
 from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 
-from tasks.browser import end_session
+from tasks.browser import end_lost_session, end_session
 from tasks.celery_app import config, worker_queue
 from tasks.runtime import pool, set_worker_name, store, worker_name
 
@@ -16,14 +16,29 @@ _stopping = threading.Event()
 
 @celeryd_after_setup.connect
 def consume_own_queue(sender: str, instance, **_: object) -> None:
+    """Before any task arrives: take this worker's queue and settle what an earlier life left."""
     set_worker_name(sender)
     instance.app.amqp.queues.select_add(worker_queue(sender))
+    pool().clean_leftovers()
+    for session_id in store.worker_sessions(worker_queue(sender)):
+        end_lost_session(session_id)
+
+
+def reap_lost_workers() -> None:
+    """Every live worker looks; the store lets exactly one of them end a lost worker's sessions."""
+    for worker in store.silent_workers():
+        if worker != worker_name() and store.take_silent_worker(worker):
+            log.warning("worker %s stopped heartbeating; ending its sessions", worker)
+            for session_id in store.worker_sessions(worker_queue(worker)):
+                end_lost_session(session_id)
+            store.forget_worker(worker)
 
 
 def _beat() -> None:
     while not _stopping.is_set():
         try:
             store.heartbeat(worker_name(), {"queue": worker_queue(worker_name()), "freeSlots": pool().free_slots()})
+            reap_lost_workers()
         except Exception:
             log.exception("heartbeat failed; retrying")
         _stopping.wait(config.heartbeat_interval)
@@ -31,7 +46,6 @@ def _beat() -> None:
 
 @worker_ready.connect
 def start_heartbeat(**_: object) -> None:
-    pool()
     threading.Thread(target=_beat, name="heartbeat", daemon=True).start()
 
 

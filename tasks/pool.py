@@ -1,13 +1,16 @@
 """The Chromium pool a worker owns: a fixed number of slots, one browser and profile directory each."""
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from tasks.chromium import Launcher, RunningBrowser
+import psutil
+
+from tasks.chromium import Launcher, RunningBrowser, end_processes, process_tree
 
 log = logging.getLogger(__name__)
 ProfileStep = Callable[[Path], None]
@@ -31,6 +34,8 @@ class ChromiumPool:
         self._lock = threading.Lock()
         self._reserved: set[str] = set()
         self._browsers: dict[str, RunningBrowser] = {}
+        #: Called with the session id once its browser has ended: what lives and dies with a browser ends here too.
+        self.release_hooks: list[Callable[[str], None]] = []
         root.mkdir(parents=True, exist_ok=True)
 
     def free_slots(self) -> int:
@@ -47,6 +52,35 @@ class ChromiumPool:
 
     def profile_dir(self, session_id: str) -> Path:
         return self.root / session_id
+
+    def _pid_file(self, session_id: str) -> Path:
+        return self.root / f"{session_id}.pids"
+
+    def clean_leftovers(self) -> list[str]:
+        """End what an earlier life of this worker left (killed before it could stop its browsers).
+
+        Processes are found by the PIDs this pool recorded, checked against their
+        start time so a reused PID is never killed; never by process name.
+        """
+        ended = []
+        for pid_file in self.root.glob("*.pids"):
+            procs = []
+            for entry in json.loads(pid_file.read_text() or "[]"):
+                try:
+                    proc = psutil.Process(entry["pid"])
+                    if abs(proc.create_time() - entry["started"]) < 1:
+                        procs.append(proc)
+                except psutil.NoSuchProcess:
+                    continue
+            end_processes(process_tree([p.pid for p in procs]), grace=0)
+            ended.append(pid_file.stem)
+            pid_file.unlink()
+        for leftover in self.root.iterdir():
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+        if ended:
+            log.warning("ended browsers left by an earlier life of this worker: %s", ", ".join(ended))
+        return ended
 
     def acquire(
         self, session_id: str, flags: list[str], timeout: float, prepare: ProfileStep | None = None
@@ -69,6 +103,9 @@ class ChromiumPool:
             with self._lock:
                 self._reserved.discard(session_id)
             raise
+        self._pid_file(session_id).write_text(json.dumps(
+            [{"pid": p.pid, "started": p.create_time()} for p in process_tree(browser.pids)]
+        ))
         with self._lock:
             self._reserved.discard(session_id)
             self._browsers[session_id] = browser
@@ -91,5 +128,8 @@ class ChromiumPool:
                 after_exit(browser.profile_dir)
         finally:
             shutil.rmtree(browser.profile_dir, ignore_errors=True)
+            self._pid_file(session_id).unlink(missing_ok=True)
+            for hook in self.release_hooks:
+                hook(session_id)
         log.info("session %s: browser ended", session_id)
         return True

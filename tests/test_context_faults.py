@@ -1,0 +1,142 @@
+"""Contexts when things go wrong: a worker killed mid-save, refused and corrupt archives, the S3 backend."""
+from __future__ import annotations
+
+import secrets
+import signal
+import subprocess
+import sys
+
+import boto3
+import pytest
+
+from tests.support.api import Api
+from tests.support.processes import Broker, free_port, wait_until
+from tests.test_contexts import visit
+
+STATE = "state()"
+
+
+@pytest.fixture(scope="module")
+def faults_broker(brokers, workdir, redis_server) -> Broker:
+    """Its own deployment (Redis database 2), so tests choose which worker runs which session."""
+    broker = Broker(redis_server, workdir, "bb_" + secrets.token_urlsafe(24), db=2)
+    brokers.append(broker)
+    broker.start_web()
+    return broker
+
+
+def snapshots_of(broker: Broker, context_id: str) -> list[str]:
+    return sorted(p.name for p in (broker.state_dir / "snapshots" / context_id).glob("*.tar.zst"))
+
+
+def test_worker_killed_between_archive_write_and_pointer_move_keeps_old_snapshot(faults_broker, pages):
+    broker, api = faults_broker, Api(faults_broker.url, faults_broker.api_key)
+    steady = broker.start_worker("steady")
+    context = api.post("/v1/contexts", json={}).json()
+    first = api.create_session(contextId=context["id"])
+    visit(first["cdpUrl"], f"{pages.base}/state", "state('one')")
+    api.stop_session(first["id"])
+    saved = snapshots_of(broker, context["id"])
+    assert len(saved) == 1
+    broker.stop_worker(steady)
+
+    crashing = broker.start_worker("crashing", BROKER_TEST_KILL_AT="after-archive-write")
+    second = api.create_session(contextId=context["id"])
+    visit(second["cdpUrl"], f"{pages.base}/state", "state('two')")
+    assert api.delete(f"/v1/sessions/{second['id']}").status_code == 204
+    broker.workers[crashing].wait(60)
+    assert broker.workers[crashing].returncode == -signal.SIGKILL
+    assert len(snapshots_of(broker, context["id"])) == 2
+    assert broker.store().get_context(context["id"])["snapshotVersion"] + ".tar.zst" == saved[0]
+
+    broker.start_worker("steady")
+    lost = api.wait_status(second["id"], "stopped", timeout=60)
+    assert lost["stopReason"] == "worker_lost"
+    third = api.create_session(contextId=context["id"])
+    assert visit(third["cdpUrl"], f"{pages.base}/state", STATE)["local"] == "one"
+    api.stop_session(third["id"])
+    assert saved[0] in snapshots_of(broker, context["id"]) and len(snapshots_of(broker, context["id"])) == 2
+
+    broker.start_worker("crashing")
+    assert not [p for p in broker.profile_dirs() if "crashing" in str(p)]
+
+
+def test_oversized_archive_is_refused_and_previous_snapshot_kept(faults_broker, pages):
+    broker, api = faults_broker, Api(faults_broker.url, faults_broker.api_key)
+    for nodename in list(broker.workers):
+        broker.stop_worker(nodename)
+    small = broker.start_worker("small", BROKER_SNAPSHOT_MAX_BYTES="2000")
+    context = api.post("/v1/contexts", json={}).json()
+    session = api.create_session(contextId=context["id"])
+    visit(session["cdpUrl"], f"{pages.base}/set-cookie?name=kept&value=yes&persistent=1")
+    stopped = api.stop_session(session["id"])
+    assert stopped["stopReason"] == "deleted"
+    assert "over the 2000 byte limit" in stopped["snapshotError"]
+    record = api.get(f"/v1/contexts/{context['id']}").json()
+    assert record["snapshotBytes"] == 0 and record["cookieCount"] == 1
+    assert snapshots_of(broker, context["id"]) == []
+    broker.stop_worker(small)
+
+
+def test_corrupt_snapshot_fails_the_create_with_409_and_starts_nothing(broker, api, session_factory, pages):
+    context = api.post("/v1/contexts", json={}).json()
+    api.stop_session(session_factory(api, contextId=context["id"])["id"])
+    (archive,) = (broker.state_dir / "snapshots" / context["id"]).glob("*.tar.zst")
+    archive.write_bytes(b"not a zstd archive at all")
+    before = {s["id"] for s in api.get("/v1/sessions").json()}
+    profiles = set(broker.profile_dirs())
+    answer = api.post("/v1/sessions", json={"contextId": context["id"]})
+    assert answer.status_code == 409 and "cannot be restored" in answer.json()["message"]
+    assert {s["id"] for s in api.get("/v1/sessions").json()} == before
+    assert set(broker.profile_dirs()) == profiles
+    assert api.delete(f"/v1/contexts/{context['id']}").status_code == 204
+
+
+@pytest.fixture(scope="module")
+def s3_server(workdir):
+    port = free_port()
+    log = open(workdir / "moto.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    client = boto3.client("s3", endpoint_url=url, aws_access_key_id="test", aws_secret_access_key="test",
+                          region_name="us-east-1")
+    wait_until(lambda: _answers(client), 30, message="moto S3 server")
+    client.create_bucket(Bucket="bb-snapshots")
+    yield url, client
+    proc.terminate()
+    proc.wait(10)
+
+
+def _answers(client) -> bool:
+    try:
+        client.list_buckets()
+        return True
+    except Exception:
+        return False
+
+
+def test_s3_backend_keeps_state_across_sessions(brokers, workdir, redis_server, s3_server, pages):
+    url, client = s3_server
+    broker = Broker(redis_server, workdir, "bb_" + secrets.token_urlsafe(24), db=3,
+                    BROKER_SNAPSHOT_URL="s3://bb-snapshots/broker", BROKER_S3_ENDPOINT_URL=url,
+                    AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
+    brokers.append(broker)
+    broker.start_web()
+    broker.start_worker()
+    api = Api(broker.url, broker.api_key)
+    context = api.post("/v1/contexts", json={}).json()
+    first = api.create_session(contextId=context["id"])
+    visit(first["cdpUrl"], f"{pages.base}/set-cookie?name=auth&value=s3&httponly=1&persistent=1")
+    visit(first["cdpUrl"], f"{pages.base}/state", "state('in-s3')")
+    assert api.stop_session(first["id"])["snapshotError"] is None
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket="bb-snapshots").get("Contents", [])]
+    assert len(keys) == 1 and keys[0].startswith(f"broker/{context['id']}/")
+    assert not (broker.state_dir / "snapshots").exists()
+
+    second = api.create_session(contextId=context["id"])
+    assert "auth=s3" in visit(second["cdpUrl"], f"{pages.base}/echo-cookies")
+    assert visit(second["cdpUrl"], f"{pages.base}/state", STATE)["local"] == "in-s3"
+    api.stop_session(second["id"])
+    assert api.delete(f"/v1/contexts/{context['id']}").status_code == 204
+    assert client.list_objects_v2(Bucket="bb-snapshots").get("KeyCount", 0) == 0
