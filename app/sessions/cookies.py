@@ -2,8 +2,9 @@
 
 The web process already reaches every browser (the relay connects to the
 record's ``browserWsUrl``), so it calls CDP directly rather than sending a task
-to the owning worker: bench/cookies.py measured the Celery hop at several times
-the whole direct call (README, "Session cookies").
+to the owning worker. bench/cookies.py, 100 cookies: the direct read is 4 ms
+p50 / 7 ms p95; the same read as a Celery task, answer back over Redis, is
+11 / 15 ms, and would add a worker thread and a reply channel per call.
 """
 from __future__ import annotations
 
