@@ -191,6 +191,12 @@ def test_up_to_the_configured_number_of_cookies_is_taken(api, session_factory):
     assert export(api, session)["count"] == 1000
 
 
+def test_openapi_documents_the_cookie_calls(api):
+    operations = api.get("/openapi.json").json()["paths"]["/v1/sessions/{session_id}/cookies"]
+    assert {"get", "put"} <= set(operations)
+    assert "409" in operations["get"]["responses"] and "422" in operations["put"]["responses"]
+
+
 # -- state, tenancy, scopes ------------------------------------------------
 
 def test_cookies_of_a_stopped_session_are_409(api, session_factory):

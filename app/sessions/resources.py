@@ -58,7 +58,12 @@ class SessionCookies(MethodView):
     @blp.response(200, SessionCookiesSchema)
     @blp.alt_response(409, description="The session is not running.")
     def get(self, query: dict, session_id: str):
-        """Every cookie of the running browser, httpOnly ones included; ``domain`` narrows to a site."""
+        """Every cookie of the running browser, httpOnly ones included; ``domain`` narrows to a site.
+
+        Cookies of the default browser context (the one a connecting client's first
+        page uses). ``expires`` is whole Unix seconds, null for a session cookie; a
+        cookie set without SameSite shows Lax, which is how Chromium treats it.
+        """
         return cookies.export(store(), current_project(), session_id, query.get("domain"))
 
     @require_scope("sessions:write")
@@ -66,5 +71,12 @@ class SessionCookies(MethodView):
     @blp.response(200, CookiesWrittenSchema)
     @blp.alt_response(409, description="The session is not running.")
     def put(self, body: dict, session_id: str):
-        """Set cookies in the running browser: merged with its own, or replacing them all."""
+        """Set cookies in the running browser: merged with its own, or replacing them all.
+
+        A ``domain`` with a leading dot (``.example.com``) makes a cookie for the site
+        and its subdomains; without one, for that host only, as exports show them.
+        An ``expires`` in the past deletes the cookie. Input the browser would refuse
+        is a 422 and changes nothing. Chromium itself keeps at most 180 cookies per
+        site and evicts the least recently used beyond that.
+        """
         return cookies.inject(store(), current_project(), session_id, body["cookies"], body["mode"])
