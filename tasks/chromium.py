@@ -75,6 +75,21 @@ def browser_flags(config: Config, extra: list[str] | None = None) -> list[str]:
     return [*BASE_FLAGS, *config.chromium_extra_flags, *(extra or [])]
 
 
+def proxy_flags(proxy_url: str) -> list[str]:
+    """Every request through ``proxy_url``, loopback included, and no WebRTC UDP around it.
+
+    Chromium bypasses a proxy for localhost and 127.0.0.1 unless ``<-loopback>``
+    removes that implicit rule; WebRTC would otherwise send UDP (and reveal the
+    machine's addresses) outside the proxy.
+    """
+    return [
+        f"--proxy-server={proxy_url}",
+        "--proxy-bypass-list=<-loopback>",
+        "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+        "--force-webrtc-ip-handling-policy",
+    ]
+
+
 def wait_for_cdp(browser: RunningBrowser, deadline: float) -> None:
     """The port file appears ~85 ms before the socket takes a handshake: ask until Chromium answers."""
     last_error: Exception | None = None
@@ -103,15 +118,32 @@ def process_tree(pids: list[int]) -> list[psutil.Process]:
     return procs
 
 
+def _running(proc: psutil.Process) -> bool:
+    """A zombie has exited: its parent (often PID 1, for Chromium's reparented children) reaps it in its own time."""
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_exit(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    alive = [p for p in procs if _running(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(READY_POLL)
+        alive = [p for p in alive if _running(p)]
+    return alive
+
+
 def end_processes(procs: list[psutil.Process], grace: float = EXIT_GRACE) -> None:
     """Wait for a clean exit, then kill what is left: nothing of a session outlives it."""
-    _, alive = psutil.wait_procs(procs, timeout=grace)
+    alive = _wait_exit(procs, grace)
     for proc in alive:
         try:
             proc.kill()
         except psutil.NoSuchProcess:
             continue
-    psutil.wait_procs(alive, timeout=grace)
+    _wait_exit(alive, EXIT_GRACE)
 
 
 class DirectLauncher:
@@ -153,6 +185,7 @@ class DirectLauncher:
         except Exception:  # already gone or wedged: the processes are ended below either way
             pass
         end_processes(procs)
+        browser.handle.wait(EXIT_GRACE)
 
 
 class SeleniumLauncher:
