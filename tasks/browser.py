@@ -13,7 +13,7 @@ from tasks.cdp import navigate_first_page
 from tasks.celery_app import LAUNCH_TASK, STOP_TASK, celery, config, worker_queue
 from tasks.chromium import browser_flags
 from tasks.pool import PoolFull
-from tasks.runtime import contexts, pool, store
+from tasks.runtime import contexts, forwarders, pool, secret_box, store
 from tasks.snapshots import SnapshotError
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,8 @@ def launch(self, session_id: str) -> None:
     context_id = record["contextId"]
     prepare = (lambda profile: contexts.restore(context_id, profile)) if context_id else None
     try:
-        browser = pool().acquire(session_id, browser_flags(config), timeout=config.launch_timeout, prepare=prepare)
+        flags = browser_flags(config, forwarders().route(record, store, secret_box))
+        browser = pool().acquire(session_id, flags, timeout=config.launch_timeout, prepare=prepare)
     except PoolFull as full:
         return _fail(session_id, f"No free browser slot: {full}.")
     except SnapshotError as error:
@@ -61,6 +62,7 @@ def launch(self, session_id: str) -> None:
 
 
 def _fail(session_id: str, message: str, code: int = 503) -> None:
+    forwarders().stop(session_id)
     store.update_session(session_id, expect={LAUNCHING}, status=ABANDONED)
     store.push_launch_event(session_id, {"event": "failed", "message": message, "code": code})
 

@@ -8,7 +8,7 @@ from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 
 from tasks.browser import end_lost_session, end_session
 from tasks.celery_app import config, worker_queue
-from tasks.runtime import pool, set_worker_name, store, worker_name
+from tasks.runtime import forwarders, pool, set_worker_name, store, worker_name
 
 log = logging.getLogger(__name__)
 _stopping = threading.Event()
@@ -54,4 +54,6 @@ def end_all_browsers(**_: object) -> None:
     _stopping.set()
     for session_id in pool().session_ids():
         end_session(session_id, "worker_lost")
+    # Ending each browser ended its forwarder; this catches one whose launch was cut short.
+    forwarders().stop_all()
     store.forget_worker(worker_name())

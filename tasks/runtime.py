@@ -1,22 +1,34 @@
-"""What one worker process holds: its store handle, its name and its Chromium pool."""
+"""What one worker process holds: its store handle, its name, its Chromium pool and its proxy forwarders."""
 from __future__ import annotations
 
 import functools
 
+from app.crypto import SecretBox
 from app.store import Store
 from tasks.celery_app import config
 from tasks.chromium import make_launcher
 from tasks.contexts import ContextState
+from tasks.forwarder import Forwarders
 from tasks.pool import ChromiumPool
 from tasks.snapshots import open_snapshot_store
 
 store = Store(config)
+#: Refuses to import (so the worker to start) without BROKER_SECRET_KEY outside development.
+secret_box = SecretBox.from_config(config)
 contexts = ContextState(config, store, open_snapshot_store(config))
 
 
 @functools.cache
+def forwarders() -> Forwarders:
+    return Forwarders(config.proxy_connect_timeout)
+
+
+@functools.cache
 def pool() -> ChromiumPool:
-    return ChromiumPool(make_launcher(config), config.pool_size, config.state_dir / "profiles" / worker_name())
+    chromium_pool = ChromiumPool(make_launcher(config), config.pool_size, config.state_dir / "profiles" / worker_name())
+    # A session's forwarder ends with its browser, whichever path ends the browser.
+    chromium_pool.release_hooks.append(forwarders().stop)
+    return chromium_pool
 
 
 _name: list[str] = []

@@ -55,6 +55,14 @@ class ProxyCreateSchema(Schema):
     def password_needs_username(self, body: dict, **_: Any) -> None:
         if body.get("password") is not None and body.get("username") is None:
             raise ValidationError("A password needs a username.", "password")
+        if str(body.get("server", "")).startswith(("http://", "https://")):
+            for field in ("username", "password"):
+                try:
+                    (body.get(field) or "").encode("latin-1")
+                except UnicodeEncodeError:
+                    raise ValidationError(
+                        f"An HTTP proxy takes Basic credentials in ISO-8859-1; this {field} has other characters.", field
+                    ) from None
 
 
 class ProxySchema(Schema):

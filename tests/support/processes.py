@@ -124,6 +124,7 @@ class Broker:
             "BROKER_PUBLIC_URL": self.url,
             "BROKER_BOOTSTRAP_API_KEY": api_key,
             "BROKER_SECRET_KEY": SECRET_KEY,
+            "BROKER_PROXY_CONNECT_TIMEOUT": "3",
             "BROKER_STATE_DIR": str(self.state_dir),
             "BROKER_CHROMIUM_EXTRA_FLAGS": TEST_FLAGS,
             "BROKER_HEARTBEAT_INTERVAL": "1",
