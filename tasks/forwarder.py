@@ -51,7 +51,10 @@ IDLE_CLIENT_TIMEOUT = 300.0
 #: How long a worker thread waits for the loop to open or close a forwarder; the loop never blocks, so this is slack.
 CONTROL_TIMEOUT = 10.0
 CHUNK = 64 * 1024
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer", "upgrade"}
+#: Headers for one hop only: never passed on (framing headers stay: bodies are relayed byte for byte).
+HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer", "upgrade",
+}
 
 
 class ProxyUnavailable(RuntimeError):
@@ -115,9 +118,9 @@ class _Head:
         return "\r\n".join(lines).encode("latin-1")
 
 
-async def _read_head(stream: _Stream, buffered: bytes = b"") -> tuple[bytes, bytes]:
+async def _read_head(stream: _Stream) -> tuple[bytes, bytes]:
     """The message head (through the blank line) and whatever arrived after it."""
-    data = buffered
+    data = b""
     while (end := data.find(b"\r\n\r\n")) < 0:
         if len(data) > MAX_HEAD_BYTES:
             raise ValueError("message head too large")

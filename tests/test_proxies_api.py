@@ -11,7 +11,7 @@ import sys
 import pytest
 import requests
 
-from app.crypto import SecretBox
+from app.crypto import SecretBox, UnreadableSecret
 from tests.support.api import Api
 from tests.support.processes import ROOT, SECRET_KEY, end_process, free_port, wait_until
 
@@ -272,3 +272,15 @@ def _healthy(port: int) -> bool:
         return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
     except requests.RequestException:
         return False
+
+
+def test_a_password_stored_under_another_secret_cannot_be_read():
+    token = SecretBox(SECRET_KEY).encrypt("hunter2")
+    with pytest.raises(UnreadableSecret):
+        SecretBox("another-secret-of-enough-length").decrypt(token)
+    assert SecretBox(SECRET_KEY).decrypt(token) == "hunter2"
+
+
+def test_web_refuses_a_short_secret():
+    web = _start_without_secret([sys.executable, "-m", "proxy.server"], BROKER_SECRET_KEY="short")
+    assert web.returncode != 0 and "at least 16 characters" in web.stderr
