@@ -72,6 +72,8 @@ class Config:
     heartbeat_interval: float = field(default_factory=lambda: _float("BROKER_HEARTBEAT_INTERVAL", 5))
     #: BROKER_WORKER_TTL: a worker silent this long counts as gone.
     worker_ttl: float = field(default_factory=lambda: _float("BROKER_WORKER_TTL", 20))
+    #: BROKER_SHUTDOWN_GRACE: seconds a worker told to stop (SIGTERM) has to stop its sessions, contexts saved.
+    shutdown_grace: float = field(default_factory=lambda: _float("BROKER_SHUTDOWN_GRACE", 25))
     #: BROKER_RELAY_PING_INTERVAL: seconds of client silence before the relay pings it.
     relay_ping_interval: float = field(default_factory=lambda: _float("BROKER_RELAY_PING_INTERVAL", 20))
     #: BROKER_COOKIE_MAX_COUNT: most cookies one PUT /v1/sessions/:id/cookies may carry.

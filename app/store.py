@@ -123,8 +123,11 @@ class Store:
                 pipe.persist(key)
                 pipe.zadd(self._project_sessions_key(record["project"]), {session_id: record["createdMs"]})
                 pipe.sadd(self._worker_sessions_key(record["worker"]), session_id)
+                if record.get("expiresEpoch"):
+                    pipe.zadd(self._expiries_key(), {session_id: record["expiresEpoch"]})
             elif record["status"] == STOPPED:
                 pipe.expire(key, self.config.session_retention)
+                pipe.zrem(self._expiries_key(), session_id)
                 if record.get("worker"):
                     pipe.srem(self._worker_sessions_key(record["worker"]), session_id)
             if record["status"] in (STOPPED, ABANDONED) and record.get("proxyId"):
@@ -145,6 +148,14 @@ class Store:
             self.redis.zrem(index, *gone)
         records = [json.loads(raw) for raw in raws if raw]
         return [r for r in records if r["status"] in VISIBLE_STATUSES and (status is None or r["status"] == status)]
+
+    def _expiries_key(self) -> str:
+        return f"{PREFIX}:session-expiries"
+
+    def take_expired_sessions(self) -> list[str]:
+        """Sessions past their ``expiresAt``; each id is handed to exactly one caller (whoever removes it)."""
+        due = self.redis.zrangebyscore(self._expiries_key(), "-inf", time.time())
+        return [session_id for session_id in due if self.redis.zrem(self._expiries_key(), session_id)]
 
     def push_launch_event(self, session_id: str, event: dict) -> None:
         key = self._launch_events_key(session_id)

@@ -20,6 +20,7 @@ from wsproto.utilities import RemoteProtocolError  # noqa: E402
 
 from app import create_app  # noqa: E402
 from app.config import Config, load  # noqa: E402
+from app.sessions.service import CLIENT_SOCKET  # noqa: E402
 from app.store import RUNNING, Store  # noqa: E402
 from proxy.registry import RelayRegistry, follow_stop_announcements  # noqa: E402
 from proxy.relay import HandshakeError, RelayConnection, accept_client, connect_browser  # noqa: E402
@@ -41,6 +42,8 @@ class BrokerHandler(WSGIHandler):
     """gevent's handler, except that it hands CDP upgrades to the relay."""
 
     def run_application(self) -> None:
+        # Lets a long create notice that its caller hung up (app.sessions.service.client_gone).
+        self.environ[CLIENT_SOCKET] = self.socket
         session_id = upgrade_target(self.environ)
         record = self.server.store.get_session(session_id) if session_id else None
         if record is None or record["status"] != RUNNING:

@@ -6,25 +6,39 @@ record it wins, a stop of a browser this worker no longer has only records the e
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
+
+from celery.exceptions import Reject
 
 from app.store import ABANDONED, LAUNCHING, PENDING, RUNNING, STOPPED, STOPPING, iso_after, utcnow_iso
 from tasks.cdp import navigate_first_page
 from tasks.celery_app import LAUNCH_TASK, STOP_TASK, celery, config, worker_queue
 from tasks.chromium import browser_flags
 from tasks.pool import PoolFull
-from tasks.runtime import contexts, forwarders, pool, secret_box, store
+from tasks.runtime import contexts, forwarders, intake, pool, secret_box, store
 from tasks.snapshots import SnapshotError
 
 log = logging.getLogger(__name__)
 
 
-@celery.task(name=LAUNCH_TASK, bind=True)
+@celery.task(name=LAUNCH_TASK, bind=True, acks_late=True)
 def launch(self, session_id: str) -> None:
+    """Takes a launch only with a free slot; otherwise the message goes back to the head of the queue.
+
+    acks_late makes that ``Reject(requeue=True)`` possible; a redelivered launch
+    finds its session no longer pending and does nothing.
+    """
+    try:
+        pool().reserve(session_id)
+    except PoolFull:
+        intake().pool_full()
+        raise Reject("no free browser slot", requeue=True) from None
     record = store.update_session(
         session_id, expect={PENDING}, status=LAUNCHING, worker=worker_queue(self.request.hostname)
     )
     if record is None:
+        pool().unreserve(session_id)
         log.info("session %s: launch skipped, the create already gave up", session_id)
         return
     store.push_launch_event(session_id, {"event": "claimed"})
@@ -53,6 +67,7 @@ def launch(self, session_id: str) -> None:
         browserVersion=browser.version,
         userAgent=browser.user_agent,
         expiresAt=iso_after(record["timeout"]),
+        expiresEpoch=time.time() + record["timeout"],
     )
     if running is None:
         log.info("session %s: the create gave up during launch; ending the browser", session_id)
@@ -63,6 +78,7 @@ def launch(self, session_id: str) -> None:
 
 def _fail(session_id: str, message: str, code: int = 503) -> None:
     forwarders().stop(session_id)
+    intake().reconcile()
     store.update_session(session_id, expect={LAUNCHING}, status=ABANDONED)
     store.push_launch_event(session_id, {"event": "failed", "message": message, "code": code})
 

@@ -29,6 +29,9 @@ celery.conf.update(
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
     worker_send_task_events=True,
+    # With Redis down, a create fails in seconds instead of hanging in publish retries.
+    broker_connection_timeout=3,
+    task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},
     task_send_sent_event=True,
 )
 

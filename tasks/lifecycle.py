@@ -1,16 +1,19 @@
-"""Worker start and end: its own queue, its heartbeat, and no browser left when it exits."""
+"""Worker start and end, and its housekeeping: heartbeat, expiries, lost workers, no browser left at exit."""
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 
+from app.sessions.service import stop as request_stop
 from tasks.browser import end_lost_session, end_session
 from tasks.celery_app import config, worker_queue
-from tasks.runtime import forwarders, pool, set_worker_name, store, worker_name
+from tasks.runtime import forwarders, intake, pool, set_worker_name, store, worker_name
 
 log = logging.getLogger(__name__)
+HOUSEKEEPING_INTERVAL = 1.0
 _stopping = threading.Event()
 
 
@@ -34,26 +37,56 @@ def reap_lost_workers() -> None:
             store.forget_worker(worker)
 
 
-def _beat() -> None:
+def stop_expired_sessions() -> None:
+    """The schedule is a sorted set in Redis, so it survives any process restart."""
+    for session_id in store.take_expired_sessions():
+        log.info("session %s: timeout reached", session_id)
+        request_stop(store, session_id, "timeout")
+
+
+def _housekeeping() -> None:
+    """Heartbeat, expiries, lost workers, once a second.
+
+    Lost workers are judged only by a worker whose own heartbeats have gone
+    through for a whole TTL: after a Redis outage every worker looks silent
+    for a moment, and none should be reaped for that.
+    """
+    healthy_since: float | None = None
+    last_beat = 0.0
     while not _stopping.is_set():
         try:
-            store.heartbeat(worker_name(), {"queue": worker_queue(worker_name()), "freeSlots": pool().free_slots()})
-            reap_lost_workers()
+            now = time.monotonic()
+            if now - last_beat >= config.heartbeat_interval:
+                store.heartbeat(worker_name(), {"queue": worker_queue(worker_name()), "freeSlots": pool().free_slots()})
+                last_beat = now
+                healthy_since = healthy_since or now
+            stop_expired_sessions()
+            intake().reconcile()
+            if healthy_since is not None and now - healthy_since > config.worker_ttl:
+                reap_lost_workers()
         except Exception:
-            log.exception("heartbeat failed; retrying")
-        _stopping.wait(config.heartbeat_interval)
+            healthy_since = None
+            last_beat = 0.0
+            log.exception("housekeeping failed (Redis unreachable?); retrying")
+        _stopping.wait(HOUSEKEEPING_INTERVAL)
 
 
 @worker_ready.connect
-def start_heartbeat(**_: object) -> None:
-    threading.Thread(target=_beat, name="heartbeat", daemon=True).start()
+def start_housekeeping(**_: object) -> None:
+    threading.Thread(target=_housekeeping, name="housekeeping", daemon=True).start()
 
 
 @worker_shutdown.connect
 def end_all_browsers(**_: object) -> None:
+    """SIGTERM (a redeploy): every session goes through the normal stop flow, in parallel, within the grace period."""
     _stopping.set()
-    for session_id in pool().session_ids():
-        end_session(session_id, "worker_lost")
+    stoppers = [threading.Thread(target=end_session, args=(session_id, "worker_lost"), daemon=True)
+                for session_id in pool().session_ids()]
+    for thread in stoppers:
+        thread.start()
+    deadline = time.monotonic() + config.shutdown_grace
+    for thread in stoppers:
+        thread.join(max(0.0, deadline - time.monotonic()))
     # Ending each browser ended its forwarder; this catches one whose launch was cut short.
     forwarders().stop_all()
     store.forget_worker(worker_name())

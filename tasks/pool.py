@@ -53,6 +53,19 @@ class ChromiumPool:
     def profile_dir(self, session_id: str) -> Path:
         return self.root / session_id
 
+    def reserve(self, session_id: str) -> None:
+        """Hold a slot for a launch about to start; idempotent for the same session."""
+        with self._lock:
+            if session_id in self._reserved or session_id in self._browsers:
+                return
+            if len(self._reserved) + len(self._browsers) >= self.size:
+                raise PoolFull(f"all {self.size} browser slots of this worker are taken")
+            self._reserved.add(session_id)
+
+    def unreserve(self, session_id: str) -> None:
+        with self._lock:
+            self._reserved.discard(session_id)
+
     def _pid_file(self, session_id: str) -> Path:
         return self.root / f"{session_id}.pids"
 
@@ -85,13 +98,14 @@ class ChromiumPool:
     def acquire(
         self, session_id: str, flags: list[str], timeout: float, prepare: ProfileStep | None = None
     ) -> RunningBrowser:
-        """``prepare`` fills the empty profile before Chromium starts (a context's snapshot)."""
+        """Start the browser in the session's slot (reserved here if not already).
+
+        ``prepare`` fills the empty profile before Chromium starts (a context's snapshot).
+        """
         with self._lock:
             if session_id in self._browsers:
                 return self._browsers[session_id]
-            if session_id in self._reserved or len(self._reserved) + len(self._browsers) >= self.size:
-                raise PoolFull(f"all {self.size} browser slots of this worker are taken")
-            self._reserved.add(session_id)
+        self.reserve(session_id)
         profile = self.profile_dir(session_id)
         try:
             profile.mkdir(parents=True, exist_ok=True)

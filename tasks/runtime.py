@@ -1,14 +1,15 @@
-"""What one worker process holds: its store handle, its name, its Chromium pool and its proxy forwarders."""
+"""What one worker process holds: its store handle, its name, its Chromium pool, launch intake and proxy forwarders."""
 from __future__ import annotations
 
 import functools
 
 from app.crypto import SecretBox
 from app.store import Store
-from tasks.celery_app import config
+from tasks.celery_app import celery, config
 from tasks.chromium import make_launcher
 from tasks.contexts import ContextState
 from tasks.forwarder import Forwarders
+from tasks.intake import LaunchIntake
 from tasks.pool import ChromiumPool
 from tasks.snapshots import open_snapshot_store
 
@@ -28,7 +29,13 @@ def pool() -> ChromiumPool:
     chromium_pool = ChromiumPool(make_launcher(config), config.pool_size, config.state_dir / "profiles" / worker_name())
     # A session's forwarder ends with its browser, whichever path ends the browser.
     chromium_pool.release_hooks.append(forwarders().stop)
+    chromium_pool.release_hooks.append(lambda _: intake().reconcile())
     return chromium_pool
+
+
+@functools.cache
+def intake() -> LaunchIntake:
+    return LaunchIntake(celery, worker_name(), lambda: pool().free_slots())
 
 
 _name: list[str] = []

@@ -39,7 +39,7 @@ def brokers(workdir, redis_server):
     for broker in started:
         broker.stop()
     wait_until(lambda: not run_processes(), 20, message="browser processes of this run to end")
-    leftovers = [p for broker in started for p in broker.profile_dirs()]
+    leftovers = [p for broker in started for p in broker.leftovers()]
     assert not leftovers, f"profile directories left behind: {leftovers}"
 
 

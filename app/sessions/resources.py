@@ -1,6 +1,7 @@
 """Sessions: POST/GET/GET one/DELETE /v1/sessions, and GET/PUT /v1/sessions/:id/cookies."""
 from __future__ import annotations
 
+from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -31,7 +32,7 @@ class Sessions(MethodView):
     @blp.alt_response(503, description="No free browser slot in time; see Retry-After.")
     def post(self, body: dict):
         """Start a browser; answers once it takes CDP connections."""
-        record = service.create(store(), config(), current_project(), body)
+        record = service.create(store(), config(), current_project(), body, lambda: service.client_gone(request.environ))
         return service.public(record, config())
 
 

@@ -7,7 +7,10 @@ on the session's status, so exactly one of them wins.
 from __future__ import annotations
 
 import logging
+import select
+import socket
 import time
+from collections.abc import Callable
 
 from flask_smorest import abort
 
@@ -19,6 +22,20 @@ from app.store import (
 from tasks.celery_app import LAUNCH_QUEUE, LAUNCH_TASK, STOP_TASK, celery
 
 log = logging.getLogger(__name__)
+#: Where the web process leaves the caller's socket in the WSGI environ.
+CLIENT_SOCKET = "broker.client_socket"
+
+
+def client_gone(environ: dict) -> bool:
+    """True once the caller closed its connection (the web process puts its socket in the environ)."""
+    sock = environ.get(CLIENT_SOCKET)
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 def public(record: dict, config: Config) -> dict:
@@ -43,7 +60,9 @@ def _hold_context(store: Store, project: str, context_id: str, session_id: str) 
         abort(409, message=f"Context {context_id} is in use by session {holder}; a context backs one running session at a time.")
 
 
-def create(store: Store, config: Config, project: str, body: dict) -> dict:
+def create(
+    store: Store, config: Config, project: str, body: dict, caller_gone: Callable[[], bool] = lambda: False
+) -> dict:
     session_id = new_id("ses")
     record = {
         "id": session_id,
@@ -67,18 +86,21 @@ def create(store: Store, config: Config, project: str, body: dict) -> dict:
     store.create_session(record)
     celery.send_task(LAUNCH_TASK, args=[session_id], queue=LAUNCH_QUEUE, expires=config.create_wait)
     try:
-        return _wait_until_running(store, config, session_id)
+        return _wait_until_running(store, config, session_id, caller_gone)
     finally:
         store.drop_launch_events(session_id)
 
 
-def _wait_until_running(store: Store, config: Config, session_id: str) -> dict:
+def _wait_until_running(store: Store, config: Config, session_id: str, caller_gone: Callable[[], bool]) -> dict:
+    """Waits in line (the launch queue is FIFO) up to BROKER_CREATE_WAIT, then for the launch itself."""
     deadline = time.monotonic() + config.create_wait
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return _give_up(store, config, session_id)
-        event = store.next_launch_event(session_id, timeout=max(1, min(2, int(remaining))))
+        if caller_gone():
+            return _caller_left(store, config, session_id)
+        event = store.next_launch_event(session_id, timeout=1)
         if event is None:
             continue
         if event["event"] == "claimed":
@@ -89,6 +111,14 @@ def _wait_until_running(store: Store, config: Config, session_id: str) -> dict:
             code = event.get("code", 503)
             headers = {"Retry-After": str(config.retry_after)} if code == 503 else {}
             abort(code, message=event["message"], headers=headers)
+
+
+def _caller_left(store: Store, config: Config, session_id: str) -> dict:
+    """The caller lost its place in line; a browser already started for it is stopped at once."""
+    if store.update_session(session_id, expect={PENDING, LAUNCHING}, status=ABANDONED) is None:
+        stop(store, session_id, "error")
+    log.info("session %s: the caller hung up before its browser was ready", session_id)
+    abort(503, message="The caller closed the connection.", headers={"Retry-After": str(config.retry_after)})
 
 
 def _give_up(store: Store, config: Config, session_id: str) -> dict:

@@ -73,9 +73,10 @@ def run_processes(names: tuple[str, ...] = BROWSER_NAMES) -> list[psutil.Process
 
 
 class Redis:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, persist: bool = False) -> None:
         self.port = free_port()
         self.workdir = workdir
+        self.persist = persist
         self.proc: subprocess.Popen | None = None
         self.start()
 
@@ -85,8 +86,8 @@ class Redis:
     def start(self) -> None:
         log = open(self.workdir / f"redis-{self.port}.log", "ab")
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes" if self.persist else "no", "--appendfsync", "always", "--dir", str(self.workdir)],
             stdout=log, stderr=subprocess.STDOUT,
         )
         wait_until(self._answers, 10, message="redis-server")
@@ -177,5 +178,9 @@ class Broker:
             end_process(self.web)
 
     def profile_dirs(self) -> list[Path]:
+        return [p for p in self.leftovers() if p.is_dir()]
+
+    def leftovers(self) -> list[Path]:
+        """Profile directories and PID files of the workers' pools."""
         root = self.state_dir / "profiles"
-        return [p for p in root.glob("*/*")] if root.exists() else []
+        return list(root.glob("*/*")) if root.exists() else []

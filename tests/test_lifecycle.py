@@ -1,0 +1,176 @@
+"""Sessions under faults: timeouts, a full pool, lost and stopped workers, a Redis outage, redelivered tasks."""
+from __future__ import annotations
+
+import secrets
+import signal
+import socket
+import threading
+import time
+
+import psutil
+import pytest
+import requests
+from celery import Celery
+
+from tests.support.api import Api
+from tests.support.processes import Broker, Redis, wait_until
+from tests.test_contexts import visit
+
+POOL = 2
+WAIT = 6
+
+
+@pytest.fixture(scope="module")
+def life(brokers, tmp_path_factory):
+    """A deployment of its own: pool of 2, a 6 s create wait, a Redis that keeps its data across a restart."""
+    workdir = tmp_path_factory.mktemp("life")
+    redis = Redis(workdir, persist=True)
+    broker = Broker(redis, workdir, "bb_" + secrets.token_urlsafe(24),
+                    BROKER_POOL_SIZE=str(POOL), BROKER_CREATE_WAIT=str(WAIT), BROKER_RETRY_AFTER="3")
+    brokers.append(broker)
+    broker.start_web()
+    broker.start_worker("a")
+    yield broker
+    broker.stop()
+    redis.stop()
+
+
+@pytest.fixture
+def api(life) -> Api:
+    api = Api(life.url, life.api_key)
+    yield api
+    for session in api.get("/v1/sessions", params={"status": "running"}).json():
+        api.delete(f"/v1/sessions/{session['id']}")
+    for session in api.get("/v1/sessions").json():
+        if session["status"] != "stopped":
+            api.wait_status(session["id"], "stopped")
+
+
+def running(api: Api) -> list[str]:
+    return [s["id"] for s in api.get("/v1/sessions", params={"status": "running"}).json()]
+
+
+def browser_processes(profile_root_part: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if profile_root_part in " ".join(proc.info["cmdline"] or []) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def test_session_with_a_timeout_stops_by_itself(api):
+    session = api.create_session(timeout=3)
+    stopped = api.wait_status(session["id"], "stopped", timeout=30)
+    assert stopped["stopReason"] == "timeout"
+
+
+def test_a_queued_create_gets_the_slot_a_delete_frees(api):
+    first, _ = api.create_session(), api.create_session()
+    answers = []
+    waiting = threading.Thread(target=lambda: answers.append(api.post("/v1/sessions", json={})))
+    waiting.start()
+    time.sleep(2)
+    assert not answers, "the third create should wait in line while both slots are taken"
+    api.delete(f"/v1/sessions/{first['id']}")
+    waiting.join(60)
+    assert answers[0].status_code == 201, answers[0].text
+
+
+def test_a_create_past_the_wait_is_503_and_no_browser_starts_later(life, api):
+    held = [api.create_session(), api.create_session()]
+    answer = api.post("/v1/sessions", json={})
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "3"
+    assert answer.json()["message"]
+    api.stop_session(held[0]["id"])
+    time.sleep(3)
+    assert running(api) == [held[1]["id"]]
+    assert len(life.profile_dirs()) == 1
+
+
+def test_a_caller_that_hangs_up_loses_its_place(life, api):
+    held = [api.create_session(), api.create_session()]
+    raw = socket.create_connection(("127.0.0.1", life.port))
+    raw.sendall(f"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nX-API-Key: {life.api_key}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}".encode())
+    time.sleep(1.5)
+    raw.close()
+    time.sleep(1.5)
+    api.stop_session(held[0]["id"])
+    time.sleep(3)
+    assert running(api) == [held[1]["id"]]
+    assert len(life.profile_dirs()) == 1
+
+
+def test_sigkilled_worker_sessions_end_as_worker_lost_and_context_keeps_last_snapshot(life, api, pages):
+    context = api.post("/v1/contexts", json={}).json()
+    saved = api.create_session(contextId=context["id"])
+    visit(saved["cdpUrl"], f"{pages.base}/state", "state('saved')")
+    api.stop_session(saved["id"])
+    with_context = api.create_session(contextId=context["id"])
+    visit(with_context["cdpUrl"], f"{pages.base}/state", "state('unsaved')")
+    plain = api.create_session()
+    life.workers["a@test"].send_signal(signal.SIGKILL)
+    life.workers["a@test"].wait(10)
+    assert browser_processes(str(life.state_dir / "profiles" / "a@test")), "Chromium outlives a SIGKILLed worker"
+
+    life.start_worker("b")
+    for session in (with_context, plain):
+        assert api.wait_status(session["id"], "stopped", timeout=60)["stopReason"] == "worker_lost"
+    again = api.create_session(contextId=context["id"])
+    assert visit(again["cdpUrl"], f"{pages.base}/state", "state()")["local"] == "saved"
+    api.stop_session(again["id"])
+
+    life.start_worker("a")
+    wait_until(lambda: not browser_processes(str(life.state_dir / "profiles" / "a@test")), 20,
+               message="the restarted worker to end what its earlier life left")
+    assert not list((life.state_dir / "profiles" / "a@test").iterdir())
+
+
+def test_sigterm_stops_sessions_through_the_normal_flow(life, api, pages):
+    for nodename in list(life.workers):
+        life.stop_worker(nodename)
+    life.start_worker("c")
+    context = api.post("/v1/contexts", json={}).json()
+    session = api.create_session(contextId=context["id"])
+    visit(session["cdpUrl"], f"{pages.base}/state", "state('graceful')")
+    life.stop_worker("c@test")
+    stopped = api.get(f"/v1/sessions/{session['id']}").json()
+    assert stopped["status"] == "stopped" and stopped["snapshotError"] is None
+    life.start_worker("a")
+    again = api.create_session(contextId=context["id"])
+    assert visit(again["cdpUrl"], f"{pages.base}/state", "state()")["local"] == "graceful"
+
+
+def test_redis_outage_is_a_quick_503_and_everything_recovers(life, api):
+    session = api.create_session()
+    life.redis.stop()
+    started = time.monotonic()
+    answer = api.get(f"/v1/sessions/{session['id']}", timeout=30)
+    assert answer.status_code == 503 and "Redis" in answer.json()["message"]
+    assert time.monotonic() - started < 15
+    ready = requests.get(f"{life.url}/readyz", timeout=30)
+    assert ready.status_code == 503 and "unreachable" in ready.json()["redis"]
+    life.redis.start()
+    wait_until(lambda: api.get(f"/v1/sessions/{session['id']}").status_code == 200, 30, message="API recovery")
+    wait_until(lambda: requests.get(f"{life.url}/readyz", timeout=5).status_code == 200, 30, message="readiness")
+    api.stop_session(session["id"], timeout=60)
+    api.stop_session(api.create_session()["id"])
+
+
+def test_redelivered_tasks_do_no_harm(life, api, pages):
+    celery = Celery(broker=life.redis_url)
+    context = api.post("/v1/contexts", json={}).json()
+    session = api.create_session(contextId=context["id"])
+    record = life.store().get_session(session["id"])
+    celery.send_task("browser.launch", args=[session["id"]], queue="browsers.launch")
+    time.sleep(2)
+    assert len(life.profile_dirs()) == 1
+    assert api.delete(f"/v1/sessions/{session['id']}").status_code == 204
+    celery.send_task("browser.stop", args=[session["id"], "deleted"], queue=record["worker"])
+    api.wait_status(session["id"], "stopped")
+    time.sleep(2)
+    assert len(life.store().get_context(context["id"])["snapshotVersions"]) == 1
+    celery.close()
