@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 import statistics
 import tempfile
 from contextlib import contextmanager
@@ -59,3 +60,4 @@ def running_broker(**env: str) -> Iterator[tuple[Broker, Api]]:
     finally:
         broker.stop()
         redis.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -13,6 +13,7 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import re  # noqa: E402
 import signal  # noqa: E402
+import socket  # noqa: E402
 
 import gevent  # noqa: E402
 from gevent.pywsgi import WSGIHandler, WSGIServer  # noqa: E402
@@ -40,6 +41,12 @@ def upgrade_target(environ: dict) -> str | None:
 
 class BrokerHandler(WSGIHandler):
     """gevent's handler, except that it hands CDP upgrades to the relay."""
+
+    def handle(self) -> None:
+        # gevent writes a response's headers and body separately: without this, a kept-alive
+        # client waits ~40 ms for Nagle and delayed ACKs on every answer.
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().handle()
 
     def run_application(self) -> None:
         # Lets a long create notice that its caller hung up (app.sessions.service.client_gone).

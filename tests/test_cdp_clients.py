@@ -107,8 +107,8 @@ def test_abrupt_client_drop_leaves_the_browser_usable(any_api, session_factory, 
     dropped.ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     dropped.ws.sock.close()
     again = RawCdp(session["cdpUrl"])
-    titles = [t["title"] for t in again.call("Target.getTargets")["targetInfos"] if t["type"] == "page"]
-    assert "kept" in titles
+    wait_until(lambda: "kept" in [t["title"] for t in again.call("Target.getTargets")["targetInfos"]], 10,
+               message="the page opened before the drop")
     page = again.attach_new_page()
     assert again.evaluate("6*7", page) == 42
     again.close()
