@@ -20,7 +20,7 @@ import psutil
 
 from app.config import load
 from bench.common import pct, running_broker, summary, tree_memory
-from tasks.chromium import browser_flags, make_launcher
+from tasks.chromium import browser_flags, make_launcher, session_temp_dir
 from tests.support.cdp import RawCdp
 from tests.support.processes import TEST_FLAGS
 
@@ -43,6 +43,7 @@ def bare_launches(launcher_name: str, n: int) -> list[float]:
             times.append(time.perf_counter() - start)
             launcher.stop(browser)
             shutil.rmtree(profile, ignore_errors=True)
+            shutil.rmtree(session_temp_dir(profile), ignore_errors=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return times

@@ -8,7 +8,9 @@ browser is only handed out after it answered a real CDP call.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -69,6 +71,21 @@ class Launcher(Protocol):
     def start(self, profile_dir: Path, flags: list[str], timeout: float) -> RunningBrowser: ...
 
     def stop(self, browser: RunningBrowser) -> None: ...
+
+
+def session_temp_dir(profile_dir: Path) -> Path:
+    """The TMPDIR of one browser and its ChromeDriver: they leave folders there when killed hard.
+
+    Short on purpose (Chromium puts a Unix socket in it, 108 bytes at most) and
+    named after the profile, so the pool removes it with the profile, even after a crash.
+    """
+    return Path(tempfile.gettempdir()) / f"bb-{profile_dir.name[-16:]}"
+
+
+def child_env(profile_dir: Path) -> dict[str, str]:
+    temp = session_temp_dir(profile_dir)
+    temp.mkdir(exist_ok=True)
+    return {**os.environ, "TMPDIR": str(temp)}
 
 
 def browser_flags(config: Config, extra: list[str] | None = None) -> list[str]:
@@ -158,6 +175,7 @@ class DirectLauncher:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            env=child_env(profile_dir),
         )
         port_file = profile_dir / DEVTOOLS_PORT_FILE
         try:
@@ -205,7 +223,9 @@ class SeleniumLauncher:
         # Without this ChromeDriver sets navigator.webdriver, which sites read as a bot.
         options.add_experimental_option("excludeSwitches", ["enable-automation"])
         # An executable path means Selenium Manager is never run, so nothing is downloaded.
-        service = Service(executable_path=self.config.chromedriver_path, log_output=subprocess.DEVNULL)
+        service = Service(
+            executable_path=self.config.chromedriver_path, log_output=subprocess.DEVNULL, env=child_env(profile_dir)
+        )
         try:
             driver = webdriver.Chrome(service=service, options=options)
         except WebDriverException as error:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from tasks.chromium import Launcher, RunningBrowser, end_processes, process_tree
+from tasks.chromium import Launcher, RunningBrowser, end_processes, process_tree, session_temp_dir
 
 log = logging.getLogger(__name__)
 ProfileStep = Callable[[Path], None]
@@ -86,11 +86,13 @@ class ChromiumPool:
                 except psutil.NoSuchProcess:
                     continue
             end_processes(process_tree([p.pid for p in procs]), grace=0)
+            shutil.rmtree(session_temp_dir(self.profile_dir(pid_file.stem)), ignore_errors=True)
             ended.append(pid_file.stem)
             pid_file.unlink()
         for leftover in self.root.iterdir():
             if leftover.is_dir():
                 shutil.rmtree(leftover, ignore_errors=True)
+                shutil.rmtree(session_temp_dir(leftover), ignore_errors=True)
         if ended:
             log.warning("ended browsers left by an earlier life of this worker: %s", ", ".join(ended))
         return ended
@@ -114,6 +116,7 @@ class ChromiumPool:
             browser = self.launcher.start(profile, flags, timeout)
         except BaseException:
             shutil.rmtree(profile, ignore_errors=True)
+            shutil.rmtree(session_temp_dir(profile), ignore_errors=True)
             with self._lock:
                 self._reserved.discard(session_id)
             raise
@@ -142,6 +145,7 @@ class ChromiumPool:
                 after_exit(browser.profile_dir)
         finally:
             shutil.rmtree(browser.profile_dir, ignore_errors=True)
+            shutil.rmtree(session_temp_dir(browser.profile_dir), ignore_errors=True)
             self._pid_file(session_id).unlink(missing_ok=True)
             for hook in self.release_hooks:
                 hook(session_id)

@@ -4,15 +4,18 @@ from __future__ import annotations
 import secrets
 import signal
 import socket
+import struct
 import threading
 import time
 
 import psutil
 import pytest
 import requests
+import websocket
 from celery import Celery
 
 from tests.support.api import Api
+from tests.support.cdp import RawCdp
 from tests.support.processes import Broker, Redis, wait_until
 from tests.test_contexts import visit
 
@@ -174,3 +177,20 @@ def test_redelivered_tasks_do_no_harm(life, api, pages):
     time.sleep(2)
     assert len(life.store().get_context(context["id"])["snapshotVersions"]) == 1
     celery.close()
+
+
+def test_sigterm_to_the_web_process_closes_cdp_clients_cleanly(life, api):
+    session = api.create_session()
+    cdp = RawCdp(session["cdpUrl"])
+    cdp.call("Browser.getVersion")
+    life.web.send_signal(signal.SIGTERM)
+    cdp.ws.settimeout(15)
+    frame = cdp.ws.recv_data_frame(control_frame=True)[1]
+    assert frame.opcode == websocket.ABNF.OPCODE_CLOSE
+    assert struct.unpack(">H", frame.data[:2])[0] == 1001 and b"server restarting" in frame.data[2:]
+    life.web.wait(30)
+    life.start_web()
+    again = RawCdp(session["cdpUrl"])
+    assert again.call("Browser.getVersion")["product"]
+    again.close()
+    api.stop_session(session["id"])
