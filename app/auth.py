@@ -37,3 +37,10 @@ def require_scope(scope: str) -> Callable:
 
 def current_project() -> str:
     return g.project
+
+
+def owned(record: dict | None, project: str, noun: str, resource_id: str) -> dict:
+    """The record if ``project`` owns it; another project's is as unknown as a made-up id (404)."""
+    if record is None or record["project"] != project:
+        abort(404, message=f"No {noun} {resource_id}.")
+    return record

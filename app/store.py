@@ -11,7 +11,7 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -66,6 +66,24 @@ class Store:
             health_check_interval=10,
         )
 
+    # -- JSON records -----------------------------------------------------
+    def _load(self, key: str) -> dict | None:
+        raw = self.redis.get(key)
+        return json.loads(raw) if raw else None
+
+    def _store_indexed(self, key: str, index: str, record: dict, score: float) -> None:
+        """A record and its place in its project's index, written together."""
+        pipe = self.redis.pipeline()
+        pipe.set(key, json.dumps(record))
+        pipe.zadd(index, {record["id"]: score})
+        pipe.execute()
+
+    def _load_indexed(self, index: str, key_of: Callable[[str], str]) -> list[dict]:
+        """The index's records, newest first; ids whose record is gone are skipped."""
+        ids = self.redis.zrevrange(index, 0, -1)
+        raws = self.redis.mget([key_of(i) for i in ids]) if ids else []
+        return [json.loads(raw) for raw in raws if raw]
+
     # -- keys -------------------------------------------------------------
     def _key_key(self, key_hash: str) -> str:
         return f"{PREFIX}:apikey:{key_hash}"
@@ -76,8 +94,7 @@ class Store:
         return record
 
     def get_api_key(self, api_key: str) -> dict | None:
-        raw = self.redis.get(self._key_key(hash_key(api_key)))
-        return json.loads(raw) if raw else None
+        return self._load(self._key_key(hash_key(api_key)))
 
     def ensure_api_key(self, api_key: str, *, name: str, project: str, scopes: Iterable[str]) -> None:
         """Idempotent: the bootstrap key is ensured at every process start."""
@@ -101,8 +118,7 @@ class Store:
         self.redis.set(self._session_key(record["id"]), json.dumps(record), ex=ttl, nx=True)
 
     def get_session(self, session_id: str) -> dict | None:
-        raw = self.redis.get(self._session_key(session_id))
-        return json.loads(raw) if raw else None
+        return self._load(self._session_key(session_id))
 
     def update_session(self, session_id: str, expect: Iterable[str] | None = None, **changes: Any) -> dict | None:
         """Apply ``changes`` only if the record's status is one of ``expect``; the new record, else None."""
@@ -186,19 +202,14 @@ class Store:
         return f"{PREFIX}:project:{project}:contexts"
 
     def create_context(self, record: dict) -> None:
-        pipe = self.redis.pipeline()
-        pipe.set(self._context_key(record["id"]), json.dumps(record))
-        pipe.zadd(self._project_contexts_key(record["project"]), {record["id"]: time.time()})
-        pipe.execute()
+        self._store_indexed(self._context_key(record["id"]), self._project_contexts_key(record["project"]),
+                            record, time.time())
 
     def get_context(self, context_id: str) -> dict | None:
-        raw = self.redis.get(self._context_key(context_id))
-        return json.loads(raw) if raw else None
+        return self._load(self._context_key(context_id))
 
     def list_contexts(self, project: str) -> list[dict]:
-        ids = self.redis.zrevrange(self._project_contexts_key(project), 0, -1)
-        raws = self.redis.mget([self._context_key(i) for i in ids]) if ids else []
-        return [json.loads(raw) for raw in raws if raw]
+        return self._load_indexed(self._project_contexts_key(project), self._context_key)
 
     def delete_context(self, context_id: str, project: str) -> None:
         pipe = self.redis.pipeline()
@@ -295,20 +306,14 @@ class Store:
         return f"{PREFIX}:project:{project}:proxies"
 
     def create_proxy(self, record: dict) -> None:
-        pipe = self.redis.pipeline()
-        pipe.set(self._proxy_key(record["id"]), json.dumps(record))
-        pipe.zadd(self._project_proxies_key(record["project"]), {record["id"]: record["createdMs"]})
-        pipe.execute()
+        self._store_indexed(self._proxy_key(record["id"]), self._project_proxies_key(record["project"]),
+                            record, record["createdMs"])
 
     def get_proxy(self, proxy_id: str) -> dict | None:
-        raw = self.redis.get(self._proxy_key(proxy_id))
-        return json.loads(raw) if raw else None
+        return self._load(self._proxy_key(proxy_id))
 
     def list_proxies(self, project: str) -> list[dict]:
-        """Newest first."""
-        ids = self.redis.zrevrange(self._project_proxies_key(project), 0, -1)
-        raws = self.redis.mget([self._proxy_key(i) for i in ids]) if ids else []
-        return [json.loads(raw) for raw in raws if raw]
+        return self._load_indexed(self._project_proxies_key(project), self._proxy_key)
 
     def claim_proxy(self, proxy_id: str, project: str, session_id: str) -> bool:
         """Record ``session_id`` as a user of the proxy; False (and nothing written) if ``project`` has no such proxy."""

@@ -5,6 +5,7 @@ import logging
 
 from flask_smorest import abort
 
+from app.auth import owned
 from app.config import Config
 from app.store import Store, new_id, utcnow_iso
 from tasks.cookies import matches_domain, sort_key
@@ -26,10 +27,7 @@ def create(store: Store, project: str, name: str | None) -> dict:
 
 def get_owned(store: Store, project: str, context_id: str) -> dict:
     """Another project's context is as unknown as a made-up id."""
-    record = store.get_context(context_id)
-    if record is None or record["project"] != project:
-        abort(404, message=f"No context {context_id}.")
-    return record
+    return owned(store.get_context(context_id), project, "context", context_id)
 
 
 def cookies(store: Store, project: str, context_id: str, domain: str | None) -> dict:

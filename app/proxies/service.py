@@ -13,6 +13,7 @@ from flask_smorest import abort
 from python_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError
 from python_socks.sync.v2 import Proxy
 
+from app.auth import owned
 from app.config import Config
 from app.crypto import SecretBox
 from app.proxies.address import split_host_port
@@ -47,10 +48,7 @@ def create(store: Store, box: SecretBox, project: str, body: dict) -> dict:
 
 def get_visible(store: Store, project: str, proxy_id: str) -> dict:
     """Another project's proxy is as unknown as a made-up id."""
-    record = store.get_proxy(proxy_id)
-    if record is None or record["project"] != project:
-        abort(404, message=f"No proxy {proxy_id}.")
-    return record
+    return owned(store.get_proxy(proxy_id), project, "proxy", proxy_id)
 
 
 def delete(store: Store, project: str, proxy_id: str) -> None:

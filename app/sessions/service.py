@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from flask_smorest import abort
 
+from app.auth import owned
 from app.config import Config
 from app.store import (
     ABANDONED, LAUNCHING, PENDING, RUNNING, STOPPED, STOPPING, VISIBLE_STATUSES,
@@ -44,17 +45,15 @@ def public(record: dict, config: Config) -> dict:
 
 def get_visible(store: Store, project: str, session_id: str) -> dict:
     """Another project's session, or one still launching, is as unknown as a made-up id."""
-    record = store.get_session(session_id)
-    if record is None or record["project"] != project or record["status"] not in VISIBLE_STATUSES:
+    record = owned(store.get_session(session_id), project, "session", session_id)
+    if record["status"] not in VISIBLE_STATUSES:
         abort(404, message=f"No session {session_id}.")
     return record
 
 
 def _hold_context(store: Store, project: str, context_id: str, session_id: str) -> None:
     """Decided atomically in the store: of two creates with one context, exactly one wins."""
-    context = store.get_context(context_id)
-    if context is None or context["project"] != project:
-        abort(404, message=f"No context {context_id}.")
+    owned(store.get_context(context_id), project, "context", context_id)
     holder = store.claim_context(context_id, session_id)
     if holder is not None:
         abort(409, message=f"Context {context_id} is in use by session {holder}; a context backs one running session at a time.")
