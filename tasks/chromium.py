@@ -223,8 +223,11 @@ class SeleniumLauncher:
         # Without this ChromeDriver sets navigator.webdriver, which sites read as a bot.
         options.add_experimental_option("excludeSwitches", ["enable-automation"])
         # An executable path means Selenium Manager is never run, so nothing is downloaded.
+        # A session of its own, as with the direct launcher: a signal to the worker's process group
+        # (honcho, a terminal's Ctrl-C) must not kill browsers before their stop flow has run.
         service = Service(
-            executable_path=self.config.chromedriver_path, log_output=subprocess.DEVNULL, env=child_env(profile_dir)
+            executable_path=self.config.chromedriver_path, log_output=subprocess.DEVNULL, env=child_env(profile_dir),
+            popen_kw={"start_new_session": True},
         )
         try:
             driver = webdriver.Chrome(service=service, options=options)
