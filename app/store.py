@@ -141,9 +141,13 @@ class Store:
                 pipe.sadd(self._worker_sessions_key(record["worker"]), session_id)
                 if record.get("expiresEpoch"):
                     pipe.zadd(self._expiries_key(), {session_id: record["expiresEpoch"]})
+                if record.get("idleTimeout"):
+                    pipe.zadd(self._idle_key(), {session_id: time.time() + record["idleTimeout"]})
             elif record["status"] == STOPPED:
                 pipe.expire(key, self.config.session_retention)
                 pipe.zrem(self._expiries_key(), session_id)
+                pipe.zrem(self._idle_key(), session_id)
+                pipe.delete(self._clients_key(session_id))
                 if record.get("worker"):
                     pipe.srem(self._worker_sessions_key(record["worker"]), session_id)
             if record["status"] in (STOPPED, ABANDONED) and record.get("proxyId"):
@@ -172,6 +176,31 @@ class Store:
         """Sessions past their ``expiresAt``; each id is handed to exactly one caller (whoever removes it)."""
         due = self.redis.zrangebyscore(self._expiries_key(), "-inf", time.time())
         return [session_id for session_id in due if self.redis.zrem(self._expiries_key(), session_id)]
+
+    def _idle_key(self) -> str:
+        return f"{PREFIX}:session-idle"
+
+    def _clients_key(self, session_id: str) -> str:
+        return f"{PREFIX}:session:{session_id}:clients"
+
+    def client_connected(self, session_id: str) -> None:
+        """A CDP client is on the session: it is not idle, whatever its idleTimeout."""
+        pipe = self.redis.pipeline()
+        pipe.incr(self._clients_key(session_id))
+        pipe.zrem(self._idle_key(), session_id)
+        pipe.execute()
+
+    def client_disconnected(self, session_id: str, idle_timeout: int | None) -> None:
+        """The last client gone starts the idle clock of a session that has one."""
+        remaining = self.redis.decr(self._clients_key(session_id))
+        if remaining <= 0 and idle_timeout:
+            self.redis.zadd(self._idle_key(), {session_id: time.time() + idle_timeout})
+
+    def take_idle_sessions(self) -> list[str]:
+        """Sessions idle past their idleTimeout, each handed to exactly one caller."""
+        due = self.redis.zrangebyscore(self._idle_key(), "-inf", time.time())
+        taken = [session_id for session_id in due if self.redis.zrem(self._idle_key(), session_id)]
+        return [s for s in taken if int(self.redis.get(self._clients_key(s)) or 0) <= 0]
 
     def push_launch_event(self, session_id: str, event: dict) -> None:
         key = self._launch_events_key(session_id)

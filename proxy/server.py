@@ -69,10 +69,12 @@ class BrokerHandler(WSGIHandler):
         self.status = self._orig_status = "101 Switching Protocols"
         conn = RelayConnection(session_id, self.socket, browser, self.server.config.relay_ping_interval)
         self.server.registry.add(conn)
+        self.server.store.client_connected(session_id)
         try:
             conn.run()
         finally:
             self.server.registry.remove(conn)
+            self.server.store.client_disconnected(session_id, record.get("idleTimeout"))
 
     def _json_error(self, code: int, status: str, message: str) -> None:
         body = json.dumps({"code": code, "status": status, "message": message}).encode()

@@ -38,9 +38,12 @@ def reap_lost_workers() -> None:
 
 
 def stop_expired_sessions() -> None:
-    """The schedule is a sorted set in Redis, so it survives any process restart."""
+    """Both schedules are sorted sets in Redis, so they survive any process restart."""
     for session_id in store.take_expired_sessions():
         log.info("session %s: timeout reached", session_id)
+        request_stop(store, session_id, "timeout")
+    for session_id in store.take_idle_sessions():
+        log.info("session %s: idle timeout reached", session_id)
         request_stop(store, session_id, "timeout")
 
 

@@ -194,3 +194,15 @@ def test_sigterm_to_the_web_process_closes_cdp_clients_cleanly(life, api):
     assert again.call("Browser.getVersion")["product"]
     again.close()
     api.stop_session(session["id"])
+
+
+def test_idle_timeout_counts_only_time_without_a_cdp_client(api):
+    session = api.create_session(idleTimeout=2)
+    assert session["idleTimeout"] == 2
+    cdp = RawCdp(session["cdpUrl"])
+    time.sleep(4)
+    assert cdp.call("Browser.getVersion")["product"]
+    assert api.get(f"/v1/sessions/{session['id']}").json()["status"] == "running"
+    cdp.close()
+    stopped = api.wait_status(session["id"], "stopped", timeout=30)
+    assert stopped["stopReason"] == "timeout"

@@ -24,7 +24,7 @@ def test_create_answers_201_with_a_running_session(api, session_factory, broker)
     assert session["contextId"] is None and session["proxyId"] is None
     assert session["stoppedAt"] is None and session["stopReason"] is None
     assert set(session) == {"id", "cdpUrl", "status", "contextId", "proxyId", "createdAt", "expiresAt",
-                            "stoppedAt", "stopReason", "snapshotError"}
+                            "stoppedAt", "stopReason", "snapshotError", "idleTimeout"}
 
 
 def test_timeout_sets_expires_at(api, session_factory):
@@ -73,6 +73,8 @@ BAD_BODIES = [
     ({"url": "not a url"}, "url"),
     ({"url": 42}, "url"),
     ({"contextId": 7}, "contextId"),
+    ({"idleTimeout": 0}, "idleTimeout"),
+    ({"idleTimeout": "5"}, "idleTimeout"),
     ({"color": "blue"}, "color"),
 ]
 

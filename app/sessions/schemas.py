@@ -33,6 +33,13 @@ class SessionCreateSchema(Schema):
         validate=validate.Range(min=1, max=MAX_TIMEOUT),
         metadata={"description": "Seconds the session may live."},
     )
+    idleTimeout = fields.Integer(
+        load_default=None,
+        allow_none=True,
+        strict=True,
+        validate=validate.Range(min=1, max=MAX_TIMEOUT),
+        metadata={"description": "Stop after this many seconds with no CDP client connected."},
+    )
 
 
 class SessionListQuerySchema(Schema):
@@ -47,6 +54,7 @@ class SessionSchema(Schema):
     proxyId = fields.String(allow_none=True)
     createdAt = fields.String(required=True)
     expiresAt = fields.String(allow_none=True)
+    idleTimeout = fields.Integer(allow_none=True)
     stoppedAt = fields.String(allow_none=True)
     stopReason = fields.String(allow_none=True, metadata={"enum": list(STOP_REASONS)})
     snapshotError = fields.String(

@@ -71,6 +71,7 @@ def create(
         "proxyId": body["proxyId"],
         "url": body["url"],
         "timeout": body["timeout"],
+        "idleTimeout": body["idleTimeout"],
         "createdAt": utcnow_iso(),
         "createdMs": int(time.time() * 1000),
         "expiresAt": None,
