@@ -1,4 +1,4 @@
-"""Operator commands: ``python -m app keys create --name N --scopes a,b``."""
+"""Operator commands: ``python -m app keys create --name N --scopes a,b``, ``python -m app projects set …``."""
 from __future__ import annotations
 
 import argparse
@@ -34,8 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--name", required=True)
     create.add_argument("--scopes", type=parse_scopes, default=list(ALL_SCOPES), help="comma-separated; default all")
     create.add_argument("--project", default=DEFAULT_PROJECT, help="the tenant the key's resources belong to")
+    projects = commands.add_parser("projects", help="projects (tenants)").add_subparsers(dest="action", required=True)
+    settings = projects.add_parser("set", help="change a project's settings")
+    settings.add_argument("--project", default=DEFAULT_PROJECT)
+    settings.add_argument("--max-sessions", type=int, required=True, help="sessions at once; 0 for no limit")
     args = parser.parse_args(argv)
-    api_key = create_key(Store(load()), args.name, args.project, args.scopes)
+    store = Store(load())
+    if args.command == "projects":
+        print(store.set_project_settings(args.project, maxSessions=max(0, args.max_sessions)))
+        return 0
+    api_key = create_key(store, args.name, args.project, args.scopes)
     print(api_key)
     print(f"project={args.project} scopes={','.join(args.scopes)} (shown once; only its hash is stored)", file=sys.stderr)
     return 0

@@ -143,7 +143,9 @@ class Store:
                     pipe.zadd(self._expiries_key(), {session_id: record["expiresEpoch"]})
                 if record.get("idleTimeout"):
                     pipe.zadd(self._idle_key(), {session_id: time.time() + record["idleTimeout"]})
-            elif record["status"] == STOPPED:
+            if record["status"] in (STOPPED, ABANDONED):
+                pipe.zrem(self._project_live_key(record["project"]), session_id)
+            if record["status"] == STOPPED:
                 pipe.expire(key, self.config.session_retention)
                 pipe.zrem(self._expiries_key(), session_id)
                 pipe.zrem(self._idle_key(), session_id)
@@ -216,6 +218,41 @@ class Store:
 
     def drop_launch_events(self, session_id: str) -> None:
         self.redis.delete(self._launch_events_key(session_id))
+
+    # -- projects ---------------------------------------------------------
+    def _project_settings_key(self, project: str) -> str:
+        return f"{PREFIX}:project:{project}:settings"
+
+    def _project_live_key(self, project: str) -> str:
+        return f"{PREFIX}:project:{project}:live"
+
+    def set_project_settings(self, project: str, **settings: Any) -> dict:
+        record = {**(self.get_project_settings(project)), **settings}
+        self.redis.set(self._project_settings_key(project), json.dumps(record))
+        return record
+
+    def get_project_settings(self, project: str) -> dict:
+        return self._load(self._project_settings_key(project)) or {}
+
+    def claim_project_slot(self, project: str, session_id: str, limit: int) -> bool:
+        """Count a new session against the project's limit; False (nothing written) when it is reached.
+
+        The session leaves the count when it is stopped or abandoned (update_session).
+        """
+        live = self._project_live_key(project)
+        never_stored = time.time() - (self.config.create_wait + self.config.launch_timeout + 60)
+        for stale in self.redis.zrangebyscore(live, "-inf", never_stored):
+            if not self.redis.exists(self._session_key(stale)):
+                self.redis.zrem(live, stale)
+
+        def claim(pipe: redis.client.Pipeline) -> bool:
+            if pipe.zcard(live) >= limit:
+                return False
+            pipe.multi()
+            pipe.zadd(live, {session_id: time.time()})
+            return True
+
+        return self.redis.transaction(claim, live, value_from_callable=True)
 
     # -- contexts ---------------------------------------------------------
     def _context_key(self, context_id: str) -> str:

@@ -57,3 +57,16 @@ def test_other_projects_sessions_are_404(broker, api, session_factory):
     assert other.delete(f"/v1/sessions/{mine['id']}").status_code == 404
     assert mine["id"] not in {s["id"] for s in other.get("/v1/sessions").json()}
     assert api.get(f"/v1/sessions/{mine['id']}").json()["status"] == "running"
+
+
+def test_project_session_limit_answers_429(broker, session_factory):
+    subprocess.run([sys.executable, "-m", "app", "projects", "set", "--project", "limited", "--max-sessions", "1"],
+                   cwd=ROOT, env=broker.env, check=True, capture_output=True)
+    limited = Api(broker.url, make_key(broker, scopes="sessions:read,sessions:write", project="limited"))
+    first = session_factory(limited)
+    refused = limited.post("/v1/sessions", json={})
+    assert refused.status_code == 429 and "1 sessions at once" in refused.json()["message"]
+    assert refused.headers["Retry-After"]
+    assert [s["id"] for s in limited.get("/v1/sessions").json()] == [first["id"]]
+    limited.stop_session(first["id"])
+    session_factory(limited)

@@ -83,6 +83,10 @@ def create(
         _hold_context(store, project, body["contextId"], session_id)
     if body["proxyId"] and not store.claim_proxy(body["proxyId"], project, session_id):
         abort(404, message=f"No proxy {body['proxyId']}.")
+    limit = store.get_project_settings(project).get("maxSessions")
+    if limit and not store.claim_project_slot(project, session_id, limit):
+        abort(429, message=f"This project may run {limit} sessions at once; stop one first.",
+              headers={"Retry-After": str(config.retry_after)})
     store.create_session(record)
     celery.send_task(LAUNCH_TASK, args=[session_id], queue=LAUNCH_QUEUE, expires=config.create_wait)
     try:
