@@ -24,7 +24,7 @@ from app.config import Config, load  # noqa: E402
 from app.sessions.service import CLIENT_SOCKET  # noqa: E402
 from app.store import RUNNING, Store  # noqa: E402
 from proxy.registry import RelayRegistry, follow_stop_announcements  # noqa: E402
-from proxy.relay import HandshakeError, RelayConnection, accept_client, connect_browser  # noqa: E402
+from proxy.relay import HandshakeError, RelayConnection, accept_client, connect_browser, detach  # noqa: E402
 
 log = logging.getLogger("proxy.server")
 SESSION_SOCKET = re.compile(r"^/ws/session/(ses_[0-9a-f]+)$")
@@ -67,7 +67,7 @@ class BrokerHandler(WSGIHandler):
             return self._json_error(400, "Bad Request", f"Invalid WebSocket handshake: {error}")
         self.close_connection = True
         self.status = self._orig_status = "101 Switching Protocols"
-        conn = RelayConnection(session_id, self.socket, browser, self.server.config.relay_ping_interval)
+        conn = RelayConnection(session_id, detach(self.socket), detach(browser), self.server.config.relay_ping_interval)
         self.server.registry.add(conn)
         self.server.store.client_connected(session_id)
         try:
