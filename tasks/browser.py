@@ -47,8 +47,6 @@ def launch(self, session_id: str) -> None:
     try:
         flags = browser_flags(config, forwarders().route(record, store, secret_box))
         browser = pool().acquire(session_id, flags, timeout=config.launch_timeout, prepare=prepare)
-    except PoolFull as full:
-        return _fail(session_id, f"No free browser slot: {full}.")
     except SnapshotError as error:
         return _fail(session_id, f"Context {context_id} cannot be restored ({error}); "
                      "delete the context to start over.", code=409)
@@ -77,6 +75,8 @@ def launch(self, session_id: str) -> None:
 
 
 def _fail(session_id: str, message: str, code: int = 503) -> None:
+    """Whatever step failed, the slot and the forwarder are given back."""
+    pool().unreserve(session_id)
     forwarders().stop(session_id)
     intake().reconcile()
     store.update_session(session_id, expect={LAUNCHING}, status=ABANDONED)
