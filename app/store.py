@@ -304,9 +304,6 @@ class Store:
 
         return self.redis.transaction(claim, lock, value_from_callable=True)
 
-    def context_holder(self, context_id: str) -> str | None:
-        return self.redis.get(self._context_lock_key(context_id))
-
     def release_context(self, context_id: str, holder: str) -> None:
         lock = self._context_lock_key(context_id)
 
@@ -394,9 +391,6 @@ class Store:
             return True
 
         return self.redis.transaction(claim, key, value_from_callable=True)
-
-    def release_proxy(self, proxy_id: str, session_id: str) -> None:
-        self.redis.zrem(self._proxy_sessions_key(proxy_id), session_id)
 
     def delete_proxy(self, proxy_id: str) -> list[str] | None:
         """Delete the proxy unless a live session uses it: None if there was no such proxy, else the live users.

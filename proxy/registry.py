@@ -27,11 +27,6 @@ class RelayRegistry:
             if not conns:
                 del self._by_session[conn.session_id]
 
-    def count(self, session_id: str | None = None) -> int:
-        if session_id is not None:
-            return len(self._by_session.get(session_id, ()))
-        return sum(len(c) for c in self._by_session.values())
-
     def close_session(self, session_id: str, reason: str) -> None:
         for conn in list(self._by_session.get(session_id, ())):
             conn.close(GOING_AWAY, reason)
