@@ -5,6 +5,7 @@ import logging
 from collections import defaultdict
 
 import gevent
+from gevent.event import Event
 
 from app.store import Store
 from proxy.relay import GOING_AWAY, RelayConnection
@@ -16,9 +17,12 @@ RETRY_DELAY = 1.0
 class RelayRegistry:
     def __init__(self) -> None:
         self._by_session: dict[str, set[RelayConnection]] = defaultdict(set)
+        self._empty = Event()
+        self._empty.set()
 
     def add(self, conn: RelayConnection) -> None:
         self._by_session[conn.session_id].add(conn)
+        self._empty.clear()
 
     def remove(self, conn: RelayConnection) -> None:
         conns = self._by_session.get(conn.session_id)
@@ -26,14 +30,23 @@ class RelayRegistry:
             conns.discard(conn)
             if not conns:
                 del self._by_session[conn.session_id]
+        if not self._by_session:
+            self._empty.set()
 
     def close_session(self, session_id: str, reason: str) -> None:
         for conn in list(self._by_session.get(session_id, ())):
             conn.close(GOING_AWAY, reason)
 
-    def close_all(self, reason: str) -> None:
+    def close_all(self, reason: str, timeout: float) -> None:
+        """Returns once every client has had its close frame, or after ``timeout``.
+
+        Waiting matters at shutdown: the server's handlers are plain greenlets that
+        nobody joins, so a process that exited straight away could cut a pump
+        thread off before the close frame left, and the client would see a bare EOF.
+        """
         for session_id in list(self._by_session):
             self.close_session(session_id, reason)
+        self._empty.wait(timeout)
 
 
 def follow_stop_announcements(store: Store, registry: RelayRegistry) -> None:

@@ -100,7 +100,7 @@ def main() -> None:
 
     def shut_down() -> None:
         log.info("SIGTERM: closing CDP clients and stopping")
-        registry.close_all("server restarting")
+        registry.close_all("server restarting", timeout=SHUTDOWN_GRACE)
         server.stop(timeout=SHUTDOWN_GRACE)
 
     gevent.signal_handler(signal.SIGTERM, shut_down)

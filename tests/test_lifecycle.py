@@ -42,6 +42,8 @@ def life(brokers, tmp_path_factory):
 def api(life) -> Api:
     api = Api(life.url, life.api_key)
     yield api
+    if life.web.poll() is not None:
+        life.start_web()
     for session in api.get("/v1/sessions", params={"status": "running"}).json():
         api.delete(f"/v1/sessions/{session['id']}")
     for session in api.get("/v1/sessions").json():
