@@ -1,7 +1,8 @@
 """The HTTP API: create_app() wires configuration, the store, the OpenAPI Api and the blueprints."""
 from __future__ import annotations
 
-from flask import Flask
+import swagger_ui_bundle
+from flask import Blueprint, Flask
 
 from app import errors
 from app.config import Config, load
@@ -10,6 +11,7 @@ from app.extensions import api
 from app.store import ALL_SCOPES, DEFAULT_PROJECT, Store
 
 API_VERSION = "1.0.0"
+SWAGGER_UI_ASSETS = "/docs/assets/"
 
 
 def create_app(config: Config | None = None, store: Store | None = None) -> Flask:
@@ -23,7 +25,8 @@ def create_app(config: Config | None = None, store: Store | None = None) -> Flas
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        # Served from the installed swagger-ui-bundle, so /docs works on a network with no way out.
+        OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_ASSETS,
         API_SPEC_OPTIONS={
             "security": [{"ApiKey": []}],
             "components": {"securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}},
@@ -47,6 +50,8 @@ def create_app(config: Config | None = None, store: Store | None = None) -> Flas
     api.register_blueprint(contexts_blp)
     app.register_blueprint(health_blp)
     app.register_blueprint(relay_blp)
+    app.register_blueprint(Blueprint("swagger_ui_assets", __name__, static_folder=swagger_ui_bundle.swagger_ui_path,
+                                     static_url_path=SWAGGER_UI_ASSETS.rstrip("/")))
 
     if config.bootstrap_api_key:
         store.ensure_api_key(config.bootstrap_api_key, name="bootstrap", project=DEFAULT_PROJECT, scopes=ALL_SCOPES)

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import re
 import time
+from urllib.parse import urlsplit
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 from tests.support.api import Api
 
@@ -119,6 +121,27 @@ def test_openapi_document_and_docs(api):
     assert "/v1/sessions" in spec["paths"] and "/v1/sessions/{session_id}" in spec["paths"]
     assert spec["components"]["securitySchemes"]["ApiKey"]["name"] == "X-API-Key"
     assert api.get("/docs").status_code == 200
+
+
+def test_docs_render_with_nothing_fetched_from_off_the_machine(api, session_factory, broker):
+    """A self-hosted service's docs must work on a network with no way out (Swagger UI is served locally)."""
+    session = session_factory(api)
+    elsewhere: list[str] = []
+
+    def only_loopback(route):
+        if urlsplit(route.request.url).hostname == "127.0.0.1":
+            return route.continue_()
+        elsewhere.append(route.request.url)
+        return route.abort()
+
+    with sync_playwright() as p:
+        browser = p.chromium.connect_over_cdp(session["cdpUrl"])
+        page = browser.contexts[0].pages[0]
+        page.route("**/*", only_loopback)
+        page.goto(f"{broker.url}/docs")
+        page.wait_for_selector(".opblock-summary-path[data-path=\"/v1/sessions\"]", timeout=15000)
+        browser.close()
+    assert elsewhere == []
 
 
 def test_health_and_readiness(api):
