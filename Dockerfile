@@ -15,4 +15,4 @@ RUN pip install --no-cache-dir -c constraints.txt .
 ENV PORT=8000 \
     BROKER_STATE_DIR=/var/lib/browser-broker
 EXPOSE 8000
-CMD ["python", "-m", "proxy.server"]
+CMD ["python", "-m", "web"]

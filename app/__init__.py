@@ -5,10 +5,12 @@ import swagger_ui_bundle
 from flask import Blueprint, Flask
 
 from app import errors
-from app.config import Config, load
-from app.crypto import SecretBox
+from core.config import Config, load
 from app.extensions import api
-from app.store import ALL_SCOPES, DEFAULT_PROJECT, Store
+from core.crypto import SecretBox
+from core.dispatch import Dispatcher, make_celery
+from core.states import SessionMachine
+from core.store import ALL_SCOPES, DEFAULT_PROJECT, Store
 
 API_VERSION = "1.0.0"
 SWAGGER_UI_ASSETS = "/docs/assets/"
@@ -34,6 +36,7 @@ def create_app(config: Config | None = None, store: Store | None = None) -> Flas
     )
     app.extensions["broker.config"] = config
     app.extensions["broker.store"] = store
+    app.extensions["broker.machine"] = SessionMachine(store, Dispatcher(make_celery(config), config))
     # Refuses to build the app (so the web process to start) without BROKER_SECRET_KEY outside development.
     app.extensions["broker.secret_box"] = SecretBox.from_config(config)
     errors.register(app)
@@ -54,5 +57,5 @@ def create_app(config: Config | None = None, store: Store | None = None) -> Flas
                                      static_url_path=SWAGGER_UI_ASSETS.rstrip("/")))
 
     if config.bootstrap_api_key:
-        store.ensure_api_key(config.bootstrap_api_key, name="bootstrap", project=DEFAULT_PROJECT, scopes=ALL_SCOPES)
+        store.api_keys.ensure(config.bootstrap_api_key, name="bootstrap", project=DEFAULT_PROJECT, scopes=ALL_SCOPES)
     return app

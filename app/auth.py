@@ -22,7 +22,7 @@ def require_scope(scope: str) -> Callable:
             api_key = request.headers.get(API_KEY_HEADER)
             if not api_key:
                 abort(401, message=f"Missing {API_KEY_HEADER} header.")
-            record = store().get_api_key(api_key)
+            record = store().api_keys.get(api_key)
             if record is None:
                 abort(401, message="Unknown API key.")
             if scope not in record["scopes"]:

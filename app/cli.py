@@ -5,8 +5,8 @@ import argparse
 import secrets
 import sys
 
-from app.config import load
-from app.store import ALL_SCOPES, DEFAULT_PROJECT, Store
+from core.config import load
+from core.store import ALL_SCOPES, DEFAULT_PROJECT, Store
 
 KEY_PREFIX = "bb_"
 
@@ -22,7 +22,7 @@ def parse_scopes(text: str) -> list[str]:
 def create_key(store: Store, name: str, project: str, scopes: list[str]) -> str:
     """The key is shown once; only its hash is stored."""
     api_key = KEY_PREFIX + secrets.token_urlsafe(32)
-    store.put_api_key(api_key, name=name, project=project, scopes=scopes)
+    store.api_keys.put(api_key, name=name, project=project, scopes=scopes)
     return api_key
 
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     store = Store(load())
     if args.command == "projects":
-        print(store.set_project_settings(args.project, maxSessions=max(0, args.max_sessions)))
+        print(store.projects.set_settings(args.project, maxSessions=max(0, args.max_sessions)))
         return 0
     api_key = create_key(store, args.name, args.project, args.scopes)
     print(api_key)

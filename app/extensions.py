@@ -3,16 +3,21 @@ from __future__ import annotations
 
 from flask import current_app
 
-from app.config import Config
-from app.crypto import SecretBox
+from core.config import Config
 from app.errors import BrokerApi
-from app.store import Store
+from core.crypto import SecretBox
+from core.states import SessionMachine
+from core.store import Store
 
 api = BrokerApi()
 
 
 def store() -> Store:
     return current_app.extensions["broker.store"]
+
+
+def machine() -> SessionMachine:
+    return current_app.extensions["broker.machine"]
 
 
 def config() -> Config:

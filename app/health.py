@@ -19,7 +19,7 @@ def readyz():
     """Ready means a create can succeed: Redis answers and some worker heartbeats."""
     try:
         store().ping()
-        workers = store().live_workers()
+        workers = store().workers.live()
     except RedisError as error:
         return jsonify(status="unavailable", redis=f"unreachable: {error}", workers=None), 503
     if not workers:

@@ -9,14 +9,14 @@ from flask import Blueprint, jsonify
 from flask_smorest import abort
 
 from app.extensions import config, store
-from app.store import RUNNING
+from core.states import Status
 
 blp = Blueprint("relay_info", __name__)
 
 
 def running_session(session_id: str) -> dict:
-    record = store().get_session(session_id)
-    if record is None or record["status"] != RUNNING:
+    record = store().sessions.get(session_id)
+    if record is None or record["status"] != Status.RUNNING:
         abort(404, message=f"No running session {session_id}.")
     return record
 

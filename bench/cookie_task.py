@@ -12,9 +12,9 @@ import json
 import redis
 from celery import Celery
 
-from app.config import load
-from tasks.cdp import CdpConnection
-from tasks.cookies import read_cookies
+from core.config import load
+from core.cdp import CdpConnection
+from core.cookies import read_cookies
 
 QUEUE = "bench.cookies"
 TASK = "bench.read_cookies"

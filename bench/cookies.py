@@ -28,8 +28,8 @@ import requests
 
 from bench.common import pct, running_broker
 from bench.cookie_task import QUEUE, TASK, celery
-from tasks.cdp import CdpConnection
-from tasks.cookies import read_cookies
+from core.cdp import CdpConnection
+from core.cookies import read_cookies
 from tests.support.api import Api
 from tests.support.processes import ROOT, Broker, end_process
 
@@ -69,7 +69,7 @@ def measure(broker: Broker, api: Api, samples: int) -> None:
     cookies = sample_cookies(COOKIES)
     assert api.put(path, json={"cookies": cookies, "mode": "replace"}).status_code == 200
     assert api.get(path).json()["count"] == COOKIES
-    ws_url = broker.store().get_session(session["id"])["browserWsUrl"]
+    ws_url = broker.store().sessions.get(session["id"])["browserWsUrl"]
     replies = redis.Redis.from_url(broker.redis_url)
     celery.conf.broker_url = broker.redis_url
 

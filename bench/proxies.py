@@ -24,8 +24,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from app.proxies.address import ProxyAddress
-from app.proxies.upstream import Upstream
+from core.proxy_address import ProxyAddress
+from core.upstream import Upstream
 from bench.common import summary
 from tasks.forwarder import Forwarders
 from tests.support.upstreams import HttpUpstream

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from app.config import load
+from core.config import load
 from bench.common import pct, running_broker, summary, tree_memory
 from tasks.chromium import browser_flags, make_launcher, session_temp_dir
 from tests.support.cdp import RawCdp
@@ -97,7 +97,7 @@ def bench_launcher(name: str, n: int) -> dict:
         print(f"create / bare launch (p50):                 {ratio:.2f}x")
 
         session = api.create_session()
-        direct_url = broker.store().get_session(session["id"])["browserWsUrl"]
+        direct_url = broker.store().sessions.get(session["id"])["browserWsUrl"]
         eval_round_trips(direct_url, 200)
         relay = eval_round_trips(session["cdpUrl"], EVALS)
         direct = eval_round_trips(direct_url, EVALS)

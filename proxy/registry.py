@@ -7,7 +7,7 @@ from collections import defaultdict
 import gevent
 from gevent.event import Event
 
-from app.store import Store
+from core.store import Store
 from proxy.relay import GOING_AWAY, RelayConnection
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,10 @@ class RelayRegistry:
         if not self._by_session:
             self._empty.set()
 
+    def clients(self) -> list[tuple[str, str]]:
+        """(session id, client id) of every relayed client, for renewing their leases."""
+        return [(session_id, conn.client_id) for session_id, conns in self._by_session.items() for conn in conns]
+
     def close_session(self, session_id: str, reason: str) -> None:
         for conn in list(self._by_session.get(session_id, ())):
             conn.close(GOING_AWAY, reason)
@@ -53,8 +57,18 @@ def follow_stop_announcements(store: Store, registry: RelayRegistry) -> None:
     """Runs for the life of the web process; survives Redis restarts by resubscribing."""
     while True:
         try:
-            for announcement in store.stop_announcements():
+            for announcement in store.events.stop_announcements():
                 registry.close_session(announcement["sessionId"], f"session stopped: {announcement['reason']}")
         except Exception as error:
             log.warning("stop announcements interrupted (%s); resubscribing", error)
             gevent.sleep(RETRY_DELAY)
+
+
+def renew_client_leases(store: Store, registry: RelayRegistry, lease: float) -> None:
+    """Runs for the life of the web process: its clients count as connected only while it keeps saying so."""
+    while True:
+        gevent.sleep(lease / 3)
+        try:
+            store.sessions.renew_clients(registry.clients(), lease)
+        except Exception as error:
+            log.warning("could not renew CDP client leases (%s); retrying", error)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import secrets
 import select
 import socket
 from urllib.parse import urlsplit
@@ -105,6 +106,8 @@ class RelayConnection:
 
     def __init__(self, session_id: str, client: socket.socket, browser: socket.socket, ping_interval: float) -> None:
         self.session_id = session_id
+        #: Names this client in the session's lease set (core.store.sessions).
+        self.client_id = secrets.token_hex(8)
         self.client = client
         self.browser = browser
         self.ping_interval = ping_interval

@@ -1,30 +1,29 @@
-"""The web process: the Flask API and the CDP relay on one port, under gevent.
+"""The gevent server of the web process: any WSGI app (the API) and the CDP relay on one port.
 
-``python -m proxy.server`` (the Procfile's ``web``). A WebSocket upgrade to
-``/ws/session/<id>`` for a running session is taken over by the relay before
-it reaches Flask; every other request, including a refused upgrade, is Flask's,
-so refusals are ordinary JSON errors sent before any upgrade.
+A WebSocket upgrade to ``/ws/session/<id>`` for a running session is taken over
+by the relay before it reaches the WSGI app; every other request, including a
+refused upgrade, is the app's, so refusals are ordinary JSON errors sent before
+any upgrade. The caller monkey-patches (``web.py``) before importing this.
 """
-from gevent import monkey
+from __future__ import annotations
 
-monkey.patch_all()
+import json
+import logging
+import re
+import signal
+import socket
+from collections.abc import Callable
 
-import json  # noqa: E402
-import logging  # noqa: E402
-import re  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
+import gevent
+from gevent.pywsgi import WSGIHandler, WSGIServer
+from wsproto.utilities import RemoteProtocolError
 
-import gevent  # noqa: E402
-from gevent.pywsgi import WSGIHandler, WSGIServer  # noqa: E402
-from wsproto.utilities import RemoteProtocolError  # noqa: E402
-
-from app import create_app  # noqa: E402
-from app.config import Config, load  # noqa: E402
-from app.sessions.service import CLIENT_SOCKET  # noqa: E402
-from app.store import RUNNING, Store  # noqa: E402
-from proxy.registry import RelayRegistry, follow_stop_announcements  # noqa: E402
-from proxy.relay import HandshakeError, RelayConnection, accept_client, connect_browser, detach  # noqa: E402
+from core.config import Config
+from core.environ import CLIENT_SOCKET
+from core.states import Status
+from core.store import Store
+from proxy.registry import RelayRegistry, follow_stop_announcements, renew_client_leases
+from proxy.relay import HandshakeError, RelayConnection, accept_client, connect_browser, detach
 
 log = logging.getLogger("proxy.server")
 SESSION_SOCKET = re.compile(r"^/ws/session/(ses_[0-9a-f]+)$")
@@ -49,11 +48,11 @@ class BrokerHandler(WSGIHandler):
         super().handle()
 
     def run_application(self) -> None:
-        # Lets a long create notice that its caller hung up (app.sessions.service.client_gone).
+        # Lets a long create notice that its caller hung up (core.environ.client_gone).
         self.environ[CLIENT_SOCKET] = self.socket
         session_id = upgrade_target(self.environ)
-        record = self.server.store.get_session(session_id) if session_id else None
-        if record is None or record["status"] != RUNNING:
+        record = self.server.store.sessions.get(session_id) if session_id else None
+        if record is None or record["status"] != Status.RUNNING:
             return super().run_application()
         try:
             browser = connect_browser(record["browserWsUrl"])
@@ -68,13 +67,14 @@ class BrokerHandler(WSGIHandler):
         self.close_connection = True
         self.status = self._orig_status = "101 Switching Protocols"
         conn = RelayConnection(session_id, detach(self.socket), detach(browser), self.server.config.relay_ping_interval)
+        sessions = self.server.store.sessions
         self.server.registry.add(conn)
-        self.server.store.client_connected(session_id)
+        sessions.client_connected(session_id, conn.client_id, self.server.config.client_lease)
         try:
             conn.run()
         finally:
             self.server.registry.remove(conn)
-            self.server.store.client_disconnected(session_id, record.get("idleTimeout"))
+            sessions.client_disconnected(session_id, conn.client_id, record.get("idleTimeout"))
 
     def _json_error(self, code: int, status: str, message: str) -> None:
         body = json.dumps({"code": code, "status": status, "message": message}).encode()
@@ -83,20 +83,19 @@ class BrokerHandler(WSGIHandler):
 
 
 class BrokerServer(WSGIServer):
-    def __init__(self, config: Config, store: Store, registry: RelayRegistry) -> None:
-        super().__init__((config.bind, config.port), create_app(config, store), handler_class=BrokerHandler)
+    def __init__(self, config: Config, store: Store, registry: RelayRegistry, wsgi_app: Callable) -> None:
+        super().__init__((config.bind, config.port), wsgi_app, handler_class=BrokerHandler)
         self.config = config
         self.store = store
         self.registry = registry
 
 
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = load()
-    store = Store(config)
+def serve(config: Config, store: Store, wsgi_app: Callable) -> None:
+    """Serve until SIGTERM, then close every CDP client with a close frame before exiting."""
     registry = RelayRegistry()
-    server = BrokerServer(config, store, registry)
+    server = BrokerServer(config, store, registry, wsgi_app)
     gevent.spawn(follow_stop_announcements, store, registry)
+    gevent.spawn(renew_client_leases, store, registry, config.client_lease)
 
     def shut_down() -> None:
         log.info("SIGTERM: closing CDP clients and stopping")
@@ -106,7 +105,3 @@ def main() -> None:
     gevent.signal_handler(signal.SIGTERM, shut_down)
     log.info("listening on %s:%s, public URL %s", config.bind, config.port, config.public_url)
     server.serve_forever()
-
-
-if __name__ == "__main__":
-    main()

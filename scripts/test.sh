@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --with-node
+# The layers contract (pyproject.toml): app, tasks and proxy import core, never each other.
+.venv/bin/lint-imports --no-cache
 exec .venv/bin/python -m pytest "$@"

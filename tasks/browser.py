@@ -11,20 +11,22 @@ from pathlib import Path
 
 from celery.exceptions import Reject
 
-from app.store import ABANDONED, LAUNCHING, PENDING, RUNNING, STOPPED, STOPPING, iso_after, utcnow_iso
-from tasks.cdp import navigate_first_page
-from tasks.celery_app import LAUNCH_TASK, STOP_TASK, celery, config, worker_queue
+from core.cdp import navigate_first_page
+from core.dispatch import LAUNCH_TASK, STOP_TASK, worker_queue
+from core.ids import iso_after
+from core.snapshots import SnapshotError
+from core.states import StopReason
+from tasks.celery_app import celery, config
 from tasks.chromium import browser_flags
 from tasks.pool import PoolFull
-from tasks.runtime import contexts, forwarders, intake, pool, secret_box, store
-from tasks.snapshots import SnapshotError
+from tasks.runtime import contexts, forwarders, intake, machine, pool, secret_box, store
 
 log = logging.getLogger(__name__)
 
 
 @celery.task(name=LAUNCH_TASK, bind=True, acks_late=True)
 def launch(self, session_id: str) -> None:
-    """Takes a launch only with a free slot; otherwise the message goes back to the head of the queue.
+    """Takes a launch only with a free slot; otherwise the message goes back to the queue.
 
     acks_late makes that ``Reject(requeue=True)`` possible; a redelivered launch
     finds its session no longer pending and does nothing.
@@ -34,14 +36,12 @@ def launch(self, session_id: str) -> None:
     except PoolFull:
         intake().pool_full()
         raise Reject("no free browser slot", requeue=True) from None
-    record = store.update_session(
-        session_id, expect={PENDING}, status=LAUNCHING, worker=worker_queue(self.request.hostname)
-    )
+    record = machine.claim(session_id, worker_queue(self.request.hostname))
     if record is None:
         pool().unreserve(session_id)
         log.info("session %s: launch skipped, the create already gave up", session_id)
         return
-    store.push_launch_event(session_id, {"event": "claimed"})
+    store.sessions.push_launch_event(session_id, {"event": "claimed"})
     context_id = record["contextId"]
     prepare = (lambda profile: contexts.restore(context_id, profile)) if context_id else None
     try:
@@ -53,25 +53,25 @@ def launch(self, session_id: str) -> None:
     except Exception as error:
         log.exception("session %s: launch failed", session_id)
         return _fail(session_id, f"The browser failed to start: {error}")
+    navigation_error = None
     if record["url"]:
-        problem = navigate_first_page(browser.ws_url(), record["url"], config.navigate_timeout)
-        if problem:
-            log.info("session %s: first navigation to %s: %s", session_id, record["url"], problem)
-    running = store.update_session(
+        navigation_error = navigate_first_page(browser.ws_url(), record["url"], config.navigate_timeout)
+        if navigation_error:
+            log.info("session %s: first navigation to %s: %s", session_id, record["url"], navigation_error)
+    running = machine.ready(
         session_id,
-        expect={LAUNCHING},
-        status=RUNNING,
         browserWsUrl=browser.ws_url(config.worker_host),
         browserVersion=browser.version,
         userAgent=browser.user_agent,
         expiresAt=iso_after(record["timeout"]),
         expiresEpoch=time.time() + record["timeout"],
+        navigationError=navigation_error,
     )
     if running is None:
         log.info("session %s: the create gave up during launch; ending the browser", session_id)
         pool().release(session_id)
         return
-    store.push_launch_event(session_id, {"event": "ready"})
+    store.sessions.push_launch_event(session_id, {"event": "ready"})
 
 
 def _fail(session_id: str, message: str, code: int = 503) -> None:
@@ -79,19 +79,19 @@ def _fail(session_id: str, message: str, code: int = 503) -> None:
     pool().unreserve(session_id)
     forwarders().stop(session_id)
     intake().reconcile()
-    store.update_session(session_id, expect={LAUNCHING}, status=ABANDONED)
-    store.push_launch_event(session_id, {"event": "failed", "message": message, "code": code})
+    machine.abandon(session_id)
+    store.sessions.push_launch_event(session_id, {"event": "failed", "message": message, "code": code})
 
 
 @celery.task(name=STOP_TASK)
 def stop(session_id: str, reason: str) -> None:
-    end_session(session_id, reason)
+    end_session(session_id, StopReason(reason))
 
 
-def end_session(session_id: str, reason: str) -> None:
+def end_session(session_id: str, reason: StopReason) -> None:
     """Clients first (they get a close frame with the reason), then the context's state, then the record."""
-    store.announce_stop(session_id, reason)
-    record = store.get_session(session_id) or {}
+    store.events.announce_stop(session_id, reason)
+    record = store.sessions.get(session_id) or {}
     context_id = record.get("contextId")
     browser = pool().get(session_id)
     problems: list[str] = []
@@ -108,24 +108,5 @@ def end_session(session_id: str, reason: str) -> None:
             problems.append(problem)
 
     pool().release(session_id, after_exit=save if context_id else None)
-    store.update_session(
-        session_id, expect={RUNNING, STOPPING}, status=STOPPED, stoppedAt=utcnow_iso(), stopReason=reason,
-        snapshotError="; ".join(problems) or None,
-    )
-    if context_id:
-        store.release_context(context_id, session_id)
+    machine.finish_stop(session_id, reason, "; ".join(problems) or None)
     log.info("session %s: stopped (%s)", session_id, reason)
-
-
-def end_lost_session(session_id: str) -> None:
-    """The session's worker is gone with its browser: record the end and free the context (last good snapshot)."""
-    record = store.update_session(
-        session_id, expect={LAUNCHING, RUNNING, STOPPING}, status=STOPPED, stoppedAt=utcnow_iso(),
-        stopReason="worker_lost",
-    )
-    if record is None:
-        return
-    store.announce_stop(session_id, "worker_lost")
-    if record.get("contextId"):
-        store.release_context(record["contextId"], session_id)
-    log.warning("session %s: its worker was lost", session_id)

@@ -19,8 +19,8 @@ from typing import Any, Protocol
 
 import psutil
 
-from app.config import Config
-from tasks.cdp import CdpConnection, CdpError
+from core.config import Config
+from core.cdp import CdpConnection, CdpError
 
 #: Every browser gets these; DEVELOPERS.md explains the first group, the issue the rest.
 BASE_FLAGS: tuple[str, ...] = (

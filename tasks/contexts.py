@@ -14,12 +14,12 @@ import signal
 import tempfile
 from pathlib import Path
 
-from app.config import Config
-from app.store import Store
-from tasks.cdp import CdpConnection
+from core.config import Config
+from core.store import Store
+from core.cdp import CdpConnection
 from tasks.chromium import RunningBrowser
-from tasks.cookies import read_cookies
-from tasks.snapshots import SnapshotError, SnapshotStore, new_version, pack_profile, unpack_profile
+from core.cookies import read_cookies
+from core.snapshots import SnapshotError, SnapshotStore, new_version, pack_profile, unpack_profile
 
 log = logging.getLogger(__name__)
 CDP_TIMEOUT = 10.0
@@ -40,7 +40,7 @@ class ContextState:
 
     def restore(self, context_id: str, profile: Path) -> None:
         """Unpack the snapshot in force into an empty profile; raises SnapshotError if it cannot be read."""
-        record = self.store.get_context(context_id)
+        record = self.store.contexts.get(context_id)
         if record is None:
             raise SnapshotError(f"context {context_id} no longer exists")
         version = record.get("snapshotVersion")
@@ -57,7 +57,7 @@ class ContextState:
     def sync_cookies(self, context_id: str, session_id: str, browser: RunningBrowser) -> None:
         with CdpConnection(browser.ws_url(), timeout=CDP_TIMEOUT) as conn:
             cookies = read_cookies(conn)
-        self.store.save_context_cookies(context_id, session_id, cookies)
+        self.store.contexts.save_cookies(context_id, session_id, cookies)
         log.info("session %s: %d cookies synced to context %s", session_id, len(cookies), context_id)
 
     def save(self, context_id: str, session_id: str, profile: Path) -> str | None:
@@ -71,7 +71,7 @@ class ContextState:
             self._test_kill("before-archive-write")
             self.snapshots.put(context_id, version, archive)
             self._test_kill("after-archive-write")
-            dropped = self.store.point_to_snapshot(context_id, version, size, self.config.snapshot_keep)
+            dropped = self.store.contexts.point_to_snapshot(context_id, version, size, self.config.snapshot_keep)
             if dropped is None:
                 self.snapshots.delete(context_id, version)
                 return "context was deleted during the save"
@@ -86,7 +86,7 @@ class ContextState:
 
     def _delete_unused(self, context_id: str) -> None:
         """Versions beyond the kept ones, including orphans of saves that crashed before their pointer moved."""
-        record = self.store.get_context(context_id)
+        record = self.store.contexts.get(context_id)
         if record is None:
             return
         kept = set(record.get("snapshotVersions", []))

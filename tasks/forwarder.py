@@ -35,10 +35,10 @@ from urllib.parse import urlsplit
 from python_socks import ProxyType
 from python_socks.async_.asyncio.v2 import Proxy
 
-from app.crypto import SecretBox
-from app.proxies.address import split_host_port
-from app.proxies.upstream import Upstream
-from app.store import Store
+from core.crypto import SecretBox
+from core.proxy_address import split_host_port
+from core.upstream import Upstream
+from core.store import Store
 from tasks.chromium import proxy_flags
 
 log = logging.getLogger(__name__)
@@ -364,7 +364,7 @@ class Forwarders:
         proxy_id = session.get("proxyId")
         if not proxy_id:
             return []
-        record = store.get_proxy(proxy_id)
+        record = store.proxies.get(proxy_id)
         if record is None or record["project"] != session["project"]:
             raise ProxyUnavailable(f"proxy {proxy_id} no longer exists")
         try:

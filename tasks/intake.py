@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from celery import Celery
 
-from tasks.celery_app import LAUNCH_QUEUE
+from core.dispatch import LAUNCH_QUEUE
 
 log = logging.getLogger(__name__)
 

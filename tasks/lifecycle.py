@@ -7,10 +7,11 @@ import time
 
 from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 
-from app.sessions.service import stop as request_stop
-from tasks.browser import end_lost_session, end_session
-from tasks.celery_app import config, worker_queue
-from tasks.runtime import forwarders, intake, pool, set_worker_name, store, worker_name
+from core.dispatch import worker_queue
+from core.states import StopReason
+from tasks.browser import end_session
+from tasks.celery_app import config
+from tasks.runtime import forwarders, intake, machine, pool, set_worker_name, store, worker_name
 
 log = logging.getLogger(__name__)
 HOUSEKEEPING_INTERVAL = 1.0
@@ -23,28 +24,28 @@ def consume_own_queue(sender: str, instance, **_: object) -> None:
     set_worker_name(sender)
     instance.app.amqp.queues.select_add(worker_queue(sender))
     pool().clean_leftovers()
-    for session_id in store.worker_sessions(worker_queue(sender)):
-        end_lost_session(session_id)
+    for session_id in store.sessions.on_worker(worker_queue(sender)):
+        machine.lose(session_id)
 
 
 def reap_lost_workers() -> None:
     """Every live worker looks; the store lets exactly one of them end a lost worker's sessions."""
-    for worker in store.silent_workers():
-        if worker != worker_name() and store.take_silent_worker(worker):
+    for worker in store.workers.silent():
+        if worker != worker_name() and store.workers.take_silent(worker):
             log.warning("worker %s stopped heartbeating; ending its sessions", worker)
-            for session_id in store.worker_sessions(worker_queue(worker)):
-                end_lost_session(session_id)
-            store.forget_worker(worker)
+            for session_id in store.sessions.on_worker(worker_queue(worker)):
+                machine.lose(session_id)
+            store.workers.forget(worker)
 
 
 def stop_expired_sessions() -> None:
     """Both schedules are sorted sets in Redis, so they survive any process restart."""
-    for session_id in store.take_expired_sessions():
+    for session_id in store.sessions.take_expired():
         log.info("session %s: timeout reached", session_id)
-        request_stop(store, session_id, "timeout")
-    for session_id in store.take_idle_sessions():
+        machine.stop(session_id, StopReason.TIMEOUT)
+    for session_id in store.sessions.take_idle():
         log.info("session %s: idle timeout reached", session_id)
-        request_stop(store, session_id, "timeout")
+        machine.stop(session_id, StopReason.TIMEOUT)
 
 
 def _housekeeping() -> None:
@@ -60,7 +61,7 @@ def _housekeeping() -> None:
         try:
             now = time.monotonic()
             if now - last_beat >= config.heartbeat_interval:
-                store.heartbeat(worker_name(), {"queue": worker_queue(worker_name()), "freeSlots": pool().free_slots()})
+                store.workers.heartbeat(worker_name(), {"queue": worker_queue(worker_name()), "freeSlots": pool().free_slots()})
                 last_beat = now
                 healthy_since = healthy_since or now
             stop_expired_sessions()
@@ -83,7 +84,7 @@ def start_housekeeping(**_: object) -> None:
 def end_all_browsers(**_: object) -> None:
     """SIGTERM (a redeploy): every session goes through the normal stop flow, in parallel, within the grace period."""
     _stopping.set()
-    stoppers = [threading.Thread(target=end_session, args=(session_id, "worker_lost"), daemon=True)
+    stoppers = [threading.Thread(target=end_session, args=(session_id, StopReason.WORKER_LOST), daemon=True)
                 for session_id in pool().session_ids()]
     for thread in stoppers:
         thread.start()
@@ -92,4 +93,4 @@ def end_all_browsers(**_: object) -> None:
         thread.join(max(0.0, deadline - time.monotonic()))
     # Ending each browser ended its forwarder; this catches one whose launch was cut short.
     forwarders().stop_all()
-    store.forget_worker(worker_name())
+    store.workers.forget(worker_name())

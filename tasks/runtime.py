@@ -3,17 +3,20 @@ from __future__ import annotations
 
 import functools
 
-from app.crypto import SecretBox
-from app.store import Store
+from core.crypto import SecretBox
+from core.dispatch import Dispatcher
+from core.snapshots import open_snapshot_store
+from core.states import SessionMachine
+from core.store import Store
 from tasks.celery_app import celery, config
 from tasks.chromium import make_launcher
 from tasks.contexts import ContextState
 from tasks.forwarder import Forwarders
 from tasks.intake import LaunchIntake
 from tasks.pool import ChromiumPool
-from tasks.snapshots import open_snapshot_store
 
 store = Store(config)
+machine = SessionMachine(store, Dispatcher(celery, config))
 #: Refuses to import (so the worker to start) without BROKER_SECRET_KEY outside development.
 secret_box = SecretBox.from_config(config)
 contexts = ContextState(config, store, open_snapshot_store(config))

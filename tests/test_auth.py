@@ -39,7 +39,7 @@ def test_key_is_shown_once_and_stored_as_hash(broker):
     key = make_key(broker, scopes="sessions:read", project="p")
     store = broker.store()
     assert not store.redis.keys(f"*{key}*")
-    assert store.get_api_key(key)["scopes"] == ["sessions:read"]
+    assert store.api_keys.get(key)["scopes"] == ["sessions:read"]
 
 
 def test_unknown_scope_is_refused_by_the_cli(broker):

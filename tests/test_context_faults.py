@@ -47,7 +47,7 @@ def test_worker_killed_between_archive_write_and_pointer_move_keeps_old_snapshot
     broker.workers[crashing].wait(60)
     assert broker.workers[crashing].returncode == -signal.SIGKILL
     assert len(snapshots_of(broker, context["id"])) == 2
-    assert broker.store().get_context(context["id"])["snapshotVersion"] + ".tar.zst" == saved[0]
+    assert broker.store().contexts.get(context["id"])["snapshotVersion"] + ".tar.zst" == saved[0]
 
     broker.start_worker("steady")
     lost = api.wait_status(second["id"], "stopped", timeout=60)

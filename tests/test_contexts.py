@@ -134,7 +134,7 @@ def test_delete_removes_snapshot_and_cookies(broker, api, session_factory, pages
     assert len(list(snapshot_dir.glob("*.tar.zst"))) == 1
     assert api.delete(f"/v1/contexts/{context['id']}").status_code == 204
     assert not snapshot_dir.exists()
-    assert not broker.store().get_context_cookies(context["id"])
+    assert not broker.store().contexts.cookies(context["id"])
     assert api.post("/v1/sessions", json={"contextId": context["id"]}).status_code == 404
 
 

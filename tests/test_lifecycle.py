@@ -169,7 +169,7 @@ def test_redelivered_tasks_do_no_harm(life, api, pages):
     celery = Celery(broker=life.redis_url)
     context = api.post("/v1/contexts", json={}).json()
     session = api.create_session(contextId=context["id"])
-    record = life.store().get_session(session["id"])
+    record = life.store().sessions.get(session["id"])
     celery.send_task("browser.launch", args=[session["id"]], queue="browsers.launch")
     time.sleep(2)
     assert len(life.profile_dirs()) == 1
@@ -177,7 +177,7 @@ def test_redelivered_tasks_do_no_harm(life, api, pages):
     celery.send_task("browser.stop", args=[session["id"], "deleted"], queue=record["worker"])
     api.wait_status(session["id"], "stopped")
     time.sleep(2)
-    assert len(life.store().get_context(context["id"])["snapshotVersions"]) == 1
+    assert len(life.store().contexts.get(context["id"])["snapshotVersions"]) == 1
     celery.close()
 
 

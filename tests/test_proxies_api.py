@@ -11,7 +11,7 @@ import sys
 import pytest
 import requests
 
-from app.crypto import SecretBox, UnreadableSecret
+from core.crypto import SecretBox, UnreadableSecret
 from tests.support.api import Api
 from tests.support.processes import ROOT, SECRET_KEY, end_process, free_port, wait_until
 
@@ -21,7 +21,7 @@ PROXY_FIELDS = {"id", "server", "username", "name", "createdAt"}
 
 def make_key(broker, *, scopes: tuple[str, ...], project: str) -> str:
     key = "bb_" + secrets.token_urlsafe(24)
-    broker.store().put_api_key(key, name="proxy-tests", project=project, scopes=scopes)
+    broker.store().api_keys.put(key, name="proxy-tests", project=project, scopes=scopes)
     return key
 
 
@@ -246,7 +246,7 @@ def _start_without_secret(args: list[str], **env: str) -> subprocess.CompletedPr
 
 
 def test_web_and_worker_refuse_to_start_without_a_secret_outside_development(tmp_path):
-    web = _start_without_secret([sys.executable, "-m", "proxy.server"])
+    web = _start_without_secret([sys.executable, "-m", "web"])
     assert web.returncode != 0 and "BROKER_SECRET_KEY" in web.stderr
     worker = _start_without_secret([sys.executable, "-m", "celery", "-A", "tasks.celery_app", "worker",
                                     "-n", f"nosecret-{free_port()}@test", "--without-gossip", "--without-mingle"],
@@ -259,7 +259,7 @@ def test_development_mode_runs_without_a_secret(redis_server, tmp_path):
     environment = {k: v for k, v in os.environ.items() if k != "BROKER_SECRET_KEY"}
     environment.update({"BROKER_ENV": "development", "PORT": str(port), "BROKER_BIND": "127.0.0.1",
                         "REDIS_URL": redis_server.url(5), "BROKER_STATE_DIR": str(tmp_path)})
-    web = subprocess.Popen([sys.executable, "-m", "proxy.server"], cwd=ROOT, env=environment,
+    web = subprocess.Popen([sys.executable, "-m", "web"], cwd=ROOT, env=environment,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: _healthy(port) or web.poll() is not None, 30, message="the development web process")
@@ -284,5 +284,5 @@ def test_a_password_stored_under_another_secret_cannot_be_read():
 
 
 def test_web_refuses_a_short_secret():
-    web = _start_without_secret([sys.executable, "-m", "proxy.server"], BROKER_SECRET_KEY="short")
+    web = _start_without_secret([sys.executable, "-m", "web"], BROKER_SECRET_KEY="short")
     assert web.returncode != 0 and "at least 16 characters" in web.stderr

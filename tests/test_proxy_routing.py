@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import psutil
 import pytest
 
-from tasks.cdp import CdpConnection
+from core.cdp import CdpConnection
 from tests.support.processes import free_port
 from tests.support.upstreams import HttpUpstream, PproxyUpstream, SocksUpstream
 

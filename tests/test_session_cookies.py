@@ -9,9 +9,9 @@ import time
 import pytest
 from playwright.sync_api import sync_playwright
 
-from app.store import ALL_SCOPES
-from tasks.cdp import CdpConnection, CdpError
-from tasks.cookies import replace_cookies
+from core.store import ALL_SCOPES
+from core.cdp import CdpConnection, CdpError
+from core.cookies import replace_cookies
 from tests.support.api import Api
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -46,7 +46,7 @@ def inject(api: Api, session: dict, cookies: list[dict], mode: str | None = None
 
 def make_key(broker, *, scopes: tuple[str, ...], project: str) -> str:
     key = "bb_" + secrets.token_urlsafe(24)
-    broker.store().put_api_key(key, name="cookie-tests", project=project, scopes=scopes)
+    broker.store().api_keys.put(key, name="cookie-tests", project=project, scopes=scopes)
     return key
 
 
@@ -335,7 +335,7 @@ def test_malformed_inject_is_400_and_changes_nothing(api, seeded, data, content_
 def test_replace_refused_by_chromium_puts_the_old_cookies_back(broker, api, seeded):
     """The schema stops what Chromium refuses; should one slip through, replace must not leave the browser empty."""
     before = export(api, seeded)["cookies"]
-    ws_url = broker.store().get_session(seeded["id"])["browserWsUrl"]
+    ws_url = broker.store().sessions.get(seeded["id"])["browserWsUrl"]
     with CdpConnection(ws_url) as conn, pytest.raises(CdpError):
         replace_cookies(conn, [ok(name="fine"), ok(name="bad;")])
     assert export(api, seeded)["cookies"] == before

@@ -26,7 +26,7 @@ def test_create_answers_201_with_a_running_session(api, session_factory, broker)
     assert session["contextId"] is None and session["proxyId"] is None
     assert session["stoppedAt"] is None and session["stopReason"] is None
     assert set(session) == {"id", "cdpUrl", "status", "contextId", "proxyId", "createdAt", "expiresAt",
-                            "stoppedAt", "stopReason", "snapshotError", "idleTimeout"}
+                            "stoppedAt", "stopReason", "snapshotError", "navigationError", "idleTimeout"}
 
 
 def test_timeout_sets_expires_at(api, session_factory):

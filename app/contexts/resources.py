@@ -8,6 +8,7 @@ from app.auth import current_project, require_scope
 from app.contexts import service
 from app.contexts.schemas import ContextCookiesSchema, ContextCreateSchema, ContextSchema
 from app.extensions import config, store
+from app.paging import paginated
 from app.sessions.schemas import CookieQuerySchema
 
 blp = Blueprint("contexts", __name__, url_prefix="/v1/contexts", description="Browser state kept across sessions.")
@@ -17,9 +18,12 @@ blp = Blueprint("contexts", __name__, url_prefix="/v1/contexts", description="Br
 class Contexts(MethodView):
     @require_scope("contexts:read")
     @blp.response(200, ContextSchema(many=True))
-    def get(self):
-        """The project's contexts, newest first."""
-        return store().list_contexts(current_project())
+    @paginated(blp)
+    def get(self, pagination_parameters):
+        """The project's contexts, newest first, a page at a time."""
+        records, pagination_parameters.item_count = store().contexts.page(
+            current_project(), pagination_parameters.first_item, pagination_parameters.page_size)
+        return records
 
     @require_scope("contexts:write")
     @blp.arguments(ContextCreateSchema)

@@ -6,10 +6,11 @@ import logging
 from flask_smorest import abort
 
 from app.auth import owned
-from app.config import Config
-from app.store import Store, new_id, utcnow_iso
-from tasks.cookies import matches_domain, sort_key
-from tasks.snapshots import open_snapshot_store
+from core.config import Config
+from core.ids import new_id, utcnow_iso
+from core.store import Store
+from core.cookies import matches_domain, sort_key
+from core.snapshots import open_snapshot_store
 
 log = logging.getLogger(__name__)
 
@@ -21,18 +22,18 @@ def create(store: Store, project: str, name: str | None) -> dict:
         "cookieCount": 0, "snapshotBytes": 0, "lastSessionId": None,
         "snapshotVersion": None, "snapshotVersions": [],
     }
-    store.create_context(record)
+    store.contexts.create(record)
     return record
 
 
 def get_owned(store: Store, project: str, context_id: str) -> dict:
     """Another project's context is as unknown as a made-up id."""
-    return owned(store.get_context(context_id), project, "context", context_id)
+    return owned(store.contexts.get(context_id), project, "context", context_id)
 
 
 def cookies(store: Store, project: str, context_id: str, domain: str | None) -> dict:
     get_owned(store, project, context_id)
-    found = [c for c in store.get_context_cookies(context_id) if not domain or matches_domain(c["domain"], domain)]
+    found = [c for c in store.contexts.cookies(context_id) if not domain or matches_domain(c["domain"], domain)]
     found.sort(key=sort_key)
     return {"contextId": context_id, "exportedAt": utcnow_iso(), "count": len(found), "cookies": found}
 
@@ -41,14 +42,14 @@ def delete(store: Store, config: Config, project: str, context_id: str) -> None:
     """Held for the whole delete, so no session can start on a context that is half gone."""
     record = get_owned(store, project, context_id)
     deleter = new_id("del")
-    holder = store.claim_context(context_id, deleter)
+    holder = store.contexts.claim(context_id, deleter)
     if holder is not None:
-        abort(409, message=f"Context {context_id} is in use by session {holder}; stop it first.")
+        abort(409, message=f"Context {context_id} is in use by {holder}; stop it first.")
     try:
         snapshots = open_snapshot_store(config)
         for version in snapshots.versions(context_id):
             snapshots.delete(context_id, version)
-        store.delete_context(context_id, record["project"])
+        store.contexts.delete(context_id, record["project"])
     finally:
-        store.release_context(context_id, deleter)
+        store.contexts.release(context_id, deleter)
     log.info("context %s deleted", context_id)

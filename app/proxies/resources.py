@@ -6,6 +6,7 @@ from flask_smorest import Blueprint
 
 from app.auth import current_project, require_scope
 from app.extensions import config, secret_box, store
+from app.paging import paginated
 from app.proxies import service
 from app.proxies.schemas import ProxyCheckResultSchema, ProxyCheckSchema, ProxyCreateSchema, ProxySchema
 
@@ -16,9 +17,12 @@ blp = Blueprint("proxies", __name__, url_prefix="/v1/proxies", description="Upst
 class Proxies(MethodView):
     @require_scope("proxies:read")
     @blp.response(200, ProxySchema(many=True))
-    def get(self):
-        """List the project's proxies, newest first."""
-        return [service.public(r) for r in store().list_proxies(current_project())]
+    @paginated(blp)
+    def get(self, pagination_parameters):
+        """List the project's proxies, newest first, a page at a time."""
+        records, pagination_parameters.item_count = store().proxies.page(
+            current_project(), pagination_parameters.first_item, pagination_parameters.page_size)
+        return [service.public(r) for r in records]
 
     @require_scope("proxies:write")
     @blp.arguments(ProxyCreateSchema)

@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from app.proxies.address import ProxyAddress, split_host_port
+from core.proxy_address import ProxyAddress, split_host_port
 
 #: SOCKS5 (RFC 1929) carries at most 255 bytes of user name and of password.
 MAX_CREDENTIAL_BYTES = 255

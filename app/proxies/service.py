@@ -14,11 +14,12 @@ from python_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError
 from python_socks.sync.v2 import Proxy
 
 from app.auth import owned
-from app.config import Config
-from app.crypto import SecretBox
-from app.proxies.address import split_host_port
-from app.proxies.upstream import Upstream
-from app.store import Store, new_id, utcnow_iso
+from core.config import Config
+from core.crypto import SecretBox
+from core.proxy_address import split_host_port
+from core.upstream import Upstream
+from core.ids import new_id, now_ms, utcnow_iso
+from core.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -39,21 +40,21 @@ def create(store: Store, box: SecretBox, project: str, body: dict) -> dict:
         "name": body["name"],
         "passwordCiphertext": box.encrypt(password) if password is not None else None,
         "createdAt": utcnow_iso(),
-        "createdMs": int(time.time() * 1000),
+        "createdMs": now_ms(),
     }
-    store.create_proxy(record)
+    store.proxies.create(record)
     log.info("proxy %s: saved (%s)", record["id"], record["server"])
     return record
 
 
 def get_visible(store: Store, project: str, proxy_id: str) -> dict:
     """Another project's proxy is as unknown as a made-up id."""
-    return owned(store.get_proxy(proxy_id), project, "proxy", proxy_id)
+    return owned(store.proxies.get(proxy_id), project, "proxy", proxy_id)
 
 
 def delete(store: Store, project: str, proxy_id: str) -> None:
     get_visible(store, project, proxy_id)
-    users = store.delete_proxy(proxy_id)
+    users = store.proxies.delete(proxy_id)
     if users is None:
         abort(404, message=f"No proxy {proxy_id}.")
     if users:

@@ -16,9 +16,11 @@ import websocket
 from flask_smorest import abort
 
 from app.sessions.service import get_visible
-from app.store import RUNNING, Store, utcnow_iso
-from tasks.cdp import CdpConnection, CdpError
-from tasks.cookies import merge_cookies, read_cookies, replace_cookies
+from core.ids import utcnow_iso
+from core.states import Status
+from core.store import Store
+from core.cdp import CdpConnection, CdpError
+from core.cookies import merge_cookies, read_cookies, replace_cookies
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ MERGE, REPLACE = "merge", "replace"
 
 def _running(store: Store, project: str, session_id: str) -> dict:
     record = get_visible(store, project, session_id)
-    if record["status"] != RUNNING:
+    if record["status"] != Status.RUNNING:
         abort(409, message=f"Session {session_id} is {record['status']}; cookies need a running session.")
     return record
 
@@ -42,8 +44,8 @@ def _browser(store: Store, record: dict) -> Iterator[CdpConnection]:
         with CdpConnection(record["browserWsUrl"], timeout=CDP_TIMEOUT) as conn:
             yield conn
     except (OSError, websocket.WebSocketException, CdpError) as error:
-        current = store.get_session(session_id)
-        if current is None or current["status"] != RUNNING:
+        current = store.sessions.get(session_id)
+        if current is None or current["status"] != Status.RUNNING:
             abort(409, message=f"Session {session_id} stopped during the call; cookies need a running session.")
         log.warning("session %s: cookie call could not reach the browser: %s", session_id, error)
         abort(502, message="The session's browser cannot be reached.")

@@ -6,8 +6,11 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.auth import current_project, require_scope
-from app.extensions import config, store
+from app.extensions import config, machine, store
+from app.paging import paginated
 from app.sessions import cookies, service
+from core.environ import client_gone
+from core.states import StopReason
 from app.sessions.schemas import (
     CookieQuerySchema, CookiesWriteSchema, CookiesWrittenSchema, SessionCookiesSchema,
     SessionCreateSchema, SessionListQuerySchema, SessionSchema,
@@ -21,9 +24,12 @@ class Sessions(MethodView):
     @require_scope("sessions:read")
     @blp.arguments(SessionListQuerySchema, location="query")
     @blp.response(200, SessionSchema(many=True))
-    def get(self, query: dict):
-        """List the project's sessions, newest first."""
-        records = store().list_sessions(current_project(), query.get("status"))
+    @paginated(blp)
+    def get(self, query: dict, pagination_parameters):
+        """List the project's sessions, newest first, a page at a time."""
+        records, total = store().sessions.page(current_project(), query.get("status"),
+                                               pagination_parameters.first_item, pagination_parameters.page_size)
+        pagination_parameters.item_count = total
         return [service.public(r, config()) for r in records]
 
     @require_scope("sessions:write")
@@ -32,7 +38,7 @@ class Sessions(MethodView):
     @blp.alt_response(503, description="No free browser slot in time; see Retry-After.")
     def post(self, body: dict):
         """Start a browser; answers once it takes CDP connections."""
-        record = service.create(store(), config(), current_project(), body, lambda: service.client_gone(request.environ))
+        record = service.create(machine(), config(), current_project(), body, lambda: client_gone(request.environ))
         return service.public(record, config())
 
 
@@ -49,7 +55,7 @@ class SessionById(MethodView):
     def delete(self, session_id: str):
         """Stop the session; its browser closes and its clients are disconnected."""
         service.get_visible(store(), current_project(), session_id)
-        service.stop(store(), session_id, "deleted")
+        machine().stop(session_id, StopReason.DELETED)
 
 
 @blp.route("/<session_id>/cookies")

@@ -9,12 +9,11 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from app.extensions import config
-from app.store import VISIBLE_STATUSES
-from tasks.cookies import SAME_SITE_VALUES
+from core.states import VISIBLE_STATUSES, StopReason
+from core.cookies import SAME_SITE_VALUES
 
 DEFAULT_TIMEOUT = 900
 MAX_TIMEOUT = 86400
-STOP_REASONS = ("deleted", "timeout", "worker_lost", "error")
 
 
 class SessionCreateSchema(Schema):
@@ -43,22 +42,26 @@ class SessionCreateSchema(Schema):
 
 
 class SessionListQuerySchema(Schema):
-    status = fields.String(validate=validate.OneOf(VISIBLE_STATUSES))
+    status = fields.String(validate=validate.OneOf([s.value for s in VISIBLE_STATUSES]))
 
 
 class SessionSchema(Schema):
     id = fields.String(required=True)
     cdpUrl = fields.String(required=True)
-    status = fields.String(required=True, metadata={"enum": list(VISIBLE_STATUSES)})
+    status = fields.String(required=True, metadata={"enum": [s.value for s in VISIBLE_STATUSES]})
     contextId = fields.String(allow_none=True)
     proxyId = fields.String(allow_none=True)
     createdAt = fields.String(required=True)
     expiresAt = fields.String(allow_none=True)
     idleTimeout = fields.Integer(allow_none=True)
     stoppedAt = fields.String(allow_none=True)
-    stopReason = fields.String(allow_none=True, metadata={"enum": list(STOP_REASONS)})
+    stopReason = fields.String(allow_none=True, metadata={"enum": [r.value for r in StopReason]})
     snapshotError = fields.String(
         allow_none=True, metadata={"description": "Why the context snapshot of this session's stop was not saved."}
+    )
+    navigationError = fields.String(
+        allow_none=True,
+        metadata={"description": "Why the first navigation (`url`) failed: a network error or an HTTP status; null if it loaded."},
     )
 
 

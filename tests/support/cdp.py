@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import websocket
 
-from tasks.cdp import CdpConnection
+from core.cdp import CdpConnection
 
 
 class RawCdp(CdpConnection):

@@ -21,8 +21,8 @@ import psutil
 import requests
 from redis.exceptions import RedisError
 
-from app.config import load
-from app.store import Store
+from core.config import load
+from core.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_MARK = "BB_TEST_RUN"
@@ -141,7 +141,7 @@ class Broker:
         return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def start_web(self) -> None:
-        self.web = self._spawn([sys.executable, "-m", "proxy.server"], f"web-{self.port}.log", self.env)
+        self.web = self._spawn([sys.executable, "-m", "web"], f"web-{self.port}.log", self.env)
         wait_until(self._web_answers, 30, message="web process")
 
     def _web_answers(self) -> bool:
@@ -164,7 +164,7 @@ class Broker:
 
     def live_workers(self) -> list[str]:
         try:
-            return self.store().live_workers()
+            return self.store().workers.live()
         except RedisError:
             return []
 

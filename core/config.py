@@ -76,6 +76,8 @@ class Config:
     shutdown_grace: float = field(default_factory=lambda: _float("BROKER_SHUTDOWN_GRACE", 25))
     #: BROKER_RELAY_PING_INTERVAL: seconds of client silence before the relay pings it.
     relay_ping_interval: float = field(default_factory=lambda: _float("BROKER_RELAY_PING_INTERVAL", 20))
+    #: BROKER_CLIENT_LEASE: seconds a CDP client counts as connected unless its web process renews it (a third of it).
+    client_lease: float = field(default_factory=lambda: _float("BROKER_CLIENT_LEASE", 30))
     #: BROKER_COOKIE_MAX_COUNT: most cookies one PUT /v1/sessions/:id/cookies may carry.
     cookie_max_count: int = field(default_factory=lambda: _int("BROKER_COOKIE_MAX_COUNT", 1000))
     #: BROKER_COOKIE_MAX_BYTES: most UTF-8 bytes of a cookie's name plus value (Chromium refuses over 4096).
@@ -102,6 +104,15 @@ class Config:
     proxy_connect_timeout: float = field(default_factory=lambda: _float("BROKER_PROXY_CONNECT_TIMEOUT", 10))
     #: BROKER_PROXY_CHECK_TARGET: host:port that POST /v1/proxies/:id/check asks the proxy to reach by default.
     proxy_check_target: str = field(default_factory=lambda: _str("BROKER_PROXY_CHECK_TARGET", "example.com:443"))
+
+    @property
+    def create_lifetime(self) -> float:
+        """Longest a create can take from its first write to a running browser, with a minute of slack.
+
+        Records and holds of a create that never finished (a crashed web process)
+        count as live this long, then as gone.
+        """
+        return self.create_wait + self.launch_timeout + 60
 
     @property
     def ws_base_url(self) -> str:

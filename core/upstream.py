@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 from python_socks import ProxyType
 
-from app.crypto import SecretBox
-from app.proxies.address import ProxyAddress
+from core.crypto import SecretBox
+from core.proxy_address import ProxyAddress
 
 
 @dataclass(frozen=True)

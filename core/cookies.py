@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tasks.cdp import CdpConnection, CdpError
+from core.cdp import CdpConnection, CdpError
 
 GET_COOKIES = "Storage.getCookies"
 SET_COOKIES = "Storage.setCookies"

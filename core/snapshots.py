@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import zstandard
 
-from app.config import Config
+from core.config import Config
 
 ARCHIVE_SUFFIX = ".tar.zst"
 ZSTD_LEVEL = 3

@@ -1,0 +1,58 @@
+"""The one place that names queues and tasks and sends launch and stop tasks.
+
+Launches go to one shared queue every worker consumes; each worker also consumes
+a queue of its own, named after its node name, so the stop task of a session
+reaches the one worker whose pool holds that browser. The web process only
+sends; ``tasks.celery_app`` builds the worker's app from the same settings.
+"""
+from __future__ import annotations
+
+from celery import Celery
+
+from core.config import Config
+
+LAUNCH_QUEUE = "browsers.launch"
+LAUNCH_TASK = "browser.launch"
+STOP_TASK = "browser.stop"
+
+
+def worker_queue(nodename: str) -> str:
+    """The queue only the worker ``nodename`` consumes."""
+    return f"browsers.worker.{nodename}"
+
+
+def make_celery(config: Config, include: list[str] | None = None) -> Celery:
+    celery = Celery("browser_broker", broker=config.redis_url, include=include or [])
+    celery.conf.update(
+        task_default_queue=LAUNCH_QUEUE,
+        task_ignore_result=True,
+        # A worker takes one launch at a time per free thread; it never hoards launches
+        # another worker with free slots could run.
+        worker_prefetch_multiplier=1,
+        # The pool lives in the worker process, so threads, never prefork children.
+        worker_pool="threads",
+        worker_concurrency=config.pool_size * 2,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        # With Redis down, a create fails in seconds instead of hanging in publish retries.
+        broker_connection_timeout=3,
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},
+        task_send_sent_event=True,
+    )
+    return celery
+
+
+class Dispatcher:
+    """Sends tasks only after the record they act on is stored (the caller's move came first)."""
+
+    def __init__(self, celery: Celery, config: Config) -> None:
+        self.celery = celery
+        self.config = config
+
+    def send_launch(self, session_id: str) -> None:
+        """Expires with the create's wait: a launch nobody took in time must never start a browser later."""
+        self.celery.send_task(LAUNCH_TASK, args=[session_id], queue=LAUNCH_QUEUE, expires=self.config.create_wait)
+
+    def send_stop(self, worker_queue_name: str, session_id: str, reason: str) -> None:
+        self.celery.send_task(STOP_TASK, args=[session_id, str(reason)], queue=worker_queue_name)

@@ -1,0 +1,154 @@
+"""The session state machine: every status, every allowed move, and what each move does to the indexes.
+
+Read this table to know how a session can change; nothing else in the code
+writes a session's status. A move is a compare-and-set in the store: it happens
+only if the record is in one of the move's sources, so of two racing moves
+(a create giving up while a worker finishes the launch, two DELETEs) exactly one
+wins, and the loser learns it from a ``None``.
+
+    pending ──claim──▶ launching ──ready──▶ running ──request_stop──▶ stopping
+       │                   │                  │                         │
+       └──abandon──────────┴──▶ abandoned     └──finish_stop / lose─────┴──▶ stopped
+
+``abandoned`` is a create that gave up before its browser was ready; users never
+see it (nor ``pending``/``launching``): to them such a session does not exist.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from core.ids import utcnow_iso
+
+if TYPE_CHECKING:
+    from core.dispatch import Dispatcher
+    from core.store import Store
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    LAUNCHING = "launching"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    ABANDONED = "abandoned"
+
+
+#: What a user can see; the other statuses are a create still in progress or given up.
+VISIBLE_STATUSES = (Status.RUNNING, Status.STOPPING, Status.STOPPED)
+#: A session in one of these holds its context, its proxy and its project slot.
+LIVE_STATUSES = (Status.PENDING, Status.LAUNCHING, Status.RUNNING, Status.STOPPING)
+
+
+class StopReason(StrEnum):
+    DELETED = "deleted"
+    TIMEOUT = "timeout"
+    WORKER_LOST = "worker_lost"
+    BROWSER_CLOSED = "browser_closed"
+    ERROR = "error"
+
+
+class Effect(Enum):
+    """What a move does besides changing the record; the store carries each out in the move's transaction."""
+
+    #: The record stops expiring (a pending record has a TTL, so an abandoned create cleans itself up).
+    PERSIST = "persist"
+    #: Into the project's session list, the worker's session set and the expiry and idle schedules.
+    INDEX_RUNNING = "index_running"
+    #: Out of the expiry and idle schedules; CDP client entries dropped.
+    UNSCHEDULE = "unschedule"
+    #: Out of the project's live count, the proxy's users, the worker's set; the context's hold released.
+    FREE_HOLDS = "free_holds"
+    #: Kept readable for BROKER_SESSION_RETENTION, then gone.
+    RETAIN = "retain"
+
+
+@dataclass(frozen=True)
+class Move:
+    name: str
+    sources: frozenset[Status]
+    target: Status
+    effects: tuple[Effect, ...] = ()
+
+
+def _move(name: str, sources: set[Status], target: Status, *effects: Effect) -> Move:
+    return Move(name, frozenset(sources), target, effects)
+
+
+S = Status
+CLAIM = _move("claim", {S.PENDING}, S.LAUNCHING)
+ABANDON = _move("abandon", {S.PENDING, S.LAUNCHING}, S.ABANDONED, Effect.FREE_HOLDS)
+READY = _move("ready", {S.LAUNCHING}, S.RUNNING, Effect.PERSIST, Effect.INDEX_RUNNING)
+REQUEST_STOP = _move("request_stop", {S.RUNNING}, S.STOPPING)
+FINISH_STOP = _move("finish_stop", {S.RUNNING, S.STOPPING}, S.STOPPED, Effect.UNSCHEDULE, Effect.FREE_HOLDS, Effect.RETAIN)
+LOSE = _move("lose", {S.LAUNCHING, S.RUNNING, S.STOPPING}, S.STOPPED, Effect.UNSCHEDULE, Effect.FREE_HOLDS, Effect.RETAIN)
+MOVES = (CLAIM, ABANDON, READY, REQUEST_STOP, FINISH_STOP, LOSE)
+
+
+class SessionRecord(TypedDict, total=False):
+    """The one shape of a stored session. The API shows a subset (app/sessions/schemas.py)."""
+
+    id: str
+    project: str
+    status: str
+    contextId: str | None
+    proxyId: str | None
+    url: str | None
+    timeout: int
+    idleTimeout: int | None
+    createdAt: str
+    createdMs: int
+    expiresAt: str | None
+    expiresEpoch: float
+    stoppedAt: str | None
+    stopReason: str | None
+    snapshotError: str | None
+    navigationError: str | None
+    #: The worker's queue, set when a worker claims the launch.
+    worker: str
+    #: Where the relay and the cookie calls reach the browser; never shown to users.
+    browserWsUrl: str
+    browserVersion: str
+    userAgent: str
+
+
+class SessionMachine:
+    """The moves as calls: the API, the worker's tasks and its housekeeping all go through here."""
+
+    def __init__(self, store: Store, dispatcher: Dispatcher | None = None) -> None:
+        self.store = store
+        self.dispatcher = dispatcher
+
+    def _apply(self, move: Move, session_id: str, **changes: Any) -> SessionRecord | None:
+        return self.store.sessions.move(session_id, move, changes)
+
+    def claim(self, session_id: str, worker: str) -> SessionRecord | None:
+        return self._apply(CLAIM, session_id, worker=worker)
+
+    def abandon(self, session_id: str) -> SessionRecord | None:
+        return self._apply(ABANDON, session_id)
+
+    def ready(self, session_id: str, **browser: Any) -> SessionRecord | None:
+        return self._apply(READY, session_id, **browser)
+
+    def stop(self, session_id: str, reason: StopReason) -> SessionRecord | None:
+        """Ask the owning worker to stop a running session; idempotent (a second call finds it stopping)."""
+        record = self._apply(REQUEST_STOP, session_id, stopReason=reason)
+        if record is not None and self.dispatcher is not None:
+            self.dispatcher.send_stop(record["worker"], session_id, reason)
+        return record
+
+    def finish_stop(self, session_id: str, reason: StopReason, snapshot_error: str | None) -> SessionRecord | None:
+        """The browser is gone and its context saved: the session is stopped and its clients told."""
+        record = self._apply(FINISH_STOP, session_id, stoppedAt=utcnow_iso(), stopReason=reason,
+                             snapshotError=snapshot_error)
+        self.store.events.announce_stop(session_id, reason)
+        return record
+
+    def lose(self, session_id: str) -> SessionRecord | None:
+        """The worker holding the browser is gone: no save is possible, the last good snapshot stays in force."""
+        record = self._apply(LOSE, session_id, stoppedAt=utcnow_iso(), stopReason=StopReason.WORKER_LOST)
+        if record is not None:
+            self.store.events.announce_stop(session_id, StopReason.WORKER_LOST)
+        return record

@@ -1,0 +1,80 @@
+"""Every Redis key the broker uses, in one place: a record kind's module asks here rather than spelling keys."""
+from __future__ import annotations
+
+PREFIX = "bb"
+STOP_CHANNEL = f"{PREFIX}:session-stops"
+SESSION_EXPIRIES = f"{PREFIX}:session-expiries"
+SESSION_IDLE = f"{PREFIX}:session-idle"
+WORKERS = f"{PREFIX}:workers"
+
+
+def session(session_id: str) -> str:
+    return f"{PREFIX}:session:{session_id}"
+
+
+def session_clients(session_id: str) -> str:
+    return f"{PREFIX}:session:{session_id}:clients"
+
+
+def launch_events(session_id: str) -> str:
+    return f"{PREFIX}:launch-events:{session_id}"
+
+
+def project_sessions(project: str) -> str:
+    return f"{PREFIX}:project:{project}:sessions"
+
+
+def project_live(project: str) -> str:
+    return f"{PREFIX}:project:{project}:live"
+
+
+def project_settings(project: str) -> str:
+    return f"{PREFIX}:project:{project}:settings"
+
+
+def project_contexts(project: str) -> str:
+    return f"{PREFIX}:project:{project}:contexts"
+
+
+def project_proxies(project: str) -> str:
+    return f"{PREFIX}:project:{project}:proxies"
+
+
+def context(context_id: str) -> str:
+    return f"{PREFIX}:context:{context_id}"
+
+
+def context_cookies(context_id: str) -> str:
+    return f"{PREFIX}:context:{context_id}:cookies"
+
+
+def context_holder(context_id: str) -> str:
+    return f"{PREFIX}:context:{context_id}:holder"
+
+
+def proxy(proxy_id: str) -> str:
+    return f"{PREFIX}:proxy:{proxy_id}"
+
+
+def proxy_sessions(proxy_id: str) -> str:
+    return f"{PREFIX}:proxy:{proxy_id}:sessions"
+
+
+def api_key(key_hash: str) -> str:
+    return f"{PREFIX}:apikey:{key_hash}"
+
+
+def worker(name: str) -> str:
+    return f"{PREFIX}:worker:{name}"
+
+
+def worker_sessions(queue: str) -> str:
+    return f"{PREFIX}:worker-sessions:{queue}"
+
+
+def project_running(project: str) -> str:
+    return f"{PREFIX}:project:{project}:running"
+
+
+def project_stopped(project: str) -> str:
+    return f"{PREFIX}:project:{project}:stopped"

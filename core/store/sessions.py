@@ -1,0 +1,172 @@
+"""Session records, their indexes and schedules; status changes only through :meth:`SessionRecords.move`.
+
+The allowed moves and their effects are :mod:`core.states`; this module carries
+each effect out inside the move's WATCHed transaction, so an index never
+disagrees with the record it indexes.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from core.states import LIVE_STATUSES, Effect, Move, SessionRecord, Status
+from core.store import keys
+from core.store.base import Pipeline, RecordKind, dump, load
+
+
+class SessionRecords(RecordKind):
+    def create(self, record: SessionRecord) -> None:
+        """Stored pending with a TTL, so a create abandoned by a crash leaves nothing behind for long."""
+        self.redis.set(keys.session(record["id"]), dump(record), ex=int(self.config.create_lifetime), nx=True)
+
+    def get(self, session_id: str) -> SessionRecord | None:
+        return self._load(keys.session(session_id))
+
+    def is_live(self, session_id: str) -> bool | None:
+        """True while the session holds what it claimed; None when no record exists (yet, or any more)."""
+        record = self.get(session_id)
+        return None if record is None else record["status"] in LIVE_STATUSES
+
+    def move(self, session_id: str, move: Move, changes: dict[str, Any]) -> SessionRecord | None:
+        """The new record if the session was in one of ``move.sources``; else None and nothing written."""
+        key = keys.session(session_id)
+
+        def apply(pipe: Pipeline) -> SessionRecord | None:
+            record = load(pipe.get(key))
+            if record is None or record["status"] not in move.sources:
+                return None
+            record.update(changes, status=move.target.value)
+            holder = keys.context_holder(record["contextId"]) if record.get("contextId") else None
+            if holder is not None:
+                pipe.watch(holder)
+            holder_is_us = holder is not None and _holder_id(pipe.get(holder)) == session_id
+            pipe.multi()
+            pipe.set(key, dump(record), keepttl=True)
+            for effect in move.effects:
+                self._effect(pipe, effect, record, holder if holder_is_us else None)
+            return record
+
+        return self.redis.transaction(apply, key, value_from_callable=True)
+
+    def _effect(self, pipe: Pipeline, effect: Effect, record: SessionRecord, own_holder: str | None) -> None:
+        session_id, project = record["id"], record["project"]
+        if effect is Effect.PERSIST:
+            pipe.persist(keys.session(session_id))
+        elif effect is Effect.INDEX_RUNNING:
+            pipe.zadd(keys.project_sessions(project), {session_id: record["createdMs"]})
+            pipe.zadd(keys.project_running(project), {session_id: record["createdMs"]})
+            pipe.sadd(keys.worker_sessions(record["worker"]), session_id)
+            if record.get("expiresEpoch"):
+                pipe.zadd(keys.SESSION_EXPIRIES, {session_id: record["expiresEpoch"]})
+            if record.get("idleTimeout"):
+                pipe.zadd(keys.SESSION_IDLE, {session_id: time.time() + record["idleTimeout"]})
+        elif effect is Effect.UNSCHEDULE:
+            pipe.zrem(keys.SESSION_EXPIRIES, session_id)
+            pipe.zrem(keys.SESSION_IDLE, session_id)
+            pipe.delete(keys.session_clients(session_id))
+        elif effect is Effect.FREE_HOLDS:
+            pipe.zrem(keys.project_live(project), session_id)
+            pipe.zrem(keys.project_running(project), session_id)
+            if record.get("worker"):
+                pipe.srem(keys.worker_sessions(record["worker"]), session_id)
+            if record.get("proxyId"):
+                pipe.zrem(keys.proxy_sessions(record["proxyId"]), session_id)
+            if own_holder is not None:
+                pipe.delete(own_holder)
+        elif effect is Effect.RETAIN:
+            pipe.expire(keys.session(session_id), self.config.session_retention)
+            pipe.zadd(keys.project_sessions(project), {session_id: record["createdMs"]})
+            pipe.zadd(keys.project_stopped(project), {session_id: record["createdMs"]})
+
+    # -- lists ----------------------------------------------------------------
+    def page(self, project: str, status: str | None, start: int, count: int) -> tuple[list[SessionRecord], int]:
+        """One page, newest first, and how many there are; bounded reads whatever the history's size.
+
+        ``running`` and ``stopping`` come from the index of live sessions, ``stopped``
+        from that of stopped ones, everything from the project's whole index.
+        """
+        if status == Status.STOPPED:
+            index = keys.project_stopped(project)
+        elif status in (Status.RUNNING, Status.STOPPING):
+            index = keys.project_running(project)
+        else:
+            index = keys.project_sessions(project)
+        records, total = self._page_indexed(index, keys.session, start, count)
+        if status is not None:
+            records = [r for r in records if r["status"] == status]
+        return records, total
+
+    # -- schedules --------------------------------------------------------------
+    def take_expired(self) -> list[str]:
+        """Sessions past their ``expiresAt``; each id is handed to exactly one caller (whoever removes it)."""
+        due = self.redis.zrangebyscore(keys.SESSION_EXPIRIES, "-inf", time.time())
+        return [session_id for session_id in due if self.redis.zrem(keys.SESSION_EXPIRIES, session_id)]
+
+    def client_connected(self, session_id: str, client: str, lease: float) -> None:
+        """A CDP client is on the session for ``lease`` seconds unless renewed, so a dead web process cannot pin it."""
+        self.redis.zadd(keys.session_clients(session_id), {client: time.time() + lease})
+
+    def renew_clients(self, clients: Iterable[tuple[str, str]], lease: float) -> None:
+        """The web process's periodic word that its (session, client) entries are still connected."""
+        pipe = self.redis.pipeline()
+        for session_id, client in clients:
+            pipe.zadd(keys.session_clients(session_id), {client: time.time() + lease}, xx=True)
+        pipe.execute()
+
+    def client_disconnected(self, session_id: str, client: str, idle_timeout: int | None) -> None:
+        """The idle clock of a session that has one restarts from this goodbye."""
+        self.redis.zrem(keys.session_clients(session_id), client)
+        if idle_timeout:
+            self.redis.zadd(keys.SESSION_IDLE, {session_id: time.time() + idle_timeout}, xx=True)
+
+    def connected_clients(self, session_id: str) -> int:
+        """Clients whose lease has not run out; expired entries (their web process died) are dropped."""
+        key = keys.session_clients(session_id)
+        self.redis.zremrangebyscore(key, "-inf", time.time())
+        return self.redis.zcard(key)
+
+    def take_idle(self) -> list[str]:
+        """Sessions with no CDP client for their whole idleTimeout, each handed to exactly one caller.
+
+        A due session that has a client is put back a full idleTimeout later, so
+        the clock never runs while someone is connected; a client whose web
+        process died stops counting once its lease runs out.
+        """
+        taken = []
+        for session_id in self.redis.zrangebyscore(keys.SESSION_IDLE, "-inf", time.time()):
+            if not self.redis.zrem(keys.SESSION_IDLE, session_id):
+                continue
+            if not self.connected_clients(session_id):
+                taken.append(session_id)
+            elif (record := self.get(session_id)) and record.get("idleTimeout"):
+                self.redis.zadd(keys.SESSION_IDLE, {session_id: time.time() + record["idleTimeout"]}, nx=True)
+        return taken
+
+    # -- the create's wait -----------------------------------------------------
+    def push_launch_event(self, session_id: str, event: dict) -> None:
+        key = keys.launch_events(session_id)
+        pipe = self.redis.pipeline()
+        pipe.rpush(key, json.dumps(event))
+        pipe.expire(key, int(self.config.create_lifetime))
+        pipe.execute()
+
+    def next_launch_event(self, session_id: str, timeout: int) -> dict | None:
+        """Block up to ``timeout`` whole seconds (kept below the socket timeout)."""
+        item = self.redis.blpop([keys.launch_events(session_id)], timeout=timeout)
+        return json.loads(item[1]) if item else None
+
+    def drop_launch_events(self, session_id: str) -> None:
+        self.redis.delete(keys.launch_events(session_id))
+
+    # -- per worker -------------------------------------------------------------
+    def on_worker(self, queue: str) -> list[str]:
+        """Running (or stopping) sessions whose browser the worker with this queue holds."""
+        return sorted(self.redis.smembers(keys.worker_sessions(queue)))
+
+
+def _holder_id(raw: str | None) -> str | None:
+    """A context hold is ``{"holder": id, "since": epoch}``."""
+    held = load(raw)
+    return held["holder"] if held else None

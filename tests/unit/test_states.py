@@ -1,0 +1,252 @@
+"""Every move of the session state machine, allowed and refused, and what each does to the indexes."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from core.ids import new_id, now_ms, utcnow_iso
+from core.states import (
+    ABANDON, CLAIM, FINISH_STOP, LOSE, MOVES, READY, REQUEST_STOP, SessionMachine, Status, StopReason,
+)
+from core.store import Store, keys
+
+PROJECT = "p"
+WORKER = "browsers.worker.w@test"
+
+
+class RecordingDispatcher:
+    def __init__(self) -> None:
+        self.stops: list[tuple[str, str, str]] = []
+
+    def send_stop(self, worker: str, session_id: str, reason: str) -> None:
+        self.stops.append((worker, session_id, reason))
+
+
+def new_session(store: Store, **fields) -> str:
+    session_id = new_id("ses")
+    store.sessions.create({
+        "id": session_id, "project": PROJECT, "status": Status.PENDING.value, "contextId": None, "proxyId": None,
+        "url": None, "timeout": 60, "idleTimeout": None, "createdAt": utcnow_iso(), "createdMs": now_ms(), **fields,
+    })
+    return session_id
+
+
+def running_session(machine: SessionMachine, **fields) -> str:
+    session_id = new_session(machine.store, **fields)
+    machine.claim(session_id, WORKER)
+    machine.ready(session_id, expiresEpoch=time.time() + 60, browserWsUrl="ws://127.0.0.1:1/devtools/browser/x")
+    return session_id
+
+
+def status_of(store: Store, session_id: str) -> str:
+    return store.sessions.get(session_id)["status"]
+
+
+@pytest.fixture
+def dispatcher() -> RecordingDispatcher:
+    return RecordingDispatcher()
+
+
+@pytest.fixture
+def machine(store, dispatcher) -> SessionMachine:
+    return SessionMachine(store, dispatcher)
+
+
+# -- the table ------------------------------------------------------------------
+@pytest.mark.parametrize("move", MOVES, ids=lambda m: m.name)
+@pytest.mark.parametrize("start", list(Status), ids=str)
+def test_every_move_happens_from_its_sources_and_nowhere_else(store, move, start):
+    session_id = new_session(store)
+    store.redis.set(keys.session(session_id), store.redis.get(keys.session(session_id)).replace(
+        '"status": "pending"', f'"status": "{start.value}"'))
+    before = store.sessions.get(session_id)
+    result = store.sessions.move(session_id, move, {"worker": WORKER, "createdMs": before["createdMs"]})
+    if start in move.sources:
+        assert result is not None and result["status"] == move.target
+        assert status_of(store, session_id) == move.target
+    else:
+        assert result is None
+        assert store.sessions.get(session_id) == before
+
+
+def test_a_move_on_a_session_that_does_not_exist_writes_nothing(store):
+    assert store.sessions.move("ses_missing", CLAIM, {"worker": WORKER}) is None
+    assert not store.redis.exists(keys.session("ses_missing"))
+
+
+# -- what each move does ------------------------------------------------------------
+def test_a_pending_record_expires_on_its_own_and_a_running_one_does_not(store, machine):
+    session_id = new_session(store)
+    assert 0 < store.redis.ttl(keys.session(session_id)) <= store.config.create_lifetime
+    machine.claim(session_id, WORKER)
+    assert store.redis.ttl(keys.session(session_id)) > 0
+    machine.ready(session_id, expiresEpoch=time.time() + 60)
+    assert store.redis.ttl(keys.session(session_id)) == -1
+
+
+def test_ready_indexes_the_session_for_lists_its_worker_and_its_expiry(store, machine):
+    session_id = running_session(machine, idleTimeout=30)
+    assert store.sessions.on_worker(WORKER) == [session_id]
+    assert store.redis.zscore(keys.SESSION_EXPIRIES, session_id) is not None
+    assert store.redis.zscore(keys.SESSION_IDLE, session_id) is not None
+    page, total = store.sessions.page(PROJECT, "running", 0, 10)
+    assert [r["id"] for r in page] == [session_id] and total == 1
+
+
+def test_request_stop_records_the_reason_and_sends_the_stop_to_the_owning_worker(store, machine, dispatcher):
+    session_id = running_session(machine)
+    record = machine.stop(session_id, StopReason.DELETED)
+    assert record["status"] == Status.STOPPING and record["stopReason"] == "deleted"
+    assert dispatcher.stops == [(WORKER, session_id, "deleted")]
+
+
+def test_a_second_stop_request_sends_no_second_task(store, machine, dispatcher):
+    session_id = running_session(machine)
+    machine.stop(session_id, StopReason.DELETED)
+    assert machine.stop(session_id, StopReason.TIMEOUT) is None
+    assert len(dispatcher.stops) == 1
+    assert store.sessions.get(session_id)["stopReason"] == "deleted"
+
+
+def test_finish_stop_frees_every_hold_and_keeps_the_record_for_the_retention(store, machine):
+    context_id, proxy_id = new_id("ctx"), new_id("prx")
+    store.contexts.create({"id": context_id, "project": PROJECT})
+    store.proxies.create({"id": proxy_id, "project": PROJECT, "createdMs": now_ms()})
+    session_id = new_session(store, contextId=context_id, proxyId=proxy_id, idleTimeout=30)
+    assert store.contexts.claim(context_id, session_id) is None
+    assert store.proxies.claim(proxy_id, PROJECT, session_id)
+    assert store.projects.claim_slot(PROJECT, session_id, limit=5)
+    machine.claim(session_id, WORKER)
+    machine.ready(session_id, expiresEpoch=time.time() + 60)
+    store.sessions.client_connected(session_id, "c1", lease=30)
+
+    record = machine.finish_stop(session_id, StopReason.DELETED, None)
+
+    assert record["status"] == Status.STOPPED and record["stoppedAt"] and record["stopReason"] == "deleted"
+    assert store.sessions.on_worker(WORKER) == []
+    assert store.redis.zscore(keys.SESSION_EXPIRIES, session_id) is None
+    assert store.redis.zscore(keys.SESSION_IDLE, session_id) is None
+    assert not store.redis.exists(keys.session_clients(session_id))
+    assert not store.redis.exists(keys.context_holder(context_id))
+    assert store.proxies.delete(proxy_id) == []
+    assert store.redis.zcard(keys.project_live(PROJECT)) == 0
+    assert 0 < store.redis.ttl(keys.session(session_id)) <= store.config.session_retention
+    stopped, _ = store.sessions.page(PROJECT, "stopped", 0, 10)
+    assert [r["id"] for r in stopped] == [session_id]
+    assert store.sessions.page(PROJECT, "running", 0, 10) == ([], 0)
+
+
+def test_finish_stop_never_releases_a_context_hold_that_is_not_its_own(store, machine):
+    context_id = new_id("ctx")
+    store.contexts.create({"id": context_id, "project": PROJECT})
+    session_id = running_session(machine, contextId=context_id)
+    store.redis.set(keys.context_holder(context_id), '{"holder": "ses_other", "since": %f}' % time.time())
+    machine.finish_stop(session_id, StopReason.DELETED, None)
+    assert store.redis.exists(keys.context_holder(context_id))
+
+
+def test_abandon_gives_back_the_context_proxy_and_project_slot(store, machine):
+    context_id, proxy_id = new_id("ctx"), new_id("prx")
+    store.contexts.create({"id": context_id, "project": PROJECT})
+    store.proxies.create({"id": proxy_id, "project": PROJECT, "createdMs": now_ms()})
+    session_id = new_session(store, contextId=context_id, proxyId=proxy_id)
+    store.contexts.claim(context_id, session_id)
+    store.proxies.claim(proxy_id, PROJECT, session_id)
+    store.projects.claim_slot(PROJECT, session_id, limit=1)
+    assert machine.abandon(session_id)["status"] == Status.ABANDONED
+    assert store.contexts.claim(context_id, "ses_next") is None
+    assert store.projects.claim_slot(PROJECT, "ses_next", limit=1)
+    assert store.proxies.delete(proxy_id) == []
+
+
+def test_a_lost_session_is_stopped_as_worker_lost_and_its_clients_are_told(store, machine):
+    session_id = running_session(machine)
+    pubsub = store.redis.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(keys.STOP_CHANNEL)
+    pubsub.get_message(timeout=1)
+    record = machine.lose(session_id)
+    assert record["status"] == Status.STOPPED and record["stopReason"] == "worker_lost"
+    message = pubsub.get_message(timeout=2)
+    assert message and session_id in message["data"]
+    assert machine.lose(session_id) is None
+
+
+def test_the_create_and_its_give_up_race_and_exactly_one_wins(store, machine):
+    session_id = new_session(store)
+    assert machine.claim(session_id, WORKER) is not None
+    assert machine.abandon(session_id) is not None
+    assert machine.ready(session_id, expiresEpoch=time.time() + 60) is None
+    assert status_of(store, session_id) == Status.ABANDONED
+
+
+# -- holds ----------------------------------------------------------------------
+def test_a_context_held_by_a_delete_in_progress_cannot_be_claimed(store):
+    context_id = new_id("ctx")
+    assert store.contexts.claim(context_id, "del_123") is None
+    assert store.contexts.claim(context_id, "ses_new") == "del_123"
+
+
+def test_a_context_claimed_by_a_create_not_yet_stored_cannot_be_claimed(store):
+    context_id = new_id("ctx")
+    assert store.contexts.claim(context_id, "ses_first") is None
+    assert store.contexts.claim(context_id, "ses_second") == "ses_first"
+
+
+def test_a_hold_without_a_record_lapses_after_a_create_lifetime(store):
+    context_id = new_id("ctx")
+    stale = time.time() - store.config.create_lifetime - 1
+    store.redis.set(keys.context_holder(context_id), '{"holder": "ses_crashed", "since": %f}' % stale)
+    assert store.contexts.claim(context_id, "ses_new") is None
+
+
+def test_a_hold_of_a_stopped_session_is_free(store, machine):
+    context_id = new_id("ctx")
+    session_id = running_session(machine, contextId=context_id)
+    store.redis.set(keys.context_holder(context_id), '{"holder": "%s", "since": %f}' % (session_id, time.time()))
+    machine.lose(session_id)
+    assert store.contexts.claim(context_id, "ses_new") is None
+
+
+# -- idle clients ------------------------------------------------------------------
+def test_clients_whose_lease_ran_out_no_longer_count(store, machine):
+    session_id = running_session(machine, idleTimeout=1)
+    store.sessions.client_connected(session_id, "dead-web-process", lease=0.2)
+    assert store.sessions.connected_clients(session_id) == 1
+    time.sleep(0.3)
+    assert store.sessions.connected_clients(session_id) == 0
+
+
+def test_an_idle_session_is_taken_once_only_when_no_client_holds_it(store, machine):
+    session_id = running_session(machine, idleTimeout=1)
+    store.sessions.client_connected(session_id, "c1", lease=30)
+    store.redis.zadd(keys.SESSION_IDLE, {session_id: time.time() - 1})
+    assert store.sessions.take_idle() == []
+    assert store.redis.zscore(keys.SESSION_IDLE, session_id) > time.time()
+    store.sessions.client_disconnected(session_id, "c1", idle_timeout=1)
+    store.redis.zadd(keys.SESSION_IDLE, {session_id: time.time() - 1})
+    assert store.sessions.take_idle() == [session_id]
+    assert store.sessions.take_idle() == []
+
+
+def test_renewed_leases_keep_clients_counted(store, machine):
+    session_id = running_session(machine)
+    store.sessions.client_connected(session_id, "c1", lease=0.3)
+    store.sessions.renew_clients([(session_id, "c1")], lease=30)
+    time.sleep(0.4)
+    assert store.sessions.connected_clients(session_id) == 1
+
+
+# -- lists ---------------------------------------------------------------------
+def test_lists_page_newest_first_with_the_total(store, machine):
+    ids = [running_session(machine) for _ in range(5)]
+    page, total = store.sessions.page(PROJECT, None, 0, 2)
+    assert total == 5 and [r["id"] for r in page] == ids[::-1][:2]
+    page, _ = store.sessions.page(PROJECT, None, 4, 2)
+    assert [r["id"] for r in page] == [ids[0]]
+
+
+def test_a_list_prunes_ids_whose_record_expired(store, machine):
+    session_id = running_session(machine)
+    store.redis.delete(keys.session(session_id))
+    assert store.sessions.page(PROJECT, None, 0, 10) == ([], 0)

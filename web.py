@@ -1,0 +1,26 @@
+"""The web process (the Procfile's ``web``): the API and the CDP relay on one port, under gevent.
+
+The one module that knows both ``app`` and ``proxy``: it builds the Flask app and
+hands it to the relay's server, so neither package imports the other.
+"""
+from gevent import monkey
+
+monkey.patch_all()
+
+import logging  # noqa: E402
+
+from app import create_app  # noqa: E402
+from core.config import load  # noqa: E402
+from core.store import Store  # noqa: E402
+from proxy.server import serve  # noqa: E402
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load()
+    store = Store(config)
+    serve(config, store, create_app(config, store))
+
+
+if __name__ == "__main__":
+    main()
