@@ -75,8 +75,17 @@ def first_page_target(conn: CdpConnection) -> str:
     return conn.call("Target.createTarget", {"url": "about:blank"})["targetId"]
 
 
+#: The main document's HTTP status as the page itself saw it (Navigation Timing Level 2, Chromium 109+).
+RESPONSE_STATUS = "performance.getEntriesByType('navigation')[0]?.responseStatus ?? 0"
+
+
 def navigate_first_page(ws_url: str, url: str, timeout: float) -> str | None:
-    """Navigate the browser's first tab and wait for its load event; the error text if it failed."""
+    """Navigate the browser's first tab and wait for its load event; what went wrong, else None.
+
+    A network failure is Chromium's error text (``net::ERR_CONNECTION_REFUSED``);
+    a page that loaded with an error status is ``HTTP 404``: both are failures
+    a caller wants to know about, though the browser is up either way.
+    """
     with CdpConnection(ws_url, timeout=timeout) as conn:
         target_id = first_page_target(conn)
         session_id = conn.call("Target.attachToTarget", {"targetId": target_id, "flatten": True})["sessionId"]
@@ -86,5 +95,7 @@ def navigate_first_page(ws_url: str, url: str, timeout: float) -> str | None:
             return result["errorText"]
         if conn.wait_event("Page.loadEventFired", session_id, timeout) is None:
             return "load event did not fire in time"
+        status = conn.call("Runtime.evaluate", {"expression": RESPONSE_STATUS, "returnByValue": True},
+                           session_id=session_id)["result"].get("value", 0)
         conn.call("Target.detachFromTarget", {"sessionId": session_id})
-        return None
+        return f"HTTP {status}" if status >= 400 else None

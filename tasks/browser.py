@@ -19,6 +19,7 @@ from core.states import StopReason
 from tasks.celery_app import celery, config
 from tasks.chromium import browser_flags
 from tasks.pool import PoolFull
+from tasks.profile_cookies import ProfileCookiesError, exited_cleanly
 from tasks.runtime import contexts, forwarders, intake, machine, pool, secret_box, store
 
 log = logging.getLogger(__name__)
@@ -89,13 +90,18 @@ def stop(session_id: str, reason: str) -> None:
 
 
 def end_session(session_id: str, reason: StopReason) -> None:
-    """Clients first (they get a close frame with the reason), then the context's state, then the record."""
+    """Clients first (they get a close frame with the reason), then the context's state, then the record.
+
+    A browser that exited by itself cannot be asked for its cookies: they are read
+    from its profile instead, and only a clean exit's profile becomes a snapshot.
+    """
     store.events.announce_stop(session_id, reason)
     record = store.sessions.get(session_id) or {}
     context_id = record.get("contextId")
     browser = pool().get(session_id)
+    closed_by_itself = browser is not None and browser.exited()
     problems: list[str] = []
-    if context_id and browser is not None:
+    if context_id and browser is not None and not closed_by_itself:
         try:
             contexts.sync_cookies(context_id, session_id, browser)
         except Exception as error:
@@ -103,6 +109,14 @@ def end_session(session_id: str, reason: StopReason) -> None:
             problems.append(f"cookie sync failed: {error}")
 
     def save(profile: Path) -> None:
+        if closed_by_itself:
+            if not exited_cleanly(profile):
+                problems.append("the browser crashed, so its profile may be inconsistent; previous snapshot kept")
+                return
+            try:
+                contexts.sync_cookies_from_profile(context_id, session_id, profile)
+            except ProfileCookiesError as error:
+                problems.append(f"cookie sync failed: {error}")
         problem = contexts.save(context_id, session_id, profile)
         if problem:
             problems.append(problem)

@@ -60,11 +60,17 @@ class RunningBrowser:
     browser_path: str
     pids: list[int]
     handle: Any = field(repr=False)
+    #: Chromium's own browser process (not ChromeDriver's), watched to notice the browser exiting by itself.
+    main: psutil.Process | None = field(default=None, repr=False)
     version: str = ""
     user_agent: str = ""
 
     def ws_url(self, host: str = "127.0.0.1") -> str:
         return f"ws://{host}:{self.port}{self.browser_path}"
+
+    def exited(self) -> bool:
+        """True once Chromium itself has gone: closed over CDP (``browser.close()``), crashed or killed."""
+        return self.main is not None and not (self.main.is_running() and _running(self.main))
 
 
 class Launcher(Protocol):
@@ -188,7 +194,7 @@ class DirectLauncher:
                 if time.monotonic() > deadline:
                     raise LaunchError("Chromium did not open its debugging port in time")
                 time.sleep(READY_POLL)
-            browser = RunningBrowser(profile_dir, int(lines[0]), lines[1].strip(), [proc.pid], proc)
+            browser = RunningBrowser(profile_dir, int(lines[0]), lines[1].strip(), [proc.pid], proc, psutil.Process(proc.pid))
             wait_for_cdp(browser, deadline)
             return browser
         except BaseException:
@@ -204,6 +210,21 @@ class DirectLauncher:
             pass
         end_processes(procs)
         browser.handle.wait(EXIT_GRACE)
+
+
+def _browser_process(driver_pid: int) -> psutil.Process | None:
+    """The Chromium that ChromeDriver started: its child whose command line holds the debugging port."""
+    try:
+        children = psutil.Process(driver_pid).children()
+    except psutil.NoSuchProcess:
+        return None
+    for child in children:
+        try:
+            if any(arg.startswith("--remote-debugging-port") for arg in child.cmdline()):
+                return child
+        except psutil.NoSuchProcess:
+            continue
+    return None
 
 
 class SeleniumLauncher:
@@ -242,7 +263,7 @@ class SeleniumLauncher:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/version", timeout=5) as answer:
                 ws_url = json.load(answer)["webSocketDebuggerUrl"]
             path = ws_url[ws_url.index("/devtools/"):]
-            browser = RunningBrowser(profile_dir, port, path, pids, driver)
+            browser = RunningBrowser(profile_dir, port, path, pids, driver, _browser_process(service.process.pid))
             wait_for_cdp(browser, deadline)
             return browser
         except BaseException:

@@ -18,6 +18,7 @@ from core.config import Config
 from core.store import Store
 from core.cdp import CdpConnection
 from tasks.chromium import RunningBrowser
+from tasks.profile_cookies import read_profile_cookies
 from core.cookies import read_cookies
 from core.snapshots import SnapshotError, SnapshotStore, new_version, pack_profile, unpack_profile
 
@@ -59,6 +60,12 @@ class ContextState:
             cookies = read_cookies(conn)
         self.store.contexts.save_cookies(context_id, session_id, cookies)
         log.info("session %s: %d cookies synced to context %s", session_id, len(cookies), context_id)
+
+    def sync_cookies_from_profile(self, context_id: str, session_id: str, profile: Path) -> None:
+        """For a browser that closed by itself: the cookies it flushed to its profile on the way out."""
+        cookies = read_profile_cookies(profile)
+        self.store.contexts.save_cookies(context_id, session_id, cookies)
+        log.info("session %s: %d cookies read from the ended profile into context %s", session_id, len(cookies), context_id)
 
     def save(self, context_id: str, session_id: str, profile: Path) -> str | None:
         """Snapshot an ended browser's profile; the reason it was not saved, else None."""

@@ -48,8 +48,21 @@ def stop_expired_sessions() -> None:
         machine.stop(session_id, StopReason.TIMEOUT)
 
 
+def notice_closed_browsers() -> None:
+    """A browser that exited by itself (closed over CDP, crashed, killed) ends its session within a second or two.
+
+    The stop goes through the state machine like a DELETE, so of this and a
+    concurrent DELETE or timeout exactly one stop task runs; until the session is
+    running (still launching) the move is refused and tried again next round.
+    """
+    for session_id in pool().session_ids():
+        browser = pool().get(session_id)
+        if browser is not None and browser.exited() and machine.stop(session_id, StopReason.BROWSER_CLOSED):
+            log.warning("session %s: its browser exited by itself", session_id)
+
+
 def _housekeeping() -> None:
-    """Heartbeat, expiries, lost workers, once a second.
+    """Heartbeat, expiries, closed browsers, lost workers, once a second.
 
     Lost workers are judged only by a worker whose own heartbeats have gone
     through for a whole TTL: after a Redis outage every worker looks silent
@@ -65,6 +78,7 @@ def _housekeeping() -> None:
                 last_beat = now
                 healthy_since = healthy_since or now
             stop_expired_sessions()
+            notice_closed_browsers()
             intake().reconcile()
             if healthy_since is not None and now - healthy_since > config.worker_ttl:
                 reap_lost_workers()

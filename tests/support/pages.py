@@ -52,12 +52,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._html("<title>set</title>ok", extra)
         if url.path == "/state":
             return self._html(STATE_PAGE)
+        if url.path == "/status":
+            return self._html(f"<title>status</title>{query['code']}", status=int(query["code"]))
         title = query.get("title", "hello")
         return self._html(f"<!doctype html><title>{title}</title><h1>{title}</h1>")
 
-    def _html(self, body: str, headers: list[tuple[str, str]] = ()) -> None:
+    def _html(self, body: str, headers: list[tuple[str, str]] = (), status: int = 200) -> None:
         data = body.encode()
-        self.send_response(200)
+        self.send_response(status)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         for name, value in headers:
