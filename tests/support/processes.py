@@ -131,6 +131,7 @@ class Broker:
             "BROKER_HEARTBEAT_INTERVAL": "1",
             "BROKER_WORKER_TTL": "5",
             "BROKER_RELAY_PING_INTERVAL": "2",
+            "BROKER_CLIENT_LEASE": "3",
             **env,
         }
         self.workers: dict[str, subprocess.Popen] = {}
