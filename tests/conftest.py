@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.api import Api
 from tests.support.pages import PageServer
+from tests.support.proxies import ProxyFactory
 from tests.support.processes import Broker, Redis, run_processes, wait_until
 
 
@@ -101,3 +102,11 @@ def session_factory():
         api.delete(f"/v1/sessions/{session_id}")
     for api, session_id in created:
         api.wait_status(session_id, "stopped")
+
+
+@pytest.fixture
+def proxy_factory(api):
+    """Creates proxies in the default deployment and deletes whatever a test left."""
+    factory = ProxyFactory(api)
+    yield factory
+    factory.delete_all()

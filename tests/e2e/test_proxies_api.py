@@ -13,16 +13,11 @@ import requests
 
 from core.crypto import SecretBox, UnreadableSecret
 from tests.support.api import Api
+from tests.support.keys import make_key
 from tests.support.processes import ROOT, SECRET_KEY, end_process, free_port, wait_until
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 PROXY_FIELDS = {"id", "server", "username", "name", "createdAt"}
-
-
-def make_key(broker, *, scopes: tuple[str, ...], project: str) -> str:
-    key = "bb_" + secrets.token_urlsafe(24)
-    broker.store().api_keys.put(key, name="proxy-tests", project=project, scopes=scopes)
-    return key
 
 
 def proxy_ids(api: Api) -> set[str]:
@@ -33,22 +28,6 @@ def proxy_ids(api: Api) -> set[str]:
 
 def session_ids(api: Api) -> set[str]:
     return {s["id"] for s in api.get("/v1/sessions").json()}
-
-
-@pytest.fixture
-def proxy_factory(api):
-    """Creates proxies and deletes whatever a test left."""
-    created: list[tuple[Api, str]] = []
-
-    def create(client: Api = api, **body) -> dict:
-        answer = client.post("/v1/proxies", json=body)
-        assert answer.status_code == 201, answer.text
-        created.append((client, answer.json()["id"]))
-        return answer.json()
-
-    yield create
-    for client, proxy_id in created:
-        client.delete(f"/v1/proxies/{proxy_id}")
 
 
 def test_create_answers_201_without_the_password(api, proxy_factory):

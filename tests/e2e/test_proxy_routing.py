@@ -8,54 +8,15 @@ from __future__ import annotations
 import secrets
 import socket
 from contextlib import closing
-from dataclasses import dataclass
 
 import psutil
 import pytest
 
-from core.cdp import CdpConnection
+from tests.support.cdp import evaluate, load
 from tests.support.processes import free_port
 from tests.support.upstreams import HttpUpstream, PproxyUpstream, SocksUpstream
 
 USER = "broker-user"
-LOAD_TIMEOUT = 30
-
-
-@dataclass
-class Load:
-    error: str | None
-    status: int | None = None
-    title: str = ""
-    text: str = ""
-
-
-def load(session: dict, url: str) -> Load:
-    """Load ``url`` in a new tab of the session's browser as a user's script would, over its CDP URL."""
-    with CdpConnection(session["cdpUrl"], timeout=LOAD_TIMEOUT) as cdp:
-        target = cdp.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        page = cdp.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        cdp.call("Page.enable", session_id=page)
-        navigated = cdp.call("Page.navigate", {"url": url}, session_id=page)
-        if navigated.get("errorText"):
-            return Load(navigated["errorText"])
-        assert cdp.wait_event("Page.loadEventFired", page, LOAD_TIMEOUT) is not None
-        shown = cdp.call("Runtime.evaluate", {"returnByValue": True, "expression": (
-            "({status: performance.getEntriesByType('navigation')[0].responseStatus,"
-            " title: document.title, text: document.body ? document.body.innerText : ''})"
-        )}, session_id=page)["result"]["value"]
-        cdp.call("Target.closeTarget", {"targetId": target})
-        return Load(None, shown["status"], shown["title"], shown["text"])
-
-
-def evaluate(session: dict, expression: str) -> object:
-    """An awaited expression in a fresh tab at ``about:blank``."""
-    with CdpConnection(session["cdpUrl"], timeout=LOAD_TIMEOUT) as cdp:
-        target = cdp.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        page = cdp.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        value = cdp.call("Runtime.evaluate", {"expression": expression, "awaitPromise": True, "returnByValue": True},
-                         session_id=page)["result"].get("value")
-        cdp.call("Target.closeTarget", {"targetId": target})
-        return value
 
 
 def page_address(pages) -> str:
@@ -103,24 +64,8 @@ def upstream(request, http_upstream, socks_upstream) -> PproxyUpstream:
     return http_upstream if request.param == "http" else socks_upstream
 
 
-@pytest.fixture
-def proxy_factory(api):
-    created: list[str] = []
-
-    def create(server: str, password: str | None = None, username: str | None = USER) -> dict:
-        body = {"server": server, "username": username, "password": password}
-        answer = api.post("/v1/proxies", json={k: v for k, v in body.items() if v is not None})
-        assert answer.status_code == 201, answer.text
-        created.append(answer.json()["id"])
-        return answer.json()
-
-    yield create
-    for proxy_id in created:
-        api.delete(f"/v1/proxies/{proxy_id}")
-
-
 def test_every_request_goes_through_the_proxy_loopback_included(api, pages, upstream, proxy_factory, session_factory):
-    proxy = proxy_factory(upstream.server, upstream.password)
+    proxy = proxy_factory(upstream.server, upstream.password, USER)
     first_path, second_path = f"/first-{secrets.token_hex(4)}", f"/second-{secrets.token_hex(4)}"
     let_through = len(upstream.targets())
 
@@ -136,7 +81,7 @@ def test_every_request_goes_through_the_proxy_loopback_included(api, pages, upst
 
 def test_https_and_websockets_are_tunnelled_through_the_proxy(api, pages, upstream, proxy_factory, session_factory):
     """The page server speaks no TLS, so the https load fails in the TLS handshake: after the tunnel was made."""
-    session = session_factory(api, proxyId=proxy_factory(upstream.server, upstream.password)["id"])
+    session = session_factory(api, proxyId=proxy_factory(upstream.server, upstream.password, USER)["id"])
     let_through = len(upstream.targets())
 
     loaded = load(session, f"https://{page_address(pages)}/tls")
@@ -163,7 +108,7 @@ def test_wrong_credentials_fail_loads_and_the_session_still_stops(api, pages, up
                                                                   session_factory):
     wrong = "wrong-" + secrets.token_urlsafe(12)
     passwords[f"wrong-{upstream.scheme}"] = wrong
-    session = session_factory(api, proxyId=proxy_factory(upstream.server, wrong)["id"])
+    session = session_factory(api, proxyId=proxy_factory(upstream.server, wrong, USER)["id"])
     path = f"/refused-{secrets.token_hex(4)}"
     refusals = upstream.refusals()
 
@@ -178,7 +123,7 @@ def test_wrong_credentials_fail_loads_and_the_session_still_stops(api, pages, up
 
 
 def test_an_upstream_that_is_down_fails_loads(api, pages, proxy_factory, session_factory):
-    session = session_factory(api, proxyId=proxy_factory(f"http://127.0.0.1:{free_port()}", "x")["id"])
+    session = session_factory(api, proxyId=proxy_factory(f"http://127.0.0.1:{free_port()}", "x", USER)["id"])
     path = f"/down-{secrets.token_hex(4)}"
 
     plain = load(session, f"{pages.base}{path}")
@@ -197,7 +142,7 @@ def test_a_silent_upstream_never_hangs_the_session(api, broker, pages, proxy_fac
         silent.bind(("127.0.0.1", 0))
         silent.listen(64)
         baseline = listening_ports(broker)
-        session = session_factory(api, proxyId=proxy_factory(f"socks5://127.0.0.1:{silent.getsockname()[1]}", "x")["id"])
+        session = session_factory(api, proxyId=proxy_factory(f"socks5://127.0.0.1:{silent.getsockname()[1]}", "x", USER)["id"])
         forwarder_ports = listening_ports(broker) - baseline
 
         tunnelled = load(session, f"https://{page_address(pages)}/silent")
@@ -219,7 +164,7 @@ def test_webrtc_gathers_no_candidate_around_the_proxy(api, http_upstream, proxy_
               " pc.onicecandidate = e => e.candidate ? found.push(e.candidate.candidate) : done(found);"
               " pc.createOffer().then(o => pc.setLocalDescription(o)); })")
     direct = session_factory(api)
-    proxied = session_factory(api, proxyId=proxy_factory(http_upstream.server, http_upstream.password)["id"])
+    proxied = session_factory(api, proxyId=proxy_factory(http_upstream.server, http_upstream.password, USER)["id"])
 
     assert evaluate(direct, gather), "control: without a proxy this machine gathers host candidates"
     assert evaluate(proxied, gather) == []
@@ -227,8 +172,8 @@ def test_webrtc_gathers_no_candidate_around_the_proxy(api, http_upstream, proxy_
 
 def test_check_reports_reachability_credentials_and_latency(api, pages, upstream, proxy_factory):
     target = {"target": page_address(pages)}
-    good = api.post(f"/v1/proxies/{proxy_factory(upstream.server, upstream.password)['id']}/check", json=target)
-    wrong = api.post(f"/v1/proxies/{proxy_factory(upstream.server, 'not-it')['id']}/check", json=target)
+    good = api.post(f"/v1/proxies/{proxy_factory(upstream.server, upstream.password, USER)['id']}/check", json=target)
+    wrong = api.post(f"/v1/proxies/{proxy_factory(upstream.server, 'not-it', USER)['id']}/check", json=target)
 
     assert good.status_code == 200 and wrong.status_code == 200
     assert good.json()["reachable"] is True and good.json()["latencyMs"] >= 0 and good.json()["error"] is None
@@ -239,7 +184,7 @@ def test_check_reports_reachability_credentials_and_latency(api, pages, upstream
 
 def test_no_password_in_any_answer_or_log(api, broker, workdir, pages, http_upstream, passwords, proxy_factory,
                                           session_factory):
-    proxy = proxy_factory(http_upstream.server, http_upstream.password)
+    proxy = proxy_factory(http_upstream.server, http_upstream.password, USER)
     session = session_factory(api, proxyId=proxy["id"], url=pages.base + "/logged")
     answers = [
         api.get(f"/v1/proxies/{proxy['id']}").text, api.get("/v1/proxies").text,

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 import threading
 import time
 
@@ -13,6 +12,8 @@ from core.store import ALL_SCOPES
 from core.cdp import CdpConnection, CdpError
 from core.cookies import replace_cookies
 from tests.support.api import Api
+from tests.support.cdp import page_view
+from tests.support.keys import make_key
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 COOKIE_FIELDS = {"name", "value", "domain", "path", "secure", "httpOnly", "sameSite", "expires"}
@@ -42,29 +43,6 @@ def inject(api: Api, session: dict, cookies: list[dict], mode: str | None = None
     answer = api.put(cookies_path(session), json=body)
     assert answer.status_code == 200, answer.text
     return answer.json()
-
-
-def make_key(broker, *, scopes: tuple[str, ...], project: str) -> str:
-    key = "bb_" + secrets.token_urlsafe(24)
-    broker.store().api_keys.put(key, name="cookie-tests", project=project, scopes=scopes)
-    return key
-
-
-def page_view(session: dict, url: str) -> tuple[str, str]:
-    """What a new tab loading ``url`` sends in its Cookie header (the page echoes it) and sees in document.cookie."""
-    with CdpConnection(session["cdpUrl"], timeout=20) as cdp:
-        target = cdp.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        page = cdp.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        cdp.call("Page.enable", session_id=page)
-        cdp.call("Page.navigate", {"url": url}, session_id=page)
-        assert cdp.wait_event("Page.loadEventFired", page, 20) is not None
-
-        def evaluate(expression: str) -> str:
-            return cdp.call("Runtime.evaluate", {"expression": expression, "returnByValue": True}, page)["result"]["value"]
-
-        seen = evaluate("document.getElementById('c').textContent"), evaluate("document.cookie")
-        cdp.call("Target.closeTarget", {"targetId": target})
-        return seen
 
 
 def cookie_pairs(text: str) -> set[str]:

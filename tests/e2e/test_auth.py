@@ -7,10 +7,12 @@ import sys
 import pytest
 
 from tests.support.api import Api
+from tests.support.keys import make_key
 from tests.support.processes import ROOT
 
 
-def make_key(broker, *, scopes: str, project: str) -> str:
+def cli_key(broker, *, scopes: str, project: str) -> str:
+    """Through the operator's command, as the README says."""
     out = subprocess.run(
         [sys.executable, "-m", "app", "keys", "create", "--name", "t", "--scopes", scopes, "--project", project],
         cwd=ROOT, env=broker.env, capture_output=True, text=True, check=True,
@@ -36,7 +38,7 @@ def test_key_without_scope_is_403_and_starts_nothing(broker, api):
 
 
 def test_key_is_shown_once_and_stored_as_hash(broker):
-    key = make_key(broker, scopes="sessions:read", project="p")
+    key = cli_key(broker, scopes="sessions:read", project="p")
     store = broker.store()
     assert not store.redis.keys(f"*{key}*")
     assert store.api_keys.get(key)["scopes"] == ["sessions:read"]

@@ -5,22 +5,10 @@ import concurrent.futures
 import re
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from tests.support.api import Api
-from tests.test_auth import make_key
-
-
-def visit(cdp_url: str, url: str, script: str | None = None):
-    """Open a page through the relay like a user's Playwright would; the script's value, or the page's text."""
-    with sync_playwright() as p:
-        browser = p.chromium.connect_over_cdp(cdp_url)
-        page = browser.contexts[0].new_page()
-        page.goto(url)
-        result = page.evaluate(script) if script else page.inner_text("body")
-        page.close()
-        browser.close()
-    return result
+from tests.support.browsing import visit
+from tests.support.keys import make_key
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.api import Api
 from tests.support.processes import Broker, free_port, wait_until
-from tests.test_contexts import visit
+from tests.support.browsing import visit
 
 STATE = "state()"
 

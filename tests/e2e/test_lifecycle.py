@@ -17,7 +17,7 @@ from celery import Celery
 from tests.support.api import Api
 from tests.support.cdp import RawCdp
 from tests.support.processes import Broker, Redis, wait_until
-from tests.test_contexts import visit
+from tests.support.browsing import visit
 
 POOL = 2
 WAIT = 6
