@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from celery.exceptions import Reject
+from celery.signals import task_received, task_revoked
 
 from core.cdp import navigate_first_page
 from core.dispatch import LAUNCH_TASK, STOP_TASK, worker_queue
@@ -25,21 +26,35 @@ from tasks.runtime import contexts, forwarders, intake, machine, pool, secret_bo
 log = logging.getLogger(__name__)
 
 
+@task_received.connect
+def reserve_slot_on_receipt(sender, request, **_: object) -> None:
+    """On the consumer's thread, before it reads another message: see :mod:`tasks.intake`."""
+    if request.name == LAUNCH_TASK:
+        intake().received(sender, request.args[0])
+
+
+@task_revoked.connect
+def free_slot_of_expired_launch(sender, request, **_: object) -> None:
+    """A launch can expire between its receipt (slot reserved) and its start; the slot comes back."""
+    if sender.name == LAUNCH_TASK:
+        intake().give_back(request.args[0])
+
+
 @celery.task(name=LAUNCH_TASK, bind=True, acks_late=True)
 def launch(self, session_id: str) -> None:
-    """Takes a launch only with a free slot; otherwise the message goes back to the queue.
+    """Runs in the slot reserved when the message arrived; a redelivered launch finds its session no longer pending.
 
-    acks_late makes that ``Reject(requeue=True)`` possible; a redelivered launch
-    finds its session no longer pending and does nothing.
+    Only a launch received with no slot at all (which the intake's consumer
+    switch prevents) goes back to the queue: acks_late makes that
+    ``Reject(requeue=True)`` possible, and it puts the launch behind later ones.
     """
     try:
         pool().reserve(session_id)
     except PoolFull:
-        intake().pool_full()
         raise Reject("no free browser slot", requeue=True) from None
     record = machine.claim(session_id, worker_queue(self.request.hostname))
     if record is None:
-        pool().unreserve(session_id)
+        intake().give_back(session_id)
         log.info("session %s: launch skipped, the create already gave up", session_id)
         return
     store.sessions.push_launch_event(session_id, {"event": "claimed"})
@@ -77,9 +92,8 @@ def launch(self, session_id: str) -> None:
 
 def _fail(session_id: str, message: str, code: int = 503) -> None:
     """Whatever step failed, the slot and the forwarder are given back."""
-    pool().unreserve(session_id)
     forwarders().stop(session_id)
-    intake().reconcile()
+    intake().give_back(session_id)
     machine.abandon(session_id)
     store.sessions.push_launch_event(session_id, {"event": "failed", "message": message, "code": code})
 

@@ -1,43 +1,59 @@
-"""Whether this worker takes launches: only while its pool has a free slot.
+"""Whether this worker takes launches: only while its pool has a free slot, so the queue keeps its order.
 
-A full worker stops consuming the shared launch queue, so queued creates wait
-in Redis, in arrival order, for whichever worker frees a slot first, instead of
-failing. The switch goes through Celery's remote control (``cancel_consumer`` /
-``add_consumer`` addressed to this worker only), which the worker's consumer
-applies on its own thread, in the order sent.
+Waiting creates are one Redis list that every worker's consumer pops: kombu
+publishes with LPUSH and consumes with BRPOP, first in, first out, as long as
+nothing is put back. A message put back (``Reject(requeue=True)``) goes in with
+LPUSH too, behind every create that arrived after it. So a worker never takes a
+launch it cannot run: the message's slot is reserved the moment the consumer
+receives it, on the consumer's own thread and before it reads the next message,
+and the reservation that takes the last slot cancels the consumer right there.
+A slot that frees turns the consumer back on through Celery's remote control
+(``add_consumer`` addressed to this worker only), which the consumer applies on
+its own thread.
 """
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 
 from celery import Celery
+from celery.worker.consumer import Consumer
 
 from core.dispatch import LAUNCH_QUEUE
+from tasks.pool import ChromiumPool, PoolFull
 
 log = logging.getLogger(__name__)
 
 
 class LaunchIntake:
-    def __init__(self, app: Celery, nodename: str, free_slots: Callable[[], int]) -> None:
+    def __init__(self, app: Celery, nodename: str, pool: ChromiumPool) -> None:
         self.app = app
         self.nodename = nodename
-        self.free_slots = free_slots
+        self.pool = pool
         self._lock = threading.Lock()
         self._consuming = True
 
-    def pool_full(self) -> None:
+    def received(self, consumer: Consumer, session_id: str) -> None:
+        """A launch message arrived: its slot is taken now, and the last slot stops the consumer before its next read."""
         with self._lock:
-            if self._consuming:
+            try:
+                self.pool.reserve(session_id)
+            except PoolFull:
+                log.warning("session %s: launch received with no free slot; it goes back to the queue", session_id)
+            if self._consuming and self.pool.free_slots() <= 0:
                 self._consuming = False
-                self.app.control.cancel_consumer(LAUNCH_QUEUE, destination=[self.nodename], reply=False)
+                consumer.cancel_task_queue(LAUNCH_QUEUE)
                 log.info("all browser slots taken: launches wait in the queue")
+
+    def give_back(self, session_id: str) -> None:
+        """A slot reserved for a launch that will not start a browser (create gave up, launch failed or expired)."""
+        self.pool.unreserve(session_id)
+        self.reconcile()
 
     def reconcile(self) -> None:
         """After a slot frees (and on every heartbeat, as a safety net)."""
         with self._lock:
-            if not self._consuming and self.free_slots() > 0:
+            if not self._consuming and self.pool.free_slots() > 0:
                 self._consuming = True
                 self.app.control.add_consumer(LAUNCH_QUEUE, destination=[self.nodename], reply=False)
                 log.info("a browser slot is free: taking launches again")

@@ -38,7 +38,7 @@ def pool() -> ChromiumPool:
 
 @functools.cache
 def intake() -> LaunchIntake:
-    return LaunchIntake(celery, worker_name(), lambda: pool().free_slots())
+    return LaunchIntake(celery, worker_name(), pool())
 
 
 _name: list[str] = []

@@ -7,7 +7,6 @@ import json
 import socket
 import struct
 import subprocess
-import time
 
 import psutil
 import pytest
@@ -161,13 +160,17 @@ def test_slow_reader_does_not_grow_relay_memory(broker, api, session_factory):
     """Backpressure: while a client reads nothing, the relay stops reading from Chromium."""
     session = session_factory(api)
     cdp = RawCdp(session["cdpUrl"])
-    page = cdp.attach_new_page()
+    target, page = cdp.open_tab()
     web = psutil.Process(broker.web.pid)
     before = web.memory_info().rss
     expression = "'y'.repeat(30 * 1024 * 1024)"
     for n in range(4):
         cdp.ws.send(json.dumps({"id": 1000 + n, "method": "Runtime.evaluate", "params": {"expression": expression, "returnByValue": True}, "sessionId": page}))
-    time.sleep(3)
+    # The page runs evaluations in order: once a second client's answer is back, all four
+    # results are in the browser's hands, waiting for the relay to read them.
+    with RawCdp(session["cdpUrl"]) as second:
+        same_page = second.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        assert second.evaluate("'after the four'", same_page) == "after the four"
     grown = web.memory_info().rss - before
     assert grown < 40 * 1024 * 1024, f"relay grew by {grown} bytes for 120 MB unread"
     answers = 0

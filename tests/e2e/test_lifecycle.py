@@ -14,6 +14,9 @@ import requests
 import websocket
 from celery import Celery
 
+from core.dispatch import LAUNCH_QUEUE, LAUNCH_TASK, STOP_TASK
+from core.states import Status
+from core.store import Store, keys
 from tests.support.api import Api
 from tests.support.cdp import RawCdp
 from tests.support.processes import Broker, Redis, wait_until
@@ -55,6 +58,23 @@ def running(api: Api) -> list[str]:
     return [s["id"] for s in api.get("/v1/sessions", params={"status": "running"}).json()]
 
 
+def waiting_launches(broker: Broker) -> int:
+    """Launch messages still in Redis: creates in line that no worker has taken."""
+    return broker.store().redis.llen(LAUNCH_QUEUE)
+
+
+def abandoned(broker: Broker) -> int:
+    """Creates given up so far (the record stays, abandoned, until its TTL)."""
+    store = broker.store()
+    ids = {key.split(":")[2] for key in store.redis.scan_iter(keys.session("ses_*"))}
+    return sum(1 for session_id in ids if (store.sessions.get(session_id) or {}).get("status") == Status.ABANDONED)
+
+
+def idle_due(store: Store, session_id: str) -> float | None:
+    """When the idle check next looks at the session (None once it has been taken)."""
+    return store.redis.zscore(keys.SESSION_IDLE, session_id)
+
+
 def browser_processes(profile_root_part: str) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
@@ -72,12 +92,12 @@ def test_session_with_a_timeout_stops_by_itself(api):
     assert stopped["stopReason"] == "timeout"
 
 
-def test_a_queued_create_gets_the_slot_a_delete_frees(api):
+def test_a_queued_create_gets_the_slot_a_delete_frees(life, api):
     first, _ = api.create_session(), api.create_session()
     answers = []
-    waiting = threading.Thread(target=lambda: answers.append(api.post("/v1/sessions", json={})))
+    waiting = threading.Thread(target=lambda: answers.append(Api(life.url, life.api_key).post("/v1/sessions", json={})))
     waiting.start()
-    time.sleep(2)
+    wait_until(lambda: waiting_launches(life) == 1, 30, message="the third create's launch to wait in the queue")
     assert not answers, "the third create should wait in line while both slots are taken"
     api.delete(f"/v1/sessions/{first['id']}")
     waiting.join(60)
@@ -90,23 +110,25 @@ def test_a_create_past_the_wait_is_503_and_no_browser_starts_later(life, api):
     assert answer.status_code == 503 and answer.headers["Retry-After"] == "3"
     assert answer.json()["message"]
     api.stop_session(held[0]["id"])
-    time.sleep(3)
-    assert running(api) == [held[1]["id"]]
-    assert len(life.profile_dirs()) == 1
+    later = api.create_session()
+    # The queue is first in, first out: the worker met the given-up launch before this one.
+    assert sorted(running(api)) == sorted([held[1]["id"], later["id"]])
+    assert len(life.profile_dirs()) == 2
 
 
 def test_a_caller_that_hangs_up_loses_its_place(life, api):
     held = [api.create_session(), api.create_session()]
+    given_up = abandoned(life)
     raw = socket.create_connection(("127.0.0.1", life.port))
     raw.sendall(f"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nX-API-Key: {life.api_key}\r\n"
                 "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}".encode())
-    time.sleep(1.5)
+    wait_until(lambda: waiting_launches(life) == 1, 30, message="the create's launch to wait in the queue")
     raw.close()
-    time.sleep(1.5)
+    wait_until(lambda: abandoned(life) > given_up, 30, message="the web process to give up the create")
     api.stop_session(held[0]["id"])
-    time.sleep(3)
-    assert running(api) == [held[1]["id"]]
-    assert len(life.profile_dirs()) == 1
+    later = api.create_session()
+    assert sorted(running(api)) == sorted([held[1]["id"], later["id"]])
+    assert len(life.profile_dirs()) == 2
 
 
 def test_sigkilled_worker_sessions_end_as_worker_lost_and_context_keeps_last_snapshot(life, api, pages):
@@ -170,13 +192,15 @@ def test_redelivered_tasks_do_no_harm(life, api, pages):
     context = api.post("/v1/contexts", json={}).json()
     session = api.create_session(contextId=context["id"])
     record = life.store().sessions.get(session["id"])
-    celery.send_task("browser.launch", args=[session["id"]], queue="browsers.launch")
-    time.sleep(2)
+    again = celery.send_task(LAUNCH_TASK, args=[session["id"]], queue=LAUNCH_QUEUE)
+    wait_until(lambda: life.task_done(again.id), 30, message="the redelivered launch to run")
+    assert life.store().sessions.get(session["id"]) == record
     assert len(life.profile_dirs()) == 1
     assert api.delete(f"/v1/sessions/{session['id']}").status_code == 204
-    celery.send_task("browser.stop", args=[session["id"], "deleted"], queue=record["worker"])
-    api.wait_status(session["id"], "stopped")
-    time.sleep(2)
+    stopped = api.wait_status(session["id"], "stopped")
+    again = celery.send_task(STOP_TASK, args=[session["id"], "deleted"], queue=record["worker"])
+    wait_until(lambda: life.task_done(again.id), 30, message="the redelivered stop to run")
+    assert api.get(f"/v1/sessions/{session['id']}").json() == stopped
     assert len(life.store().contexts.get(context["id"])["snapshotVersions"]) == 1
     celery.close()
 
@@ -198,11 +222,14 @@ def test_sigterm_to_the_web_process_closes_cdp_clients_cleanly(life, api):
     api.stop_session(session["id"])
 
 
-def test_idle_timeout_counts_only_time_without_a_cdp_client(api):
+def test_idle_timeout_counts_only_time_without_a_cdp_client(life, api):
     session = api.create_session(idleTimeout=2)
     assert session["idleTimeout"] == 2
     cdp = RawCdp(session["cdpUrl"])
-    time.sleep(4)
+    store = life.store()
+    first_due = idle_due(store, session["id"])
+    wait_until(lambda: idle_due(store, session["id"]) != first_due, 30, message="the idle check to reach the session")
+    assert (idle_due(store, session["id"]) or 0) > first_due, "a session with a client is put back, not taken"
     assert cdp.call("Browser.getVersion")["product"]
     assert api.get(f"/v1/sessions/{session['id']}").json()["status"] == "running"
     cdp.close()

@@ -7,6 +7,7 @@ this run's processes and never another run's.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -135,6 +136,7 @@ class Broker:
             **env,
         }
         self.workers: dict[str, subprocess.Popen] = {}
+        self.worker_logs: list[Path] = []
         self.web: subprocess.Popen | None = None
 
     def _spawn(self, args: list[str], log_name: str, env: dict) -> subprocess.Popen:
@@ -157,8 +159,14 @@ class Broker:
         args = [sys.executable, "-m", "celery", "-A", "tasks.celery_app", "worker", "-Q", "browsers.launch",
                 "-n", nodename, "--loglevel=INFO", "--without-gossip", "--without-mingle"]
         self.workers[nodename] = self._spawn(args, f"worker-{name}.log", {**self.env, **env})
+        self.worker_logs.append(self.workdir / f"worker-{name}.log")
         wait_until(lambda: nodename in self.live_workers(), 60, message=f"worker {nodename} heartbeat")
         return nodename
+
+    def task_done(self, task_id: str) -> bool:
+        """Whether a worker of this deployment has logged the task as finished (Celery's own log line)."""
+        done = re.compile(rf"Task \S+\[{re.escape(task_id)}\] (succeeded|failed|raised)")
+        return any(done.search(path.read_text(errors="replace")) for path in self.worker_logs if path.exists())
 
     def store(self) -> Store:
         return Store(replace(load(), redis_url=self.redis_url, worker_ttl=5))

@@ -10,6 +10,7 @@ from core.states import (
     ABANDON, CLAIM, FINISH_STOP, LOSE, MOVES, READY, REQUEST_STOP, SessionMachine, Status, StopReason,
 )
 from core.store import Store, keys
+from tests.support.processes import wait_until
 
 PROJECT = "p"
 WORKER = "browsers.worker.w@test"
@@ -213,8 +214,7 @@ def test_clients_whose_lease_ran_out_no_longer_count(store, machine):
     session_id = running_session(machine, idleTimeout=1)
     store.sessions.client_connected(session_id, "dead-web-process", lease=0.2)
     assert store.sessions.connected_clients(session_id) == 1
-    time.sleep(0.3)
-    assert store.sessions.connected_clients(session_id) == 0
+    wait_until(lambda: store.sessions.connected_clients(session_id) == 0, 5, message="the lease to run out")
 
 
 def test_an_idle_session_is_taken_once_only_when_no_client_holds_it(store, machine):
@@ -231,10 +231,11 @@ def test_an_idle_session_is_taken_once_only_when_no_client_holds_it(store, machi
 
 def test_renewed_leases_keep_clients_counted(store, machine):
     session_id = running_session(machine)
-    store.sessions.client_connected(session_id, "c1", lease=0.3)
-    store.sessions.renew_clients([(session_id, "c1")], lease=30)
-    time.sleep(0.4)
-    assert store.sessions.connected_clients(session_id) == 1
+    store.sessions.client_connected(session_id, "renewed", lease=0.3)
+    store.sessions.client_connected(session_id, "not-renewed", lease=0.3)
+    store.sessions.renew_clients([(session_id, "renewed")], lease=30)
+    wait_until(lambda: store.sessions.connected_clients(session_id) < 2, 5, message="the unrenewed lease to run out")
+    assert store.redis.zrange(keys.session_clients(session_id), 0, -1) == ["renewed"]
 
 
 # -- lists ---------------------------------------------------------------------

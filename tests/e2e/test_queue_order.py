@@ -1,0 +1,53 @@
+"""Creates that wait for a slot get their browsers in the order they arrived (README, "Queueing")."""
+from __future__ import annotations
+
+import secrets
+import threading
+
+import pytest
+import requests
+
+from core.dispatch import LAUNCH_QUEUE
+from tests.support.api import Api
+from tests.support.processes import Broker, wait_until
+
+
+@pytest.fixture(scope="module")
+def one_slot(brokers, workdir, redis_server) -> Broker:
+    """A deployment of its own (Redis database 3) with one browser slot and room for three creates in line."""
+    broker = Broker(redis_server, workdir, "bb_" + secrets.token_urlsafe(24), db=3,
+                    BROKER_POOL_SIZE="1", BROKER_CREATE_WAIT="90")
+    brokers.append(broker)
+    broker.start_web()
+    broker.start_worker("fifo")
+    yield broker
+    broker.stop()
+
+
+def waiting_launches(broker: Broker) -> int:
+    """Launch messages still in Redis: creates in line that no worker has taken."""
+    return broker.store().redis.llen(LAUNCH_QUEUE)
+
+
+def test_creates_queued_behind_a_full_pool_get_browsers_in_arrival_order(one_slot):
+    api = Api(one_slot.url, one_slot.api_key)
+    running = api.create_session()
+    answers: dict[str, requests.Response] = {}
+
+    def create(name: str) -> None:
+        answers[name] = Api(one_slot.url, one_slot.api_key).post("/v1/sessions", json={})
+
+    for place, name in enumerate(["first", "second", "third"], start=1):
+        threading.Thread(target=create, args=(name,), daemon=True).start()
+        wait_until(lambda: waiting_launches(one_slot) == place, 30, message=f"the {name} create to wait in line")
+
+    served: list[str] = []
+    for _ in range(3):
+        api.stop_session(running["id"])
+        wait_until(lambda: len(answers) > len(served), 60, message="the next create in line to get the freed slot")
+        name = next(n for n in answers if n not in served)
+        assert answers[name].status_code == 201, answers[name].text
+        served.append(name)
+        running = answers[name].json()
+    api.stop_session(running["id"])
+    assert served == ["first", "second", "third"]
