@@ -1,4 +1,4 @@
-# One image for every process (web, worker, beat, flower); docker-compose.yml picks the command.
+# One image for every process (web, worker, flower); docker-compose.yml picks the command.
 FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
@@ -6,7 +6,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /srv/broker
-COPY pyproject.toml constraints.txt README.md ./
+COPY pyproject.toml constraints.txt README.md web.py ./
+COPY core ./core
 COPY app ./app
 COPY tasks ./tasks
 COPY proxy ./proxy
