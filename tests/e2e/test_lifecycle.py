@@ -58,11 +58,6 @@ def running(api: Api) -> list[str]:
     return [s["id"] for s in api.get("/v1/sessions", params={"status": "running"}).json()]
 
 
-def waiting_launches(broker: Broker) -> int:
-    """Launch messages still in Redis: creates in line that no worker has taken."""
-    return broker.store().redis.llen(LAUNCH_QUEUE)
-
-
 def abandoned(broker: Broker) -> int:
     """Creates given up so far (the record stays, abandoned, until its TTL)."""
     store = broker.store()
@@ -97,7 +92,7 @@ def test_a_queued_create_gets_the_slot_a_delete_frees(life, api):
     answers = []
     waiting = threading.Thread(target=lambda: answers.append(Api(life.url, life.api_key).post("/v1/sessions", json={})))
     waiting.start()
-    wait_until(lambda: waiting_launches(life) == 1, 30, message="the third create's launch to wait in the queue")
+    wait_until(lambda: life.waiting_launches() == 1, 30, message="the third create's launch to wait in the queue")
     assert not answers, "the third create should wait in line while both slots are taken"
     api.delete(f"/v1/sessions/{first['id']}")
     waiting.join(60)
@@ -122,7 +117,7 @@ def test_a_caller_that_hangs_up_loses_its_place(life, api):
     raw = socket.create_connection(("127.0.0.1", life.port))
     raw.sendall(f"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nX-API-Key: {life.api_key}\r\n"
                 "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}".encode())
-    wait_until(lambda: waiting_launches(life) == 1, 30, message="the create's launch to wait in the queue")
+    wait_until(lambda: life.waiting_launches() == 1, 30, message="the create's launch to wait in the queue")
     raw.close()
     wait_until(lambda: abandoned(life) > given_up, 30, message="the web process to give up the create")
     api.stop_session(held[0]["id"])

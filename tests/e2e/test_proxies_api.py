@@ -12,11 +12,10 @@ import pytest
 import requests
 
 from core.crypto import SecretBox, UnreadableSecret
-from tests.support.api import Api
+from tests.support.api import ISO_Z, Api
 from tests.support.keys import make_key
 from tests.support.processes import ROOT, SECRET_KEY, end_process, free_port, wait_until
 
-ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 PROXY_FIELDS = {"id", "server", "username", "name", "createdAt"}
 
 
@@ -24,10 +23,6 @@ def proxy_ids(api: Api) -> set[str]:
     answer = api.get("/v1/proxies")
     assert answer.status_code == 200, answer.text
     return {p["id"] for p in answer.json()}
-
-
-def session_ids(api: Api) -> set[str]:
-    return {s["id"] for s in api.get("/v1/sessions").json()}
 
 
 def test_create_answers_201_without_the_password(api, proxy_factory):
@@ -99,9 +94,9 @@ def test_other_projects_proxies_are_404(broker, api, proxy_factory):
     assert other.delete(f"/v1/proxies/{mine['id']}").status_code == 404
     assert other.post(f"/v1/proxies/{mine['id']}/check", json={}).status_code == 404
     assert mine["id"] not in proxy_ids(other)
-    before = session_ids(other)
+    before = other.session_ids()
     assert other.post("/v1/sessions", json={"proxyId": mine["id"]}).status_code == 404
-    assert session_ids(other) == before
+    assert other.session_ids() == before
     assert api.get(f"/v1/proxies/{mine['id']}").json() == mine
 
 
@@ -175,12 +170,12 @@ def test_malformed_body_is_400_and_saves_nothing(api, data, content_type):
 
 
 def test_unknown_proxy_id_on_session_create_is_404_and_starts_nothing(broker, api):
-    before = session_ids(api)
+    before = api.session_ids()
     keys_before = set(broker.store().redis.keys("bb:session:*"))
     answer = api.post("/v1/sessions", json={"proxyId": "prx_00000000000000000000000000000000"})
     assert answer.status_code == 404, answer.text
     assert "prx_00000000000000000000000000000000" in answer.json()["message"]
-    assert session_ids(api) == before
+    assert api.session_ids() == before
     assert set(broker.store().redis.keys("bb:session:*")) == keys_before
     assert not broker.store().redis.keys("bb:proxy:prx_00000000000000000000000000000000*")
 

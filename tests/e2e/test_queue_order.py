@@ -7,26 +7,23 @@ import threading
 import pytest
 import requests
 
-from core.dispatch import LAUNCH_QUEUE
 from tests.support.api import Api
 from tests.support.processes import Broker, wait_until
 
 
 @pytest.fixture(scope="module")
 def one_slot(brokers, workdir, redis_server) -> Broker:
-    """A deployment of its own (Redis database 3) with one browser slot and room for three creates in line."""
-    broker = Broker(redis_server, workdir, "bb_" + secrets.token_urlsafe(24), db=3,
+    """A deployment of its own with one browser slot and room for three creates in line.
+
+    Redis database 4: 0 to 3 are the other deployments' (a worker left on one would take these launches).
+    """
+    broker = Broker(redis_server, workdir, "bb_" + secrets.token_urlsafe(24), db=4,
                     BROKER_POOL_SIZE="1", BROKER_CREATE_WAIT="90")
     brokers.append(broker)
     broker.start_web()
     broker.start_worker("fifo")
     yield broker
     broker.stop()
-
-
-def waiting_launches(broker: Broker) -> int:
-    """Launch messages still in Redis: creates in line that no worker has taken."""
-    return broker.store().redis.llen(LAUNCH_QUEUE)
 
 
 def test_creates_queued_behind_a_full_pool_get_browsers_in_arrival_order(one_slot):
@@ -39,7 +36,7 @@ def test_creates_queued_behind_a_full_pool_get_browsers_in_arrival_order(one_slo
 
     for place, name in enumerate(["first", "second", "third"], start=1):
         threading.Thread(target=create, args=(name,), daemon=True).start()
-        wait_until(lambda: waiting_launches(one_slot) == place, 30, message=f"the {name} create to wait in line")
+        wait_until(lambda: one_slot.waiting_launches() == place, 30, message=f"the {name} create to wait in line")
 
     served: list[str] = []
     for _ in range(3):

@@ -1,7 +1,6 @@
 """Session cookies as API.md states them: export and inject on a live browser, pages see the result, bad input changes nothing."""
 from __future__ import annotations
 
-import re
 import threading
 import time
 
@@ -11,11 +10,10 @@ from playwright.sync_api import sync_playwright
 from core.store import ALL_SCOPES
 from core.cdp import CdpConnection, CdpError
 from core.cookies import replace_cookies
-from tests.support.api import Api
+from tests.support.api import ISO_Z, Api
 from tests.support.cdp import page_view
 from tests.support.keys import make_key
 
-ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 COOKIE_FIELDS = {"name", "value", "domain", "path", "secure", "httpOnly", "sameSite", "expires"}
 HOST = "127.0.0.1"
 #: Within Chromium's 400-day cap, so it comes back as given.

@@ -8,13 +8,8 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.support.api import Api
+from tests.support.api import ISO_Z
 
-ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-
-
-def session_ids(api: Api) -> set[str]:
-    return {s["id"] for s in api.get("/v1/sessions").json()}
 
 
 def test_create_answers_201_with_a_running_session(api, session_factory, broker):
@@ -83,13 +78,13 @@ BAD_BODIES = [
 
 @pytest.mark.parametrize("body,field", BAD_BODIES)
 def test_invalid_create_body_is_422_and_starts_nothing(api, body, field):
-    before = session_ids(api)
+    before = api.session_ids()
     answer = api.post("/v1/sessions", json=body)
     assert answer.status_code == 422, answer.text
     payload = answer.json()
     assert payload["code"] == 422 and payload["status"] == "Unprocessable Entity" and payload["message"]
     assert field in payload["errors"]["json"]
-    assert session_ids(api) == before
+    assert api.session_ids() == before
 
 
 @pytest.mark.parametrize(
@@ -97,17 +92,17 @@ def test_invalid_create_body_is_422_and_starts_nothing(api, body, field):
     [("{not json", "application/json"), ("url=http://x", "application/x-www-form-urlencoded"), ("[1,", "application/json")],
 )
 def test_malformed_body_is_400_and_starts_nothing(api, data, content_type):
-    before = session_ids(api)
+    before = api.session_ids()
     answer = api.post("/v1/sessions", data=data, headers={"Content-Type": content_type})
     assert answer.status_code == 400, answer.text
     assert answer.json()["code"] == 400 and answer.json()["message"]
-    assert session_ids(api) == before
+    assert api.session_ids() == before
 
 
 def test_json_that_is_not_an_object_is_422(api):
-    before = session_ids(api)
+    before = api.session_ids()
     assert api.post("/v1/sessions", json=[1, 2]).status_code == 422
-    assert session_ids(api) == before
+    assert api.session_ids() == before
 
 
 def test_unknown_status_filter_is_422(api):

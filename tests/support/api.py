@@ -1,9 +1,13 @@
 """A thin HTTP client for the broker, as a backend service would use it."""
 from __future__ import annotations
 
+import re
 import time
 
 import requests
+
+#: How the API writes every timestamp: ISO-8601 UTC with a Z.
+ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
 class Api:
@@ -38,6 +42,10 @@ class Api:
         answer = self.delete(f"/v1/sessions/{session_id}")
         assert answer.status_code == 204, answer.text
         return self.wait_status(session_id, "stopped", timeout)
+
+    def session_ids(self) -> set[str]:
+        """The sessions of the key's project (the newest page), to show that a refused call started nothing."""
+        return {s["id"] for s in self.get("/v1/sessions").json()}
 
     def wait_status(self, session_id: str, status: str, timeout: float = 30) -> dict:
         deadline = time.monotonic() + timeout

@@ -23,6 +23,7 @@ import requests
 from redis.exceptions import RedisError
 
 from core.config import load
+from core.dispatch import LAUNCH_QUEUE
 from core.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,6 +163,10 @@ class Broker:
         self.worker_logs.append(self.workdir / f"worker-{name}.log")
         wait_until(lambda: nodename in self.live_workers(), 60, message=f"worker {nodename} heartbeat")
         return nodename
+
+    def waiting_launches(self) -> int:
+        """Launch messages still in Redis: creates in line that no worker has taken."""
+        return self.store().redis.llen(LAUNCH_QUEUE)
 
     def task_done(self, task_id: str) -> bool:
         """Whether a worker of this deployment has logged the task as finished (Celery's own log line)."""
