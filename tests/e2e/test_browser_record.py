@@ -6,7 +6,7 @@ import signal
 import psutil
 import pytest
 
-from tests.support.cdp import RawCdp
+from tests.support.cdp import RawCdp, navigate
 from tests.support.processes import free_port, wait_until
 
 #: Noticed within the worker's housekeeping round plus the stop flow; generous for a loaded machine.
@@ -31,10 +31,7 @@ def close_over_cdp(cdp_url: str) -> None:
 
 def set_cookie_through_page(cdp_url: str, pages, name: str) -> None:
     with RawCdp(cdp_url) as cdp:
-        page = cdp.attach_new_page()
-        cdp.call("Page.enable", session_id=page)
-        cdp.call("Page.navigate", {"url": f"{pages.base}/set-cookie?name={name}&value=v1&persistent=1"}, session_id=page)
-        assert cdp.wait_event("Page.loadEventFired", page, 30)
+        assert navigate(cdp, cdp.attach_new_page(), f"{pages.base}/set-cookie?name={name}&value=v1&persistent=1") is None
 
 
 def test_a_browser_closed_over_cdp_stops_its_session_as_browser_closed(any_api, session_factory):
