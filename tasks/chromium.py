@@ -245,7 +245,7 @@ class SeleniumLauncher:
         options.add_experimental_option("excludeSwitches", ["enable-automation"])
         # An executable path means Selenium Manager is never run, so nothing is downloaded.
         # A session of its own, as with the direct launcher: a signal to the worker's process group
-        # (honcho, a terminal's Ctrl-C) must not kill browsers before their stop flow has run.
+        # (a process manager, a terminal's Ctrl-C) must not kill browsers before their stop flow has run.
         service = Service(
             executable_path=self.config.chromedriver_path, log_output=subprocess.DEVNULL, env=child_env(profile_dir),
             popen_kw={"start_new_session": True},

@@ -17,8 +17,9 @@ def test_a_client_of_a_web_process_that_died_stops_counting_and_the_idle_timeout
     log = open(broker.workdir / f"web-extra-{port}.log", "ab")
     web = subprocess.Popen([sys.executable, "-m", "web"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        session = session_factory(api, idleTimeout=2)
+        # The second web process first: its start can outlast the session's 2 s idle timeout.
         wait_until(lambda: _answers(port), 30, message="the second web process")
+        session = session_factory(api, idleTimeout=2)
         client = RawCdp(session["cdpUrl"].replace(str(broker.port), str(port)))
         client.call("Browser.getVersion")
         web.send_signal(signal.SIGKILL)
