@@ -7,7 +7,7 @@ import pytest
 
 from core.ids import new_id, now_ms, utcnow_iso
 from core.states import (
-    ABANDON, CLAIM, FINISH_STOP, LOSE, MOVES, READY, REQUEST_STOP, SessionMachine, Status, StopReason,
+    CLAIM, MOVES, SessionMachine, Status, StopReason,
 )
 from core.store import Store, keys
 from tests.support.processes import wait_until
