@@ -11,6 +11,7 @@ from core.crypto import SecretBox
 from core.dispatch import Dispatcher, make_celery
 from core.states import SessionMachine
 from core.store import ALL_SCOPES, DEFAULT_PROJECT, Store
+from core.tokens import ConnectTokens
 
 API_VERSION = "1.0.0"
 SWAGGER_UI_ASSETS = "/docs/assets/"
@@ -39,11 +40,13 @@ def create_app(config: Config | None = None, store: Store | None = None) -> Flas
     app.extensions["broker.machine"] = SessionMachine(store, Dispatcher(make_celery(config), config))
     # Refuses to build the app (so the web process to start) without BROKER_SECRET_KEY outside development.
     app.extensions["broker.secret_box"] = SecretBox.from_config(config)
+    app.extensions["broker.connect_tokens"] = ConnectTokens.from_config(config)
     errors.register(app)
     api.init_app(app)
 
     from app.contexts.resources import blp as contexts_blp
     from app.health import blp as health_blp
+    from app.keys.resources import blp as keys_blp
     from app.proxies.resources import blp as proxies_blp
     from app.relay_info import blp as relay_blp
     from app.sessions.resources import blp as sessions_blp
@@ -51,6 +54,7 @@ def create_app(config: Config | None = None, store: Store | None = None) -> Flas
     api.register_blueprint(sessions_blp)
     api.register_blueprint(proxies_blp)
     api.register_blueprint(contexts_blp)
+    api.register_blueprint(keys_blp)
     app.register_blueprint(health_blp)
     app.register_blueprint(relay_blp)
     app.register_blueprint(Blueprint("swagger_ui_assets", __name__, static_folder=swagger_ui_bundle.swagger_ui_path,

@@ -9,6 +9,7 @@ from flask import g, request
 from flask_smorest import abort
 
 from app.extensions import store
+from app.keys.service import expired
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -22,11 +23,16 @@ def require_scope(scope: str) -> Callable:
             api_key = request.headers.get(API_KEY_HEADER)
             if not api_key:
                 abort(401, message=f"Missing {API_KEY_HEADER} header.")
+            # Read from Redis on every request, never cached: a revoke holds from the very next request.
             record = store().api_keys.get(api_key)
             if record is None:
-                abort(401, message="Unknown API key.")
+                abort(401, message="Unknown or revoked API key.")
+            if expired(record):
+                abort(401, message=f"This API key expired at {record['expiresAt']}.")
+            store().api_keys.touch(record["id"])
             if scope not in record["scopes"]:
                 abort(403, message=f"This API key lacks the {scope} scope.")
+            g.api_key = record
             g.project = record["project"]
             return view(*args, **kwargs)
 
@@ -37,6 +43,11 @@ def require_scope(scope: str) -> Callable:
 
 def current_project() -> str:
     return g.project
+
+
+def current_key() -> dict:
+    """The caller's key record (id, scopes, project); never the key itself."""
+    return g.api_key
 
 
 def owned(record: dict | None, project: str, noun: str, resource_id: str) -> dict:

@@ -8,6 +8,7 @@ from app.errors import BrokerApi
 from core.crypto import SecretBox
 from core.states import SessionMachine
 from core.store import Store
+from core.tokens import ConnectTokens
 
 api = BrokerApi()
 
@@ -26,3 +27,7 @@ def config() -> Config:
 
 def secret_box() -> SecretBox:
     return current_app.extensions["broker.secret_box"]
+
+
+def connect_tokens() -> ConnectTokens:
+    return current_app.extensions["broker.connect_tokens"]

@@ -39,7 +39,7 @@ class Config:
     #: BROKER_PUBLIC_URL: base URL clients see; cdpUrl is built from it (http→ws, https→wss).
     public_url: str = field(default_factory=lambda: _str("BROKER_PUBLIC_URL", "http://127.0.0.1:8000"))
     #: BROKER_BOOTSTRAP_API_KEY: if set, this key exists with every scope (project "default").
-    bootstrap_api_key: str = field(default_factory=lambda: _str("BROKER_BOOTSTRAP_API_KEY", ""))
+    bootstrap_api_key: str = field(default_factory=lambda: _str("BROKER_BOOTSTRAP_API_KEY", ""), repr=False)
     #: BROKER_CREATE_WAIT: seconds a create waits for a worker to take the launch.
     create_wait: float = field(default_factory=lambda: _float("BROKER_CREATE_WAIT", 30))
     #: BROKER_LAUNCH_TIMEOUT: seconds a taken launch (browser start + first navigation) may last.
@@ -123,8 +123,10 @@ class Config:
             return "ws://" + base[len("http://"):]
         return base
 
-    def cdp_url(self, session_id: str) -> str:
-        return f"{self.ws_base_url}/ws/session/{session_id}"
+    def cdp_url(self, session_id: str, token: str | None) -> str:
+        """The session's CDP socket with its connect token (core.tokens) as ``?token=``."""
+        url = f"{self.ws_base_url}/ws/session/{session_id}"
+        return f"{url}?token={token}" if token else url
 
 
 def load() -> Config:

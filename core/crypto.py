@@ -34,25 +34,36 @@ class UnreadableSecret(RuntimeError):
     """A stored secret was encrypted under another BROKER_SECRET_KEY (or altered)."""
 
 
+def deployment_secret(config: Config) -> str:
+    """BROKER_SECRET_KEY, or in development a public stand-in; raises MissingSecretKey otherwise."""
+    if config.secret_key:
+        if len(config.secret_key) < MIN_SECRET_LENGTH:
+            raise MissingSecretKey(f"BROKER_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters.")
+        return config.secret_key
+    if config.env == DEVELOPMENT:
+        log.warning("BROKER_SECRET_KEY is not set: development mode derives secrets from a public key")
+        return DEVELOPMENT_SECRET
+    raise MissingSecretKey(
+        "BROKER_SECRET_KEY is not set. It encrypts stored proxy passwords and derives connect tokens; set it to a "
+        "long random string (the same in the web process and every worker), or set BROKER_ENV=development for a "
+        "local run."
+    )
+
+
+def derive_key(secret: str, purpose: bytes) -> bytes:
+    """32 bytes for one purpose: each use of the deployment secret gets a key of its own (HKDF)."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(secret.encode())
+
+
 class SecretBox:
     def __init__(self, secret: str) -> None:
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=KEY_INFO).derive(secret.encode())
+        key = derive_key(secret, KEY_INFO)
         self._fernet = Fernet(base64.urlsafe_b64encode(key))
 
     @classmethod
     def from_config(cls, config: Config) -> SecretBox:
         """The box for this deployment; raises MissingSecretKey outside development without a usable secret."""
-        if config.secret_key:
-            if len(config.secret_key) < MIN_SECRET_LENGTH:
-                raise MissingSecretKey(f"BROKER_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters.")
-            return cls(config.secret_key)
-        if config.env == DEVELOPMENT:
-            log.warning("BROKER_SECRET_KEY is not set: development mode stores proxy passwords under a public key")
-            return cls(DEVELOPMENT_SECRET)
-        raise MissingSecretKey(
-            "BROKER_SECRET_KEY is not set. It encrypts stored proxy passwords; set it to a long random string "
-            "(the same in the web process and every worker), or set BROKER_ENV=development for a local run."
-        )
+        return cls(deployment_secret(config))
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode()

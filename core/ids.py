@@ -17,6 +17,15 @@ def iso_after(seconds: float) -> str:
     return datetime.fromtimestamp(time.time() + seconds, timezone.utc).strftime(ISO_FORMAT)
 
 
+def iso_at(epoch: float) -> str:
+    """Unix seconds as the API shows a moment; before year 1 or past 9999 it is clamped to those years."""
+    try:
+        moment = datetime.fromtimestamp(epoch, timezone.utc).replace(tzinfo=None, microsecond=0)
+    except (OverflowError, ValueError, OSError):
+        moment = datetime.max.replace(microsecond=0) if epoch > 0 else datetime.min
+    return moment.isoformat() + "Z"
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 

@@ -84,6 +84,8 @@ REQUEST_STOP = _move("request_stop", {S.RUNNING}, S.STOPPING)
 FINISH_STOP = _move("finish_stop", {S.RUNNING, S.STOPPING}, S.STOPPED, Effect.UNSCHEDULE, Effect.FREE_HOLDS, Effect.RETAIN)
 LOSE = _move("lose", {S.LAUNCHING, S.RUNNING, S.STOPPING}, S.STOPPED, Effect.UNSCHEDULE, Effect.FREE_HOLDS, Effect.RETAIN)
 MOVES = (CLAIM, ABANDON, READY, REQUEST_STOP, FINISH_STOP, LOSE)
+#: What a stopped session's record forgets: the hash its connect token is checked against (core.tokens).
+TOKEN_DEAD = {"connectTokenHash": None}
 
 
 class SessionRecord(TypedDict, total=False):
@@ -109,6 +111,9 @@ class SessionRecord(TypedDict, total=False):
     worker: str
     #: Where the relay and the cookie calls reach the browser; never shown to users.
     browserWsUrl: str
+    #: The connect token's salt and SHA-256 (core.tokens); the token itself is never stored.
+    connectSalt: str
+    connectTokenHash: str | None
     browserVersion: str
     userAgent: str
 
@@ -142,13 +147,13 @@ class SessionMachine:
     def finish_stop(self, session_id: str, reason: StopReason, snapshot_error: str | None) -> SessionRecord | None:
         """The browser is gone and its context saved: the session is stopped and its clients told."""
         record = self._apply(FINISH_STOP, session_id, stoppedAt=utcnow_iso(), stopReason=reason,
-                             snapshotError=snapshot_error)
+                             snapshotError=snapshot_error, **TOKEN_DEAD)
         self.store.events.announce_stop(session_id, reason)
         return record
 
     def lose(self, session_id: str) -> SessionRecord | None:
         """The worker holding the browser is gone: no save is possible, the last good snapshot stays in force."""
-        record = self._apply(LOSE, session_id, stoppedAt=utcnow_iso(), stopReason=StopReason.WORKER_LOST)
+        record = self._apply(LOSE, session_id, stoppedAt=utcnow_iso(), stopReason=StopReason.WORKER_LOST, **TOKEN_DEAD)
         if record is not None:
             self.store.events.announce_stop(session_id, StopReason.WORKER_LOST)
         return record

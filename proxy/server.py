@@ -1,9 +1,11 @@
 """The gevent server of the web process: any WSGI app (the API) and the CDP relay on one port.
 
-A WebSocket upgrade to ``/ws/session/<id>`` for a running session is taken over
-by the relay before it reaches the WSGI app; every other request, including a
-refused upgrade, is the app's, so refusals are ordinary JSON errors sent before
-any upgrade. The caller monkey-patches (``web.py``) before importing this.
+A WebSocket upgrade to ``/ws/session/<id>?token=…`` for a running session whose
+connect token matches (core.tokens) is taken over by the relay before it reaches
+the WSGI app; every other request, including a refused upgrade, is the app's, so
+refusals are ordinary JSON errors sent before any upgrade. The access log and
+gevent's error lines have ``token=`` values redacted. The caller monkey-patches
+(``web.py``) before importing this.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from core.config import Config
 from core.environ import CLIENT_SOCKET
 from core.states import Status
 from core.store import Store
+from core.tokens import matches, redact, token_in_query
 from proxy.registry import RelayRegistry, follow_stop_announcements, renew_client_leases
 from proxy.relay import HandshakeError, RelayConnection, accept_client, connect_browser, detach
 
@@ -52,7 +55,8 @@ class BrokerHandler(WSGIHandler):
         self.environ[CLIENT_SOCKET] = self.socket
         session_id = upgrade_target(self.environ)
         record = self.server.store.sessions.get(session_id) if session_id else None
-        if record is None or record["status"] != Status.RUNNING:
+        token = token_in_query(self.environ.get("QUERY_STRING", ""))
+        if record is None or record["status"] != Status.RUNNING or not matches(record, token):
             return super().run_application()
         try:
             browser = connect_browser(record["browserWsUrl"])
@@ -75,6 +79,18 @@ class BrokerHandler(WSGIHandler):
         finally:
             self.server.registry.remove(conn)
             sessions.client_disconnected(session_id, conn.client_id, record.get("idleTimeout"))
+
+    def format_request(self) -> str:
+        """The access log line, with the connect token of a CDP URL redacted."""
+        return redact(super().format_request())
+
+    def log_error(self, msg: str, *args: object) -> None:
+        """gevent's lines about malformed requests quote the request line: redacted too."""
+        try:
+            message = msg % args if args else msg
+        except (TypeError, ValueError):
+            message = f"{msg!r} {args!r}"
+        super().log_error(redact(message))
 
     def _json_error(self, code: int, status: str, message: str) -> None:
         body = json.dumps({"code": code, "status": status, "message": message}).encode()

@@ -6,7 +6,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.auth import current_project, require_scope
-from app.extensions import config, machine, store
+from app.extensions import config, connect_tokens, machine, store
 from app.paging import paginated
 from app.sessions import cookies, service
 from core.environ import client_gone
@@ -30,7 +30,7 @@ class Sessions(MethodView):
         records, total = store().sessions.page(current_project(), query.get("status"),
                                                pagination_parameters.first_item, pagination_parameters.page_size)
         pagination_parameters.item_count = total
-        return [service.public(r, config()) for r in records]
+        return [service.public(r, config(), connect_tokens()) for r in records]
 
     @require_scope("sessions:write")
     @blp.arguments(SessionCreateSchema)
@@ -38,8 +38,9 @@ class Sessions(MethodView):
     @blp.alt_response(503, description="No free browser slot in time; see Retry-After.")
     def post(self, body: dict):
         """Start a browser; answers once it takes CDP connections."""
-        record = service.create(machine(), config(), current_project(), body, lambda: client_gone(request.environ))
-        return service.public(record, config())
+        record = service.create(machine(), config(), connect_tokens(), current_project(), body,
+                                lambda: client_gone(request.environ))
+        return service.public(record, config(), connect_tokens())
 
 
 @blp.route("/<session_id>")
@@ -48,7 +49,7 @@ class SessionById(MethodView):
     @blp.response(200, SessionSchema)
     def get(self, session_id: str):
         """One session."""
-        return service.public(service.get_visible(store(), current_project(), session_id), config())
+        return service.public(service.get_visible(store(), current_project(), session_id), config(), connect_tokens())
 
     @require_scope("sessions:write")
     @blp.response(204)

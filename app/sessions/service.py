@@ -18,12 +18,14 @@ from core.config import Config
 from core.ids import new_id, now_ms, utcnow_iso
 from core.states import VISIBLE_STATUSES, SessionMachine, SessionRecord, Status, StopReason
 from core.store import Store
+from core.tokens import ConnectTokens
 
 log = logging.getLogger(__name__)
 
 
-def public(record: SessionRecord, config: Config) -> dict:
-    return {**record, "cdpUrl": config.cdp_url(record["id"])}
+def public(record: SessionRecord, config: Config, tokens: ConnectTokens) -> dict:
+    """What the owner sees: the record's public fields and the cdpUrl with its connect token."""
+    return {**record, "cdpUrl": config.cdp_url(record["id"], tokens.token_for(record))}
 
 
 def get_visible(store: Store, project: str, session_id: str) -> SessionRecord:
@@ -63,12 +65,14 @@ def _release_claims(store: Store, body: dict, session_id: str) -> None:
 
 
 def create(
-    machine: SessionMachine, config: Config, project: str, body: dict, caller_gone: Callable[[], bool] = lambda: False
+    machine: SessionMachine, config: Config, tokens: ConnectTokens, project: str, body: dict,
+    caller_gone: Callable[[], bool] = lambda: False,
 ) -> SessionRecord:
     store = machine.store
     session_id = new_id("ses")
     record: SessionRecord = {
         "id": session_id,
+        **tokens.issue(session_id),
         "project": project,
         "status": Status.PENDING.value,
         "contextId": body["contextId"],

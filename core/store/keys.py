@@ -6,6 +6,8 @@ STOP_CHANNEL = f"{PREFIX}:session-stops"
 SESSION_EXPIRIES = f"{PREFIX}:session-expiries"
 SESSION_IDLE = f"{PREFIX}:session-idle"
 WORKERS = f"{PREFIX}:workers"
+API_KEYS = f"{PREFIX}:apikeys"
+API_KEYS_LAST_USED = f"{PREFIX}:apikeys:last-used"
 
 
 def session(session_id: str) -> str:
@@ -62,6 +64,24 @@ def proxy_sessions(proxy_id: str) -> str:
 
 def api_key(key_hash: str) -> str:
     return f"{PREFIX}:apikey:{key_hash}"
+
+
+def api_key_id(key_id: str) -> str:
+    """A key's id → the hash its record is stored under."""
+    return f"{PREFIX}:apikey-id:{key_id}"
+
+
+def api_key_revoked(key_hash: str) -> str:
+    return f"{PREFIX}:apikey-revoked:{key_hash}"
+
+
+def project_api_keys(project: str) -> str:
+    return f"{PREFIX}:project:{project}:apikeys"
+
+
+def create_count(key_id: str, window: int) -> str:
+    """Session creates by one API key in one minute-long window."""
+    return f"{PREFIX}:creates:{key_id}:{window}"
 
 
 def worker(name: str) -> str:

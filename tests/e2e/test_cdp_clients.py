@@ -140,10 +140,11 @@ def test_stop_closes_connected_clients_with_a_reason(any_api, session_factory):
     assert refused.value.status_code == 404
 
 
-def test_connecting_to_unknown_session_is_refused(broker):
+@pytest.mark.parametrize("query,status", [("", 401), ("?token=made-up", 404)])
+def test_connecting_to_unknown_session_is_refused(broker, query, status):
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
-        RawCdp(f"ws://127.0.0.1:{broker.port}/ws/session/ses_{'0' * 32}")
-    assert refused.value.status_code == 404
+        RawCdp(f"ws://127.0.0.1:{broker.port}/ws/session/ses_{'0' * 32}{query}")
+    assert refused.value.status_code == status
 
 
 def test_idle_client_gets_pings(api, session_factory):
@@ -180,12 +181,13 @@ def test_slow_reader_does_not_grow_relay_memory(broker, api, session_factory):
     cdp.close()
 
 
-def test_json_version_points_back_at_the_relay(api, session_factory):
+def test_json_version_points_back_at_the_relay_token_included(api, session_factory):
     session = session_factory(api)
-    version = api.get(f"/ws/session/{session['id']}/json/version").json()
+    token = session["cdpUrl"].split("?token=")[1]
+    version = api.get(f"/ws/session/{session['id']}/json/version", params={"token": token}).json()
     assert version["webSocketDebuggerUrl"] == session["cdpUrl"]
     assert version["Browser"].startswith("Chrome/")
-    assert api.get(f"/ws/session/{session['id']}").status_code == 426
+    assert api.get(f"/ws/session/{session['id']}", params={"token": token}).status_code == 426
 
 
 def test_stopped_session_leaves_no_process_or_profile(any_broker, any_api):

@@ -16,7 +16,8 @@ def test_create_answers_201_with_a_running_session(api, session_factory, broker)
     session = session_factory(api)
     assert session["status"] == "running"
     assert re.fullmatch(r"ses_[0-9a-f]{32}", session["id"])
-    assert session["cdpUrl"] == f"ws://127.0.0.1:{broker.port}/ws/session/{session['id']}"
+    assert re.fullmatch(rf"ws://127\.0\.0\.1:{broker.port}/ws/session/{session['id']}\?token=[A-Za-z0-9_-]{{43}}",
+                        session["cdpUrl"])
     assert ISO_Z.match(session["createdAt"]) and ISO_Z.match(session["expiresAt"])
     assert session["contextId"] is None and session["proxyId"] is None
     assert session["stoppedAt"] is None and session["stopReason"] is None
