@@ -148,11 +148,19 @@ class Broker:
         self.web = self._spawn([sys.executable, "-m", "web"], f"web-{self.port}.log", self.env)
         wait_until(self._web_answers, 30, message="web process")
 
-    def _web_answers(self) -> bool:
+    def _web_answers(self, url: str | None = None) -> bool:
         try:
-            return requests.get(f"{self.url}/healthz", timeout=1).ok
+            return requests.get(f"{url or self.url}/healthz", timeout=1).ok
         except requests.RequestException:
             return False
+
+    def start_another_web(self) -> tuple[subprocess.Popen, str]:
+        """A second web process of this deployment (same Redis and settings), as a scaled-out web tier runs."""
+        port = free_port()
+        proc = self._spawn([sys.executable, "-m", "web"], f"web-{port}.log", {**self.env, "PORT": str(port)})
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: self._web_answers(url), 30, message="second web process")
+        return proc, url
 
     def start_worker(self, name: str | None = None, **env: str) -> str:
         name = name or f"w{len(self.workers)}-{self.port}"
