@@ -4,7 +4,7 @@ from __future__ import annotations
 import swagger_ui_bundle
 from flask import Blueprint, Flask
 
-from app import errors
+from app import errors, limits
 from core.config import Config, load
 from app.extensions import api
 from core.crypto import SecretBox
@@ -41,6 +41,7 @@ def create_app(config: Config | None = None, store: Store | None = None) -> Flas
     # Refuses to build the app (so the web process to start) without BROKER_SECRET_KEY outside development.
     app.extensions["broker.secret_box"] = SecretBox.from_config(config)
     app.extensions["broker.connect_tokens"] = ConnectTokens.from_config(config)
+    app.wsgi_app = limits.BodyLimit(app.wsgi_app, config.max_body_bytes)
     errors.register(app)
     api.init_app(app)
 

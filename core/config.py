@@ -82,6 +82,10 @@ class Config:
     cookie_max_count: int = field(default_factory=lambda: _int("BROKER_COOKIE_MAX_COUNT", 1000))
     #: BROKER_COOKIE_MAX_BYTES: most UTF-8 bytes of a cookie's name plus value (Chromium refuses over 4096).
     cookie_max_bytes: int = field(default_factory=lambda: _int("BROKER_COOKIE_MAX_BYTES", 4096))
+    #: BROKER_MAX_BODY_BYTES: larger request bodies are answered 413 unread (a PUT of 1000 maximal cookies is ~5.5 MB).
+    max_body_bytes: int = field(default_factory=lambda: _int("BROKER_MAX_BODY_BYTES", 8 * 1024 * 1024))
+    #: BROKER_SESSION_CREATES_PER_MINUTE: session creates one API key may make in any 60 s (429 beyond); 0: no cap.
+    session_creates_per_minute: int = field(default_factory=lambda: _int("BROKER_SESSION_CREATES_PER_MINUTE", 0))
 
     #: BROKER_SNAPSHOT_URL: where context snapshots live: file:///path (one machine) or s3://bucket/prefix.
     snapshot_url: str = field(

@@ -5,6 +5,7 @@ from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from app import limits
 from app.auth import current_project, require_scope
 from app.extensions import config, connect_tokens, machine, store
 from app.paging import paginated
@@ -38,6 +39,7 @@ class Sessions(MethodView):
     @blp.alt_response(503, description="No free browser slot in time; see Retry-After.")
     def post(self, body: dict):
         """Start a browser; answers once it takes CDP connections."""
+        limits.count_session_create()
         record = service.create(machine(), config(), connect_tokens(), current_project(), body,
                                 lambda: client_gone(request.environ))
         return service.public(record, config(), connect_tokens())

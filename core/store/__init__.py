@@ -2,7 +2,7 @@
 
 ``Store(config)`` opens one connection pool and hands it to each kind:
 ``store.sessions``, ``.contexts``, ``.proxies``, ``.api_keys``, ``.projects``,
-``.workers``, ``.events``. Key names live in :mod:`core.store.keys`; a session's
+``.workers``, ``.events``, ``.recent_creates``. Key names live in :mod:`core.store.keys`; a session's
 status changes only through :mod:`core.states`.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from core.store.contexts import ContextRecords
 from core.store.events import StopEvents
 from core.store.projects import DEFAULT_PROJECT, ProjectRecords
 from core.store.proxies import ProxyRecords
+from core.store.rates import RecentCreates
 from core.store.sessions import SessionRecords
 from core.store.workers import WorkerRecords
 
@@ -33,6 +34,7 @@ class Store:
         self.projects = ProjectRecords(self.redis, config)
         self.workers = WorkerRecords(self.redis, config)
         self.events = StopEvents(self.redis, config)
+        self.recent_creates = RecentCreates(self.redis, config)
 
     def ping(self) -> bool:
         return bool(self.redis.ping())

@@ -79,9 +79,9 @@ def project_api_keys(project: str) -> str:
     return f"{PREFIX}:project:{project}:apikeys"
 
 
-def create_count(key_id: str, window: int) -> str:
-    """Session creates by one API key in one minute-long window."""
-    return f"{PREFIX}:creates:{key_id}:{window}"
+def recent_creates(key_id: str) -> str:
+    """When one API key's session creates of the last minute happened (a sorted set of times)."""
+    return f"{PREFIX}:apikey-creates:{key_id}"
 
 
 def worker(name: str) -> str:

@@ -154,10 +154,11 @@ class Broker:
         except requests.RequestException:
             return False
 
-    def start_another_web(self) -> tuple[subprocess.Popen, str]:
-        """A second web process of this deployment (same Redis and settings), as a scaled-out web tier runs."""
+    def start_another_web(self, **env: str) -> tuple[subprocess.Popen, str]:
+        """A second web process of this deployment (same Redis, settings but ``env``), as a scaled-out web tier runs."""
         port = free_port()
-        proc = self._spawn([sys.executable, "-m", "web"], f"web-{port}.log", {**self.env, "PORT": str(port)})
+        proc = self._spawn([sys.executable, "-m", "web"], f"web-{port}.log",
+                           {**self.env, "PORT": str(port), "BROKER_PUBLIC_URL": f"http://127.0.0.1:{port}", **env})
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: self._web_answers(url), 30, message="second web process")
         return proc, url
