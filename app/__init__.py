@@ -4,7 +4,7 @@ from __future__ import annotations
 import swagger_ui_bundle
 from flask import Blueprint, Flask
 
-from app import errors, limits
+from app import docs, errors, limits, routing
 from core.config import Config, load
 from app.extensions import api
 from core.crypto import SecretBox
@@ -44,20 +44,25 @@ def create_app(config: Config | None = None, store: Store | None = None) -> Flas
     app.wsgi_app = limits.BodyLimit(app.wsgi_app, config.max_body_bytes)
     errors.register(app)
     api.init_app(app)
+    routing.register(app, api)
 
     from app.contexts.resources import blp as contexts_blp
     from app.health import blp as health_blp
     from app.keys.resources import blp as keys_blp
     from app.proxies.resources import blp as proxies_blp
-    from app.relay_info import blp as relay_blp
+    from app.relay_info import blp as relay_blp, upgrades as relay_upgrades
     from app.sessions.resources import blp as sessions_blp
+    from app.sessions.schemas import COOKIE_RULES, CookieSchema
 
+    docs.register_schemas(api, CookieSchema, COOKIE_RULES)
     api.register_blueprint(sessions_blp)
     api.register_blueprint(proxies_blp)
     api.register_blueprint(contexts_blp)
     api.register_blueprint(keys_blp)
+    api.register_blueprint(relay_blp)
+    docs.state_limits(api, config)
     app.register_blueprint(health_blp)
-    app.register_blueprint(relay_blp)
+    app.register_blueprint(relay_upgrades)
     app.register_blueprint(Blueprint("swagger_ui_assets", __name__, static_folder=swagger_ui_bundle.swagger_ui_path,
                                      static_url_path=SWAGGER_UI_ASSETS.rstrip("/")))
 

@@ -6,12 +6,18 @@ from flask_smorest import Api, abort
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
+from app.docs import ErrorSchema
+
 JSON_METHODS = {"POST", "PUT", "PATCH"}
 STORAGE_RETRY_AFTER = "5"
 
 
 class BrokerApi(Api):
-    """flask-smorest's Api, with a ``message`` on every error, not only on those raised by ``abort``."""
+    """flask-smorest's Api, with a ``message`` on every error, the exception's own headers (a 405's ``Allow``),
+    and no catch-all ``default`` response in the document: app/docs.py declares each status."""
+
+    DEFAULT_ERROR_RESPONSE_NAME = None
+    ERROR_SCHEMA = ErrorSchema
 
     def handle_http_exception(self, error: HTTPException):
         data = getattr(error, "data", None) or {}
@@ -19,7 +25,8 @@ class BrokerApi(Api):
         payload = {"code": error.code, "status": error.name, "message": data.get("message") or _message(error, errors)}
         if errors:
             payload["errors"] = errors
-        return jsonify(payload), error.code, data.get("headers", {})
+        headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+        return jsonify(payload), error.code, {**headers, **(data.get("headers") or {})}
 
 
 def _message(error: HTTPException, errors: dict | None) -> str:

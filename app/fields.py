@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any
 
-from marshmallow import ValidationError, fields, validate
+from marshmallow import ValidationError, fields
 
 #: An id the broker issued: its prefix and 32 lower-case hex digits (core.ids.new_id).
 ID_PATTERNS = {prefix: rf"^{prefix}_[0-9a-f]{{32}}$" for prefix in ("ses", "ctx", "prx", "key")}
@@ -20,11 +20,8 @@ ID_PATTERNS = {prefix: rf"^{prefix}_[0-9a-f]{{32}}$" for prefix in ("ses", "ctx"
 
 def id_field(prefix: str, description: str) -> fields.String:
     """An optional reference to another resource: null, or an id of the right shape (else 422)."""
-    return fields.String(
-        load_default=None, allow_none=True,
-        validate=validate.Regexp(ID_PATTERNS[prefix], error=f"Must be an id like {prefix}_ and 32 hex digits."),
-        metadata={"description": description},
-    )
+    return PatternString(ID_PATTERNS[prefix], f"Must be an id like {prefix}_ and 32 hex digits.",
+                         load_default=None, allow_none=True, metadata={"description": description})
 
 
 class StrictInteger(fields.Integer):
@@ -106,3 +103,23 @@ def _days_from_civil(year: int, month: int, day: int) -> int:
     day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
     day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
     return era * 146097 + day_of_era - 719468
+
+
+class PatternString(fields.String):
+    """A string its pattern admits, read as JSON Schema validators in Python read a pattern (``re.search``).
+
+    The pattern goes into the OpenAPI document as it is. A closing ``$`` also
+    admits one final newline there, so that newline is dropped from the value.
+    """
+
+    def __init__(self, pattern: str, error: str, **kwargs: Any) -> None:
+        kwargs.setdefault("metadata", {})["pattern"] = pattern
+        super().__init__(**kwargs)
+        self.regex = re.compile(pattern)
+        self.pattern_error = error
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not self.regex.search(text):
+            raise ValidationError(self.pattern_error)
+        return text.removesuffix("\n")

@@ -6,54 +6,90 @@ match a running session (unknown id, stopped session, wrong or another
 session's token) it is the same 404, so a refusal says nothing about which.
 ``/ws/session/<id>/json/version`` answers like Chromium's own endpoint so that
 tools that discover the socket over HTTP find the relay (token included),
-never the browser.
+never the browser. Both are in the OpenAPI document, without the API key.
 """
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
-from flask_smorest import abort
+from flask import Blueprint as FlaskBlueprint, request
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+from marshmallow import Schema, fields
 
+from app.docs import ErrorSchema, responds
 from app.extensions import config, store
 from core.states import Status
 from core.tokens import TOKEN_PARAM, matches
 
-blp = Blueprint("relay_info", __name__)
+blp = Blueprint("relay", __name__, url_prefix="/ws/session",
+                description="A session's CDP socket and Chromium's discovery endpoint; the connect token is the key.")
+NO_KEY = {"security": []}
+TOKEN_401 = "No `token` in the query."
+TOKEN_404 = "No running session matches this id and token (unknown, stopped, or a wrong token: not told apart)."
 
 
-def running_session(session_id: str) -> tuple[dict, str]:
-    """The session's record and the token that matched it; a refusal before anything else is read or said."""
-    token = request.args.get(TOKEN_PARAM)
+class TokenQuerySchema(Schema):
+    token = fields.String(metadata={"description": "The connect token, as in the session's cdpUrl."})
+
+
+class VersionSchema(Schema):
+    class Meta:
+        ordered = True
+
+    Browser = fields.String(required=True)
+    ProtocolVersion = fields.String(required=True, data_key="Protocol-Version")
+    UserAgent = fields.String(required=True, data_key="User-Agent")
+    webSocketDebuggerUrl = fields.String(required=True, metadata={"description": "The session's cdpUrl, token included."})
+
+
+def running_session(session_id: str, token: str | None) -> dict:
+    """The session's record, if ``token`` opens it; a refusal before anything else is read or said."""
     if not token:
         abort(401, message="This URL needs the session's connect token: use the cdpUrl as the API gave it (?token=…).")
     record = store().sessions.get(session_id)
     if record is None or record["status"] != Status.RUNNING or not matches(record, token):
         abort(404, message="No running session answers to this URL and token.")
-    return record, token
+    return record
 
 
-@blp.get("/ws/session/<session_id>", websocket=True)
+@blp.route("/<session_id>")
+class CdpSocket(MethodView):
+    @blp.arguments(TokenQuerySchema, location="query")
+    @blp.alt_response(426, schema=ErrorSchema, description="Not a WebSocket upgrade: connect with a CDP client.",
+                      headers={"Upgrade": {"required": True, "schema": {"type": "string", "enum": ["websocket"]}}})
+    @blp.alt_response(101, description="Switching Protocols: the socket relays CDP frames to and from the browser.")
+    @responds(blp, "connectCdp", 401, 404, common=(413, 503), d401=TOKEN_401, d404=TOKEN_404,
+              d503="The session's socket is not ready (it is stopping), or storage (Redis) unreachable.")
+    @blp.doc(**NO_KEY)
+    def get(self, query: dict, session_id: str):
+        """The session's CDP WebSocket: connect to the cdpUrl as given (`puppeteer.connect`, `connectOverCDP`)."""
+        running_session(session_id, query.get(TOKEN_PARAM))
+        abort(426, message="This is a WebSocket endpoint: connect with a CDP client.", headers={"Upgrade": "websocket"})
+
+
+#: Upgrades the relay did not take arrive here (Werkzeug routes WebSocket requests to WebSocket rules only).
+upgrades = FlaskBlueprint("relay_upgrades", __name__)
+
+
+@upgrades.get("/ws/session/<session_id>", websocket=True)
 def refused_upgrade(session_id: str):
-    """Reached only when the relay did not take the upgrade; with a valid token, the session just stopped."""
-    running_session(session_id)
+    """The relay takes every upgrade it can serve: with a token that matches, the session just stopped."""
+    running_session(session_id, request.args.get(TOKEN_PARAM))
     abort(503, message="The session's socket is not ready; try again.", headers={"Retry-After": "1"})
 
 
-@blp.get("/ws/session/<session_id>")
-def not_upgraded(session_id: str):
-    running_session(session_id)
-    message = "This is a WebSocket endpoint: connect with a CDP client."
-    return jsonify(code=426, status="Upgrade Required", message=message), 426, {"Upgrade": "websocket"}
-
-
-@blp.get("/ws/session/<session_id>/json/version")
-@blp.get("/ws/session/<session_id>/json/version/")
-def version(session_id: str):
-    record, token = running_session(session_id)
-    return jsonify(
-        {
+@blp.route("/<session_id>/json/version", strict_slashes=False)  # Playwright asks for json/version/
+class JsonVersion(MethodView):
+    @blp.arguments(TokenQuerySchema, location="query")
+    @blp.response(200, VersionSchema)
+    @responds(blp, "cdpVersion", 401, 404, common=(413, 503), d401=TOKEN_401, d404=TOKEN_404)
+    @blp.doc(**NO_KEY)
+    def get(self, query: dict, session_id: str):
+        """Like Chromium's `/json/version`, with `webSocketDebuggerUrl` pointing at the relay (token included)."""
+        token = query.get(TOKEN_PARAM)
+        record = running_session(session_id, token)
+        return {
             "Browser": record.get("browserVersion", ""),
-            "Protocol-Version": "1.3",
-            "User-Agent": record.get("userAgent", ""),
+            "ProtocolVersion": "1.3",
+            "UserAgent": record.get("userAgent", ""),
             "webSocketDebuggerUrl": config().cdp_url(session_id, token),
         }
-    )

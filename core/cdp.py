@@ -90,7 +90,11 @@ def navigate_first_page(ws_url: str, url: str, timeout: float) -> str | None:
         target_id = first_page_target(conn)
         session_id = conn.call("Target.attachToTarget", {"targetId": target_id, "flatten": True})["sessionId"]
         conn.call("Page.enable", session_id=session_id)
-        result = conn.call("Page.navigate", {"url": url}, session_id=session_id)
+        try:
+            result = conn.call("Page.navigate", {"url": url}, session_id=session_id)
+        except CdpError as error:
+            # A URL Chromium cannot parse ("Cannot navigate to invalid URL") is the caller's navigation error.
+            return str(error)
         if result.get("errorText"):
             return result["errorText"]
         if conn.wait_event("Page.loadEventFired", session_id, timeout) is None:

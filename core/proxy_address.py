@@ -7,7 +7,24 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 SCHEMES = ("http", "https", "socks5")
-HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+#: A host name or IPv4 address as labels of up to 63 characters (DNS answers for the whole name's length).
+HOST_NAME_PATTERN = rf"{_LABEL}(?:\.{_LABEL})*"
+_H16 = "[0-9A-Fa-f]{1,4}"
+#: An IPv6 address in its colon forms (no embedded IPv4, no zone).
+IPV6_PATTERN = "(?:" + "|".join([
+    f"(?:{_H16}:){{7}}{_H16}", f"(?:{_H16}:){{1,7}}:", f"(?:{_H16}:){{1,6}}:{_H16}",
+    f"(?:{_H16}:){{1,5}}(?::{_H16}){{1,2}}", f"(?:{_H16}:){{1,4}}(?::{_H16}){{1,3}}",
+    f"(?:{_H16}:){{1,3}}(?::{_H16}){{1,4}}", f"(?:{_H16}:){{1,2}}(?::{_H16}){{1,5}}",
+    f"{_H16}:(?::{_H16}){{1,6}}", f":(?:(?::{_H16}){{1,7}}|:)",
+]) + ")"
+PORT_PATTERN = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+HOST_PORT_PATTERN = rf"(?:{HOST_NAME_PATTERN}|\[{IPV6_PATTERN}\]):{PORT_PATTERN}"
+#: What ``ProxyAddress.parse`` takes, as a pattern the OpenAPI document can show (the API checks both).
+SERVER_PATTERN = rf"^(?:[Hh][Tt][Tt][Pp][Ss]?|[Ss][Oo][Cc][Kk][Ss]5)://{HOST_PORT_PATTERN}/?$"
+#: What ``split_host_port`` takes.
+TARGET_PATTERN = rf"^{HOST_PORT_PATTERN}$"
+HOST_NAME = re.compile(rf"^{HOST_NAME_PATTERN}$")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from app.sessions.schemas import CookieSchema
+from app.fields import ID_PATTERNS
+from app.sessions.schemas import ExportedCookieSchema
 
 MAX_NAME_LENGTH = 200
 
@@ -13,17 +14,17 @@ class ContextCreateSchema(Schema):
 
 
 class ContextSchema(Schema):
-    id = fields.String(required=True)
-    name = fields.String(allow_none=True)
-    createdAt = fields.String(required=True)
-    updatedAt = fields.String(required=True)
+    id = fields.String(required=True, metadata={"pattern": ID_PATTERNS["ctx"]})
+    name = fields.String(required=True, allow_none=True)
+    createdAt = fields.String(required=True, metadata={"format": "date-time"})
+    updatedAt = fields.String(required=True, metadata={"format": "date-time"})
     cookieCount = fields.Integer(required=True, metadata={"description": "Cookies synced at the last save."})
     snapshotBytes = fields.Integer(required=True, metadata={"description": "Size of the snapshot in force (0: none yet)."})
-    lastSessionId = fields.String(allow_none=True)
+    lastSessionId = fields.String(required=True, allow_none=True, metadata={"pattern": ID_PATTERNS["ses"]})
 
 
 class ContextCookiesSchema(Schema):
-    contextId = fields.String(required=True)
-    exportedAt = fields.String(required=True)
+    contextId = fields.String(required=True, metadata={"pattern": ID_PATTERNS["ctx"]})
+    exportedAt = fields.String(required=True, metadata={"format": "date-time"})
     count = fields.Integer(required=True)
-    cookies = fields.List(fields.Nested(CookieSchema), required=True)
+    cookies = fields.List(fields.Nested(ExportedCookieSchema), required=True)

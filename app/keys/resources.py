@@ -5,6 +5,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
 from app.auth import current_key, current_project, require_scope
+from app.docs import links_to, responds
 from app.extensions import store
 from app.keys import service
 from app.keys.schemas import CreatedKeySchema, KeyCreateSchema, KeySchema
@@ -18,6 +19,7 @@ class Keys(MethodView):
     @require_scope("keys:admin")
     @blp.response(200, KeySchema(many=True))
     @paginated(blp)
+    @responds(blp, "listKeys", 422)
     def get(self, pagination_parameters):
         """The project's keys, newest first; never the keys themselves."""
         records, pagination_parameters.item_count = store().api_keys.page(
@@ -27,6 +29,8 @@ class Keys(MethodView):
     @require_scope("keys:admin")
     @blp.arguments(KeyCreateSchema)
     @blp.response(201, CreatedKeySchema)
+    @responds(blp, "createKey", 400, 422, d403="The key lacks keys:admin, or asks for scopes it does not hold itself.")
+    @blp.doc(**links_to(201, ("getKey", "GetKey"), ("revokeKey", "RevokeKey"), parameter="key_id"))
     def post(self, body: dict):
         """Create a key in the caller's project; the answer is the only time the key is shown."""
         beyond = sorted(set(body["scopes"]) - set(current_key()["scopes"]))
@@ -37,16 +41,18 @@ class Keys(MethodView):
         return {**service.public(record), "key": api_key}
 
 
-@blp.route("/<key_id>")
+@blp.route("/<key_id:key_id>")
 class KeyById(MethodView):
     @require_scope("keys:admin")
     @blp.response(200, KeySchema)
+    @responds(blp, "getKey", 404)
     def get(self, key_id: str):
         """One key; never the key itself."""
         return service.public(_owned(key_id))
 
     @require_scope("keys:admin")
     @blp.response(204)
+    @responds(blp, "revokeKey", 404)
     def delete(self, key_id: str):
         """Revoke the key: its next request, on any web process, answers 401."""
         _owned(key_id)

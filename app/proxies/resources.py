@@ -5,6 +5,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.auth import current_project, require_scope
+from app.docs import links_to, responds
 from app.extensions import config, secret_box, store
 from app.paging import paginated
 from app.proxies import service
@@ -18,6 +19,7 @@ class Proxies(MethodView):
     @require_scope("proxies:read")
     @blp.response(200, ProxySchema(many=True))
     @paginated(blp)
+    @responds(blp, "listProxies", 422)
     def get(self, pagination_parameters):
         """List the project's proxies, newest first, a page at a time."""
         records, pagination_parameters.item_count = store().proxies.page(
@@ -27,32 +29,37 @@ class Proxies(MethodView):
     @require_scope("proxies:write")
     @blp.arguments(ProxyCreateSchema)
     @blp.response(201, ProxySchema)
+    @responds(blp, "createProxy", 400, 422)
+    @blp.doc(**links_to(201, ("getProxy", "GetProxy"), ("deleteProxy", "DeleteProxy"), ("checkProxy", "CheckProxy"),
+                        parameter="proxy_id"))
     def post(self, body: dict):
         """Save a proxy; its password is stored encrypted and never shown again."""
         return service.public(service.create(store(), secret_box(), current_project(), body))
 
 
-@blp.route("/<proxy_id>")
+@blp.route("/<prx_id:proxy_id>")
 class ProxyById(MethodView):
     @require_scope("proxies:read")
     @blp.response(200, ProxySchema)
+    @responds(blp, "getProxy", 404)
     def get(self, proxy_id: str):
         """One proxy."""
         return service.public(service.get_visible(store(), current_project(), proxy_id))
 
     @require_scope("proxies:write")
     @blp.response(204)
-    @blp.alt_response(409, description="A running session uses the proxy.")
+    @responds(blp, "deleteProxy", 404, 409, d409="A running session uses the proxy.")
     def delete(self, proxy_id: str):
         """Delete the proxy and its stored credentials."""
         service.delete(store(), current_project(), proxy_id)
 
 
-@blp.route("/<proxy_id>/check")
+@blp.route("/<prx_id:proxy_id>/check")
 class ProxyCheck(MethodView):
     @require_scope("proxies:write")
-    @blp.arguments(ProxyCheckSchema)
+    @blp.arguments(ProxyCheckSchema, required=False)
     @blp.response(200, ProxyCheckResultSchema)
+    @responds(blp, "checkProxy", 400, 404, 422)
     def post(self, body: dict, proxy_id: str):
         """Open one tunnel through the proxy: whether it answers, accepts the credentials, and how fast."""
         return service.check(store(), secret_box(), config(), current_project(), proxy_id, body["target"])

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import websocket
 from flask_smorest import abort
 
+from app.sessions.schemas import too_large
 from app.sessions.service import get_visible
 from core.ids import utcnow_iso
 from core.states import Status
@@ -58,9 +59,12 @@ def export(store: Store, project: str, session_id: str, domain: str | None) -> d
     return {"sessionId": session_id, "exportedAt": utcnow_iso(), "count": len(cookies), "cookies": cookies}
 
 
-def inject(store: Store, project: str, session_id: str, cookies: list[dict], mode: str) -> dict:
+def inject(store: Store, project: str, session_id: str, cookies: list[dict], mode: str, max_bytes: int) -> dict:
     """Validated cookies in; Chromium refusing one anyway is a 422 and leaves the browser's cookies as they were."""
     record = _running(store, project, session_id)
+    problems = too_large(cookies, max_bytes)
+    if problems:
+        abort(422, message="The request did not pass validation; see errors.", errors=problems)
     with _browser(store, record) as conn:
         try:
             (replace_cookies if mode == REPLACE else merge_cookies)(conn, cookies)

@@ -7,6 +7,7 @@ from flask_smorest import Blueprint
 
 from app import limits
 from app.auth import current_project, require_scope
+from app.docs import links_to, responds
 from app.extensions import config, connect_tokens, machine, store
 from app.paging import paginated
 from app.sessions import cookies, service
@@ -18,6 +19,7 @@ from app.sessions.schemas import (
 )
 
 blp = Blueprint("sessions", __name__, url_prefix="/v1/sessions", description="Running browsers.")
+NOT_RUNNING = "The session is not running (stopping or stopped)."
 
 
 @blp.route("")
@@ -26,6 +28,7 @@ class Sessions(MethodView):
     @blp.arguments(SessionListQuerySchema, location="query")
     @blp.response(200, SessionSchema(many=True))
     @paginated(blp)
+    @responds(blp, "listSessions", 422)
     def get(self, query: dict, pagination_parameters):
         """List the project's sessions, newest first, a page at a time."""
         records, total = store().sessions.page(current_project(), query.get("status"),
@@ -34,39 +37,51 @@ class Sessions(MethodView):
         return [service.public(r, config(), connect_tokens()) for r in records]
 
     @require_scope("sessions:write")
-    @blp.arguments(SessionCreateSchema)
+    @blp.arguments(SessionCreateSchema, required=False)
     @blp.response(201, SessionSchema)
-    @blp.alt_response(503, description="No free browser slot in time; see Retry-After.")
+    @responds(blp, "createSession", 400, 404, 409, 422, 429,
+              d404="No such context or proxy in the project; no browser was started.",
+              d409="The context is in use by a running session, or its snapshot cannot be restored.",
+              d429="The project's session cap (projects set --max-sessions) or the key's creates per minute "
+                   "(BROKER_SESSION_CREATES_PER_MINUTE).",
+              d503="No browser slot came free in time (BROKER_CREATE_WAIT), or storage (Redis) unreachable.")
+    @blp.doc(**links_to(201, ("getSession", "GetSession"), ("stopSession", "StopSession"), parameter="session_id"))
     def post(self, body: dict):
-        """Start a browser; answers once it takes CDP connections."""
+        """Start a browser; answers once it takes CDP connections. Every field of the body is optional, and so is the body.
+
+        The answer's `cdpUrl` carries the session's connect token (`?token=…`): it is
+        the credential that opens the browser, so keep it as you keep the API key.
+        """
         limits.count_session_create()
         record = service.create(machine(), config(), connect_tokens(), current_project(), body,
                                 lambda: client_gone(request.environ))
         return service.public(record, config(), connect_tokens())
 
 
-@blp.route("/<session_id>")
+@blp.route("/<ses_id:session_id>")
 class SessionById(MethodView):
     @require_scope("sessions:read")
     @blp.response(200, SessionSchema)
+    @responds(blp, "getSession", 404)
     def get(self, session_id: str):
-        """One session."""
+        """One session; a stopped one stays readable for BROKER_SESSION_RETENTION."""
         return service.public(service.get_visible(store(), current_project(), session_id), config(), connect_tokens())
 
     @require_scope("sessions:write")
     @blp.response(204)
+    @responds(blp, "stopSession", 404)
     def delete(self, session_id: str):
-        """Stop the session; its browser closes and its clients are disconnected."""
+        """Stop the session; its browser closes and its clients are disconnected. Stopping a stopping or stopped session is also 204."""
         service.get_visible(store(), current_project(), session_id)
         machine().stop(session_id, StopReason.DELETED)
 
 
-@blp.route("/<session_id>/cookies")
+@blp.route("/<ses_id:session_id>/cookies")
 class SessionCookies(MethodView):
     @require_scope("sessions:read")
     @blp.arguments(CookieQuerySchema, location="query")
     @blp.response(200, SessionCookiesSchema)
-    @blp.alt_response(409, description="The session is not running.")
+    @responds(blp, "exportSessionCookies", 404, 409, 422, 502, d409=NOT_RUNNING)
     def get(self, query: dict, session_id: str):
         """Every cookie of the running browser, httpOnly ones included; ``domain`` narrows to a site.
 
@@ -79,7 +94,8 @@ class SessionCookies(MethodView):
     @require_scope("sessions:write")
     @blp.arguments(CookiesWriteSchema)
     @blp.response(200, CookiesWrittenSchema)
-    @blp.alt_response(409, description="The session is not running.")
+    @responds(blp, "injectSessionCookies", 400, 404, 409, 422, 502, d409=NOT_RUNNING,
+              d422="The body did not pass validation, or the browser refused a cookie; nothing changed.")
     def put(self, body: dict, session_id: str):
         """Set cookies in the running browser: merged with its own, or replacing them all.
 
@@ -89,4 +105,5 @@ class SessionCookies(MethodView):
         is a 422 and changes nothing. Chromium itself keeps at most 180 cookies per
         site and evicts the least recently used beyond that.
         """
-        return cookies.inject(store(), current_project(), session_id, body["cookies"], body["mode"])
+        return cookies.inject(store(), current_project(), session_id, body["cookies"], body["mode"],
+                              config().cookie_max_bytes)

@@ -1,14 +1,13 @@
 """Marshmallow schemas for the Sessions resource: what a create may carry and what a session shows."""
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from app.extensions import config
+from app.fields import ID_PATTERNS, PatternString, StrictBoolean, StrictInteger, UnixSeconds, id_field
 from core.states import VISIBLE_STATUSES, StopReason
 from core.cookies import SAME_SITE_VALUES
 
@@ -16,26 +15,30 @@ DEFAULT_TIMEOUT = 900
 MAX_TIMEOUT = 86400
 
 
+#: What the first navigation takes: http:// or https:// and then no whitespace. A URL Chromium cannot
+#: navigate to is not refused: the session starts and its ``navigationError`` says why.
+FIRST_URL = r"^https?://\S+$"
+ISO_TIMESTAMP = {"format": "date-time"}
+
+
 class SessionCreateSchema(Schema):
-    contextId = fields.String(load_default=None, allow_none=True, metadata={"description": "Context to restore now and save at stop."})
-    proxyId = fields.String(load_default=None, allow_none=True, metadata={"description": "Proxy every request goes through."})
-    url = fields.Url(
+    contextId = id_field("ctx", "Context to restore now and save at stop.")
+    proxyId = id_field("prx", "Proxy every request goes through.")
+    url = fields.String(
         load_default=None,
         allow_none=True,
-        schemes={"http", "https"},
-        require_tld=False,
-        metadata={"description": "The first page navigates here before the answer."},
+        validate=validate.Regexp(FIRST_URL, error="Must be an http:// or https:// URL without spaces."),
+        metadata={"description": "The first page navigates here before the answer; if that fails the session "
+                                 "still starts, with `navigationError` set."},
     )
-    timeout = fields.Integer(
+    timeout = StrictInteger(
         load_default=DEFAULT_TIMEOUT,
-        strict=True,
         validate=validate.Range(min=1, max=MAX_TIMEOUT),
         metadata={"description": "Seconds the session may live."},
     )
-    idleTimeout = fields.Integer(
+    idleTimeout = StrictInteger(
         load_default=None,
         allow_none=True,
-        strict=True,
         validate=validate.Range(min=1, max=MAX_TIMEOUT),
         metadata={"description": "Stop after this many seconds with no CDP client connected."},
     )
@@ -46,20 +49,29 @@ class SessionListQuerySchema(Schema):
 
 
 class SessionSchema(Schema):
-    id = fields.String(required=True)
-    cdpUrl = fields.String(required=True)
+    id = fields.String(required=True, metadata={"pattern": ID_PATTERNS["ses"]})
+    cdpUrl = fields.String(
+        required=True,
+        metadata={"pattern": r"^wss?://[^?]+/ws/session/ses_[0-9a-f]{32}\?token=[A-Za-z0-9_-]{43}$",
+                  "description": "The CDP WebSocket for `puppeteer.connect({browserWSEndpoint})` or "
+                                 "`connectOverCDP(url)`. Its `token` is the session's connect credential (256 "
+                                 "random bits, stored only as a hash, dead once the session stops): the session id "
+                                 "alone opens nothing. Treat the whole URL as a secret."},
+    )
     status = fields.String(required=True, metadata={"enum": [s.value for s in VISIBLE_STATUSES]})
-    contextId = fields.String(allow_none=True)
-    proxyId = fields.String(allow_none=True)
-    createdAt = fields.String(required=True)
-    expiresAt = fields.String(allow_none=True)
-    idleTimeout = fields.Integer(allow_none=True)
-    stoppedAt = fields.String(allow_none=True)
-    stopReason = fields.String(allow_none=True, metadata={"enum": [r.value for r in StopReason]})
+    contextId = fields.String(required=True, allow_none=True, metadata={"pattern": ID_PATTERNS["ctx"]})
+    proxyId = fields.String(required=True, allow_none=True, metadata={"pattern": ID_PATTERNS["prx"]})
+    createdAt = fields.String(required=True, metadata=ISO_TIMESTAMP)
+    expiresAt = fields.String(required=True, allow_none=True, metadata=ISO_TIMESTAMP)
+    idleTimeout = fields.Integer(required=True, allow_none=True)
+    stoppedAt = fields.String(required=True, allow_none=True, metadata=ISO_TIMESTAMP)
+    stopReason = fields.String(required=True, allow_none=True, metadata={"enum": [r.value for r in StopReason]})
     snapshotError = fields.String(
-        allow_none=True, metadata={"description": "Why the context snapshot of this session's stop was not saved."}
+        required=True, allow_none=True,
+        metadata={"description": "Why the context snapshot of this session's stop was not saved."},
     )
     navigationError = fields.String(
+        required=True,
         allow_none=True,
         metadata={"description": "Why the first navigation (`url`) failed: a network error or an HTTP status; null if it loaded."},
     )
@@ -67,62 +79,73 @@ class SessionSchema(Schema):
 
 # -- session cookies ------------------------------------------------------
 # The rules below are Chromium's own (checked on 156): a cookie it would refuse
-# is a 422 with the field named, before anything is sent to the browser.
+# is a 422 with the field named, before anything is sent to the browser. Each
+# rule is in the OpenAPI document too: per field as patterns and lengths, across
+# fields as the Cookie schema's ``allOf`` (COOKIE_RULES). The one rule JSON
+# Schema cannot state, UTF-8 bytes of name plus value, is checked once the
+# session is found (app.sessions.cookies) and described in the schema's text.
 COOKIE_MODES = ("merge", "replace")
 #: A host name or IPv4 address, lower or upper case; a leading dot makes a domain cookie.
-COOKIE_DOMAIN = re.compile(r"^\.?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$")
-COOKIE_NAME_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f;=]")
-COOKIE_VALUE_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f;]")
+COOKIE_DOMAIN = r"^\.?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$"
+#: No control characters, ';' or '=', and no space at either end; may be empty.
+COOKIE_NAME = r"^(?:[^\x00-\x1f\x7f;= ](?:[^\x00-\x1f\x7f;=]*[^\x00-\x1f\x7f;= ])?)?$"
+#: No control characters or ';', and no space at either end; may be empty.
+COOKIE_VALUE = r"^(?:[^\x00-\x1f\x7f; ](?:[^\x00-\x1f\x7f;]*[^\x00-\x1f\x7f; ])?)?$"
+COOKIE_PATH = r"^/[^\x00-\x1f\x7f;]*$"
 MAX_DOMAIN_LENGTH = 253
 MAX_PATH_LENGTH = 1024
+SECURE_PREFIXES = ("__secure-", "__host-")
 
 
-class StrictBoolean(fields.Boolean):
-    """Only JSON true or false: ``1`` or ``"yes"`` for ``secure`` is a mistake worth a 422, not a guess."""
+def _not_prefixed(*prefixes: str) -> str:
+    """A pattern for names that start with none of ``prefixes`` (any case), without lookaheads, which not every
+    JSON Schema tool supports: such a name ends, or differs, somewhere inside each prefix it begins like."""
+    def letter(c: str) -> str:
+        return f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c)
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
-        if not isinstance(value, bool):
-            raise self.make_error("invalid")
-        return value
-
-
-class UnixSeconds(fields.Float):
-    """A JSON number of seconds since 1970, never a string; dumped as given, so exports' whole seconds stay integers."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValidationError("Must be Unix seconds: a number, 0 or more.")
-        return value
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> int | float | None:
-        return value
+    branches = []
+    heads = sorted({p[:i] for p in prefixes for i in range(len(p))}, key=lambda h: (len(h), h))
+    for head in heads:
+        nexts = sorted({p[len(head)] for p in prefixes if p.startswith(head)})
+        excluded = "".join(re.escape(x) for c in nexts for x in sorted({c.lower(), c.upper()}))
+        branches.append("".join(letter(c) for c in head) + f"(?:$|[^{excluded}])")
+    return "^(?:" + "|".join(branches) + ")"
 
 
-def _cookie_text(forbidden: re.Pattern[str], problem: str) -> Callable[[str], None]:
-    def check(text: str) -> None:
-        if forbidden.search(text):
-            raise ValidationError(problem)
-        if text != text.strip(" "):
-            raise ValidationError("Cannot start or end with a space.")
-
-    return check
+#: The cross-field rules, as JSON Schema: a name or a value; SameSite None needs secure; a __Secure- or
+#: __Host- name needs secure, and __Host- also path "/" and a host-only domain.
+COOKIE_RULES = {
+    "allOf": [
+        {"anyOf": [{"properties": {"name": {"minLength": 1}}}, {"properties": {"value": {"minLength": 1}}}]},
+        {"anyOf": [{"properties": {"sameSite": {"enum": ["Strict", "Lax"]}}},
+                   {"required": ["secure"], "properties": {"secure": {"enum": [True]}}}]},
+        {"anyOf": [
+            {"properties": {"name": {"pattern": _not_prefixed(*SECURE_PREFIXES)}}},
+            {"required": ["secure"], "properties": {"name": {"pattern": "^__[Ss][Ee][Cc][Uu][Rr][Ee]-"},
+                                                    "secure": {"enum": [True]}}},
+            {"required": ["secure"], "properties": {"name": {"pattern": "^__[Hh][Oo][Ss][Tt]-"},
+                                                    "secure": {"enum": [True]}, "path": {"enum": ["/"]},
+                                                    "domain": {"pattern": "^[^.]"}}},
+        ]},
+    ],
+}
 
 
 class CookieSchema(Schema):
-    """A cookie as exports show it and injects take it."""
+    """A cookie to inject. Name plus value may be at most BROKER_COOKIE_MAX_BYTES UTF-8 bytes (4096 by default,
+    Chromium's limit), checked once the session is found."""
 
-    name = fields.String(required=True, validate=_cookie_text(COOKIE_NAME_FORBIDDEN, "Cannot hold control characters, ';' or '='."))
-    value = fields.String(required=True, validate=_cookie_text(COOKIE_VALUE_FORBIDDEN, "Cannot hold control characters or ';'."))
-    domain = fields.String(
-        required=True,
-        validate=[validate.Length(max=MAX_DOMAIN_LENGTH),
-                  validate.Regexp(COOKIE_DOMAIN, error="Must be a host name or IPv4 address, without scheme, port or path.")],
+    name = PatternString(COOKIE_NAME, "Cannot hold control characters, ';' or '=', nor start or end with a space.",
+                         required=True)
+    value = PatternString(COOKIE_VALUE, "Cannot hold control characters or ';', nor start or end with a space.",
+                          required=True)
+    domain = PatternString(
+        COOKIE_DOMAIN, "Must be a host name or IPv4 address, without scheme, port or path.",
+        required=True, validate=validate.Length(max=MAX_DOMAIN_LENGTH),
         metadata={"description": "`.example.com` also covers subdomains; `example.com` is that host only."},
     )
-    path = fields.String(
-        load_default="/",
-        validate=[validate.Length(max=MAX_PATH_LENGTH), validate.Regexp(r"^/[^\x00-\x1f\x7f;]*$", error="Must start with '/'.")],
-    )
+    path = PatternString(COOKIE_PATH, "Must start with '/', without control characters or ';'.",
+                         load_default="/", validate=validate.Length(max=MAX_PATH_LENGTH))
     secure = StrictBoolean(load_default=False)
     httpOnly = StrictBoolean(load_default=False)
     sameSite = fields.String(
@@ -133,18 +156,15 @@ class CookieSchema(Schema):
 
     @validates_schema
     def browser_would_take_it(self, cookie: dict, **_: Any) -> None:
+        """COOKIE_RULES, in Python."""
         errors: dict[str, list[str]] = {}
         name, value = cookie.get("name"), cookie.get("value")
-        if name is not None and value is not None:
-            size = len(name.encode()) + len(value.encode())
-            if size > config().cookie_max_bytes:
-                errors.setdefault("value", []).append(f"Name plus value is {size} bytes; at most {config().cookie_max_bytes}.")
-            if not name and not value:
-                errors.setdefault("name", []).append("A cookie needs a name or a value.")
+        if name == "" and value == "":
+            errors.setdefault("name", []).append("A cookie needs a name or a value.")
         if cookie.get("sameSite") == "None" and not cookie.get("secure"):
             errors.setdefault("sameSite", []).append("SameSite None needs secure: true; browsers drop it otherwise.")
         prefix = (name or "").lower()
-        if prefix.startswith(("__secure-", "__host-")) and not cookie.get("secure"):
+        if prefix.startswith(SECURE_PREFIXES) and not cookie.get("secure"):
             errors.setdefault("secure", []).append("A __Secure- or __Host- cookie must be secure.")
         if prefix.startswith("__host-"):
             if cookie.get("path") != "/":
@@ -153,6 +173,29 @@ class CookieSchema(Schema):
                 errors.setdefault("domain", []).append("A __Host- cookie is host-only: no leading dot.")
         if errors:
             raise ValidationError(errors)
+
+
+class ExportedCookieSchema(Schema):
+    """A cookie as the browser holds it (exports and context cookies)."""
+
+    name = fields.String(required=True)
+    value = fields.String(required=True)
+    domain = fields.String(required=True)
+    path = fields.String(required=True)
+    secure = fields.Boolean(required=True)
+    httpOnly = fields.Boolean(required=True)
+    sameSite = fields.String(required=True, metadata={"enum": list(SAME_SITE_VALUES)})
+    expires = UnixSeconds(required=True, allow_none=True, metadata={"description": "Whole Unix seconds; null: a session cookie."})
+
+
+def too_large(cookies: list[dict], max_bytes: int) -> dict | None:
+    """Field errors for cookies whose name plus value pass ``max_bytes`` UTF-8 bytes, in the 422 shape; else None."""
+    errors = {}
+    for index, cookie in enumerate(cookies):
+        size = len(cookie["name"].encode()) + len(cookie["value"].encode())
+        if size > max_bytes:
+            errors[index] = {"value": [f"Name plus value is {size} bytes; at most {max_bytes}."]}
+    return {"json": {"cookies": errors}} if errors else None
 
 
 class CookiesWriteSchema(Schema):
@@ -172,20 +215,20 @@ class CookiesWriteSchema(Schema):
 
 
 class CookieQuerySchema(Schema):
-    domain = fields.String(
-        validate=[validate.Length(max=MAX_DOMAIN_LENGTH), validate.Regexp(COOKIE_DOMAIN, error="Must be a host name, like .example.com.")],
+    domain = PatternString(
+        COOKIE_DOMAIN, "Must be a host name, like .example.com.", validate=validate.Length(max=MAX_DOMAIN_LENGTH),
         metadata={"description": "Only cookies of this domain and its subdomains; a leading dot changes nothing."},
     )
 
 
 class SessionCookiesSchema(Schema):
-    sessionId = fields.String(required=True)
-    exportedAt = fields.String(required=True)
+    sessionId = fields.String(required=True, metadata={"pattern": ID_PATTERNS["ses"]})
+    exportedAt = fields.String(required=True, metadata=ISO_TIMESTAMP)
     count = fields.Integer(required=True)
-    cookies = fields.List(fields.Nested(CookieSchema), required=True)
+    cookies = fields.List(fields.Nested(ExportedCookieSchema), required=True)
 
 
 class CookiesWrittenSchema(Schema):
-    sessionId = fields.String(required=True)
+    sessionId = fields.String(required=True, metadata={"pattern": ID_PATTERNS["ses"]})
     count = fields.Integer(required=True)
     mode = fields.String(required=True, metadata={"enum": list(COOKIE_MODES)})

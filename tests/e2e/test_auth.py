@@ -22,7 +22,7 @@ def cli_key(broker, *, scopes: str, project: str) -> str:
 
 @pytest.mark.parametrize("headers", [{}, {"X-API-Key": "bb_not-a-real-key"}])
 def test_missing_or_unknown_key_is_401(broker, headers):
-    for method, path in [("GET", "/v1/sessions"), ("POST", "/v1/sessions"), ("DELETE", "/v1/sessions/ses_x")]:
+    for method, path in [("GET", "/v1/sessions"), ("POST", "/v1/sessions"), ("DELETE", f"/v1/sessions/ses_{'0' * 32}")]:
         answer = Api(broker.url, None).request(method, path, headers=headers, json={})
         assert answer.status_code == 401
         assert answer.json()["code"] == 401 and answer.json()["message"]

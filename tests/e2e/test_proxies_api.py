@@ -156,9 +156,14 @@ def test_invalid_create_body_is_422_and_saves_nothing(api, body, field):
     assert proxy_ids(api) == before
 
 
-def test_non_latin1_password_is_fine_for_socks5(api, proxy_factory):
-    proxy = proxy_factory(server="socks5://127.0.0.1:1080", username="u", password="€uro")
-    assert proxy["username"] == "u"
+@pytest.mark.parametrize("server", ["socks5://127.0.0.1:1080", "http://127.0.0.1:3128"])
+def test_credentials_are_printable_ascii_for_every_scheme(api, server):
+    """One rule the OpenAPI pattern states: SOCKS5 counts bytes, HTTP proxies disagree on Basic's charset."""
+    before = proxy_ids(api)
+    for body in ({"username": "u", "password": "€uro"}, {"username": "ü", "password": "p"}):
+        answer = api.post("/v1/proxies", json={"server": server, **body})
+        assert answer.status_code == 422 and set(answer.json()["errors"]["json"]) & {"username", "password"}
+    assert proxy_ids(api) == before
 
 
 @pytest.mark.parametrize("data,content_type", [("{not json", "application/json"), ("server=x", "text/plain")])
