@@ -52,9 +52,11 @@ def create_app(config: Config | None = None, store: Store | None = None) -> Flas
     from app.proxies.resources import blp as proxies_blp
     from app.relay_info import blp as relay_blp, upgrades as relay_upgrades
     from app.sessions.resources import blp as sessions_blp
+    from app.proxies.schemas import PROXY_CREATE_RULES, ProxyCreateSchema
     from app.sessions.schemas import COOKIE_RULES, CookieSchema
 
-    docs.register_schemas(api, CookieSchema, COOKIE_RULES)
+    docs.register_schemas(api, {"Cookie": (CookieSchema, COOKIE_RULES),
+                                "ProxyCreate": (ProxyCreateSchema, PROXY_CREATE_RULES)})
     api.register_blueprint(sessions_blp)
     api.register_blueprint(proxies_blp)
     api.register_blueprint(contexts_blp)

@@ -34,9 +34,11 @@ DESCRIPTIONS = {
 }
 
 
-def register_schemas(api: Api, cookie_schema: type[Schema], cookie_rules: dict) -> None:
-    """Before the blueprints: the Cookie schema with its cross-field rules (an ``allOf`` beside its fields)."""
-    api.spec.components.schema("Cookie", cookie_rules, schema=cookie_schema)
+def register_schemas(api: Api, with_rules: dict[str, tuple[type[Schema], dict]]) -> None:
+    """Before the blueprints: schemas whose cross-field rules (a ``validates_schema``) the document states as
+    JSON Schema beside their fields, under the names the blueprints' references will use."""
+    for name, (schema, rules) in with_rules.items():
+        api.spec.components.schema(name, rules, schema=schema)
 
 
 def state_limits(api: Api, config: Config) -> None:

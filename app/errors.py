@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Flask, jsonify, request
 from flask_smorest import Api, abort
+from flask_smorest.pagination import PaginationMetadataSchema
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
@@ -18,6 +19,13 @@ class BrokerApi(Api):
 
     DEFAULT_ERROR_RESPONSE_NAME = None
     ERROR_SCHEMA = ErrorSchema
+
+    def _register_pagination_header(self) -> None:
+        """X-Pagination carries JSON: in OpenAPI 3 that is a header with ``content``, not a ``schema`` of type object."""
+        self.spec.components.header("PAGINATION", {
+            "description": "Pagination metadata, as JSON.",
+            "content": {"application/json": {"schema": PaginationMetadataSchema}},
+        }, lazy=True)
 
     def handle_http_exception(self, error: HTTPException):
         data = getattr(error, "data", None) or {}

@@ -30,6 +30,13 @@ class ProxyServer(PatternString):
             raise ValidationError(str(problem)) from None
 
 
+#: password_needs_username as JSON Schema: no password (absent or null), or a username.
+PROXY_CREATE_RULES = {
+    "anyOf": [{"properties": {"password": {"enum": [None]}}},
+              {"required": ["username"], "properties": {"username": {"type": "string"}}}],
+}
+
+
 class ProxyCreateSchema(Schema):
     server = ProxyServer(
         required=True,
