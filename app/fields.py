@@ -48,6 +48,10 @@ class StrictBoolean(fields.Boolean):
 class UnixSeconds(fields.Float):
     """A JSON number of seconds since 1970, never a string; dumped as given, so exports' whole seconds stay integers."""
 
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("metadata", {})["minimum"] = 0
+        super().__init__(**kwargs)
+
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ValidationError("Must be Unix seconds: a number, 0 or more.")

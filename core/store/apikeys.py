@@ -62,6 +62,9 @@ class ApiKeyRecords(RecordKind):
     def page(self, project: str | None, start: int, count: int) -> tuple[list[dict], int]:
         """One page of a project's keys (every project's if None), newest first, with lastUsedAt."""
         index = keys.project_api_keys(project) if project else keys.API_KEYS
+        total = self.redis.zcard(index)
+        if start >= total:
+            return [], total
         ids = self.redis.zrevrange(index, start, start + count - 1)
         hashes = self.redis.mget([keys.api_key_id(i) for i in ids]) if ids else []
         raws = self.redis.mget([keys.api_key(h) for h in hashes if h]) if any(hashes) else []
@@ -69,7 +72,7 @@ class ApiKeyRecords(RecordKind):
         last_used = self.redis.hmget(keys.API_KEYS_LAST_USED, [r["id"] for r in records]) if records else []
         for record, used in zip(records, last_used):
             record["lastUsedAt"] = used
-        return records, self.redis.zcard(index)
+        return records, total
 
     def last_used(self, key_id: str) -> str | None:
         return self.redis.hget(keys.API_KEYS_LAST_USED, key_id)

@@ -48,7 +48,14 @@ class RecordKind:
         pipe.execute()
 
     def _page_indexed(self, index: str, key_of: Any, start: int, count: int) -> tuple[list[dict], int]:
-        """One page of an index's records, newest first, and the index's size; ids whose record is gone are pruned."""
+        """One page of an index's records, newest first, and the index's size; ids whose record is gone are pruned.
+
+        A page past the end is empty without asking Redis for it: a ``?page=`` of 20 digits is a valid
+        request, but not a range Redis takes.
+        """
+        total = self.redis.zcard(index)
+        if start >= total:
+            return [], total
         ids = self.redis.zrevrange(index, start, start + count - 1)
         raws = self.redis.mget([key_of(i) for i in ids]) if ids else []
         gone = [i for i, raw in zip(ids, raws) if raw is None]

@@ -57,3 +57,10 @@ def test_last_used_is_written_once_a_minute_at_most(store):
     store.api_keys.touch(key_id)
     assert store.api_keys.last_used(key_id) == "marker"
     assert store.api_keys.page("p", 0, 10)[0][0]["lastUsedAt"] == "marker"
+
+
+def test_a_page_far_past_the_end_is_empty_without_a_redis_error(store):
+    store.api_keys.put("bb_one", name="one", project="p", scopes=["sessions:read"])
+    assert store.api_keys.page("p", 10**20, 100) == ([], 1)
+    assert store.proxies.page("p", 10**20, 100) == ([], 0)
+    assert store.sessions.page("p", None, 2**70, 100) == ([], 0)
