@@ -15,9 +15,10 @@ DEFAULT_TIMEOUT = 900
 MAX_TIMEOUT = 86400
 
 
-#: What the first navigation takes: http:// or https:// and then no whitespace. A URL Chromium cannot
-#: navigate to is not refused: the session starts and its ``navigationError`` says why.
-FIRST_URL = r"^https?://\S+$"
+#: What the first navigation takes: http:// or https:// and then no space or control character (spelled out:
+#: regex engines disagree on what ``\S`` excludes). A URL Chromium cannot navigate to is not refused: the
+#: session starts and its ``navigationError`` says why.
+FIRST_URL = r"^https?://[^\x00-\x20\x7f]+$"
 ISO_TIMESTAMP = {"format": "date-time"}
 
 
@@ -85,23 +86,33 @@ class SessionSchema(Schema):
 # Schema cannot state, UTF-8 bytes of name plus value, is checked once the
 # session is found (app.sessions.cookies) and described in the schema's text.
 COOKIE_MODES = ("merge", "replace")
-#: A host name or IPv4 address, lower or upper case; a leading dot makes a domain cookie.
-COOKIE_DOMAIN = r"^\.?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+#: A host name whose last label starts with a letter (Chromium reads a name ending in a number as an IPv4
+#: address, and refuses it if it is not one), or a dotted-quad IPv4 address; a leading dot makes a domain cookie.
+COOKIE_DOMAIN = rf"^\.?(?:(?:{_LABEL}\.)*[A-Za-z](?:[A-Za-z0-9-]*[A-Za-z0-9])?|{_OCTET}(?:\.{_OCTET}){{3}})$"
 #: No control characters, ';' or '=', and no space at either end; may be empty.
 COOKIE_NAME = r"^(?:[^\x00-\x1f\x7f;= ](?:[^\x00-\x1f\x7f;=]*[^\x00-\x1f\x7f;= ])?)?$"
 #: No control characters or ';', and no space at either end; may be empty.
 COOKIE_VALUE = r"^(?:[^\x00-\x1f\x7f; ](?:[^\x00-\x1f\x7f;]*[^\x00-\x1f\x7f; ])?)?$"
-COOKIE_PATH = r"^/[^\x00-\x1f\x7f;]*$"
+#: Printable ASCII that Chromium keeps as it is: it percent-escapes space, " # < > ? ^ ` { | } and anything
+#: not ASCII, and counts its 1024-byte limit after that. Send such a path percent-encoded.
+COOKIE_PATH = r"^/[\x21\x24-\x3a\x3d\x40-\x5d\x5f\x61-\x7a\x7e]*$"
 MAX_DOMAIN_LENGTH = 253
 MAX_PATH_LENGTH = 1024
-SECURE_PREFIXES = ("__secure-", "__host-")
+#: Chromium's cookie name prefixes (any case): all need secure; __Host- also path "/" and a host-only domain;
+#: __Http- and __Host-Http- also httpOnly. A nameless cookie's value may not look like one of them.
+SECURE_PREFIXES = ("__secure-", "__host-", "__http-")
+HOST_PREFIXES = ("__host-",)
+HTTP_PREFIXES = ("__http-", "__host-http-")
 
 
 def _not_prefixed(*prefixes: str) -> str:
     """A pattern for names that start with none of ``prefixes`` (any case), without lookaheads, which not every
     JSON Schema tool supports: such a name ends, or differs, somewhere inside each prefix it begins like."""
     def letter(c: str) -> str:
-        return f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c)
+        # Bare "-" and "_": escaping them outside a class is an error in ECMAScript's unicode mode.
+        return f"[{c.lower()}{c.upper()}]" if c.isalpha() else c if c in "-_" else re.escape(c)
 
     branches = []
     heads = sorted({p[:i] for p in prefixes for i in range(len(p))}, key=lambda h: (len(h), h))
@@ -112,21 +123,20 @@ def _not_prefixed(*prefixes: str) -> str:
     return "^(?:" + "|".join(branches) + ")"
 
 
-#: The cross-field rules, as JSON Schema: a name or a value; SameSite None needs secure; a __Secure- or
-#: __Host- name needs secure, and __Host- also path "/" and a host-only domain.
+#: The cross-field rules of ``browser_would_take_it``, as JSON Schema.
 COOKIE_RULES = {
     "allOf": [
-        {"anyOf": [{"properties": {"name": {"minLength": 1}}}, {"properties": {"value": {"minLength": 1}}}]},
+        {"anyOf": [{"properties": {"name": {"minLength": 1}}},
+                   {"properties": {"value": {"minLength": 1, "allOf": [
+                       {"pattern": "^[^=]*$"}, {"pattern": _not_prefixed(*SECURE_PREFIXES)}]}}}]},
         {"anyOf": [{"properties": {"sameSite": {"enum": ["Strict", "Lax"]}}},
                    {"required": ["secure"], "properties": {"secure": {"enum": [True]}}}]},
-        {"anyOf": [
-            {"properties": {"name": {"pattern": _not_prefixed(*SECURE_PREFIXES)}}},
-            {"required": ["secure"], "properties": {"name": {"pattern": "^__[Ss][Ee][Cc][Uu][Rr][Ee]-"},
-                                                    "secure": {"enum": [True]}}},
-            {"required": ["secure"], "properties": {"name": {"pattern": "^__[Hh][Oo][Ss][Tt]-"},
-                                                    "secure": {"enum": [True]}, "path": {"enum": ["/"]},
-                                                    "domain": {"pattern": "^[^.]"}}},
-        ]},
+        {"anyOf": [{"properties": {"name": {"pattern": _not_prefixed(*SECURE_PREFIXES)}}},
+                   {"required": ["secure"], "properties": {"secure": {"enum": [True]}}}]},
+        {"anyOf": [{"properties": {"name": {"pattern": _not_prefixed(*HOST_PREFIXES)}}},
+                   {"properties": {"path": {"enum": ["/"]}, "domain": {"pattern": "^[^.]"}}}]},
+        {"anyOf": [{"properties": {"name": {"pattern": _not_prefixed(*HTTP_PREFIXES)}}},
+                   {"required": ["httpOnly"], "properties": {"httpOnly": {"enum": [True]}}}]},
     ],
 }
 
@@ -144,7 +154,8 @@ class CookieSchema(Schema):
         required=True, validate=validate.Length(max=MAX_DOMAIN_LENGTH),
         metadata={"description": "`.example.com` also covers subdomains; `example.com` is that host only."},
     )
-    path = PatternString(COOKIE_PATH, "Must start with '/', without control characters or ';'.",
+    path = PatternString(COOKIE_PATH, "Must start with '/' and hold only printable ASCII but space, \" # ; < > ? ^ ` { | } "
+                                      "(percent-encode those).",
                          load_default="/", validate=validate.Length(max=MAX_PATH_LENGTH))
     secure = StrictBoolean(load_default=False)
     httpOnly = StrictBoolean(load_default=False)
@@ -159,18 +170,22 @@ class CookieSchema(Schema):
         """COOKIE_RULES, in Python."""
         errors: dict[str, list[str]] = {}
         name, value = cookie.get("name"), cookie.get("value")
-        if name == "" and value == "":
-            errors.setdefault("name", []).append("A cookie needs a name or a value.")
+        if name == "" and value is not None:
+            if value == "" or "=" in value or value.lower().startswith(SECURE_PREFIXES):
+                errors.setdefault("value", []).append(
+                    "A cookie without a name needs a value without '=' that does not start like a prefixed name.")
         if cookie.get("sameSite") == "None" and not cookie.get("secure"):
             errors.setdefault("sameSite", []).append("SameSite None needs secure: true; browsers drop it otherwise.")
         prefix = (name or "").lower()
         if prefix.startswith(SECURE_PREFIXES) and not cookie.get("secure"):
-            errors.setdefault("secure", []).append("A __Secure- or __Host- cookie must be secure.")
-        if prefix.startswith("__host-"):
+            errors.setdefault("secure", []).append("A __Secure-, __Host- or __Http- cookie must be secure.")
+        if prefix.startswith(HOST_PREFIXES):
             if cookie.get("path") != "/":
                 errors.setdefault("path", []).append("A __Host- cookie must have path '/'.")
             if (cookie.get("domain") or "").startswith("."):
                 errors.setdefault("domain", []).append("A __Host- cookie is host-only: no leading dot.")
+        if prefix.startswith(HTTP_PREFIXES) and not cookie.get("httpOnly"):
+            errors.setdefault("httpOnly", []).append("A __Http- or __Host-Http- cookie must be httpOnly.")
         if errors:
             raise ValidationError(errors)
 
