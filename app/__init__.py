@@ -31,6 +31,12 @@ def create_app(config: Config | None = None, store: Store | None = None) -> Flas
         # Served from the installed swagger-ui-bundle, so /docs works on a network with no way out.
         OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_ASSETS,
         API_SPEC_OPTIONS={
+            "info": {"description": (
+                "Running Chromium browsers over a REST API. Every /v1 call carries `X-API-Key`. A session's "
+                "`cdpUrl` carries its connect token (`?token=`): the credential that opens the browser's CDP "
+                "socket, apart from the session id, which opens nothing alone. Errors are JSON "
+                "`{code, status, message[, errors]}`; each operation lists every status it can answer."
+            )},
             "security": [{"ApiKey": []}],
             "components": {"securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}},
         },

@@ -102,7 +102,8 @@ class Config:
 
     #: BROKER_ENV: ``production`` or ``development``; only development may run without BROKER_SECRET_KEY.
     env: str = field(default_factory=lambda: _str("BROKER_ENV", "production"))
-    #: BROKER_SECRET_KEY: encrypts stored proxy passwords; web and workers must share it; required outside development.
+    #: BROKER_SECRET_KEY: encrypts stored proxy passwords and derives connect tokens; web and workers must share it;
+    #: required outside development.
     secret_key: str = field(default_factory=lambda: _str("BROKER_SECRET_KEY", ""), repr=False)
     #: BROKER_PROXY_CONNECT_TIMEOUT: seconds to reach an upstream proxy and pass its handshake before a load fails.
     proxy_connect_timeout: float = field(default_factory=lambda: _float("BROKER_PROXY_CONNECT_TIMEOUT", 10))

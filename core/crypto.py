@@ -1,8 +1,9 @@
-"""Encryption of the secrets the broker must store readable again (upstream proxy passwords).
+"""Encryption of the secrets the broker must store readable again (upstream proxy passwords), and the
+deployment secret every other derived key comes from (connect tokens: core.tokens).
 
 The key comes from ``BROKER_SECRET_KEY``: the web process encrypts, the worker
-decrypts, so both need the same value. It is stretched with HKDF rather than
-used as a Fernet key directly, so operators may set any long random string.
+decrypts, so both need the same value. Each use gets its own key from it through
+HKDF rather than using it directly, so operators may set any long random string.
 Outside development a process refuses to start without it: a password stored
 under a guessable key is a password stored in the clear.
 """

@@ -119,6 +119,30 @@ def test_openapi_document_and_docs(api):
     assert api.get("/docs").status_code == 200
 
 
+def test_openapi_document_states_optional_bodies_every_status_and_links(api):
+    spec = api.get("/openapi.json").json()
+    create = spec["paths"]["/v1/sessions"]["post"]
+    assert create["requestBody"]["required"] is False
+    assert spec["paths"]["/v1/contexts"]["post"]["requestBody"]["required"] is False
+    assert {"201", "400", "401", "403", "404", "409", "413", "422", "429", "503"} <= set(create["responses"])
+    assert create["responses"]["201"]["links"]["StopSession"] == {
+        "operationId": "stopSession", "parameters": {"session_id": "$response.body#/id"}}
+    operations = [op for path in spec["paths"].values() for op in path.values() if isinstance(op, dict)]
+    assert operations and not [op for op in operations if "default" in op["responses"]]
+    assert "?token=" in spec["components"]["schemas"]["Session"]["properties"]["cdpUrl"]["pattern"]
+
+
+@pytest.mark.parametrize("method,path,allowed", [
+    ("PATCH", "/v1/sessions", {"GET", "POST"}),
+    ("PUT", f"/v1/sessions/ses_{'0' * 32}", {"GET", "DELETE"}),
+    ("DELETE", "/v1/keys", {"GET", "POST"}),
+])
+def test_unsupported_method_is_405_with_allow(api, method, path, allowed):
+    answer = api.request(method, path, json={})
+    assert answer.status_code == 405 and answer.json()["code"] == 405
+    assert allowed <= {m.strip() for m in answer.headers["Allow"].split(",")}
+
+
 def test_docs_render_with_nothing_fetched_from_off_the_machine(api, session_factory, broker):
     """A self-hosted service's docs must work on a network with no way out (Swagger UI is served locally)."""
     session = session_factory(api)
