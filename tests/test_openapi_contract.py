@@ -25,6 +25,8 @@ PROJECT = "schemathesis"
 SEED = 20261130
 MAX_EXAMPLES = 10
 RUN_TIMEOUT = 600
+#: A create answers once its browser is up (and its first page loaded): seconds on a busy machine, not 10.
+REQUEST_TIMEOUT = 90
 
 
 def stop_every_session(owner: Api) -> list[str]:
@@ -47,6 +49,7 @@ def test_schemathesis_finds_nothing_against_the_real_stack(broker, tmp_path, cap
         str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(ROOT / "tests" / "schemathesis.toml"),
         "run", f"{broker.url}/openapi.json", "-H", f"X-API-Key: {key}", "--seed", str(SEED),
         "--max-examples", str(MAX_EXAMPLES), "--workers", "1", "--generation-database", "none", "--no-color",
+        "--request-timeout", str(REQUEST_TIMEOUT),
         "--report", "junit", "--report-dir", str(tmp_path),
     ]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.support.schemathesis_hooks", "BB_SCHEMATHESIS_KEY_ID": key_id}
