@@ -6,25 +6,17 @@ import hashlib
 import json
 import socket
 import struct
-import subprocess
 
 import psutil
 import pytest
 import websocket
 from playwright.sync_api import sync_playwright
 
+from tests.support.browsing import puppeteer_drive
 from tests.support.cdp import RawCdp
-from tests.support.processes import ROOT, wait_until
+from tests.support.processes import wait_until
 
 BIG = 24 * 1024 * 1024
-
-
-def puppeteer_drive(cdp_url: str, page_url: str) -> dict:
-    out = subprocess.run(
-        ["node", "drive.mjs", cdp_url, page_url], cwd=ROOT / "tests" / "js", capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 def test_puppeteer_connects_and_disconnect_keeps_browser(any_api, session_factory, pages):

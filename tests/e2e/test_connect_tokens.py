@@ -9,31 +9,13 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from core.ids import sha256_hex
+from tests.support.browsing import puppeteer_drive
 from tests.support.cdp import RawCdp
-from tests.test_cdp_clients import puppeteer_drive
+from tests.support.sockets import raw_upgrade
 
 
 def token_of(session: dict) -> str:
     return parse_qs(urlsplit(session["cdpUrl"]).query)["token"][0]
-
-
-def raw_upgrade(port: int, target: str) -> tuple[int, dict[str, str], bytes]:
-    """A WebSocket upgrade written by hand, as any client on the network could send it: status, headers, body."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall((f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                      "Sec-WebSocket-Version: 13\r\n\r\n").encode())
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(4096)
-            assert chunk, data
-            data += chunk
-        head, body = data.split(b"\r\n\r\n", 1)
-        lines = head.decode().split("\r\n")
-        headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
-        while len(body) < int(headers.get("content-length", 0)):
-            body += sock.recv(4096)
-        return int(lines[0].split()[1]), headers, body
 
 
 def test_cdp_url_carries_a_256_bit_token_kept_only_as_its_hash(broker, api, session_factory):

@@ -19,7 +19,7 @@ from tests.support.api import Api
 from tests.support.cdp import RawCdp
 from tests.support.processes import SECRET_KEY, free_port
 from tests.support.upstreams import HttpUpstream
-from tests.test_connect_tokens import raw_upgrade
+from tests.support.sockets import raw_upgrade
 
 USER = "audit-user"
 

@@ -7,41 +7,25 @@ import socket
 import pytest
 
 from tests.support.api import Api
+from tests.support.keys import make_key
 from tests.support.processes import end_process
-from tests.test_keys import cli_key
+from tests.support.sockets import read_answer
 
 EIGHTY_MB = 80 * 1024 * 1024
-
-
-def session_ids(api: Api) -> set[str]:
-    return {s["id"] for s in api.get("/v1/sessions").json()}
-
-
-def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], dict]:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, data
-        data += chunk
-    head, body = data.split(b"\r\n\r\n", 1)
-    lines = head.decode().split("\r\n")
-    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
-    while len(body) < int(headers["content-length"]):
-        body += sock.recv(65536)
-    return int(lines[0].split()[1]), headers, json.loads(body)
 
 
 @pytest.mark.parametrize("path", ["/v1/sessions", "/v1/proxies", "/v1/contexts"])
 def test_declared_body_over_the_limit_is_413_before_any_of_it_is_sent(broker, api, path):
     """The answer arrives while the client has sent only headers: nothing of the 80 MB was waited for or read."""
-    before = session_ids(api)
+    before = api.session_ids()
     with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as sock:
         sock.sendall((f"POST {path} HTTP/1.1\r\nHost: x\r\nX-API-Key: {broker.api_key}\r\n"
                       f"Content-Type: application/json\r\nContent-Length: {EIGHTY_MB}\r\n\r\n{{").encode())
-        status, headers, body = read_answer(sock)
+        status, headers, raw = read_answer(sock)
+    body = json.loads(raw)
     assert status == 413 and body["code"] == 413 and str(EIGHTY_MB) in body["message"]
     assert headers["connection"] == "close"
-    assert session_ids(api) == before
+    assert api.session_ids() == before
 
 
 def test_chunked_body_is_cut_off_at_the_limit(broker, api):
@@ -54,10 +38,10 @@ def test_chunked_body_is_cut_off_at_the_limit(broker, api):
             sent += len(piece)
             yield piece
 
-    before = session_ids(api)
+    before = api.session_ids()
     answer = api.post("/v1/sessions", data=chunks(), headers={"Content-Type": "application/json"})
     assert answer.status_code == 413 and answer.json()["code"] == 413
-    assert session_ids(api) == before
+    assert api.session_ids() == before
 
 
 def test_body_just_under_the_limit_is_read(api):
@@ -83,21 +67,21 @@ def test_cookie_put_of_the_most_cookies_of_the_largest_size_fits(api, session_fa
 
 def test_session_creates_per_key_per_minute_are_capped(broker):
     web, url = broker.start_another_web(BROKER_SESSION_CREATES_PER_MINUTE="2")
-    key, _ = cli_key(broker, "--name", "busy", "--project", "rate", "--scopes", "sessions:read,sessions:write")
-    other, _ = cli_key(broker, "--name", "calm", "--project", "rate", "--scopes", "sessions:read,sessions:write")
+    key = make_key(broker, scopes="sessions:read,sessions:write", project="rate")
+    other = make_key(broker, scopes="sessions:read,sessions:write", project="rate")
     busy, calm = Api(url, key), Api(url, other)
     try:
         assert busy.post("/v1/sessions", json={"timeout": 0}).status_code == 422
         busy.create_session()
         busy.create_session()
-        before = session_ids(busy)
+        before = busy.session_ids()
         refused = busy.post("/v1/sessions", json={})
         assert refused.status_code == 429 and "2 sessions a minute" in refused.json()["message"]
         assert 1 <= int(refused.headers["Retry-After"]) <= 60
-        assert session_ids(busy) == before
+        assert busy.session_ids() == before
         calm.create_session()
     finally:
         owner = Api(broker.url, key)
-        for session_id in session_ids(owner):
+        for session_id in owner.session_ids():
             owner.stop_session(session_id)
         end_process(web)

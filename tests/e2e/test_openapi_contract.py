@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from core.store import ALL_SCOPES
 from tests.support.api import Api
 from tests.support.processes import ROOT
-from tests.test_keys import cli_key
 
 PROJECT = "schemathesis"
 SEED = 20261130
@@ -41,9 +42,10 @@ def stop_every_session(owner: Api) -> list[str]:
 
 
 def test_schemathesis_finds_nothing_against_the_real_stack(broker, tmp_path, capsys):
-    key, key_id = cli_key(broker, "--name", "schemathesis", "--project", PROJECT)
-    subprocess.run([sys.executable, "-m", "app", "projects", "set", "--project", PROJECT, "--max-sessions", "2"],
-                   cwd=ROOT, env=broker.env, check=True, capture_output=True)
+    key = "bb_" + secrets.token_urlsafe(24)
+    store = broker.store()
+    key_id = store.api_keys.put(key, name="schemathesis", project=PROJECT, scopes=ALL_SCOPES)["id"]
+    store.projects.set_settings(PROJECT, maxSessions=2)
     owner = Api(broker.url, key)
     command = [
         str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(ROOT / "tests" / "schemathesis.toml"),
