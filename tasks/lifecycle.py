@@ -11,6 +11,7 @@ from core.dispatch import worker_queue
 from core.states import StopReason
 from tasks.browser import end_session
 from tasks.celery_app import config
+from tasks.confinement import ConfinementError
 from tasks.runtime import forwarders, intake, machine, pool, set_worker_name, store, worker_name
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,12 @@ def consume_own_queue(sender: str, instance, **_: object) -> None:
     """Before any task arrives: take this worker's queue and settle what an earlier life left."""
     set_worker_name(sender)
     instance.app.amqp.queues.select_add(worker_queue(sender))
-    pool().clean_leftovers()
+    try:
+        pool().clean_leftovers()
+    except ConfinementError as error:
+        log.critical("this worker does not start: %s", error)
+        # Celery's signal dispatch logs an Exception and carries on; SystemExit ends the worker.
+        raise SystemExit(1) from error
     for session_id in store.sessions.on_worker(worker_queue(sender)):
         machine.lose(session_id)
 

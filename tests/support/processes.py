@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from contextlib import closing
@@ -118,6 +120,8 @@ class Broker:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.state_dir = workdir / f"state-{self.port}"
+        # Outside the (0700) workdir: browsers' users must be able to walk down to their profiles.
+        self.profiles_dir = Path(tempfile.gettempdir()) / f"bb-test-profiles-{RUN_ID[:8]}-{self.port}"
         self.env = {
             **os.environ,
             RUN_MARK: RUN_ID,
@@ -129,6 +133,7 @@ class Broker:
             "BROKER_SECRET_KEY": SECRET_KEY,
             "BROKER_PROXY_CONNECT_TIMEOUT": "3",
             "BROKER_STATE_DIR": str(self.state_dir),
+            "BROKER_PROFILES_DIR": str(self.profiles_dir),
             "BROKER_CHROMIUM_EXTRA_FLAGS": TEST_FLAGS,
             "BROKER_HEARTBEAT_INTERVAL": "1",
             "BROKER_WORKER_TTL": "5",
@@ -191,10 +196,15 @@ class Broker:
         if self.web:
             end_process(self.web)
 
+    def remove_profiles_root(self) -> None:
+        shutil.rmtree(self.profiles_dir, ignore_errors=True)
+
     def profile_dirs(self) -> list[Path]:
         return [p for p in self.leftovers() if p.is_dir()]
 
     def leftovers(self) -> list[Path]:
         """Profile directories and PID files of the workers' pools."""
-        root = self.state_dir / "profiles"
-        return list(root.glob("*/*")) if root.exists() else []
+        return list(self.profiles_dir.glob("*/*")) if self.profiles_dir.exists() else []
+
+    def worker_profiles(self, nodename: str) -> Path:
+        return self.profiles_dir / nodename
