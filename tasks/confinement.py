@@ -28,6 +28,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from core.cdp import CdpConnection
 from core.config import Config
 from tasks.browser_users import BrowserUsers
@@ -115,6 +117,19 @@ def _seccomp(pid: int) -> str:
     return ""
 
 
+def _look_at(procs: list[psutil.Process]) -> tuple[list[int], set[int]]:
+    """The renderers' PIDs and every process's uid; Chromium ends and starts processes as it goes."""
+    renderers, uids = [], set()
+    for proc in procs:
+        try:
+            uids.add(proc.uids().real)
+            if "--type=renderer" in proc.cmdline():
+                renderers.append(proc.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return renderers, uids
+
+
 def probe(config: Config, users: BrowserUsers, worker_dir: Path, sandbox: bool) -> Probe:
     """One browser started as sessions' are; what it lets a client open, and whether its renderers are sandboxed."""
     # Named like a profile, so a worker killed mid-probe has it removed by its next life's leftover cleanup.
@@ -136,14 +151,9 @@ def probe(config: Config, users: BrowserUsers, worker_dir: Path, sandbox: bool) 
                 opened = [url for url in ("chrome://version/", readable.as_uri())
                           if conn.call("Page.navigate", {"url": url}, session).get("errorText") != BLOCKED]
                 conn.call("Page.navigate", {"url": "data:text/html,<title>renderer</title>"}, session)
-            procs = process_tree(browser.pids)
-            renderers = [p.pid for p in procs if "--type=renderer" in p.cmdline()]
-            return Probe(
-                started=True,
-                sandboxed=bool(renderers) and all(_seccomp(pid) == SECCOMP_FILTER for pid in renderers),
-                opened=opened,
-                uids={p.uids().real for p in procs},
-            )
+            renderers, uids = _look_at(process_tree(browser.pids))
+            modes = {mode for mode in map(_seccomp, renderers) if mode}  # "" is a renderer that ended meanwhile
+            return Probe(started=True, sandboxed=modes == {SECCOMP_FILTER}, opened=opened, uids=uids)
         finally:
             launcher.stop(browser)
     finally:

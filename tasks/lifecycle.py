@@ -11,7 +11,6 @@ from core.dispatch import worker_queue
 from core.states import StopReason
 from tasks.browser import end_session
 from tasks.celery_app import config
-from tasks.confinement import ConfinementError
 from tasks.runtime import forwarders, intake, machine, pool, set_worker_name, store, worker_name
 
 log = logging.getLogger(__name__)
@@ -26,9 +25,10 @@ def consume_own_queue(sender: str, instance, **_: object) -> None:
     instance.app.amqp.queues.select_add(worker_queue(sender))
     try:
         pool().clean_leftovers()
-    except ConfinementError as error:
+    except Exception as error:
+        # ConfinementError (its browsers could read the host) or a pool that cannot be built at all.
+        # Celery's signal dispatch would log an Exception and carry on without a pool; SystemExit ends the worker.
         log.critical("this worker does not start: %s", error)
-        # Celery's signal dispatch logs an Exception and carries on; SystemExit ends the worker.
         raise SystemExit(1) from error
     for session_id in store.sessions.on_worker(worker_queue(sender)):
         machine.lose(session_id)

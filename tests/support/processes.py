@@ -159,13 +159,20 @@ class Broker:
         except requests.RequestException:
             return False
 
+    def spawn_worker(self, name: str, **env: str) -> subprocess.Popen:
+        """A worker process, not yet known to be up (tests of a worker that must refuse to start)."""
+        args = [sys.executable, "-m", "celery", "-A", "tasks.celery_app", "worker", "-Q", "browsers.launch",
+                "-n", f"{name}@test", "--loglevel=INFO", "--without-gossip", "--without-mingle"]
+        self.worker_logs.append(self.workdir / f"worker-{name}.log")
+        return self._spawn(args, f"worker-{name}.log", {**self.env, **env})
+
+    def worker_log(self, name: str) -> str:
+        return (self.workdir / f"worker-{name}.log").read_text(errors="replace")
+
     def start_worker(self, name: str | None = None, **env: str) -> str:
         name = name or f"w{len(self.workers)}-{self.port}"
         nodename = f"{name}@test"
-        args = [sys.executable, "-m", "celery", "-A", "tasks.celery_app", "worker", "-Q", "browsers.launch",
-                "-n", nodename, "--loglevel=INFO", "--without-gossip", "--without-mingle"]
-        self.workers[nodename] = self._spawn(args, f"worker-{name}.log", {**self.env, **env})
-        self.worker_logs.append(self.workdir / f"worker-{name}.log")
+        self.workers[nodename] = self.spawn_worker(name, **env)
         wait_until(lambda: nodename in self.live_workers(), 60, message=f"worker {nodename} heartbeat")
         return nodename
 
