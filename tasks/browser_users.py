@@ -8,14 +8,17 @@ browser into opening a path, acts as a uid that can read neither another
 session's profile (0700, another owner) nor the worker's state (0700, root).
 
 "Taken" is an flock on one file per user in LOCK_DIR, shared by every worker
-on the host; the kernel drops it when a worker dies. A user that still has
-processes (a browser a killed worker left behind) is passed over until the
-next life of that worker has ended them.
+on the host. The browser (or its ChromeDriver) inherits the lock's descriptor,
+so the lock lasts as long as the worker or any of them holds it: a browser a
+killed worker left behind keeps its user taken until the next life of that
+worker has ended it. When a browser ends, whatever still runs as its user is
+ended too, before the user is handed out again.
 
 A worker that is not root cannot switch users: its browsers run as itself.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import pwd
@@ -27,6 +30,8 @@ import psutil
 
 #: Host-wide, not per deployment: two workers must never hand out the same user at once.
 LOCK_DIR = Path("/run/browser-broker/users")
+STRAY_ROUNDS = 3
+STRAY_WAIT = 2.0
 
 
 class NoBrowserUser(RuntimeError):
@@ -48,7 +53,7 @@ class BrowserUser:
         """For subprocess.Popen; ``extra_groups=[]`` drops the worker's supplementary groups too."""
         if not self.switches:
             return {}
-        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+        return {"user": self.uid, "group": self.gid, "extra_groups": [], "pass_fds": (self.lock,)}
 
     def take(self, *folders: Path) -> None:
         """Hand folders over to this user, contents included (a snapshot is unpacked by the worker): 0700, its own."""
@@ -74,6 +79,29 @@ class BrowserUser:
             except FileNotFoundError:
                 continue
 
+    def end_strays(self) -> list[int]:
+        """Kill whatever still runs as this user once its browser's process tree has ended.
+
+        The user is dedicated to that one browser, so any such process is its own: one
+        that left the tree (double fork, new session) must not wait there for the next
+        session this user serves. The PIDs it ended.
+        """
+        if not self.switches:
+            return []
+        ended: list[int] = []
+        for _ in range(STRAY_ROUNDS):
+            strays = [p for p in psutil.process_iter(["uids", "status"])
+                      if p.info["uids"] is not None and p.info["uids"].real == self.uid
+                      and p.info["status"] != psutil.STATUS_ZOMBIE]
+            if not strays:
+                break
+            for proc in strays:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.kill()
+                    ended.append(proc.pid)
+            psutil.wait_procs(strays, timeout=STRAY_WAIT)
+        return ended
+
     def release(self) -> None:
         """Idempotent: closing the lock's descriptor twice could close someone else's."""
         if self.lock is not None:
@@ -85,14 +113,6 @@ def numbered_users(prefix: str) -> list[pwd.struct_passwd]:
     pattern = re.compile(rf"{re.escape(prefix)}-(\d+)")
     found = [(int(m.group(1)), e) for e in pwd.getpwall() if (m := pattern.fullmatch(e.pw_name)) and e.pw_uid != 0]
     return [entry for _, entry in sorted(found, key=lambda pair: pair[0])]
-
-
-def _uids_with_processes() -> set[int]:
-    uids = set()
-    for proc in psutil.process_iter(["uids", "status"]):
-        if proc.info["uids"] is not None and proc.info["status"] != psutil.STATUS_ZOMBIE:
-            uids.add(proc.info["uids"].real)
-    return uids
 
 
 class BrowserUsers:
@@ -117,16 +137,11 @@ class BrowserUsers:
     def acquire(self) -> BrowserUser:
         if not self.switching:
             return BrowserUser(pwd.getpwuid(os.geteuid()).pw_name, os.geteuid(), os.getegid())
-        busy: set[int] | None = None
         for entry in self.candidates:
             lock = os.open(self.lock_dir / entry.pw_name, os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                os.close(lock)
-                continue
-            busy = _uids_with_processes() if busy is None else busy
-            if entry.pw_uid in busy:
                 os.close(lock)
                 continue
             return BrowserUser(entry.pw_name, entry.pw_uid, entry.pw_gid, lock)

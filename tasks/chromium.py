@@ -10,6 +10,7 @@ sandbox unless the worker found at start that this host cannot give it one.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import tempfile
 import time
@@ -23,6 +24,8 @@ import psutil
 from core.config import Config, browser_environment
 from core.cdp import CdpConnection, CdpError
 from tasks.browser_users import BrowserUser, BrowserUsers
+
+log = logging.getLogger(__name__)
 
 #: Every browser gets these; DEVELOPERS.md explains the first group, the issue the rest.
 BASE_FLAGS: tuple[str, ...] = (
@@ -101,7 +104,11 @@ def child_env(profile_dir: Path, user: BrowserUser) -> dict[str, str]:
 
 
 def hand_back(profile_dir: Path, user: BrowserUser) -> None:
-    """Once every process of the browser has ended: its folders out of the user's reach, then the user free."""
+    """Once the browser's process tree has ended: nothing left running as its user, its folders
+    out of that user's reach, then the user free for another browser."""
+    strays = user.end_strays()
+    if strays:
+        log.warning("%s: ended %d process(es) that had left the browser's process tree", user.name, len(strays))
     user.give_back(profile_dir, session_temp_dir(profile_dir))
     user.release()
 

@@ -17,6 +17,9 @@ from urllib.parse import quote
 import psutil
 import pytest
 
+from core.config import load as load_config
+from tasks.browser_users import BrowserUsers
+from tasks.chromium import hand_back
 from tests.support.cdp import RawCdp
 from tests.support.processes import Broker, end_process, wait_until
 from tests.test_contexts import visit
@@ -218,6 +221,25 @@ def test_a_restored_context_profile_belongs_to_the_browser_user(broker, api, pag
     assert visit(again["cdpUrl"], f"{pages.base}/state", "state()")["local"] == "kept"
     api.stop_session(again["id"])
     api.delete(f"/v1/contexts/{context['id']}")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs a root worker")
+def test_a_process_that_left_a_browsers_tree_is_ended_before_its_user_serves_again(tmp_path):
+    users = BrowserUsers(load_config().browser_user)
+    user = users.acquire()
+    tmp_path.chmod(0o711)
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    user.take(profile)
+    stray = subprocess.Popen(["sleep", "300"], start_new_session=True, **user.popen_kwargs())
+    try:
+        assert psutil.Process(stray.pid).uids().real == user.uid
+        hand_back(profile, user)
+        assert stray.poll() is not None, "a `sleep 300` left running under the user"
+        assert profile.stat().st_uid == os.geteuid() and user.lock is None
+    finally:
+        end_process(stray, signal.SIGKILL)
+        user.release()
 
 
 @pytest.fixture(scope="module")
