@@ -58,10 +58,6 @@ class Probe:
     uids: set[int] = field(default_factory=set)
 
 
-def required_blocklist() -> list[str]:
-    return json.loads(POLICY_FILE.read_text())["URLBlocklist"]
-
-
 def policy_problem(config: Config) -> str | None:
     """What of the broker's URLBlocklist is not in the installed policy (or re-allowed there), else None."""
     blocked: set[str] = set()
@@ -73,13 +69,13 @@ def policy_problem(config: Config) -> str | None:
             return f"{path} cannot be read as JSON ({error})"
         blocked.update(policy.get("URLBlocklist", []))
         allowed.update(policy.get("URLAllowlist", []))
-    required = required_blocklist()
-    missing = [entry for entry in required if entry not in blocked]
+    ours = json.loads(POLICY_FILE.read_text())
+    missing = [entry for entry in ours["URLBlocklist"] if entry not in blocked]
     if missing:
         return (f"Chromium's managed policy in {config.chromium_policy_dir} does not block {', '.join(missing)}; "
                 f"install {POLICY_FILE.name} there (scripts/setup.sh does, as root)")
-    schemes = tuple(entry.split(":", 1)[0] + ":" for entry in required)
-    reopened = sorted(entry for entry in allowed if entry.startswith(schemes))
+    schemes = tuple(entry.split(":", 1)[0] + ":" for entry in ours["URLBlocklist"])
+    reopened = sorted(entry for entry in allowed if entry.startswith(schemes) and entry not in ours["URLAllowlist"])
     if reopened:
         return f"Chromium's managed policy in {config.chromium_policy_dir} allows {', '.join(reopened)} again"
     return None
