@@ -25,6 +25,7 @@ import logging
 import secrets
 import shutil
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,8 @@ BLOCKED = "net::ERR_BLOCKED_BY_ADMINISTRATOR"
 #: Seccomp mode 2 (filter) in /proc/PID/status: Chromium's sandbox is around that process.
 SECCOMP_FILTER = "2"
 PROBE_TIMEOUT = 10.0
+#: How long a renderer may take to put its seccomp filter on (seconds, on a loaded machine).
+SANDBOX_SETTLE = 5.0
 
 
 class ConfinementError(RuntimeError):
@@ -126,6 +129,21 @@ def _look_at(procs: list[psutil.Process]) -> tuple[list[int], set[int]]:
     return renderers, uids
 
 
+def _sandboxed(pids: list[int]) -> tuple[bool, set[int]]:
+    """Whether every renderer runs under seccomp, and every process's uid.
+
+    A renderer applies its seccomp filter a moment after it starts (Chromium keeps a
+    spare one starting), so a renderer without one counts only once it stays so.
+    """
+    deadline = time.monotonic() + SANDBOX_SETTLE
+    while True:
+        renderers, uids = _look_at(process_tree(pids))
+        modes = {mode for mode in map(_seccomp, renderers) if mode}  # "" is a renderer that ended meanwhile
+        if modes == {SECCOMP_FILTER} or time.monotonic() > deadline:
+            return modes == {SECCOMP_FILTER}, uids
+        time.sleep(0.1)
+
+
 def probe(config: Config, users: BrowserUsers, worker_dir: Path, sandbox: bool) -> Probe:
     """One browser started as sessions' are; what it lets a client open, and whether its renderers are sandboxed."""
     # Named like a profile, so a worker killed mid-probe has it removed by its next life's leftover cleanup.
@@ -147,9 +165,8 @@ def probe(config: Config, users: BrowserUsers, worker_dir: Path, sandbox: bool) 
                 opened = [url for url in ("chrome://version/", readable.as_uri())
                           if conn.call("Page.navigate", {"url": url}, session).get("errorText") != BLOCKED]
                 conn.call("Page.navigate", {"url": "data:text/html,<title>renderer</title>"}, session)
-            renderers, uids = _look_at(process_tree(browser.pids))
-            modes = {mode for mode in map(_seccomp, renderers) if mode}  # "" is a renderer that ended meanwhile
-            return Probe(started=True, sandboxed=modes == {SECCOMP_FILTER}, opened=opened, uids=uids)
+            sandboxed, uids = _sandboxed(browser.pids)
+            return Probe(started=True, sandboxed=sandboxed, opened=opened, uids=uids)
         finally:
             launcher.stop(browser)
     finally:
