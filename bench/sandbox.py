@@ -3,7 +3,7 @@
     PYTHONPATH=. .venv/bin/python bench/sandbox.py [--launcher selenium|direct|both] [--n 10]
 
 Launches go through the worker's own launcher (users, folders, flags) without a broker around it,
-on and off interleaved so the shared machine's noise falls on both alike; nothing is asserted.
+the three ways interleaved, each first in turn, so the shared machine's noise falls on all alike; nothing is asserted.
 """
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def measure(launcher_name: str, n: int) -> None:
     memory: dict[str, list[float]] = {label: [] for label in launchers}
     try:
         for i in range(n):
-            for number, (label, launcher) in enumerate(launchers.items()):
+            order = list(launchers.items())
+            for number, (label, launcher) in enumerate(order[i % 3:] + order[:i % 3]):  # each goes first in turn
                 profile = root / f"{number}-{i}"
                 profile.mkdir()
                 start = time.perf_counter()

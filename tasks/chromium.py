@@ -108,7 +108,8 @@ def hand_back(profile_dir: Path, user: BrowserUser) -> None:
     out of that user's reach, then the user free for another browser."""
     strays = user.end_strays()
     if strays:
-        log.warning("%s: ended %d process(es) that had left the browser's process tree", user.name, len(strays))
+        log.warning("%s: ended %d process(es) still running as it after its browser's process tree had ended "
+                    "(children started during the stop, or processes that left the tree)", user.name, len(strays))
     user.give_back(profile_dir, session_temp_dir(profile_dir))
     user.release()
 
