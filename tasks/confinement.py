@@ -25,6 +25,7 @@ import logging
 import secrets
 import shutil
 import stat
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,18 +93,19 @@ def _set_mode(folder: Path, mode: int) -> None:
 
 
 def prepare_directories(config: Config, worker_dir: Path, users: BrowserUsers) -> None:
-    """The state folder the worker's alone; the way down to each profile open to browsers' users, not listable."""
+    """The state folder the worker's alone; the way down to each profile and temp folder open to browsers' users."""
     _set_mode(config.state_dir, 0o700)
     _set_mode(config.profiles_dir, 0o711)
     _set_mode(worker_dir, 0o711)
     if not users.switching:
         return
-    for parent in config.profiles_dir.resolve().parents:
-        if not parent.stat().st_mode & stat.S_IXOTH:
-            raise ConfinementError(
-                f"BROKER_PROFILES_DIR={config.profiles_dir} cannot be reached by the browsers' users: {parent} "
-                "is closed to others (keep profiles outside BROKER_STATE_DIR, which stays 0700)"
-            )
+    for name, folder in (("BROKER_PROFILES_DIR", config.profiles_dir), ("TMPDIR", Path(tempfile.gettempdir()))):
+        for parent in (folder.resolve(), *folder.resolve().parents):
+            if not parent.stat().st_mode & stat.S_IXOTH:
+                raise ConfinementError(
+                    f"{name}={folder} cannot be reached by the browsers' users: {parent} is closed to others "
+                    "(profiles must be kept outside BROKER_STATE_DIR, which stays 0700)"
+                )
 
 
 def _seccomp(pid: int) -> str:

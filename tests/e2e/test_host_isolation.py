@@ -22,7 +22,7 @@ from tasks.browser_users import BrowserUsers
 from tasks.chromium import hand_back
 from tests.support.cdp import RawCdp
 from tests.support.processes import Broker, end_process, wait_until
-from tests.test_contexts import visit
+from tests.support.browsing import visit
 
 BLOCKED = "net::ERR_BLOCKED_BY_ADMINISTRATOR"
 TEXT = "document.documentElement ? document.documentElement.innerText : ''"
