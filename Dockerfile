@@ -1,9 +1,32 @@
 # One image for every process (web, worker, flower); docker-compose.yml picks the command.
+#
+# The image runs as the unprivileged user `broker`. Chromium runs as that user too, so whatever a
+# tenant could make a browser read, the worker's files (snapshots, its environment with
+# BROKER_SECRET_KEY) are readable to it as well: for one user per browser instead (the README's
+# "Security" section), run the worker container as root (`user: root`); it then starts every browser
+# and ChromeDriver as one of the users bb-browser-N created below, never as root.
+#
+# Chromium's sandbox needs user namespaces: Docker's default seccomp profile refuses them to a
+# process without CAP_SYS_ADMIN, so in a default container the worker finds no usable sandbox, logs
+# "CHROMIUM SANDBOX OFF" and runs browsers with --no-sandbox (BROKER_CHROMIUM_SANDBOX=auto). Give the
+# worker a seccomp profile that allows clone/unshare with CLONE_NEWUSER (Docker's default plus those)
+# and a host that allows unprivileged user namespaces, and it finds the sandbox and uses it; set
+# BROKER_CHROMIUM_SANDBOX=on to refuse to start without it.
 FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver \
  && rm -rf /var/lib/apt/lists/*
+
+# Chromium's managed policy (machine-wide): no file://, chrome://, devtools://, view-source: for any page.
+COPY tasks/chromium_policy.json /etc/chromium/policies/managed/browser-broker.json
+
+# `broker` runs the processes; bb-browser-0..15 are the browsers' users when the worker runs as root.
+RUN groupadd --system bb-browser \
+ && for i in $(seq 0 15); do useradd --system --gid bb-browser --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin "bb-browser-$i"; done \
+ && useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin broker \
+ && install -d -o broker -g broker -m 0700 /var/lib/browser-broker
 
 WORKDIR /srv/broker
 COPY pyproject.toml constraints.txt README.md web.py ./
@@ -14,6 +37,8 @@ COPY proxy ./proxy
 RUN pip install --no-cache-dir -c constraints.txt .
 
 ENV PORT=8000 \
-    BROKER_STATE_DIR=/var/lib/browser-broker
+    BROKER_STATE_DIR=/var/lib/browser-broker \
+    BROKER_PROFILES_DIR=/tmp/browser-broker-profiles
 EXPOSE 8000
+USER broker
 CMD ["python", "-m", "web"]

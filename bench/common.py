@@ -60,4 +60,5 @@ def running_broker(**env: str) -> Iterator[tuple[Broker, Api]]:
     finally:
         broker.stop()
         redis.stop()
+        broker.remove_profiles_root()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -28,6 +28,11 @@ def _default_state_dir() -> str:
     return str(Path(tempfile.gettempdir()) / "browser-broker")
 
 
+def _default_profiles_dir() -> str:
+    """Apart from the state folder, so browsers' users can reach their profiles without reaching the state."""
+    return str(Path(tempfile.gettempdir()) / "browser-broker-profiles")
+
+
 @dataclass(frozen=True)
 class Config:
     #: REDIS_URL: Redis for records, the Celery broker and relay notifications.
@@ -64,8 +69,18 @@ class Config:
     chromium_extra_flags: tuple[str, ...] = field(
         default_factory=lambda: tuple(shlex.split(_str("BROKER_CHROMIUM_EXTRA_FLAGS", "")))
     )
-    #: BROKER_STATE_DIR: a worker keeps its profile directories below this folder.
+    #: BROKER_STATE_DIR: the worker's private folder (snapshot scratch, local snapshots); kept 0700, never reachable by a browser.
     state_dir: Path = field(default_factory=lambda: Path(_str("BROKER_STATE_DIR", _default_state_dir())))
+    #: BROKER_PROFILES_DIR: browsers' profile folders (one per session, only its browser's user may enter); holds nothing else.
+    profiles_dir: Path = field(default_factory=lambda: Path(_str("BROKER_PROFILES_DIR", _default_profiles_dir())))
+    #: BROKER_BROWSER_USER: a root worker runs each browser as one of the users <this>-0, <this>-1, … (scripts/setup.sh), one per running browser on the host.
+    browser_user: str = field(default_factory=lambda: _str("BROKER_BROWSER_USER", "bb-browser"))
+    #: BROKER_CHROMIUM_SANDBOX: ``auto`` (Chromium's sandbox if this host allows it, else --no-sandbox, logged), ``on`` or ``off``.
+    chromium_sandbox: str = field(default_factory=lambda: _str("BROKER_CHROMIUM_SANDBOX", "auto"))
+    #: BROKER_CHROMIUM_POLICY_DIR: where Chromium reads managed policy; the worker checks the broker's policy is there.
+    chromium_policy_dir: Path = field(
+        default_factory=lambda: Path(_str("BROKER_CHROMIUM_POLICY_DIR", "/etc/chromium/policies/managed"))
+    )
     #: BROKER_WORKER_HOST: host the relay uses to reach this worker's browsers.
     worker_host: str = field(default_factory=lambda: _str("BROKER_WORKER_HOST", "127.0.0.1"))
     #: BROKER_HEARTBEAT_INTERVAL: seconds between a worker's heartbeats.
@@ -100,7 +115,7 @@ class Config:
     #: BROKER_TEST_KILL_AT: tests only: the worker SIGKILLs itself at this point of a save, to prove crash safety.
     test_kill_at: str = field(default_factory=lambda: _str("BROKER_TEST_KILL_AT", ""))
 
-    #: BROKER_ENV: ``production`` or ``development``; only development may run without BROKER_SECRET_KEY.
+    #: BROKER_ENV: ``production`` or ``development``; only development may run without BROKER_SECRET_KEY or the Chromium policy.
     env: str = field(default_factory=lambda: _str("BROKER_ENV", "production"))
     #: BROKER_SECRET_KEY: encrypts stored proxy passwords and derives connect tokens; web and workers must share it;
     #: required outside development.
@@ -109,6 +124,10 @@ class Config:
     proxy_connect_timeout: float = field(default_factory=lambda: _float("BROKER_PROXY_CONNECT_TIMEOUT", 10))
     #: BROKER_PROXY_CHECK_TARGET: host:port that POST /v1/proxies/:id/check asks the proxy to reach by default.
     proxy_check_target: str = field(default_factory=lambda: _str("BROKER_PROXY_CHECK_TARGET", "example.com:443"))
+
+    @property
+    def development(self) -> bool:
+        return self.env == "development"
 
     @property
     def create_lifetime(self) -> float:
@@ -132,6 +151,19 @@ class Config:
         """The session's CDP socket with its connect token (core.tokens) as ``?token=``."""
         url = f"{self.ws_base_url}/ws/session/{session_id}"
         return f"{url}?token={token}" if token else url
+
+
+#: Variables a browser never gets: the broker's own settings (secrets among them) and cloud credentials.
+_WITHHELD_FROM_BROWSERS = ("BROKER_", "REDIS_", "AWS_")
+
+
+def browser_environment() -> dict[str, str]:
+    """The worker's environment minus what only the broker may know.
+
+    A browser process is what a tenant drives; nothing it could be made to
+    reveal should open the broker's Redis or decrypt its secrets.
+    """
+    return {name: value for name, value in os.environ.items() if not name.startswith(_WITHHELD_FROM_BROWSERS)}
 
 
 def load() -> Config:

@@ -15,21 +15,27 @@ bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 export PORT="${PORT:-8000}"
 export BROKER_PUBLIC_URL="${BROKER_PUBLIC_URL:-http://127.0.0.1:$PORT}"
-# Redis data, the API and secret keys, profiles and context snapshots all live here.
+# Redis data, the API and secret keys and context snapshots live here, readable by nobody else
+# (browsers' users included: README, "Security").
 export BROKER_STATE_DIR="${BROKER_STATE_DIR:-$PWD/.state}"
 state="$BROKER_STATE_DIR"
+# Browsers' profiles: apart from the state, where their users can reach them; one folder per checkout.
+export BROKER_PROFILES_DIR="${BROKER_PROFILES_DIR:-${TMPDIR:-/tmp}/browser-broker-profiles-$(printf %s "$PWD" | sha256sum | cut -c1-8)}"
 # The worker's name comes from DYNO (Procfile): kept the same across restarts, so a worker that
 # was killed is followed by one that ends what it left (its browsers, its sessions' records).
 export DYNO="${DYNO:-local}"
+umask 077
 mkdir -p "$state"
+chmod 700 "$state"
 
 if [ -z "${BROKER_BOOTSTRAP_API_KEY:-}" ]; then
+  chmod 600 "$state/api-key" 2>/dev/null || true   # an older serve.sh left it world-readable
   [ -s "$state/api-key" ] || .venv/bin/python -c "import secrets; print('bb_' + secrets.token_urlsafe(32))" > "$state/api-key"
   export BROKER_BOOTSTRAP_API_KEY="$(cat "$state/api-key")"
 fi
 if [ -z "${BROKER_SECRET_KEY:-}" ]; then
   # Encrypts stored proxy passwords; kept beside the state so a restart can still read them.
-  [ -s "$state/secret-key" ] || (umask 077 && .venv/bin/python -c "import secrets; print(secrets.token_urlsafe(32))" > "$state/secret-key")
+  [ -s "$state/secret-key" ] || .venv/bin/python -c "import secrets; print(secrets.token_urlsafe(32))" > "$state/secret-key"
   export BROKER_SECRET_KEY="$(cat "$state/secret-key")"
 fi
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs whatever is missing for running and testing Browser Broker on Debian; safe to run again.
+# As root it also creates the users browsers run as and installs Chromium's managed policy.
 # Chromium, ChromeDriver and Redis come from Debian's packages; Python packages are pinned by
 # constraints.txt; the Node test client is pinned by tests/js/package-lock.json.
 set -euo pipefail
@@ -20,6 +21,25 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]} from Debian's packages"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Browsers never run as root: a root worker starts each one as a user of its own, one per browser
+# running on the host (README, "Security"). Chromium's managed policy refuses file://, chrome://,
+# devtools:// and view-source: to every page and CDP client; it is machine-wide, and a worker
+# outside development does not start without it.
+prefix="${BROKER_BROWSER_USER:-bb-browser}"
+if [ "$(id -u)" = 0 ]; then
+  getent group "$prefix" >/dev/null || groupadd --system "$prefix"
+  for i in $(seq 0 $(( ${BB_BROWSER_USERS:-32} - 1 ))); do
+    id -u "$prefix-$i" >/dev/null 2>&1 || useradd --system --gid "$prefix" --no-create-home \
+      --home-dir /nonexistent --shell /usr/sbin/nologin "$prefix-$i"
+  done
+  policy=/etc/chromium/policies/managed/browser-broker.json
+  cmp -s tasks/chromium_policy.json "$policy" || install -D -m 0644 tasks/chromium_policy.json "$policy"
+else
+  echo "setup: not root: no browser users created and no Chromium policy installed; browsers will run as" \
+       "the worker's user, and a worker outside BROKER_ENV=development refuses to start until" \
+       "'sudo bash scripts/setup.sh' installs the policy" >&2
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv

@@ -3,12 +3,14 @@
 Two launchers share one interface. ``selenium`` (the default) lets ChromeDriver
 start the browser, as the design asks; ``direct`` starts Chromium itself, which
 saves about 170 ms and 31 MiB a session (CHROMIUM-NOTES.md). Either way the
-browser is only handed out after it answered a real CDP call.
+browser is only handed out after it answered a real CDP call, and it runs (with
+its ChromeDriver) as a user of its own (tasks/browser_users.py), with Chromium's
+sandbox unless the worker found at start that this host cannot give it one.
 """
 from __future__ import annotations
 
 import json
-import os
+import logging
 import subprocess
 import tempfile
 import time
@@ -19,12 +21,14 @@ from typing import Any, Protocol
 
 import psutil
 
-from core.config import Config
+from core.config import Config, browser_environment
 from core.cdp import CdpConnection, CdpError
+from tasks.browser_users import BrowserUser, BrowserUsers
+
+log = logging.getLogger(__name__)
 
 #: Every browser gets these; DEVELOPERS.md explains the first group, the issue the rest.
 BASE_FLAGS: tuple[str, ...] = (
-    "--no-sandbox",
     "--headless=new",
     "--disable-gpu",
     "--disable-dev-shm-usage",
@@ -44,6 +48,8 @@ BASE_FLAGS: tuple[str, ...] = (
     # navigator.webdriver stays false, as in a browser a person drives.
     "--disable-blink-features=AutomationControlled",
 )
+#: Only when the worker found no usable sandbox (or was told so): logged at its start.
+NO_SANDBOX_FLAG = "--no-sandbox"
 DEVTOOLS_PORT_FILE = "DevToolsActivePort"
 READY_POLL = 0.01
 EXIT_GRACE = 5.0
@@ -60,6 +66,7 @@ class RunningBrowser:
     browser_path: str
     pids: list[int]
     handle: Any = field(repr=False)
+    user: BrowserUser
     #: Chromium's own browser process (not ChromeDriver's), watched to notice the browser exiting by itself.
     main: psutil.Process | None = field(default=None, repr=False)
     version: str = ""
@@ -88,10 +95,23 @@ def session_temp_dir(profile_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"bb-{profile_dir.name[-16:]}"
 
 
-def child_env(profile_dir: Path) -> dict[str, str]:
+def child_env(profile_dir: Path, user: BrowserUser) -> dict[str, str]:
+    """The profile and the temp dir become the user's; the temp dir is its HOME too, so nothing lands elsewhere."""
     temp = session_temp_dir(profile_dir)
     temp.mkdir(exist_ok=True)
-    return {**os.environ, "TMPDIR": str(temp)}
+    user.take(profile_dir, temp)
+    return {**browser_environment(), "TMPDIR": str(temp), "HOME": str(temp)}
+
+
+def hand_back(profile_dir: Path, user: BrowserUser) -> None:
+    """Once the browser's process tree has ended: nothing left running as its user, its folders
+    out of that user's reach, then the user free for another browser."""
+    strays = user.end_strays()
+    if strays:
+        log.warning("%s: ended %d process(es) still running as it after its browser's process tree had ended "
+                    "(children started during the stop, or processes that left the tree)", user.name, len(strays))
+    user.give_back(profile_dir, session_temp_dir(profile_dir))
+    user.release()
 
 
 def browser_flags(config: Config, extra: list[str] | None = None) -> list[str]:
@@ -169,22 +189,33 @@ def end_processes(procs: list[psutil.Process], grace: float = EXIT_GRACE) -> Non
     _wait_exit(alive, EXIT_GRACE)
 
 
-class DirectLauncher:
-    def __init__(self, config: Config) -> None:
+class _Launcher:
+    def __init__(self, config: Config, users: BrowserUsers, sandbox: bool) -> None:
         self.config = config
+        self.users = users
+        self.sandbox = sandbox
 
+    def _flags(self, flags: list[str]) -> list[str]:
+        return flags if self.sandbox else [*flags, NO_SANDBOX_FLAG]
+
+
+class DirectLauncher(_Launcher):
     def start(self, profile_dir: Path, flags: list[str], timeout: float) -> RunningBrowser:
         deadline = time.monotonic() + timeout
-        proc = subprocess.Popen(
-            [self.config.chromium_path, *flags, f"--user-data-dir={profile_dir}", "--remote-debugging-port=0", "about:blank"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            env=child_env(profile_dir),
-        )
-        port_file = profile_dir / DEVTOOLS_PORT_FILE
+        user = self.users.acquire()
+        proc: subprocess.Popen | None = None
         try:
+            proc = subprocess.Popen(
+                [self.config.chromium_path, *self._flags(flags), f"--user-data-dir={profile_dir}",
+                 "--remote-debugging-port=0", "about:blank"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                env=child_env(profile_dir, user),
+                **user.popen_kwargs(),
+            )
+            port_file = profile_dir / DEVTOOLS_PORT_FILE
             while True:
                 lines = port_file.read_text().split("\n") if port_file.exists() else []
                 if len(lines) >= 2 and lines[1]:
@@ -194,11 +225,14 @@ class DirectLauncher:
                 if time.monotonic() > deadline:
                     raise LaunchError("Chromium did not open its debugging port in time")
                 time.sleep(READY_POLL)
-            browser = RunningBrowser(profile_dir, int(lines[0]), lines[1].strip(), [proc.pid], proc, psutil.Process(proc.pid))
+            browser = RunningBrowser(profile_dir, int(lines[0]), lines[1].strip(), [proc.pid], proc, user,
+                                     psutil.Process(proc.pid))
             wait_for_cdp(browser, deadline)
             return browser
         except BaseException:
-            end_processes(process_tree([proc.pid]), grace=0)
+            if proc is not None:
+                end_processes(process_tree([proc.pid]), grace=0)
+            hand_back(profile_dir, user)
             raise
 
     def stop(self, browser: RunningBrowser) -> None:
@@ -210,6 +244,7 @@ class DirectLauncher:
             pass
         end_processes(procs)
         browser.handle.wait(EXIT_GRACE)
+        hand_back(browser.profile_dir, browser.user)
 
 
 def _browser_process(driver_pid: int) -> psutil.Process | None:
@@ -227,9 +262,8 @@ def _browser_process(driver_pid: int) -> psutil.Process | None:
     return None
 
 
-class SeleniumLauncher:
-    def __init__(self, config: Config) -> None:
-        self.config = config
+class SeleniumLauncher(_Launcher):
+    """ChromeDriver runs as the browser's user too: it needs nothing of the worker's."""
 
     def start(self, profile_dir: Path, flags: list[str], timeout: float) -> RunningBrowser:
         from selenium import webdriver
@@ -239,35 +273,38 @@ class SeleniumLauncher:
         deadline = time.monotonic() + timeout
         options = webdriver.ChromeOptions()
         options.binary_location = self.config.chromium_path
-        for flag in [*flags, f"--user-data-dir={profile_dir}"]:
+        for flag in [*self._flags(flags), f"--user-data-dir={profile_dir}"]:
             options.add_argument(flag)
         # Without this ChromeDriver sets navigator.webdriver, which sites read as a bot.
         options.add_experimental_option("excludeSwitches", ["enable-automation"])
-        # An executable path means Selenium Manager is never run, so nothing is downloaded.
-        # A session of its own, as with the direct launcher: a signal to the worker's process group
-        # (a process manager, a terminal's Ctrl-C) must not kill browsers before their stop flow has run.
-        service = Service(
-            executable_path=self.config.chromedriver_path, log_output=subprocess.DEVNULL, env=child_env(profile_dir),
-            popen_kw={"start_new_session": True},
-        )
+        user = self.users.acquire()
+        service = None
         try:
-            driver = webdriver.Chrome(service=service, options=options)
-        except WebDriverException as error:
-            if service.process is not None:
-                end_processes(process_tree([service.process.pid]), grace=0)
-            raise LaunchError(f"ChromeDriver could not start Chromium: {error.msg}") from error
-        pids = [service.process.pid]
-        try:
+            # An executable path means Selenium Manager is never run, so nothing is downloaded.
+            # A session of its own, as with the direct launcher: a signal to the worker's process group
+            # (a process manager, a terminal's Ctrl-C) must not kill browsers before their stop flow has run.
+            service = Service(
+                executable_path=self.config.chromedriver_path, log_output=subprocess.DEVNULL,
+                env=child_env(profile_dir, user), popen_kw={"start_new_session": True, **user.popen_kwargs()},
+            )
+            try:
+                driver = webdriver.Chrome(service=service, options=options)
+            except WebDriverException as error:
+                raise LaunchError(f"ChromeDriver could not start Chromium: {error.msg}") from error
+            pids = [service.process.pid]
             address = driver.capabilities["goog:chromeOptions"]["debuggerAddress"]
             port = int(address.rsplit(":", 1)[1])
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/version", timeout=5) as answer:
                 ws_url = json.load(answer)["webSocketDebuggerUrl"]
             path = ws_url[ws_url.index("/devtools/"):]
-            browser = RunningBrowser(profile_dir, port, path, pids, driver, _browser_process(service.process.pid))
+            browser = RunningBrowser(profile_dir, port, path, pids, driver, user, _browser_process(service.process.pid))
             wait_for_cdp(browser, deadline)
             return browser
         except BaseException:
-            end_processes(process_tree(pids), grace=0)
+            # Service has no ``process`` until ChromeDriver was started.
+            if (driver_process := getattr(service, "process", None)) is not None:
+                end_processes(process_tree([driver_process.pid]), grace=0)
+            hand_back(profile_dir, user)
             raise
 
     def stop(self, browser: RunningBrowser) -> None:
@@ -277,13 +314,14 @@ class SeleniumLauncher:
         except Exception:  # ChromeDriver already gone: the processes are ended below either way
             pass
         end_processes(procs)
+        hand_back(browser.profile_dir, browser.user)
 
 
-LAUNCHERS: dict[str, type] = {"selenium": SeleniumLauncher, "direct": DirectLauncher}
+LAUNCHERS: dict[str, type[_Launcher]] = {"selenium": SeleniumLauncher, "direct": DirectLauncher}
 
 
-def make_launcher(config: Config) -> Launcher:
+def make_launcher(config: Config, users: BrowserUsers, sandbox: bool) -> Launcher:
     try:
-        return LAUNCHERS[config.launcher](config)
+        return LAUNCHERS[config.launcher](config, users, sandbox)
     except KeyError:
         raise ValueError(f"BROKER_LAUNCHER must be one of {', '.join(LAUNCHERS)}, not {config.launcher!r}") from None

@@ -23,7 +23,13 @@ def consume_own_queue(sender: str, instance, **_: object) -> None:
     """Before any task arrives: take this worker's queue and settle what an earlier life left."""
     set_worker_name(sender)
     instance.app.amqp.queues.select_add(worker_queue(sender))
-    pool().clean_leftovers()
+    try:
+        pool().clean_leftovers()
+    except Exception as error:
+        # ConfinementError (its browsers could read the host) or a pool that cannot be built at all.
+        # Celery's signal dispatch would log an Exception and carry on without a pool; SystemExit ends the worker.
+        log.critical("this worker does not start: %s", error)
+        raise SystemExit(1) from error
     for session_id in store.sessions.on_worker(worker_queue(sender)):
         machine.lose(session_id)
 

@@ -9,7 +9,9 @@ from core.snapshots import open_snapshot_store
 from core.states import SessionMachine
 from core.store import Store
 from tasks.celery_app import celery, config
+from tasks.browser_users import BrowserUsers, NoBrowserUser
 from tasks.chromium import make_launcher
+from tasks.confinement import ConfinementError, start_checks
 from tasks.contexts import ContextState
 from tasks.forwarder import Forwarders
 from tasks.intake import LaunchIntake
@@ -29,7 +31,14 @@ def forwarders() -> Forwarders:
 
 @functools.cache
 def pool() -> ChromiumPool:
-    chromium_pool = ChromiumPool(make_launcher(config), config.pool_size, config.state_dir / "profiles" / worker_name())
+    """Raises ConfinementError (from the start checks) if this worker's browsers could read the host."""
+    try:
+        users = BrowserUsers(config.browser_user)
+    except NoBrowserUser as error:
+        raise ConfinementError(str(error)) from error
+    root = config.profiles_dir / worker_name()
+    sandbox = start_checks(config, users, root)
+    chromium_pool = ChromiumPool(make_launcher(config, users, sandbox), config.pool_size, root)
     # A session's forwarder ends with its browser, whichever path ends the browser.
     chromium_pool.release_hooks.append(forwarders().stop)
     chromium_pool.release_hooks.append(lambda _: intake().reconcile())

@@ -41,6 +41,8 @@ def brokers(workdir, redis_server):
         broker.stop()
     wait_until(lambda: not run_processes(), 20, message="browser processes of this run to end")
     leftovers = [p for broker in started for p in broker.leftovers()]
+    for broker in started:
+        broker.remove_profiles_root()
     assert not leftovers, f"profile directories left behind: {leftovers}"
 
 

@@ -136,7 +136,7 @@ def test_sigkilled_worker_sessions_end_as_worker_lost_and_context_keeps_last_sna
     plain = api.create_session()
     life.workers["a@test"].send_signal(signal.SIGKILL)
     life.workers["a@test"].wait(10)
-    assert browser_processes(str(life.state_dir / "profiles" / "a@test")), "Chromium outlives a SIGKILLed worker"
+    assert browser_processes(str(life.worker_profiles("a@test"))), "Chromium outlives a SIGKILLed worker"
 
     life.start_worker("b")
     for session in (with_context, plain):
@@ -146,9 +146,9 @@ def test_sigkilled_worker_sessions_end_as_worker_lost_and_context_keeps_last_sna
     api.stop_session(again["id"])
 
     life.start_worker("a")
-    wait_until(lambda: not browser_processes(str(life.state_dir / "profiles" / "a@test")), 20,
+    wait_until(lambda: not browser_processes(str(life.worker_profiles("a@test"))), 20,
                message="the restarted worker to end what its earlier life left")
-    assert not list((life.state_dir / "profiles" / "a@test").iterdir())
+    assert not list((life.worker_profiles("a@test")).iterdir())
 
 
 def test_sigterm_stops_sessions_through_the_normal_flow(life, api, pages):

@@ -39,6 +39,7 @@ class Served:
         self.state = root / "state"
         # Short, like /tmp: Chromium puts a Unix socket (108 bytes at most) in its temp folder.
         self.tmp = Path(tempfile.mkdtemp(prefix="bbs-"))
+        self.tmp.chmod(0o711)  # browsers' users enter their temp and profile folders below it
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_") and k not in ("REDIS_URL", "DYNO")}
@@ -159,7 +160,7 @@ def test_serve_stops_cleanly_saving_contexts_worker_first_redis_last(how, tmp_pa
         assert set(gone) == {"redis", "web", "worker", "flower"}, gone
         assert gone["worker"] < gone["redis"] and gone["web"] < gone["redis"] and gone["flower"] < gone["redis"]
         assert served.processes() == []
-        assert list((served.state / "profiles").glob("*/*")) == []
+        assert list(served.tmp.glob("browser-broker-profiles-*/*/*")) == []
         assert list(served.tmp.glob("bb-*")) == []
         assert list((served.state / "snapshots" / context["id"]).glob("*.tar.zst"))
         cookies, record = stopped_context_state(served.state, context["id"], session["id"])

@@ -1,6 +1,7 @@
 """Pages the tests' browsers load, served by the test itself on 127.0.0.1."""
 from __future__ import annotations
 
+import html
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -54,6 +55,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._html(STATE_PAGE)
         if url.path == "/status":
             return self._html(f"<title>status</title>{query['code']}", status=int(query["code"]))
+        if url.path == "/frames":
+            frames = "".join(f'<iframe src="{html.escape(src)}"></iframe>' for src in parse_qs(url.query).get("src", []))
+            return self._html(f"<!doctype html><title>frames</title>{frames}")
+        if url.path == "/upload":
+            return self._html("<!doctype html><title>upload</title><input type=file id=f multiple>")
         title = query.get("title", "hello")
         return self._html(f"<!doctype html><title>{title}</title><h1>{title}</h1>")
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from contextlib import closing
@@ -118,6 +120,8 @@ class Broker:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.state_dir = workdir / f"state-{self.port}"
+        # Outside the (0700) workdir: browsers' users must be able to walk down to their profiles.
+        self.profiles_dir = Path(tempfile.gettempdir()) / f"bb-test-profiles-{RUN_ID[:8]}-{self.port}"
         self.env = {
             **os.environ,
             RUN_MARK: RUN_ID,
@@ -129,6 +133,7 @@ class Broker:
             "BROKER_SECRET_KEY": SECRET_KEY,
             "BROKER_PROXY_CONNECT_TIMEOUT": "3",
             "BROKER_STATE_DIR": str(self.state_dir),
+            "BROKER_PROFILES_DIR": str(self.profiles_dir),
             "BROKER_CHROMIUM_EXTRA_FLAGS": TEST_FLAGS,
             "BROKER_HEARTBEAT_INTERVAL": "1",
             "BROKER_WORKER_TTL": "5",
@@ -163,13 +168,20 @@ class Broker:
         wait_until(lambda: self._web_answers(url), 30, message="second web process")
         return proc, url
 
+    def spawn_worker(self, name: str, **env: str) -> subprocess.Popen:
+        """A worker process, not yet known to be up (tests of a worker that must refuse to start)."""
+        args = [sys.executable, "-m", "celery", "-A", "tasks.celery_app", "worker", "-Q", "browsers.launch",
+                "-n", f"{name}@test", "--loglevel=INFO", "--without-gossip", "--without-mingle"]
+        self.worker_logs.append(self.workdir / f"worker-{name}.log")
+        return self._spawn(args, f"worker-{name}.log", {**self.env, **env})
+
+    def worker_log(self, name: str) -> str:
+        return (self.workdir / f"worker-{name}.log").read_text(errors="replace")
+
     def start_worker(self, name: str | None = None, **env: str) -> str:
         name = name or f"w{len(self.workers)}-{self.port}"
         nodename = f"{name}@test"
-        args = [sys.executable, "-m", "celery", "-A", "tasks.celery_app", "worker", "-Q", "browsers.launch",
-                "-n", nodename, "--loglevel=INFO", "--without-gossip", "--without-mingle"]
-        self.workers[nodename] = self._spawn(args, f"worker-{name}.log", {**self.env, **env})
-        self.worker_logs.append(self.workdir / f"worker-{name}.log")
+        self.workers[nodename] = self.spawn_worker(name, **env)
         wait_until(lambda: nodename in self.live_workers(), 60, message=f"worker {nodename} heartbeat")
         return nodename
 
@@ -200,10 +212,15 @@ class Broker:
         if self.web:
             end_process(self.web)
 
+    def remove_profiles_root(self) -> None:
+        shutil.rmtree(self.profiles_dir, ignore_errors=True)
+
     def profile_dirs(self) -> list[Path]:
         return [p for p in self.leftovers() if p.is_dir()]
 
     def leftovers(self) -> list[Path]:
         """Profile directories and PID files of the workers' pools."""
-        root = self.state_dir / "profiles"
-        return list(root.glob("*/*")) if root.exists() else []
+        return list(self.profiles_dir.glob("*/*")) if self.profiles_dir.exists() else []
+
+    def worker_profiles(self, nodename: str) -> Path:
+        return self.profiles_dir / nodename
