@@ -10,7 +10,7 @@ never the browser. Both are in the OpenAPI document, without the API key.
 """
 from __future__ import annotations
 
-from flask import Blueprint as FlaskBlueprint, request
+from flask import Blueprint as FlaskBlueprint, jsonify, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields
@@ -63,7 +63,9 @@ class CdpSocket(MethodView):
     def get(self, query: dict, session_id: str):
         """The session's CDP WebSocket: connect to the cdpUrl as given (`puppeteer.connect`, `connectOverCDP`)."""
         running_session(session_id, query.get(TOKEN_PARAM))
-        abort(426, message="This is a WebSocket endpoint: connect with a CDP client.", headers={"Upgrade": "websocket"})
+        # Werkzeug has no exception for 426, so the answer is built here rather than raised.
+        message = "This is a WebSocket endpoint: connect with a CDP client."
+        return jsonify(code=426, status="Upgrade Required", message=message), 426, {"Upgrade": "websocket"}
 
 
 #: Upgrades the relay did not take arrive here (Werkzeug routes WebSocket requests to WebSocket rules only).

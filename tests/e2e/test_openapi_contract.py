@@ -24,7 +24,7 @@ from tests.support.processes import ROOT
 
 PROJECT = "schemathesis"
 SEED = 20261130
-MAX_EXAMPLES = 10
+MAX_EXAMPLES = 5
 RUN_TIMEOUT = 600
 #: A create answers once its browser is up (and its first page loaded): seconds on a busy machine, not 10.
 REQUEST_TIMEOUT = 90
