@@ -11,7 +11,7 @@ from core.reaping import LostWorkerReaper
 from core.states import SessionMachine
 from core.store import Store
 from tests.support.processes import free_port
-from tests.unit.test_states import WORKER, running_session, status_of
+from tests.support.records import WORKER, running_session, status_of
 
 TTL = 0.3
 NAME = WORKER.removeprefix("browsers.worker.")
