@@ -14,8 +14,10 @@
 # BROKER_CHROMIUM_SANDBOX=on to refuse to start without it.
 FROM python:3.11-slim-bookworm
 
+# tini runs as PID 1 and reaps what re-parents to it: Chromium's helper processes outlive a killed
+# browser for a moment, and a container without an init keeps them as zombies.
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver tini \
  && rm -rf /var/lib/apt/lists/*
 
 # Chromium's managed policy (machine-wide): no file://, chrome://, devtools://, view-source: for any page.
@@ -26,10 +28,10 @@ RUN groupadd --system bb-browser \
  && for i in $(seq 0 15); do useradd --system --gid bb-browser --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin "bb-browser-$i"; done \
  && useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin broker \
- && install -d -o broker -g broker -m 0700 /var/lib/browser-broker
+ && install -d -o broker -g broker -m 0700 /var/lib/browser-broker /var/lib/browser-broker/snapshots
 
 WORKDIR /srv/broker
-COPY pyproject.toml constraints.txt README.md web.py ./
+COPY pyproject.toml constraints.txt README.md Procfile web.py ./
 COPY core ./core
 COPY app ./app
 COPY tasks ./tasks
@@ -39,6 +41,8 @@ RUN pip install --no-cache-dir -c constraints.txt .
 ENV PORT=8000 \
     BROKER_STATE_DIR=/var/lib/browser-broker \
     BROKER_PROFILES_DIR=/tmp/browser-broker-profiles
-EXPOSE 8000
+# 8000: the web process (API + CDP relay). 9223: a worker's gateway, for the web process only.
+EXPOSE 8000 9223
 USER broker
+ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["python", "-m", "web"]

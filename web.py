@@ -9,8 +9,12 @@ monkey.patch_all()
 
 import logging  # noqa: E402
 
+import gevent  # noqa: E402
+
 from app import create_app  # noqa: E402
 from core.config import load  # noqa: E402
+from core.reaping import LostWorkerReaper, reap_forever  # noqa: E402
+from core.states import SessionMachine  # noqa: E402
 from core.store import Store  # noqa: E402
 from proxy.server import serve  # noqa: E402
 
@@ -19,7 +23,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load()
     store = Store(config)
-    serve(config, store, create_app(config, store))
+    app = create_app(config, store)
+    # Reaping needs no live worker: the only worker's sessions end as worker_lost too (core/reaping.py).
+    gevent.spawn(reap_forever, LostWorkerReaper(SessionMachine(store)), gevent.sleep)
+    serve(config, store, app)
 
 
 if __name__ == "__main__":

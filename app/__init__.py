@@ -7,6 +7,7 @@ from flask import Blueprint, Flask
 from app import docs, errors, limits, routing
 from core.config import Config, load
 from app.extensions import api
+from core.browser_link import BrowserLinks
 from core.crypto import SecretBox
 from core.dispatch import Dispatcher, make_celery
 from core.states import SessionMachine
@@ -48,6 +49,7 @@ def create_app(config: Config | None = None, store: Store | None = None) -> Flas
     app.extensions["broker.secret_box"] = SecretBox.from_config(config)
     app.extensions["broker.connect_tokens"] = ConnectTokens.from_config(config)
     app.wsgi_app = limits.BodyLimit(app.wsgi_app, config.max_body_bytes)
+    app.extensions["broker.links"] = BrowserLinks.from_config(config)
     errors.register(app)
     api.init_app(app)
     routing.register(app, api)

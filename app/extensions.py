@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import current_app
 
+from core.browser_link import BrowserLinks
 from core.config import Config
 from app.errors import BrokerApi
 from core.crypto import SecretBox
@@ -31,3 +32,7 @@ def secret_box() -> SecretBox:
 
 def connect_tokens() -> ConnectTokens:
     return current_app.extensions["broker.connect_tokens"]
+
+
+def links() -> BrowserLinks:
+    return current_app.extensions["broker.links"]

@@ -18,9 +18,11 @@ class CdpError(RuntimeError):
 
 
 class CdpConnection:
-    def __init__(self, ws_url: str, timeout: float = 10.0) -> None:
+    def __init__(self, ws_url: str, timeout: float = 10.0, header: list[str] | None = None) -> None:
+        """``header``: extra upgrade headers (``Name: value``), e.g. a worker gateway's credential."""
         self._ws = websocket.create_connection(
-            ws_url, timeout=timeout, skip_utf8_validation=True, suppress_origin=True, enable_multithread=False
+            ws_url, timeout=timeout, skip_utf8_validation=True, suppress_origin=True, enable_multithread=False,
+            header=header or [],
         )
         self._ids = itertools.count(1)
         self._events: list[dict] = []

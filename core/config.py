@@ -24,6 +24,10 @@ def _float(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
 
+def _bool(name: str, default: bool) -> bool:
+    return os.environ.get(name, "1" if default else "0").strip().lower() in ("1", "true", "yes", "on")
+
+
 def _default_state_dir() -> str:
     return str(Path(tempfile.gettempdir()) / "browser-broker")
 
@@ -81,11 +85,17 @@ class Config:
     chromium_policy_dir: Path = field(
         default_factory=lambda: Path(_str("BROKER_CHROMIUM_POLICY_DIR", "/etc/chromium/policies/managed"))
     )
-    #: BROKER_WORKER_HOST: host the relay uses to reach this worker's browsers.
+    #: BROKER_WORKER_HOST: address the web process uses to reach this worker's gateway; ``auto``: this host's name resolved.
     worker_host: str = field(default_factory=lambda: _str("BROKER_WORKER_HOST", "127.0.0.1"))
+    #: BROKER_GATEWAY_BIND: address the worker's gateway binds; empty: BROKER_WORKER_HOST's address.
+    gateway_bind: str = field(default_factory=lambda: _str("BROKER_GATEWAY_BIND", ""))
+    #: BROKER_GATEWAY_PORT: port of the worker's gateway; 0: a free port, advertised with each session.
+    gateway_port: int = field(default_factory=lambda: _int("BROKER_GATEWAY_PORT", 0))
+    #: BROKER_GATEWAY_ALWAYS: 1: the web process goes through the gateway even to a browser on its own host.
+    gateway_always: bool = field(default_factory=lambda: _bool("BROKER_GATEWAY_ALWAYS", False))
     #: BROKER_HEARTBEAT_INTERVAL: seconds between a worker's heartbeats.
     heartbeat_interval: float = field(default_factory=lambda: _float("BROKER_HEARTBEAT_INTERVAL", 5))
-    #: BROKER_WORKER_TTL: a worker silent this long counts as gone.
+    #: BROKER_WORKER_TTL: a worker silent this long counts as gone; its sessions end as worker_lost within 3× this.
     worker_ttl: float = field(default_factory=lambda: _float("BROKER_WORKER_TTL", 20))
     #: BROKER_SHUTDOWN_GRACE: seconds a worker told to stop (SIGTERM) has to stop its sessions, contexts saved.
     shutdown_grace: float = field(default_factory=lambda: _float("BROKER_SHUTDOWN_GRACE", 25))
@@ -137,6 +147,15 @@ class Config:
         count as live this long, then as gone.
         """
         return self.create_wait + self.launch_timeout + 60
+
+    @property
+    def worker_lost_bound(self) -> float:
+        """Longest a vanished worker's sessions stay ``running``: a TTL of silence, then a reaper that was healthy a TTL.
+
+        The second TTL only counts after a reaper's own start or a Redis outage
+        (a reaper must first see every live worker heartbeat); the third is slack.
+        """
+        return 3 * self.worker_ttl
 
     @property
     def ws_base_url(self) -> str:

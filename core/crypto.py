@@ -1,5 +1,6 @@
 """Encryption of the secrets the broker must store readable again (upstream proxy passwords), and the
-deployment secret every other derived key comes from (connect tokens: core.tokens).
+deployment secret every other derived key comes from (connect tokens: core.tokens; worker gateway
+credentials: core.gateway_auth).
 
 The key comes from ``BROKER_SECRET_KEY``: the web process encrypts, the worker
 decrypts, so both need the same value. Each use gets its own key from it through
@@ -45,7 +46,8 @@ def deployment_secret(config: Config) -> str:
         log.warning("BROKER_SECRET_KEY is not set: development mode derives secrets from a public key")
         return DEVELOPMENT_SECRET
     raise MissingSecretKey(
-        "BROKER_SECRET_KEY is not set. It encrypts stored proxy passwords and derives connect tokens; set it to a "
+        "BROKER_SECRET_KEY is not set. It encrypts stored proxy passwords and derives connect tokens and worker "
+        "gateway credentials; set it to a "
         "long random string (the same in the web process and every worker), or set BROKER_ENV=development for a "
         "local run."
     )

@@ -38,6 +38,10 @@ def make_celery(config: Config, include: list[str] | None = None) -> Celery:
         # With Redis down, a create fails in seconds instead of hanging in publish retries.
         broker_connection_timeout=3,
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},
+        # Redis on another host can vanish without closing TCP (a cut link): no command waits on a dead
+        # connection for long, and a consumer's BRPOP left unanswered is dropped and reopened within seconds
+        # (kombu's default, 25 s checks, let a worker whose link came back idle for up to a minute).
+        broker_transport_options={"socket_timeout": 10, "health_check_interval": 5},
         task_send_sent_event=True,
     )
     return celery

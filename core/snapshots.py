@@ -38,6 +38,10 @@ class SnapshotError(RuntimeError):
     pass
 
 
+class SnapshotNotHere(SnapshotError):
+    """A ``file://`` snapshot saved on another host: the context is fine, this worker cannot see it."""
+
+
 def new_version() -> str:
     """Sortable by time, unique across workers."""
     return f"v{int(time.time() * 1000):013d}-{secrets.token_hex(4)}"
@@ -114,7 +118,11 @@ class LocalSnapshotStore:
         try:
             shutil.copyfile(self._path(context_id, version), target)
         except FileNotFoundError as error:
-            raise SnapshotError(f"snapshot {version} is missing") from error
+            raise SnapshotNotHere(
+                f"its snapshot {version} is not in {self.root} on this worker's host: file:// snapshots stay on the "
+                "host that saved them. With workers on several hosts, set BROKER_SNAPSHOT_URL to an s3:// store "
+                "that every worker reaches (or put the file:// folder on storage every worker mounts)"
+            ) from error
 
     def delete(self, context_id: str, version: str) -> None:
         self._path(context_id, version).unlink(missing_ok=True)

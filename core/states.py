@@ -109,11 +109,15 @@ class SessionRecord(TypedDict, total=False):
     navigationError: str | None
     #: The worker's queue, set when a worker claims the launch.
     worker: str
-    #: Where the relay and the cookie calls reach the browser; never shown to users.
+    #: The browser's socket on its own host's loopback; never shown to users.
     browserWsUrl: str
     #: The connect token's salt and SHA-256 (core.tokens); the token itself is never stored.
     connectSalt: str
     connectTokenHash: str | None
+    #: Which host (loopback) the browser is on (core.browser_link.local_host_id).
+    hostId: str
+    #: ``host:port`` of the owning worker's gateway, the way in from any other host.
+    gateway: str
     browserVersion: str
     userAgent: str
 

@@ -25,6 +25,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, Request
 from wsproto.frame_protocol import CloseReason, FrameProtocol
 
+from core.browser_link import BrowserRoute
 from proxy.frames import OPCODE_CLOSE, FrameTracker
 
 log = logging.getLogger(__name__)
@@ -50,14 +51,19 @@ def _tune(sock: socket.socket) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def connect_browser(ws_url: str) -> socket.socket:
-    """Open the browser-level CDP socket (``/devtools/browser/<id>``), as ``puppeteer.connect`` would."""
-    parts = urlsplit(ws_url)
+def connect_browser(route: BrowserRoute) -> socket.socket:
+    """Open the browser-level CDP socket, as ``puppeteer.connect`` would: on loopback, or through the worker's gateway.
+
+    Either way the answer to the upgrade is Chromium's own; the gateway only
+    checks the credential in ``route.headers`` first.
+    """
+    parts = urlsplit(route.url)
     sock = socket.create_connection((parts.hostname, parts.port), timeout=HANDSHAKE_TIMEOUT)
     try:
         _tune(sock)
         ws = WSConnection(ConnectionType.CLIENT)
-        sock.sendall(ws.send(Request(host=f"{parts.hostname}:{parts.port}", target=parts.path)))
+        request = Request(host=f"{parts.hostname}:{parts.port}", target=parts.path, extra_headers=list(route.headers))
+        sock.sendall(ws.send(request))
         while True:
             data = sock.recv(4096)
             if not data:

@@ -20,6 +20,7 @@ import gevent
 from gevent.pywsgi import WSGIHandler, WSGIServer
 from wsproto.utilities import RemoteProtocolError
 
+from core.browser_link import BrowserLinks
 from core.config import Config
 from core.environ import CLIENT_SOCKET
 from core.states import Status
@@ -59,7 +60,7 @@ class BrokerHandler(WSGIHandler):
         if record is None or record["status"] != Status.RUNNING or not matches(record, token):
             return super().run_application()
         try:
-            browser = connect_browser(record["browserWsUrl"])
+            browser = connect_browser(self.server.links.route(record))
         except (OSError, HandshakeError) as error:
             log.warning("session %s: cannot reach its browser: %s", session_id, error)
             return self._json_error(502, "Bad Gateway", "The session's browser cannot be reached.")
@@ -104,6 +105,7 @@ class BrokerServer(WSGIServer):
         self.config = config
         self.store = store
         self.registry = registry
+        self.links = BrowserLinks.from_config(config)
 
 
 def serve(config: Config, store: Store, wsgi_app: Callable) -> None:

@@ -16,6 +16,9 @@ python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
 if [ "$want_node" = "--with-node" ]; then
   command -v node >/dev/null || missing+=(nodejs)
   command -v npm >/dev/null || missing+=(npm)
+  # The multi-host tests build hosts from network namespaces (ip netns) with hostnames of their own (unshare).
+  command -v ip >/dev/null || missing+=(iproute2)
+  command -v unshare >/dev/null || missing+=(util-linux)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]} from Debian's packages"

@@ -12,16 +12,17 @@ from pathlib import Path
 from celery.exceptions import Reject
 from celery.signals import task_received, task_revoked
 
+from core.browser_link import local_host_id
 from core.cdp import navigate_first_page
 from core.dispatch import LAUNCH_TASK, STOP_TASK, worker_queue
 from core.ids import iso_after
-from core.snapshots import SnapshotError
+from core.snapshots import SnapshotError, SnapshotNotHere
 from core.states import StopReason
 from tasks.celery_app import celery, config
 from tasks.chromium import browser_flags
 from tasks.pool import PoolFull
 from tasks.profile_cookies import ProfileCookiesError, exited_cleanly
-from tasks.runtime import contexts, forwarders, intake, machine, pool, secret_box, store
+from tasks.runtime import contexts, forwarders, gateway, intake, machine, pool, secret_box, store
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ def launch(self, session_id: str) -> None:
     try:
         flags = browser_flags(config, forwarders().route(record, store, secret_box))
         browser = pool().acquire(session_id, flags, timeout=config.launch_timeout, prepare=prepare)
+    except SnapshotNotHere as error:
+        return _fail(session_id, f"Context {context_id} cannot be restored here: {error}.", code=409)
     except SnapshotError as error:
         return _fail(session_id, f"Context {context_id} cannot be restored ({error}); "
                      "delete the context to start over.", code=409)
@@ -76,7 +79,9 @@ def launch(self, session_id: str) -> None:
             log.info("session %s: first navigation to %s: %s", session_id, record["url"], navigation_error)
     running = machine.ready(
         session_id,
-        browserWsUrl=browser.ws_url(config.worker_host),
+        browserWsUrl=browser.ws_url(),
+        hostId=local_host_id(),
+        gateway=gateway().address,
         browserVersion=browser.version,
         userAgent=browser.user_agent,
         expiresAt=iso_after(record["timeout"]),

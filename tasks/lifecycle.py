@@ -1,26 +1,33 @@
-"""Worker start and end, and its housekeeping: heartbeat, expiries, lost workers, no browser left at exit."""
+"""Worker start and end, and its housekeeping: heartbeat, expiries, lost workers, no browser left at exit or unserved."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from urllib.parse import urlsplit
 
 from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 
 from core.dispatch import worker_queue
-from core.states import StopReason
+from core.reaping import INTERVAL, LostWorkerReaper
+from core.states import LIVE_STATUSES, StopReason
 from tasks.browser import end_session
 from tasks.celery_app import config
-from tasks.runtime import forwarders, intake, machine, pool, set_worker_name, store, worker_name
+from tasks.runtime import forwarders, gateway, intake, machine, pool, set_worker_name, store, worker_name
 
 log = logging.getLogger(__name__)
-HOUSEKEEPING_INTERVAL = 1.0
 _stopping = threading.Event()
 
 
 @celeryd_after_setup.connect
 def consume_own_queue(sender: str, instance, **_: object) -> None:
-    """Before any task arrives: take this worker's queue and settle what an earlier life left."""
+    """Before any task arrives: take this worker's queue, settle what an earlier life left, open the gateway.
+
+    The name is stable across restarts (Procfile, compose), so the earlier
+    life's PID files are found and its sessions end as ``worker_lost`` at once,
+    without waiting for a TTL.
+    """
     set_worker_name(sender)
     instance.app.amqp.queues.select_add(worker_queue(sender))
     try:
@@ -31,17 +38,26 @@ def consume_own_queue(sender: str, instance, **_: object) -> None:
         log.critical("this worker does not start: %s", error)
         raise SystemExit(1) from error
     for session_id in store.sessions.on_worker(worker_queue(sender)):
-        machine.lose(session_id)
+        if machine.lose(session_id):
+            log.warning("session %s: left running by an earlier life of this worker; ended as worker_lost", session_id)
+    gateway().start()
+    if urlsplit(config.snapshot_url).scheme == "file":
+        log.warning("BROKER_SNAPSHOT_URL is %s: file:// snapshots do not move between hosts (only workers that mount "
+                    "this folder see them); with workers on several hosts set an s3:// store", config.snapshot_url)
 
 
-def reap_lost_workers() -> None:
-    """Every live worker looks; the store lets exactly one of them end a lost worker's sessions."""
-    for worker in store.workers.silent():
-        if worker != worker_name() and store.workers.take_silent(worker):
-            log.warning("worker %s stopped heartbeating; ending its sessions", worker)
-            for session_id in store.sessions.on_worker(worker_queue(worker)):
-                machine.lose(session_id)
-            store.workers.forget(worker)
+def end_browsers_no_longer_ours() -> None:
+    """A browser whose session is over or was declared lost (this worker was cut off meanwhile) is ended, not served.
+
+    No context save: a lost session's hold was released with its last good
+    snapshot, which a newer session may already have replaced.
+    """
+    own_queue = worker_queue(worker_name())
+    for session_id in pool().session_ids():
+        record = store.sessions.get(session_id)
+        if record is not None and (record["status"] not in LIVE_STATUSES or record.get("worker") != own_queue):
+            log.warning("session %s: no longer this worker's (%s); ending its browser", session_id, record["status"])
+            pool().release(session_id)
 
 
 def stop_expired_sessions() -> None:
@@ -68,31 +84,31 @@ def notice_closed_browsers() -> None:
 
 
 def _housekeeping() -> None:
-    """Heartbeat, expiries, closed browsers, lost workers, once a second.
+    """Heartbeat, expiries, closed browsers, browsers no longer ours, lost workers, once a second.
 
-    Lost workers are judged only by a worker whose own heartbeats have gone
-    through for a whole TTL: after a Redis outage every worker looks silent
-    for a moment, and none should be reaped for that.
+    After a failed round (Redis unreachable, this host cut off) the heartbeat is
+    sent first, then the pool is checked against the store: sessions declared
+    lost meanwhile have their browsers ended before anything else.
     """
-    healthy_since: float | None = None
+    reaper = LostWorkerReaper(machine, own_name=worker_name())
     last_beat = 0.0
     while not _stopping.is_set():
         try:
             now = time.monotonic()
             if now - last_beat >= config.heartbeat_interval:
-                store.workers.heartbeat(worker_name(), {"queue": worker_queue(worker_name()), "freeSlots": pool().free_slots()})
+                store.workers.heartbeat(worker_name(), {"queue": worker_queue(worker_name()), "freeSlots": pool().free_slots(),
+                                                        "gateway": gateway().address, "pid": os.getpid()})
                 last_beat = now
-                healthy_since = healthy_since or now
+                end_browsers_no_longer_ours()
             stop_expired_sessions()
             notice_closed_browsers()
             intake().reconcile()
-            if healthy_since is not None and now - healthy_since > config.worker_ttl:
-                reap_lost_workers()
+            reaper.tick()
         except Exception:
-            healthy_since = None
             last_beat = 0.0
+            reaper.note_outage()
             log.exception("housekeeping failed (Redis unreachable?); retrying")
-        _stopping.wait(HOUSEKEEPING_INTERVAL)
+        _stopping.wait(INTERVAL)
 
 
 @worker_ready.connect
@@ -113,4 +129,5 @@ def end_all_browsers(**_: object) -> None:
         thread.join(max(0.0, deadline - time.monotonic()))
     # Ending each browser ended its forwarder; this catches one whose launch was cut short.
     forwarders().stop_all()
+    gateway().stop()
     store.workers.forget(worker_name())

@@ -1,10 +1,11 @@
-"""What one worker process holds: its store handle, its name, its Chromium pool, launch intake and proxy forwarders."""
+"""What one worker process holds: its store handle, its name, its Chromium pool, gateway, launch intake and proxy forwarders."""
 from __future__ import annotations
 
 import functools
 
 from core.crypto import SecretBox
 from core.dispatch import Dispatcher
+from core.gateway_auth import GatewayKey
 from core.snapshots import open_snapshot_store
 from core.states import SessionMachine
 from core.store import Store
@@ -14,6 +15,7 @@ from tasks.chromium import make_launcher
 from tasks.confinement import ConfinementError, start_checks
 from tasks.contexts import ContextState
 from tasks.forwarder import Forwarders
+from tasks.gateway import Gateway
 from tasks.intake import LaunchIntake
 from tasks.pool import ChromiumPool
 
@@ -43,6 +45,12 @@ def pool() -> ChromiumPool:
     chromium_pool.release_hooks.append(forwarders().stop)
     chromium_pool.release_hooks.append(lambda _: intake().reconcile())
     return chromium_pool
+
+
+@functools.cache
+def gateway() -> Gateway:
+    """Started before the worker takes its first launch: each session's record names its address."""
+    return Gateway(config, GatewayKey.from_config(config), lambda session_id: pool().get(session_id))
 
 
 @functools.cache

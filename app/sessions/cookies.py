@@ -1,8 +1,8 @@
 """A running session's cookies, read and written by the web process itself over the browser's CDP socket.
 
-The web process already reaches every browser (the relay connects to the
-record's ``browserWsUrl``), so it calls CDP directly rather than sending a task
-to the owning worker. bench/cookies.py, 100 cookies: the direct read is 4 ms
+The web process already reaches every browser (the relay's route: loopback on
+its own host, the worker's gateway from another, core/browser_link.py), so it
+calls CDP directly rather than sending a task to the owning worker. bench/cookies.py, 100 cookies: the direct read is 4 ms
 p50 / 7 ms p95; the same read as a Celery task, answer back over Redis, is
 11 / 15 ms, and would add a worker thread and a reply channel per call.
 """
@@ -16,6 +16,7 @@ import websocket
 from flask_smorest import abort
 
 from app.sessions.schemas import too_large
+from app.extensions import links
 from app.sessions.service import get_visible
 from core.ids import utcnow_iso
 from core.states import Status
@@ -42,7 +43,8 @@ def _browser(store: Store, record: dict) -> Iterator[CdpConnection]:
     """A CDP connection to the session's browser; a browser that went away mid-call is a 409 if the session is ending."""
     session_id = record["id"]
     try:
-        with CdpConnection(record["browserWsUrl"], timeout=CDP_TIMEOUT) as conn:
+        route = links().route(record)
+        with CdpConnection(route.url, timeout=CDP_TIMEOUT, header=route.header_lines()) as conn:
             yield conn
     except (OSError, websocket.WebSocketException, CdpError) as error:
         current = store.sessions.get(session_id)

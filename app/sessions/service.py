@@ -104,9 +104,18 @@ def create(
 def _wait_until_running(
     machine: SessionMachine, config: Config, session_id: str, caller_gone: Callable[[], bool]
 ) -> SessionRecord:
-    """Waits in line up to BROKER_CREATE_WAIT, then for the launch itself."""
+    """Waits in line up to BROKER_CREATE_WAIT, then for the launch itself.
+
+    A worker whose host is cut off from Redis may have taken the launch off the
+    queue (Redis hands it to that worker's pending BRPOP, and the answer never
+    arrives): once any worker is declared lost while this create is still in
+    line, its launch is sent again. Launches are idempotent, so a copy that
+    reaches a worker after the session started elsewhere does nothing.
+    """
     store = machine.store
     deadline = time.monotonic() + config.create_wait
+    lost_workers = store.workers.lost_count()
+    claimed = False
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -115,8 +124,13 @@ def _wait_until_running(
             return _caller_left(machine, config, session_id)
         event = store.sessions.next_launch_event(session_id, timeout=1)
         if event is None:
+            if not claimed and store.workers.lost_count() != lost_workers:
+                lost_workers = store.workers.lost_count()
+                log.warning("session %s: a worker was lost while this create waited; sending its launch again", session_id)
+                machine.dispatcher.send_launch(session_id)
             continue
         if event["event"] == "claimed":
+            claimed = True
             deadline = time.monotonic() + config.launch_timeout
         elif event["event"] == "ready":
             return store.sessions.get(session_id)

@@ -8,6 +8,8 @@ SESSION_IDLE = f"{PREFIX}:session-idle"
 WORKERS = f"{PREFIX}:workers"
 API_KEYS = f"{PREFIX}:apikeys"
 API_KEYS_LAST_USED = f"{PREFIX}:apikeys:last-used"
+#: How many workers have been declared lost so far: a create whose launch may have gone to one sends it again.
+WORKERS_LOST = f"{PREFIX}:workers-lost"
 
 
 def session(session_id: str) -> str:

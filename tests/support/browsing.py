@@ -8,6 +8,9 @@ from playwright.sync_api import sync_playwright
 
 from tests.support.processes import ROOT
 
+#: A frame this large must pass every hop intact (API.md: "Frames of many MB").
+BIG_FRAME = 20 * 1024 * 1024
+
 
 def visit(cdp_url: str, url: str, script: str | None = None):
     """Open ``url`` in a new page like a user's Playwright would; the script's value, or the page's text."""
@@ -28,3 +31,17 @@ def puppeteer_drive(cdp_url: str, page_url: str) -> dict:
     )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
+
+
+def playwright_drive(cdp_url: str, page_url: str, big_frame: int = 0) -> dict:
+    """connect_over_cdp, the first tab to ``page_url``, its heading; with ``big_frame``, a string that long back from the page."""
+    with sync_playwright() as p:
+        browser = p.chromium.connect_over_cdp(cdp_url)
+        page = browser.contexts[0].pages[0]
+        page.goto(page_url)
+        result = {"heading": page.inner_text("h1")}
+        if big_frame:
+            text = page.evaluate(f"Array.from({{length: {big_frame // 8}}}, (_, i) => String(i % 9973).padStart(8, '.')).join('')")
+            result["bigFrameIntact"] = text == "".join(str(i % 9973).rjust(8, ".") for i in range(big_frame // 8))
+        browser.close()
+    return result

@@ -75,15 +75,17 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class PageServer:
-    def __init__(self) -> None:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        """``host``: the address to serve on (another test host's, in tests/hosts)."""
+        self.host = host
+        self.httpd = ThreadingHTTPServer((host, 0), _Handler)
         self.httpd.hits = []  # type: ignore[attr-defined]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        return f"http://{self.host}:{self.httpd.server_address[1]}"
 
     @property
     def hits(self) -> list[str]:

@@ -5,15 +5,13 @@ import time
 
 import pytest
 
-from core.ids import new_id, now_ms, utcnow_iso
+from core.ids import new_id, now_ms
 from core.states import (
     CLAIM, MOVES, SessionMachine, Status, StopReason,
 )
-from core.store import Store, keys
+from core.store import keys
 from tests.support.processes import wait_until
-
-PROJECT = "p"
-WORKER = "browsers.worker.w@test"
+from tests.support.records import PROJECT, WORKER, new_session, running_session, status_of
 
 
 class RecordingDispatcher:
@@ -22,26 +20,6 @@ class RecordingDispatcher:
 
     def send_stop(self, worker: str, session_id: str, reason: str) -> None:
         self.stops.append((worker, session_id, reason))
-
-
-def new_session(store: Store, **fields) -> str:
-    session_id = new_id("ses")
-    store.sessions.create({
-        "id": session_id, "project": PROJECT, "status": Status.PENDING.value, "contextId": None, "proxyId": None,
-        "url": None, "timeout": 60, "idleTimeout": None, "createdAt": utcnow_iso(), "createdMs": now_ms(), **fields,
-    })
-    return session_id
-
-
-def running_session(machine: SessionMachine, **fields) -> str:
-    session_id = new_session(machine.store, **fields)
-    machine.claim(session_id, WORKER)
-    machine.ready(session_id, expiresEpoch=time.time() + 60, browserWsUrl="ws://127.0.0.1:1/devtools/browser/x")
-    return session_id
-
-
-def status_of(store: Store, session_id: str) -> str:
-    return store.sessions.get(session_id)["status"]
 
 
 @pytest.fixture

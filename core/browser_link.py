@@ -1,0 +1,72 @@
+"""How the web process reaches a session's browser: straight over loopback on its own host, else through the worker's gateway.
+
+Chromium listens on 127.0.0.1 only (``--headless=new`` ignores
+``--remote-debugging-address``), so a browser on another host is reachable only
+through a process of ours on that host: the worker's gateway (tasks/gateway.py),
+which admits a caller that presents the session's gateway credential
+(core/gateway_auth.py). A browser on the web process's own host is reached over
+loopback, one hop fewer: bench/hosts.py measures the difference.
+
+"Same host" means same network namespace on the same boot: exactly the
+processes that share a loopback interface (two containers on one machine do not).
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.config import Config
+from core.gateway_auth import CDP, HEADER, GatewayKey
+
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+NET_NAMESPACE = "/proc/self/ns/net"
+#: A gateway request's target: this prefix, the session id, then optionally a ``/devtools/…`` path.
+GATEWAY_PREFIX = "/session/"
+
+
+@functools.cache
+def local_host_id() -> str:
+    """Equal for two processes exactly when they share a loopback interface."""
+    return f"{BOOT_ID.read_text().strip()}/{os.stat(NET_NAMESPACE).st_ino}"
+
+
+@dataclass(frozen=True)
+class BrowserRoute:
+    """A WebSocket URL to open and the extra request headers to send with the upgrade."""
+
+    url: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def via_gateway(self) -> bool:
+        return bool(self.headers)
+
+    def header_lines(self) -> list[str]:
+        """The headers as websocket-client takes them."""
+        return [f"{name}: {value}" for name, value in self.headers]
+
+
+class BrowserLinks:
+    """Routes to sessions' browsers for one process; the credential is computed here, never stored or logged."""
+
+    def __init__(self, config: Config, key: GatewayKey) -> None:
+        self.config = config
+        self.key = key
+
+    @classmethod
+    def from_config(cls, config: Config) -> BrowserLinks:
+        return cls(config, GatewayKey.from_config(config))
+
+    def is_local(self, record: dict) -> bool:
+        return record.get("hostId") == local_host_id()
+
+    def route(self, record: dict, purpose: str = CDP) -> BrowserRoute:
+        """The browser-level CDP socket of a running session's browser."""
+        gateway = record.get("gateway")
+        if not gateway or (self.is_local(record) and not self.config.gateway_always):
+            return BrowserRoute(record["browserWsUrl"])
+        session_id = record["id"]
+        return BrowserRoute(f"ws://{gateway}{GATEWAY_PREFIX}{session_id}",
+                            ((HEADER, self.key.credential(session_id, purpose)),))

@@ -1,0 +1,66 @@
+"""docker-compose.yml and the Dockerfile describe the topology tests/hosts runs (no Docker engine here to run them).
+
+The multi-host module starts workers from the Procfile's worker line with the
+variables in tests/support/hosts.py; these checks hold the compose file to the
+same command, the same variables and the same gateway port, and to what
+``--scale worker=N`` and an init process need.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import tomllib
+
+import yaml
+
+from tests.support.hosts import GATEWAY_PORT, WEB_TOPOLOGY, WORKER_TOPOLOGY, procfile_command
+from tests.support.processes import ROOT
+
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+
+
+def procfile_words(process: str, **env: str) -> list[str]:
+    """The Procfile line split into words as its shell expands them (no DYNO, no BROKER_WORKER_NAME)."""
+    script = f'set -- {procfile_command(process)}; printf "%s\\0" "$@"'
+    out = subprocess.run(["sh", "-c", script], env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True)
+    return out.stdout.split("\0")[:-1]
+
+
+def test_compose_worker_runs_the_procfile_worker_line_with_a_stable_name():
+    assert SERVICES["worker"]["command"] == procfile_words("worker")
+    assert "broker-1@%h" in SERVICES["worker"]["command"]
+    assert SERVICES["web"]["command"] == procfile_words("web")
+
+
+def test_compose_sets_every_variable_the_multi_host_topology_needs():
+    assert set(WEB_TOPOLOGY) <= set(SERVICES["web"]["environment"])
+    assert set(WORKER_TOPOLOGY) <= set(SERVICES["worker"]["environment"])
+    worker = SERVICES["worker"]["environment"]
+    assert worker["BROKER_GATEWAY_BIND"] == "0.0.0.0" and worker["BROKER_WORKER_HOST"] == "auto"
+    assert SERVICES["web"]["environment"]["BROKER_SECRET_KEY"] == worker["BROKER_SECRET_KEY"]
+    assert SERVICES["web"]["environment"]["REDIS_URL"] == worker["REDIS_URL"] == "redis://redis:6379/0"
+
+
+def test_gateway_port_is_open_between_containers_only_and_workers_scale():
+    worker = SERVICES["worker"]
+    assert int(worker["environment"]["BROKER_GATEWAY_PORT"]) == GATEWAY_PORT
+    assert [str(GATEWAY_PORT)] == worker["expose"]
+    assert "ports" not in worker and "container_name" not in worker and "hostname" not in worker
+    assert re.search(rf"^EXPOSE .*\b{GATEWAY_PORT}\b", DOCKERFILE, re.M)
+
+
+def test_every_container_runs_under_an_init_that_reaps_chromiums_helpers():
+    assert re.search(r"apt-get install .*\btini\b", DOCKERFILE)
+    assert 'ENTRYPOINT ["/usr/bin/tini", "--"]' in DOCKERFILE
+    assert all(s.get("build") == "." for name, s in SERVICES.items() if name != "redis")
+
+
+def test_the_image_holds_every_package_and_module_the_project_installs():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = [p.rstrip("*") for p in project["packages"]["find"]["include"]]
+    for package in packages:
+        assert f"COPY {package} ./{package}" in DOCKERFILE
+    copied = re.search(r"^COPY (pyproject\.toml .*) \./$", DOCKERFILE, re.M).group(1).split()
+    assert all(f"{module}.py" in copied for module in project["py-modules"])
