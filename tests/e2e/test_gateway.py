@@ -18,8 +18,8 @@ from tests.support.processes import Broker
 
 @pytest.fixture(scope="module")
 def gated(brokers, workdir, redis_server) -> Broker:
-    """A deployment (Redis database 4) whose web process reaches even its own host's browsers through the gateway."""
-    broker = Broker(redis_server, workdir, "bb_" + secrets.token_urlsafe(24), db=4,
+    """A deployment (Redis database 7) whose web process reaches even its own host's browsers through the gateway."""
+    broker = Broker(redis_server, workdir, "bb_" + secrets.token_urlsafe(24), db=7,
                     BROKER_GATEWAY_ALWAYS="1", BROKER_LAUNCHER="direct")
     brokers.append(broker)
     broker.start_web()

@@ -14,7 +14,7 @@ from tests.support.processes import Broker
 
 
 def test_create_where_a_file_snapshot_is_not_is_409_saying_why_and_what_to_set(brokers, workdir, redis_server, pages):
-    broker = Broker(redis_server, workdir, "bb_" + secrets.token_urlsafe(24), db=5, BROKER_LAUNCHER="direct")
+    broker = Broker(redis_server, workdir, "bb_" + secrets.token_urlsafe(24), db=8, BROKER_LAUNCHER="direct")
     brokers.append(broker)
     broker.start_web()
     api = Api(broker.url, broker.api_key)
