@@ -14,14 +14,23 @@ def healthz():
     return jsonify(status="ok")
 
 
+BROWSER_COUNTS = ("slots", "free", "warm", "running", "launching")
+
+
 @blp.get("/readyz")
 def readyz():
-    """Ready means a create can succeed: Redis answers and some worker heartbeats."""
+    """Ready means a create can succeed: Redis answers and some worker heartbeats.
+
+    ``browsers`` sums the live workers' slots by use, as of their last heartbeat:
+    ``warm`` browsers answer a create at once, ``free`` slots take a cold launch.
+    """
     try:
         store().ping()
-        workers = store().workers.live()
+        workers = store().workers.states()
     except RedisError as error:
         return jsonify(status="unavailable", redis=f"unreachable: {error}", workers=None), 503
     if not workers:
         return jsonify(status="unavailable", redis="ok", workers=0, message="no live worker"), 503
-    return jsonify(status="ok", redis="ok", workers=len(workers))
+    browsers = {name: sum(state.get("browsers", {}).get(name, 0) for state in workers.values())
+                for name in BROWSER_COUNTS}
+    return jsonify(status="ok", redis="ok", workers=len(workers), browsers=browsers)

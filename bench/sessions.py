@@ -20,7 +20,9 @@ import psutil
 
 from core.config import load
 from bench.common import pct, running_broker, summary, tree_memory
+from tasks.browser_users import BrowserUsers
 from tasks.chromium import browser_flags, make_launcher, session_temp_dir
+from tasks.confinement import start_checks
 from tests.support.cdp import RawCdp
 from tests.support.processes import TEST_FLAGS
 
@@ -30,11 +32,14 @@ BIG_REPEATS = 5
 
 
 def bare_launches(launcher_name: str, n: int) -> list[float]:
+    """The launcher alone, set up as a worker sets it up (its browser users, the sandbox if this host gives one)."""
     config = dataclasses.replace(load(), launcher=launcher_name, chromium_extra_flags=tuple(shlex.split(TEST_FLAGS)))
-    launcher = make_launcher(config)
     root = Path(tempfile.mkdtemp(prefix="bb-bench-bare-"))
+    root.chmod(0o711)
     times = []
     try:
+        users = BrowserUsers(config.browser_user)
+        launcher = make_launcher(config, users, start_checks(config, users, root / "worker"))
         for i in range(n):
             profile = root / str(i)
             profile.mkdir()

@@ -36,6 +36,10 @@ class CdpConnection:
     def close(self) -> None:
         self._ws.close()
 
+    def abort(self) -> None:
+        """Drop the connection without the closing handshake, which a hung browser would never answer."""
+        self._ws.shutdown()
+
     def call(self, method: str, params: dict | None = None, session_id: str | None = None) -> dict[str, Any]:
         message_id = next(self._ids)
         message: dict[str, Any] = {"id": message_id, "method": method, "params": params or {}}

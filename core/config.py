@@ -61,6 +61,8 @@ class Config:
     session_retention: int = field(default_factory=lambda: _int("BROKER_SESSION_RETENTION", 7 * 86400))
     #: BROKER_POOL_SIZE: browsers one worker runs at once.
     pool_size: int = field(default_factory=lambda: _int("BROKER_POOL_SIZE", 4))
+    #: BROKER_WARM_BROWSERS: browsers each worker keeps launched ahead of need, within its pool (0 turns warm browsers off).
+    warm_browsers: int = field(default_factory=lambda: _int("BROKER_WARM_BROWSERS", 1))
     #: BROKER_LAUNCHER: ``selenium`` (ChromeDriver starts Chromium) or ``direct`` (no ChromeDriver).
     launcher: str = field(default_factory=lambda: _str("BROKER_LAUNCHER", "selenium"))
     #: BROKER_CHROMIUM_PATH: the Chromium binary (Debian's wrapper by default).

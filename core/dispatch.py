@@ -1,9 +1,11 @@
 """The one place that names queues and tasks and sends launch and stop tasks.
 
-Launches go to one shared queue every worker consumes; each worker also consumes
-a queue of its own, named after its node name, so the stop task of a session
-reaches the one worker whose pool holds that browser. The web process only
-sends; ``tasks.celery_app`` builds the worker's app from the same settings.
+Cold launches go to one shared queue every worker with room consumes; each
+worker also consumes a queue of its own, named after its node name, so the stop
+task of a session reaches the one worker whose pool holds that browser, and a
+launch that took a worker's warm browser (core.store.warm) reaches that worker
+without waiting behind cold launches. The web process only sends;
+``tasks.celery_app`` builds the worker's app from the same settings.
 """
 from __future__ import annotations
 
@@ -14,6 +16,14 @@ from core.config import Config
 LAUNCH_QUEUE = "browsers.launch"
 LAUNCH_TASK = "browser.launch"
 STOP_TASK = "browser.stop"
+
+
+def can_use_warm(record: dict) -> bool:
+    """A warm browser was launched with the common flags and an empty profile: only a session needing neither fits.
+
+    A context fills the profile before launch, a proxy adds launch flags.
+    """
+    return not record.get("contextId") and not record.get("proxyId")
 
 
 def worker_queue(nodename: str) -> str:
@@ -57,6 +67,11 @@ class Dispatcher:
     def send_launch(self, session_id: str) -> None:
         """Expires with the create's wait: a launch nobody took in time must never start a browser later."""
         self.celery.send_task(LAUNCH_TASK, args=[session_id], queue=LAUNCH_QUEUE, expires=self.config.create_wait)
+
+    def send_warm_launch(self, worker_queue_name: str, session_id: str, warm_key: str) -> None:
+        """To the worker holding the warm browser ``warm_key``, on its own queue; expires like a cold launch."""
+        self.celery.send_task(LAUNCH_TASK, args=[session_id], kwargs={"warm": warm_key}, queue=worker_queue_name,
+                              expires=self.config.create_wait)
 
     def send_stop(self, worker_queue_name: str, session_id: str, reason: str) -> None:
         self.celery.send_task(STOP_TASK, args=[session_id, str(reason)], queue=worker_queue_name)

@@ -47,13 +47,15 @@ class LostWorkerReaper:
             raise
 
     def reap(self, worker: str) -> bool:
-        """End a silent worker's sessions, if this caller is the one the store hands it to."""
+        """End a silent worker's sessions and withdraw its warm browsers' offers, if this caller is the one the
+        store hands it to."""
         if not self.store.workers.take_silent(worker):
             return False
         sessions = self.store.sessions.on_worker(worker_queue(worker))
         log.warning("worker %s stopped heartbeating; ending its %d sessions as worker_lost", worker, len(sessions))
         for session_id in sessions:
             self.machine.lose(session_id)
+        self.store.warm.forget(worker)
         self.store.workers.declare_lost(worker)
         return True
 

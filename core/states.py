@@ -6,9 +6,14 @@ only if the record is in one of the move's sources, so of two racing moves
 (a create giving up while a worker finishes the launch, two DELETEs) exactly one
 wins, and the loser learns it from a ``None``.
 
+     ┌────────────────hand_over────────────────┐
+     │                                         ▼
     pending ──claim──▶ launching ──ready──▶ running ──request_stop──▶ stopping
        │                   │                  │                         │
        └──abandon──────────┴──▶ abandoned     └──finish_stop / lose─────┴──▶ stopped
+
+``hand_over`` is a warm browser given to a create with nothing left to do
+(no first page to load): one move instead of ``claim`` then ``ready``.
 
 ``abandoned`` is a create that gave up before its browser was ready; users never
 see it (nor ``pending``/``launching``): to them such a session does not exist.
@@ -62,6 +67,8 @@ class Effect(Enum):
     FREE_HOLDS = "free_holds"
     #: Kept readable for BROKER_SESSION_RETENTION, then gone.
     RETAIN = "retain"
+    #: Out of the line of creates waiting for a cold launch (a worker took it, or the create gave up).
+    LEAVE_LINE = "leave_line"
 
 
 @dataclass(frozen=True)
@@ -77,13 +84,14 @@ def _move(name: str, sources: set[Status], target: Status, *effects: Effect) -> 
 
 
 S = Status
-CLAIM = _move("claim", {S.PENDING}, S.LAUNCHING)
-ABANDON = _move("abandon", {S.PENDING, S.LAUNCHING}, S.ABANDONED, Effect.FREE_HOLDS)
+CLAIM = _move("claim", {S.PENDING}, S.LAUNCHING, Effect.LEAVE_LINE)
+ABANDON = _move("abandon", {S.PENDING, S.LAUNCHING}, S.ABANDONED, Effect.LEAVE_LINE, Effect.FREE_HOLDS)
 READY = _move("ready", {S.LAUNCHING}, S.RUNNING, Effect.PERSIST, Effect.INDEX_RUNNING)
+HAND_OVER = _move("hand_over", {S.PENDING}, S.RUNNING, Effect.LEAVE_LINE, Effect.PERSIST, Effect.INDEX_RUNNING)
 REQUEST_STOP = _move("request_stop", {S.RUNNING}, S.STOPPING)
 FINISH_STOP = _move("finish_stop", {S.RUNNING, S.STOPPING}, S.STOPPED, Effect.UNSCHEDULE, Effect.FREE_HOLDS, Effect.RETAIN)
 LOSE = _move("lose", {S.LAUNCHING, S.RUNNING, S.STOPPING}, S.STOPPED, Effect.UNSCHEDULE, Effect.FREE_HOLDS, Effect.RETAIN)
-MOVES = (CLAIM, ABANDON, READY, REQUEST_STOP, FINISH_STOP, LOSE)
+MOVES = (CLAIM, ABANDON, READY, HAND_OVER, REQUEST_STOP, FINISH_STOP, LOSE)
 #: What a stopped session's record forgets: the hash its connect token is checked against (core.tokens).
 TOKEN_DEAD = {"connectTokenHash": None}
 
@@ -140,6 +148,9 @@ class SessionMachine:
 
     def ready(self, session_id: str, **browser: Any) -> SessionRecord | None:
         return self._apply(READY, session_id, **browser)
+
+    def hand_over(self, session_id: str, worker: str, **browser: Any) -> SessionRecord | None:
+        return self._apply(HAND_OVER, session_id, worker=worker, **browser)
 
     def stop(self, session_id: str, reason: StopReason) -> SessionRecord | None:
         """Ask the owning worker to stop a running session; idempotent (a second call finds it stopping)."""

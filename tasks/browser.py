@@ -14,23 +14,28 @@ from celery.signals import task_received, task_revoked
 
 from core.browser_link import local_host_id
 from core.cdp import navigate_first_page
-from core.dispatch import LAUNCH_TASK, STOP_TASK, worker_queue
+from core.dispatch import LAUNCH_TASK, STOP_TASK, can_use_warm, worker_queue
 from core.ids import iso_after
 from core.snapshots import SnapshotError, SnapshotNotHere
-from core.states import StopReason
+from core.states import SessionRecord, Status, StopReason
 from tasks.celery_app import celery, config
-from tasks.chromium import browser_flags
+from tasks.chromium import RunningBrowser, browser_flags
 from tasks.pool import PoolFull
 from tasks.profile_cookies import ProfileCookiesError, exited_cleanly
-from tasks.runtime import contexts, forwarders, gateway, intake, machine, pool, secret_box, store
+from tasks.runtime import (
+    contexts, dispatcher, forwarders, gateway, intake, machine, pool, secret_box, store, warm_browsers,
+)
 
 log = logging.getLogger(__name__)
 
 
 @task_received.connect
 def reserve_slot_on_receipt(sender, request, **_: object) -> None:
-    """On the consumer's thread, before it reads another message: see :mod:`tasks.intake`."""
-    if request.name == LAUNCH_TASK:
+    """On the consumer's thread, before it reads another message: see :mod:`tasks.intake`.
+
+    A launch for one of this worker's warm browsers reserves nothing: that browser holds its slot.
+    """
+    if request.name == LAUNCH_TASK and not request.kwargs.get("warm"):
         intake().received(sender, request.args[0])
 
 
@@ -42,57 +47,113 @@ def free_slot_of_expired_launch(sender, request, **_: object) -> None:
 
 
 @celery.task(name=LAUNCH_TASK, bind=True, acks_late=True)
-def launch(self, session_id: str) -> None:
-    """Runs in the slot reserved when the message arrived; a redelivered launch finds its session no longer pending.
+def launch(self, session_id: str, warm: str | None = None) -> None:
+    """Hands the session a warm browser when it can, else launches one in the slot reserved at receipt.
 
-    Only a launch received with no slot at all (which the intake's consumer
-    switch prevents) goes back to the queue: acks_late makes that
-    ``Reject(requeue=True)`` possible, and it puts the launch behind later ones.
+    ``warm`` names this worker's warm browser whose offer the create took (sent
+    to this worker's own queue, no slot reserved: the warm browser holds one). A
+    create that came through the shared queue and needs nothing special takes
+    any warm browser still on offer (its reserved slot comes back); the rest
+    launch cold. A redelivered launch finds its session no longer pending.
     """
-    try:
-        pool().reserve(session_id)
-    except PoolFull:
-        raise Reject("no free browser slot", requeue=True) from None
-    record = machine.claim(session_id, worker_queue(self.request.hostname))
-    if record is None:
+    record = store.sessions.get(session_id)
+    if record is None or record["status"] != Status.PENDING:
         intake().give_back(session_id)
+        log.info("session %s: launch skipped, the session is no longer pending", session_id)
+        return
+    browser = None
+    if warm is not None:
+        browser = warm_browsers().take(warm, session_id)
+        if browser is None:
+            log.info("session %s: warm browser %s is gone; the launch goes to the shared queue", session_id, warm)
+            if store.sessions.join_line(session_id):
+                dispatcher.send_launch(session_id)
+            return
+    elif can_use_warm(record):
+        browser = warm_browsers().take_any(session_id)
+        if browser is not None:
+            intake().reconcile()
+    worker = worker_queue(self.request.hostname)
+    if browser is not None and not record["url"]:
+        return _finish(session_id, machine.hand_over(session_id, worker, **_running_fields(browser, record)))
+    if browser is None:
+        _reserve_slot(session_id)
+    record = machine.claim(session_id, worker)
+    if record is None:
+        if browser is None:
+            intake().give_back(session_id)
+        else:
+            pool().release(session_id)
         log.info("session %s: launch skipped, the create already gave up", session_id)
         return
     store.sessions.push_launch_event(session_id, {"event": "claimed"})
-    context_id = record["contextId"]
-    prepare = (lambda profile: contexts.restore(context_id, profile)) if context_id else None
-    try:
-        flags = browser_flags(config, forwarders().route(record, store, secret_box))
-        browser = pool().acquire(session_id, flags, timeout=config.launch_timeout, prepare=prepare)
-    except SnapshotNotHere as error:
-        return _fail(session_id, f"Context {context_id} cannot be restored here: {error}.", code=409)
-    except SnapshotError as error:
-        return _fail(session_id, f"Context {context_id} cannot be restored ({error}); "
-                     "delete the context to start over.", code=409)
-    except Exception as error:
-        log.exception("session %s: launch failed", session_id)
-        return _fail(session_id, f"The browser failed to start: {error}")
+    if browser is None:
+        browser = _launch_cold(session_id, record)
+        if browser is None:
+            return
     navigation_error = None
     if record["url"]:
         navigation_error = navigate_first_page(browser.ws_url(), record["url"], config.navigate_timeout)
         if navigation_error:
             log.info("session %s: first navigation to %s: %s", session_id, record["url"], navigation_error)
-    running = machine.ready(
-        session_id,
-        browserWsUrl=browser.ws_url(),
-        hostId=local_host_id(),
-        gateway=gateway().address,
-        browserVersion=browser.version,
-        userAgent=browser.user_agent,
-        expiresAt=iso_after(record["timeout"]),
-        expiresEpoch=time.time() + record["timeout"],
-        navigationError=navigation_error,
-    )
+    _finish(session_id, machine.ready(session_id, navigationError=navigation_error, **_running_fields(browser, record)))
+
+
+def _reserve_slot(session_id: str) -> None:
+    """The slot reserved at receipt, a free one, or that of a warm browser ended for it.
+
+    Without any (the intake's consumer switch makes that rare) the launch goes back
+    to the queue: acks_late makes ``Reject(requeue=True)`` possible, and it puts
+    the launch behind later ones.
+    """
+    while True:
+        try:
+            pool().reserve(session_id)
+            return
+        except PoolFull:
+            if warm_browsers().make_room(session_id):
+                continue
+            raise Reject("no free browser slot", requeue=True) from None
+
+
+def _launch_cold(session_id: str, record: SessionRecord) -> RunningBrowser | None:
+    """Start the session's own browser (its context restored, its proxy routed); None once the failure is recorded."""
+    context_id = record["contextId"]
+    prepare = (lambda profile: contexts.restore(context_id, profile)) if context_id else None
+    try:
+        flags = browser_flags(config, forwarders().route(record, store, secret_box))
+        return pool().acquire(session_id, flags, timeout=config.launch_timeout, prepare=prepare)
+    except SnapshotNotHere as error:
+        _fail(session_id, f"Context {context_id} cannot be restored here: {error}.", code=409)
+    except SnapshotError as error:
+        _fail(session_id, f"Context {context_id} cannot be restored ({error}); delete the context to start over.",
+              code=409)
+    except Exception as error:
+        log.exception("session %s: launch failed", session_id)
+        _fail(session_id, f"The browser failed to start: {error}")
+    return None
+
+
+def _running_fields(browser: RunningBrowser, record: SessionRecord) -> dict:
+    """What a running session's record learns from its browser and this worker."""
+    return {
+        "browserWsUrl": browser.ws_url(),
+        "hostId": local_host_id(),
+        "gateway": gateway().address,
+        "browserVersion": browser.version,
+        "userAgent": browser.user_agent,
+        "expiresAt": iso_after(record["timeout"]),
+        "expiresEpoch": time.time() + record["timeout"],
+    }
+
+
+def _finish(session_id: str, running: SessionRecord | None) -> None:
+    """Tell the waiting create (the running record rides along, so it needs no read); or end the browser it left."""
     if running is None:
         log.info("session %s: the create gave up during launch; ending the browser", session_id)
         pool().release(session_id)
         return
-    store.sessions.push_launch_event(session_id, {"event": "ready"})
+    store.sessions.push_launch_event(session_id, {"event": "ready", "session": running})
 
 
 def _fail(session_id: str, message: str, code: int = 503) -> None:

@@ -9,12 +9,14 @@ receives it, on the consumer's own thread and before it reads the next message,
 and the reservation that takes the last slot cancels the consumer right there.
 A slot that frees turns the consumer back on through Celery's remote control
 (``add_consumer`` addressed to this worker only), which the consumer applies on
-its own thread.
+its own thread. So does a warm browser, once a create has waited in line a
+moment (tasks.warm): a plain create takes it, any other ends it for its slot.
 """
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from celery import Celery
 from celery.worker.consumer import Consumer
@@ -26,10 +28,11 @@ log = logging.getLogger(__name__)
 
 
 class LaunchIntake:
-    def __init__(self, app: Celery, nodename: str, pool: ChromiumPool) -> None:
+    def __init__(self, app: Celery, nodename: str, pool: ChromiumPool, warm_room: Callable[[], int]) -> None:
         self.app = app
         self.nodename = nodename
         self.pool = pool
+        self.warm_room = warm_room
         self._lock = threading.Lock()
         self._consuming = True
 
@@ -51,9 +54,9 @@ class LaunchIntake:
         self.reconcile()
 
     def reconcile(self) -> None:
-        """After a slot frees (and on every heartbeat, as a safety net)."""
+        """After a slot frees or a warm browser is ready (and on every heartbeat, as a safety net)."""
         with self._lock:
-            if not self._consuming and self.pool.free_slots() > 0:
+            if not self._consuming and self.pool.free_slots() + self.warm_room() > 0:
                 self._consuming = True
                 self.app.control.add_consumer(LAUNCH_QUEUE, destination=[self.nodename], reply=False)
                 log.info("a browser slot is free: taking launches again")

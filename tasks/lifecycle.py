@@ -1,4 +1,5 @@
-"""Worker start and end, and its housekeeping: heartbeat, expiries, lost workers, no browser left at exit or unserved."""
+"""Worker start and end, and its housekeeping: heartbeat, expiries, lost workers, warm browsers, no browser left
+at exit or unserved."""
 from __future__ import annotations
 
 import logging
@@ -11,10 +12,12 @@ from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 
 from core.dispatch import worker_queue
 from core.reaping import INTERVAL, LostWorkerReaper
-from core.states import LIVE_STATUSES, StopReason
+from core.states import LIVE_STATUSES, Status, StopReason
 from tasks.browser import end_session
 from tasks.celery_app import config
-from tasks.runtime import forwarders, gateway, intake, machine, pool, set_worker_name, store, worker_name
+from tasks.runtime import (
+    browser_counts, forwarders, gateway, intake, machine, pool, set_worker_name, store, warm_browsers, worker_name,
+)
 
 log = logging.getLogger(__name__)
 _stopping = threading.Event()
@@ -37,6 +40,7 @@ def consume_own_queue(sender: str, instance, **_: object) -> None:
         # Celery's signal dispatch would log an Exception and carry on without a pool; SystemExit ends the worker.
         log.critical("this worker does not start: %s", error)
         raise SystemExit(1) from error
+    store.warm.forget(sender)
     for session_id in store.sessions.on_worker(worker_queue(sender)):
         if machine.lose(session_id):
             log.warning("session %s: left running by an earlier life of this worker; ended as worker_lost", session_id)
@@ -50,12 +54,16 @@ def end_browsers_no_longer_ours() -> None:
     """A browser whose session is over or was declared lost (this worker was cut off meanwhile) is ended, not served.
 
     No context save: a lost session's hold was released with its last good
-    snapshot, which a newer session may already have replaced.
+    snapshot, which a newer session may already have replaced. A pending
+    session's browser is a warm one being handed over (the launch task moves the
+    record next, or ends the browser itself).
     """
     own_queue = worker_queue(worker_name())
     for session_id in pool().session_ids():
         record = store.sessions.get(session_id)
-        if record is not None and (record["status"] not in LIVE_STATUSES or record.get("worker") != own_queue):
+        if record is None or record["status"] == Status.PENDING:
+            continue
+        if record["status"] not in LIVE_STATUSES or record.get("worker") != own_queue:
             log.warning("session %s: no longer this worker's (%s); ending its browser", session_id, record["status"])
             pool().release(session_id)
 
@@ -97,7 +105,8 @@ def _housekeeping() -> None:
             now = time.monotonic()
             if now - last_beat >= config.heartbeat_interval:
                 store.workers.heartbeat(worker_name(), {"queue": worker_queue(worker_name()), "freeSlots": pool().free_slots(),
-                                                        "gateway": gateway().address, "pid": os.getpid()})
+                                                        "browsers": browser_counts(), "gateway": gateway().address,
+                                                        "pid": os.getpid()})
                 last_beat = now
                 end_browsers_no_longer_ours()
             stop_expired_sessions()
@@ -114,14 +123,19 @@ def _housekeeping() -> None:
 @worker_ready.connect
 def start_housekeeping(**_: object) -> None:
     threading.Thread(target=_housekeeping, name="housekeeping", daemon=True).start()
+    warm_browsers().start()
 
 
 @worker_shutdown.connect
 def end_all_browsers(**_: object) -> None:
-    """SIGTERM (a redeploy): every session goes through the normal stop flow, in parallel, within the grace period."""
+    """SIGTERM (a redeploy): every session goes through the normal stop flow, in parallel, within the grace period.
+
+    Warm browsers end beside them, their offers withdrawn first.
+    """
     _stopping.set()
     stoppers = [threading.Thread(target=end_session, args=(session_id, StopReason.WORKER_LOST), daemon=True)
                 for session_id in pool().session_ids()]
+    stoppers.append(threading.Thread(target=warm_browsers().close, args=(config.shutdown_grace,), daemon=True))
     for thread in stoppers:
         thread.start()
     deadline = time.monotonic() + config.shutdown_grace

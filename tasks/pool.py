@@ -1,4 +1,9 @@
-"""The Chromium pool a worker owns: a fixed number of slots, one browser and profile directory each."""
+"""The Chromium pool a worker owns: a fixed number of slots, one browser and profile directory each.
+
+A browser is held under a key: a session id, or the key of a spare (a warm
+browser, tasks.warm) that no session has yet. Spares take slots like any other
+browser; ``rekey`` hands one to a session.
+"""
 from __future__ import annotations
 
 import json
@@ -34,6 +39,7 @@ class ChromiumPool:
         self._lock = threading.Lock()
         self._reserved: set[str] = set()
         self._browsers: dict[str, RunningBrowser] = {}
+        self._spares: set[str] = set()
         #: Called with the session id once its browser has ended: what lives and dies with a browser ends here too.
         self.release_hooks: list[Callable[[str], None]] = []
         root.mkdir(parents=True, exist_ok=True)
@@ -43,8 +49,21 @@ class ChromiumPool:
             return self.size - len(self._reserved) - len(self._browsers)
 
     def session_ids(self) -> list[str]:
+        """Keys of browsers serving sessions, spares left out."""
         with self._lock:
-            return list(self._browsers)
+            return [key for key in self._browsers if key not in self._spares]
+
+    def counts(self) -> dict[str, int]:
+        """Slots by use; ``launching`` covers spares and sessions alike until their browser answers."""
+        with self._lock:
+            spares = sum(1 for key in self._browsers if key in self._spares)
+            return {
+                "slots": self.size,
+                "free": self.size - len(self._reserved) - len(self._browsers),
+                "warm": spares,
+                "running": len(self._browsers) - spares,
+                "launching": len(self._reserved),
+            }
 
     def get(self, session_id: str) -> RunningBrowser | None:
         with self._lock:
@@ -53,18 +72,39 @@ class ChromiumPool:
     def profile_dir(self, session_id: str) -> Path:
         return self.root / session_id
 
-    def reserve(self, session_id: str) -> None:
-        """Hold a slot for a launch about to start; idempotent for the same session."""
+    def reserve(self, session_id: str, spare: bool = False) -> None:
+        """Hold a slot for a launch about to start; idempotent for the same key."""
         with self._lock:
             if session_id in self._reserved or session_id in self._browsers:
                 return
             if len(self._reserved) + len(self._browsers) >= self.size:
                 raise PoolFull(f"all {self.size} browser slots of this worker are taken")
             self._reserved.add(session_id)
+            if spare:
+                self._spares.add(session_id)
 
     def unreserve(self, session_id: str) -> None:
         with self._lock:
             self._reserved.discard(session_id)
+            if session_id not in self._browsers:
+                self._spares.discard(session_id)
+
+    def rekey(self, old: str, new: str) -> RunningBrowser | None:
+        """Hold the browser of ``old`` under ``new`` (a spare handed to a session); None if absent.
+
+        A slot reserved for ``new`` (its launch came through the shared queue) is
+        given back: the browser brings its own. The PID file follows, so a
+        restart still finds the processes.
+        """
+        with self._lock:
+            browser = self._browsers.pop(old, None)
+            if browser is None:
+                return None
+            self._spares.discard(old)
+            self._reserved.discard(new)
+            self._browsers[new] = browser
+            self._pid_file(old).rename(self._pid_file(new))
+        return browser
 
     def _pid_file(self, session_id: str) -> Path:
         return self.root / f"{session_id}.pids"
@@ -77,8 +117,11 @@ class ChromiumPool:
         """
         ended = []
         for pid_file in self.root.glob("*.pids"):
+            record = json.loads(pid_file.read_text() or "{}")
+            if isinstance(record, list):  # written before the profile was recorded beside the processes
+                record = {"processes": record}
             procs = []
-            for entry in json.loads(pid_file.read_text() or "[]"):
+            for entry in record.get("processes", []):
                 try:
                     proc = psutil.Process(entry["pid"])
                     if abs(proc.create_time() - entry["started"]) < 1:
@@ -86,7 +129,10 @@ class ChromiumPool:
                 except psutil.NoSuchProcess:
                     continue
             end_processes(process_tree([p.pid for p in procs]), grace=0)
-            shutil.rmtree(session_temp_dir(self.profile_dir(pid_file.stem)), ignore_errors=True)
+            # A warm browser handed to a session keeps its own profile folder, named unlike the session.
+            profile = Path(record.get("profile") or self.profile_dir(pid_file.stem))
+            shutil.rmtree(profile, ignore_errors=True)
+            shutil.rmtree(session_temp_dir(profile), ignore_errors=True)
             ended.append(pid_file.stem)
             pid_file.unlink()
         for leftover in self.root.iterdir():
@@ -98,16 +144,17 @@ class ChromiumPool:
         return ended
 
     def acquire(
-        self, session_id: str, flags: list[str], timeout: float, prepare: ProfileStep | None = None
+        self, session_id: str, flags: list[str], timeout: float, prepare: ProfileStep | None = None,
+        spare: bool = False,
     ) -> RunningBrowser:
-        """Start the browser in the session's slot (reserved here if not already).
+        """Start the browser in the key's slot (reserved here if not already).
 
         ``prepare`` fills the empty profile before Chromium starts (a context's snapshot).
         """
         with self._lock:
             if session_id in self._browsers:
                 return self._browsers[session_id]
-        self.reserve(session_id)
+        self.reserve(session_id, spare)
         profile = self.profile_dir(session_id)
         try:
             profile.mkdir(parents=True, exist_ok=True)
@@ -117,16 +164,16 @@ class ChromiumPool:
         except BaseException:
             shutil.rmtree(profile, ignore_errors=True)
             shutil.rmtree(session_temp_dir(profile), ignore_errors=True)
-            with self._lock:
-                self._reserved.discard(session_id)
+            self.unreserve(session_id)
             raise
-        self._pid_file(session_id).write_text(json.dumps(
-            [{"pid": p.pid, "started": p.create_time()} for p in process_tree(browser.pids)]
-        ))
+        self._pid_file(session_id).write_text(json.dumps({
+            "profile": str(profile),
+            "processes": [{"pid": p.pid, "started": p.create_time()} for p in process_tree(browser.pids)],
+        }))
         with self._lock:
             self._reserved.discard(session_id)
             self._browsers[session_id] = browser
-        log.info("session %s: browser up on port %s", session_id, browser.port)
+        log.info("%s: browser up on port %s", session_id, browser.port)
         return browser
 
     def release(self, session_id: str, after_exit: ProfileStep | None = None) -> bool:
@@ -137,6 +184,7 @@ class ChromiumPool:
         """
         with self._lock:
             browser = self._browsers.pop(session_id, None)
+            self._spares.discard(session_id)
         if browser is None:
             return False
         try:
@@ -149,5 +197,5 @@ class ChromiumPool:
             self._pid_file(session_id).unlink(missing_ok=True)
             for hook in self.release_hooks:
                 hook(session_id)
-        log.info("session %s: browser ended", session_id)
+        log.info("%s: browser ended", session_id)
         return True

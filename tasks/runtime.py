@@ -1,4 +1,5 @@
-"""What one worker process holds: its store handle, its name, its Chromium pool, gateway, launch intake and proxy forwarders."""
+"""What one worker process holds: its store handle, its name, its Chromium pool, warm browsers, gateway, launch intake
+and proxy forwarders."""
 from __future__ import annotations
 
 import functools
@@ -11,16 +12,18 @@ from core.states import SessionMachine
 from core.store import Store
 from tasks.celery_app import celery, config
 from tasks.browser_users import BrowserUsers, NoBrowserUser
-from tasks.chromium import make_launcher
+from tasks.chromium import browser_flags, make_launcher
 from tasks.confinement import ConfinementError, start_checks
 from tasks.contexts import ContextState
 from tasks.forwarder import Forwarders
 from tasks.gateway import Gateway
 from tasks.intake import LaunchIntake
 from tasks.pool import ChromiumPool
+from tasks.warm import WarmBrowsers
 
 store = Store(config)
-machine = SessionMachine(store, Dispatcher(celery, config))
+dispatcher = Dispatcher(celery, config)
+machine = SessionMachine(store, dispatcher)
 #: Refuses to import (so the worker to start) without BROKER_SECRET_KEY outside development.
 secret_box = SecretBox.from_config(config)
 contexts = ContextState(config, store, open_snapshot_store(config))
@@ -44,6 +47,7 @@ def pool() -> ChromiumPool:
     # A session's forwarder ends with its browser, whichever path ends the browser.
     chromium_pool.release_hooks.append(forwarders().stop)
     chromium_pool.release_hooks.append(lambda _: intake().reconcile())
+    chromium_pool.release_hooks.append(lambda _: warm_browsers().wake())
     return chromium_pool
 
 
@@ -54,8 +58,20 @@ def gateway() -> Gateway:
 
 
 @functools.cache
+def warm_browsers() -> WarmBrowsers:
+    return WarmBrowsers(pool(), store, worker_name, config.warm_browsers, browser_flags(config), config.launch_timeout,
+                        on_ready=lambda: intake().reconcile())
+
+
+@functools.cache
 def intake() -> LaunchIntake:
-    return LaunchIntake(celery, worker_name(), pool())
+    """A warm browser is room too, for creates that waited: a plain one takes it, any other ends it for its slot."""
+    return LaunchIntake(celery, worker_name(), pool(), lambda: warm_browsers().room())
+
+
+def browser_counts() -> dict[str, int]:
+    """Slots by use, for the heartbeat (and so /readyz) and Flower."""
+    return pool().counts()
 
 
 _name: list[str] = []

@@ -3,6 +3,12 @@
 A create is synchronous for the caller but never leaves a browser behind when it
 gives up: the give-up and the worker's progress are both compare-and-set moves
 on the session's status, so exactly one of them wins.
+
+A create that needs nothing launch-time-specific takes a warm browser's offer
+when any worker has one (core.store.warm) and sends its launch to that worker's
+own queue; the rest join the line for a cold launch. Should the warm worker not
+claim the launch within ``WARM_HANDOFF`` (it died a moment ago, or its browser
+did), the create joins the line as well: the claim decides which launch wins.
 """
 from __future__ import annotations
 
@@ -15,12 +21,15 @@ from werkzeug.exceptions import HTTPException
 
 from app.auth import owned
 from core.config import Config
+from core.dispatch import can_use_warm, worker_queue
 from core.ids import new_id, now_ms, utcnow_iso
 from core.states import VISIBLE_STATUSES, SessionMachine, SessionRecord, Status, StopReason
 from core.store import Store
 from core.tokens import ConnectTokens
 
 log = logging.getLogger(__name__)
+#: Seconds a launch sent to a warm browser's worker has to be claimed before the create also goes to the cold queue.
+WARM_HANDOFF = 3.0
 
 
 def public(record: SessionRecord, config: Config, tokens: ConnectTokens) -> dict:
@@ -93,16 +102,21 @@ def create(
     except HTTPException:
         _release_claims(store, body, session_id)
         raise
-    store.sessions.create(record)
-    machine.dispatcher.send_launch(session_id)
+    offer = store.warm.take() if can_use_warm(record) else None
+    store.sessions.create(record, in_line=offer is None)
+    if offer is None:
+        machine.dispatcher.send_launch(session_id)
+    else:
+        machine.dispatcher.send_warm_launch(worker_queue(offer.worker), session_id, offer.key)
     try:
-        return _wait_until_running(machine, config, session_id, caller_gone)
-    finally:
+        return _wait_until_running(machine, config, session_id, caller_gone, warm=offer is not None)
+    except BaseException:
         store.sessions.drop_launch_events(session_id)
+        raise
 
 
 def _wait_until_running(
-    machine: SessionMachine, config: Config, session_id: str, caller_gone: Callable[[], bool]
+    machine: SessionMachine, config: Config, session_id: str, caller_gone: Callable[[], bool], warm: bool
 ) -> SessionRecord:
     """Waits in line up to BROKER_CREATE_WAIT, then for the launch itself.
 
@@ -116,24 +130,34 @@ def _wait_until_running(
     deadline = time.monotonic() + config.create_wait
     lost_workers = store.workers.lost_count()
     claimed = False
+    handoff_deadline = time.monotonic() + WARM_HANDOFF if warm else None
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return _give_up(machine, config, session_id)
         if caller_gone():
             return _caller_left(machine, config, session_id)
+        if handoff_deadline is not None and time.monotonic() > handoff_deadline:
+            handoff_deadline = None
+            if store.sessions.join_line(session_id):
+                log.warning("session %s: the warm browser's worker did not take the launch; trying a cold launch",
+                            session_id)
+                machine.dispatcher.send_launch(session_id)
         event = store.sessions.next_launch_event(session_id, timeout=1)
         if event is None:
             if not claimed and store.workers.lost_count() != lost_workers:
                 lost_workers = store.workers.lost_count()
                 log.warning("session %s: a worker was lost while this create waited; sending its launch again", session_id)
+                store.sessions.join_line(session_id)
                 machine.dispatcher.send_launch(session_id)
             continue
         if event["event"] == "claimed":
             claimed = True
+            handoff_deadline = None
             deadline = time.monotonic() + config.launch_timeout
         elif event["event"] == "ready":
-            return store.sessions.get(session_id)
+            # The worker's last event: the list it came from is empty, so Redis has already dropped it.
+            return event["session"]
         elif event["event"] == "failed":
             code = event.get("code", 503)
             headers = {"Retry-After": str(config.retry_after)} if code == 503 else {}
@@ -152,6 +176,7 @@ def _give_up(machine: SessionMachine, config: Config, session_id: str) -> Sessio
     if machine.abandon(session_id) is None:
         record = machine.store.sessions.get(session_id)
         if record and record["status"] == Status.RUNNING:
+            machine.store.sessions.drop_launch_events(session_id)
             return record
     log.warning("session %s: no worker took the launch in time", session_id)
     abort(

@@ -2,8 +2,8 @@
 
 ``Store(config)`` opens one connection pool and hands it to each kind:
 ``store.sessions``, ``.contexts``, ``.proxies``, ``.api_keys``, ``.projects``,
-``.workers``, ``.events``, ``.recent_creates``. Key names live in :mod:`core.store.keys`; a session's
-status changes only through :mod:`core.states`.
+``.workers``, ``.warm``, ``.events``, ``.recent_creates``. Key names live in
+:mod:`core.store.keys`; a session's status changes only through :mod:`core.states`.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from core.store.projects import DEFAULT_PROJECT, ProjectRecords
 from core.store.proxies import ProxyRecords
 from core.store.rates import RecentCreates
 from core.store.sessions import SessionRecords
+from core.store.warm import WarmOffers
 from core.store.workers import WorkerRecords
 
 __all__ = ["ALL_SCOPES", "DEFAULT_PROJECT", "Store"]
@@ -33,6 +34,7 @@ class Store:
         self.api_keys = ApiKeyRecords(self.redis, config)
         self.projects = ProjectRecords(self.redis, config)
         self.workers = WorkerRecords(self.redis, config)
+        self.warm = WarmOffers(self.redis, config)
         self.events = StopEvents(self.redis, config)
         self.recent_creates = RecentCreates(self.redis, config)
 

@@ -10,6 +10,10 @@ API_KEYS = f"{PREFIX}:apikeys"
 API_KEYS_LAST_USED = f"{PREFIX}:apikeys:last-used"
 #: How many workers have been declared lost so far: a create whose launch may have gone to one sends it again.
 WORKERS_LOST = f"{PREFIX}:workers-lost"
+#: Offers of warm browsers, one entry per browser ready to be handed to a create (core.store.warm).
+WARM_OFFERS = f"{PREFIX}:warm-offers"
+#: Creates waiting for a cold launch (score: when they joined), so a refill leaves them the last slot.
+LAUNCH_LINE = f"{PREFIX}:launch-line"
 
 
 def session(session_id: str) -> str:

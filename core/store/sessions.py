@@ -17,9 +17,44 @@ from core.store.base import Pipeline, RecordKind, dump, load
 
 
 class SessionRecords(RecordKind):
-    def create(self, record: SessionRecord) -> None:
-        """Stored pending with a TTL, so a create abandoned by a crash leaves nothing behind for long."""
-        self.redis.set(keys.session(record["id"]), dump(record), ex=int(self.config.create_lifetime), nx=True)
+    def create(self, record: SessionRecord, in_line: bool = True) -> None:
+        """Stored pending with a TTL, so a create abandoned by a crash leaves nothing behind for long.
+
+        ``in_line``: the create waits for a cold launch (it took no warm browser's offer).
+        """
+        pipe = self.redis.pipeline()
+        pipe.set(keys.session(record["id"]), dump(record), ex=int(self.config.create_lifetime), nx=True)
+        if in_line:
+            pipe.zadd(keys.LAUNCH_LINE, {record["id"]: time.time()})
+        pipe.execute()
+
+    def join_line(self, session_id: str) -> bool:
+        """A create whose warm browser fell through waits for a cold launch; False if it is no longer pending."""
+        key = keys.session(session_id)
+
+        def join(pipe: Pipeline) -> bool:
+            record = load(pipe.get(key))
+            if record is None or record["status"] != Status.PENDING:
+                return False
+            pipe.multi()
+            pipe.zadd(keys.LAUNCH_LINE, {session_id: time.time()}, nx=True)
+            return True
+
+        return self.redis.transaction(join, key, value_from_callable=True)
+
+    def waited_in_line(self, session_id: str | None = None) -> float:
+        """Seconds the session (by default the longest waiting create) has been in line; 0 when not in line."""
+        if session_id is None:
+            oldest = self.redis.zrange(keys.LAUNCH_LINE, 0, 0, withscores=True)
+            joined = oldest[0][1] if oldest else None
+        else:
+            joined = self.redis.zscore(keys.LAUNCH_LINE, session_id)
+        return max(0.0, time.time() - joined) if joined is not None else 0.0
+
+    def waiting_for_launch(self) -> int:
+        """Creates in line for a cold launch; entries older than a create's wait (a crashed web process) are dropped."""
+        self.redis.zremrangebyscore(keys.LAUNCH_LINE, "-inf", time.time() - self.config.create_wait)
+        return self.redis.zcard(keys.LAUNCH_LINE)
 
     def get(self, session_id: str) -> SessionRecord | None:
         return self._load(keys.session(session_id))
@@ -75,6 +110,8 @@ class SessionRecords(RecordKind):
                 pipe.zrem(keys.proxy_sessions(record["proxyId"]), session_id)
             if own_holder is not None:
                 pipe.delete(own_holder)
+        elif effect is Effect.LEAVE_LINE:
+            pipe.zrem(keys.LAUNCH_LINE, session_id)
         elif effect is Effect.RETAIN:
             pipe.expire(keys.session(session_id), self.config.session_retention)
             pipe.zadd(keys.project_sessions(project), {session_id: record["createdMs"]})

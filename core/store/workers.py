@@ -7,7 +7,7 @@ TTL must neither look lost nor keep a lost worker looking alive.
 from __future__ import annotations
 
 from core.store import keys
-from core.store.base import RecordKind, dump
+from core.store.base import RecordKind, dump, load
 
 #: Scores the worker (ARGV[1]) with Redis's time and stores its info (ARGV[2]) for ARGV[3] ms.
 _HEARTBEAT = """
@@ -70,3 +70,9 @@ class WorkerRecords(RecordKind):
 
     def live(self) -> list[str]:
         return self.redis.zrangebyscore(keys.WORKERS, self._now() - self.config.worker_ttl, "+inf")
+
+    def states(self) -> dict[str, dict]:
+        """What each live worker said in its last heartbeat (its browser counts among it)."""
+        live = self.live()
+        raws = self.redis.mget([keys.worker(w) for w in live]) if live else []
+        return {worker: load(raw) or {} for worker, raw in zip(live, raws)}

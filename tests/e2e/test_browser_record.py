@@ -13,12 +13,15 @@ from tests.support.processes import free_port, wait_until
 NOTICE_BOUND = 20
 
 
-def browser_main_process(session_id: str) -> psutil.Process:
-    """The session's Chromium browser process: its profile dir names the session, and it has no --type."""
+def browser_main_process(broker, session_id: str) -> psutil.Process:
+    """The session's Chromium browser process: the one on its profile dir with no --type.
+
+    The profile dir is named after the session, or after the warm browser the session took.
+    """
+    profile = f"--user-data-dir={broker.session_profiles()[session_id]}"
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info["cmdline"] or []
-        if any(session_id in arg for arg in cmdline if arg.startswith("--user-data-dir")) and \
-                not any(arg.startswith("--type=") for arg in cmdline):
+        if profile in cmdline and not any(arg.startswith("--type=") for arg in cmdline):
             return proc
     raise AssertionError(f"no browser process for {session_id}")
 
@@ -44,10 +47,11 @@ def test_a_browser_closed_over_cdp_stops_its_session_as_browser_closed(any_api, 
 
 def test_a_killed_browser_stops_its_session_and_frees_its_slot(any_api, any_broker, session_factory):
     session = session_factory(any_api)
-    browser_main_process(session["id"]).send_signal(signal.SIGKILL)
+    profile = any_broker.session_profiles()[session["id"]]
+    browser_main_process(any_broker, session["id"]).send_signal(signal.SIGKILL)
     stopped = any_api.wait_status(session["id"], "stopped", timeout=NOTICE_BOUND)
     assert stopped["stopReason"] == "browser_closed"
-    wait_until(lambda: not any(session["id"] in str(p) for p in any_broker.leftovers()), 20,
+    wait_until(lambda: not profile.exists() and session["id"] not in any_broker.session_profiles(), 20,
                message="the dead browser's profile to be removed")
 
 
@@ -76,7 +80,7 @@ def test_a_context_is_saved_with_its_cookies_when_the_browser_closes_cleanly(api
     assert [c["name"] for c in exported] == ["kept"]
 
 
-def test_a_crashed_browser_keeps_the_previous_snapshot_and_says_why(api, pages, session_factory):
+def test_a_crashed_browser_keeps_the_previous_snapshot_and_says_why(broker, api, pages, session_factory):
     context = api.post("/v1/contexts", json={}).json()
     first = session_factory(api, contextId=context["id"])
     set_cookie_through_page(first["cdpUrl"], pages, "first")
@@ -85,7 +89,7 @@ def test_a_crashed_browser_keeps_the_previous_snapshot_and_says_why(api, pages, 
 
     crashing = session_factory(api, contextId=context["id"])
     set_cookie_through_page(crashing["cdpUrl"], pages, "lost")
-    browser_main_process(crashing["id"]).send_signal(signal.SIGKILL)
+    browser_main_process(broker, crashing["id"]).send_signal(signal.SIGKILL)
     stopped = api.wait_status(crashing["id"], "stopped", timeout=NOTICE_BOUND)
     assert stopped["stopReason"] == "browser_closed"
     assert "crashed" in stopped["snapshotError"]

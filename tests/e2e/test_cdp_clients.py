@@ -184,7 +184,7 @@ def test_json_version_points_back_at_the_relay_token_included(api, session_facto
 
 def test_stopped_session_leaves_no_process_or_profile(any_broker, any_api):
     session = any_api.create_session()
-    profile = next(p for p in any_broker.profile_dirs() if p.name == session["id"])
+    profile = any_broker.session_profiles()[session["id"]]
     browser_procs = [p for p in psutil.process_iter(["cmdline"]) if str(profile) in " ".join(p.info["cmdline"] or [])]
     assert browser_procs
     parents = {p.ppid() for p in browser_procs} - {p.pid for p in browser_procs}

@@ -108,7 +108,7 @@ def test_a_create_past_the_wait_is_503_and_no_browser_starts_later(life, api):
     later = api.create_session()
     # The queue is first in, first out: the worker met the given-up launch before this one.
     assert sorted(running(api)) == sorted([held[1]["id"], later["id"]])
-    assert len(life.profile_dirs()) == 2
+    assert sorted(life.session_profiles()) == sorted([held[1]["id"], later["id"]])
 
 
 def test_a_caller_that_hangs_up_loses_its_place(life, api):
@@ -123,7 +123,7 @@ def test_a_caller_that_hangs_up_loses_its_place(life, api):
     api.stop_session(held[0]["id"])
     later = api.create_session()
     assert sorted(running(api)) == sorted([held[1]["id"], later["id"]])
-    assert len(life.profile_dirs()) == 2
+    assert sorted(life.session_profiles()) == sorted([held[1]["id"], later["id"]])
 
 
 def test_sigkilled_worker_sessions_end_as_worker_lost_and_context_keeps_last_snapshot(life, api, pages):
@@ -134,9 +134,12 @@ def test_sigkilled_worker_sessions_end_as_worker_lost_and_context_keeps_last_sna
     with_context = api.create_session(contextId=context["id"])
     visit(with_context["cdpUrl"], f"{pages.base}/state", "state('unsaved')")
     plain = api.create_session()
+    earlier_life = life.profile_dirs()
     life.workers["a@test"].send_signal(signal.SIGKILL)
     life.workers["a@test"].wait(10)
-    assert browser_processes(str(life.worker_profiles("a@test"))), "Chromium outlives a SIGKILLed worker"
+    sessions_browsers = life.session_profiles().values()
+    assert len(sessions_browsers) == 2 and all(browser_processes(str(p)) for p in sessions_browsers), \
+        "Chromium outlives a SIGKILLed worker"
 
     life.start_worker("b")
     for session in (with_context, plain):
@@ -146,9 +149,9 @@ def test_sigkilled_worker_sessions_end_as_worker_lost_and_context_keeps_last_sna
     api.stop_session(again["id"])
 
     life.start_worker("a")
-    wait_until(lambda: not browser_processes(str(life.worker_profiles("a@test"))), 20,
+    wait_until(lambda: not any(browser_processes(str(profile)) for profile in earlier_life), 20,
                message="the restarted worker to end what its earlier life left")
-    assert not list((life.worker_profiles("a@test")).iterdir())
+    assert not any(profile.exists() for profile in earlier_life)
 
 
 def test_sigterm_stops_sessions_through_the_normal_flow(life, api, pages):
@@ -190,7 +193,7 @@ def test_redelivered_tasks_do_no_harm(life, api, pages):
     again = celery.send_task(LAUNCH_TASK, args=[session["id"]], queue=LAUNCH_QUEUE)
     wait_until(lambda: life.task_done(again.id), 30, message="the redelivered launch to run")
     assert life.store().sessions.get(session["id"]) == record
-    assert len(life.profile_dirs()) == 1
+    assert list(life.session_profiles()) == [session["id"]]
     assert api.delete(f"/v1/sessions/{session['id']}").status_code == 204
     stopped = api.wait_status(session["id"], "stopped")
     again = celery.send_task(STOP_TASK, args=[session["id"], "deleted"], queue=record["worker"])

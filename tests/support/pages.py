@@ -60,6 +60,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._html(f"<!doctype html><title>frames</title>{frames}")
         if url.path == "/upload":
             return self._html("<!doctype html><title>upload</title><input type=file id=f multiple>")
+        if url.path == "/hold":
+            # Answers only once the test releases it: keeps a navigation (and the launch waiting on it) going.
+            self.server.released.wait(60)  # type: ignore[attr-defined]
+            return self._html("<title>held</title>")
         title = query.get("title", "hello")
         return self._html(f"<!doctype html><title>{title}</title><h1>{title}</h1>")
 
@@ -80,6 +84,7 @@ class PageServer:
         self.host = host
         self.httpd = ThreadingHTTPServer((host, 0), _Handler)
         self.httpd.hits = []  # type: ignore[attr-defined]
+        self.httpd.released = threading.Event()  # type: ignore[attr-defined]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
@@ -91,6 +96,14 @@ class PageServer:
     def hits(self) -> list[str]:
         return self.httpd.hits  # type: ignore[attr-defined]
 
+    def hold(self) -> None:
+        """From now on ``/hold`` answers only after :meth:`release`."""
+        self.httpd.released.clear()  # type: ignore[attr-defined]
+
+    def release(self) -> None:
+        self.httpd.released.set()  # type: ignore[attr-defined]
+
     def close(self) -> None:
+        self.release()
         self.httpd.shutdown()
         self.httpd.server_close()

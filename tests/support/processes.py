@@ -6,6 +6,7 @@ this run's processes and never another run's.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -216,7 +217,29 @@ class Broker:
         shutil.rmtree(self.profiles_dir, ignore_errors=True)
 
     def profile_dirs(self) -> list[Path]:
+        """Every browser's profile folder, warm browsers' included."""
         return [p for p in self.leftovers() if p.is_dir()]
+
+    def session_profiles(self) -> dict[str, Path]:
+        """Each session browser's profile folder, from the PID files the pools write.
+
+        A warm browser's folder keeps its own name once a session has it; its PID
+        file is renamed after the session.
+        """
+        found = {}
+        for pid_file in self.profiles_dir.glob("*/ses_*.pids"):
+            try:
+                found[pid_file.stem] = Path(json.loads(pid_file.read_text())["profile"])
+            except (OSError, ValueError, KeyError):
+                continue  # being written, renamed or removed right now
+        return found
+
+    def browser_counts(self, nodename: str) -> dict[str, int]:
+        """A worker's slots by use, as its last heartbeat told them."""
+        try:
+            return self.store().workers.states().get(nodename, {}).get("browsers", {})
+        except RedisError:
+            return {}
 
     def leftovers(self) -> list[Path]:
         """Profile directories and PID files of the workers' pools."""

@@ -229,3 +229,67 @@ def test_a_list_prunes_ids_whose_record_expired(store, machine):
     session_id = running_session(machine)
     store.redis.delete(keys.session(session_id))
     assert store.sessions.page(PROJECT, None, 0, 10) == ([], 0)
+
+
+# -- warm browsers: the hand-over move, the line of cold creates, offers --------------------
+def test_hand_over_takes_a_pending_session_straight_to_running_and_indexes_it(store, machine):
+    session_id = new_session(store, idleTimeout=30)
+    record = machine.hand_over(session_id, WORKER, expiresEpoch=time.time() + 60, browserWsUrl="ws://x")
+    assert record["status"] == Status.RUNNING and record["worker"] == WORKER
+    assert store.redis.ttl(keys.session(session_id)) == -1
+    assert store.sessions.on_worker(WORKER) == [session_id]
+    assert store.redis.zscore(keys.SESSION_EXPIRIES, session_id) is not None
+    assert machine.abandon(session_id) is None
+
+
+def test_a_cold_create_waits_in_line_until_claimed_or_abandoned(store, machine):
+    claimed, abandoned, warm = new_session(store), new_session(store), new_id("ses")
+    store.sessions.create({"id": warm, "project": PROJECT, "status": Status.PENDING.value, "createdMs": now_ms()},
+                          in_line=False)
+    assert store.sessions.waiting_for_launch() == 2
+    assert store.sessions.waited_in_line(claimed) > 0 and store.sessions.waited_in_line(warm) == 0
+    machine.claim(claimed, WORKER)
+    machine.abandon(abandoned)
+    assert store.sessions.waiting_for_launch() == 0 and store.sessions.waited_in_line() == 0
+
+
+def test_only_a_pending_session_joins_the_line(store, machine):
+    session_id = new_id("ses")
+    store.sessions.create({"id": session_id, "project": PROJECT, "status": Status.PENDING.value,
+                           "createdMs": now_ms()}, in_line=False)
+    assert store.sessions.join_line(session_id)
+    machine.claim(session_id, WORKER)
+    assert not store.sessions.join_line(session_id)
+    assert not store.sessions.join_line("ses_missing")
+    assert store.sessions.waiting_for_launch() == 0
+
+
+def test_a_create_that_crashed_in_line_stops_counting_after_a_create_wait(store):
+    session_id = new_session(store)
+    store.redis.zadd(keys.LAUNCH_LINE, {session_id: time.time() - store.config.create_wait - 1})
+    assert store.sessions.waiting_for_launch() == 0
+
+
+def test_each_warm_offer_goes_to_one_taker_and_never_to_a_silent_worker(store):
+    store.workers.heartbeat("live@w", {})
+    store.redis.zadd(keys.WORKERS, {"silent@w": time.time() - store.config.worker_ttl - 1})
+    store.warm.offer("silent@w", "warm_a")
+    store.warm.offer("live@w", "warm_b")
+    store.warm.offer("live@w", "warm_c")
+    assert store.warm.offered_by("live@w") == {"warm_b", "warm_c"}
+    first, second = store.warm.take(), store.warm.take()
+    assert {(first.worker, first.key), (second.worker, second.key)} == {("live@w", "warm_b"), ("live@w", "warm_c")}
+    assert store.warm.take() is None
+    assert store.redis.llen(keys.WARM_OFFERS) == 0
+
+
+def test_a_withdrawn_offer_cannot_be_taken_and_a_taken_one_cannot_be_withdrawn(store):
+    store.workers.heartbeat("w@w", {})
+    store.warm.offer("w@w", "warm_a")
+    store.warm.offer("w@w", "warm_b")
+    assert store.warm.withdraw("w@w", "warm_a")
+    assert store.warm.take().key == "warm_b"
+    assert not store.warm.withdraw("w@w", "warm_b")
+    store.warm.offer("w@w", "warm_c")
+    store.warm.forget("w@w")
+    assert store.warm.take() is None

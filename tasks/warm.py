@@ -1,0 +1,288 @@
+"""Warm browsers: launched ahead of need, so a create that needs nothing special answers without a launch.
+
+Each is an ordinary browser (the same flags, a fresh profile and temp folder of
+its own, CDP answering) that the pool holds as a *spare*: it takes a slot, so
+warm browsers count against the worker's capacity, and memory, like running
+ones. A ready one is offered in Redis (core.store.warm); a create that takes the
+offer sends its launch to this worker's own queue, and the launch task hands the
+browser to the session. A warm browser serves one session and ends with it: it
+is never returned to the pool, so no session sees another's cookies, storage,
+history or tabs.
+
+A background keeper refills after each take, one launch at a time, but never
+takes the last free slot while a create waits in line for a cold launch, and
+every few seconds asks each spare for a CDP answer: one that crashed or stopped
+answering is ended and replaced. A take asks again first, so a dead browser is
+never handed out. Warm launches run at a lower CPU priority than the sessions
+beside them; a browser handed to a session gets the normal priority back.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import psutil
+from websocket import WebSocketException
+
+from core.cdp import CdpConnection, CdpError
+from core.ids import new_id
+from core.store import Store
+from tasks.chromium import RunningBrowser, process_tree
+from tasks.pool import ChromiumPool, PoolFull
+
+log = logging.getLogger(__name__)
+
+#: Seconds between health checks of the spares (and refill attempts nothing woke up for).
+CHECK_INTERVAL = 2.0
+#: A spare that does not answer ``Browser.getVersion`` within this long is ended, never handed out.
+PING_TIMEOUT = 2.0
+#: After a failed launch, wait this long before the next try (Chromium missing or broken must not spin).
+FAILURE_BACKOFF = 5.0
+#: Prefix of a spare's key (and so of its profile folder's name).
+KEY_PREFIX = "warm"
+#: Warm browsers start at this niceness (the keeper thread's, which their processes inherit): a launch
+#: ahead of need must not slow the sessions running beside it. A session's browser is set back to 0.
+LAUNCH_NICENESS = 10
+#: A create that cannot use a warm browser ends one for its slot only after waiting in line this long:
+#: a worker with a free slot should take it first, and keep the warm browsers where they are.
+EVICT_AFTER = 1.0
+
+
+class Spare:
+    """A ready warm browser and a CDP connection kept open to it, so asking whether it answers is one round trip.
+
+    A crashed browser fails the call at once; a hung one lets it time out.
+    """
+
+    def __init__(self, browser: RunningBrowser) -> None:
+        self.browser = browser
+        self._lock = threading.Lock()
+        self._conn: CdpConnection | None = CdpConnection(browser.ws_url(), timeout=PING_TIMEOUT)
+
+    def answers(self) -> bool:
+        with self._lock:
+            if self._conn is None or self.browser.exited():
+                return False
+            try:
+                self._conn.call("Browser.getVersion")
+                return True
+            except (OSError, CdpError, WebSocketException):
+                return False
+
+    def close(self) -> None:
+        """Before a session gets the browser: its clients should find only their own connections."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.abort()
+
+
+def set_priority(browser: RunningBrowser, niceness: int) -> None:
+    """Every process of the browser (its zygotes too, so later renderers inherit it); gone processes are skipped."""
+    for proc in process_tree(browser.pids):
+        try:
+            proc.nice(niceness)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+
+
+class WarmBrowsers:
+    """Thread-safe: launch tasks take spares while the keeper thread refills and checks them."""
+
+    def __init__(
+        self, pool: ChromiumPool, store: Store, worker: Callable[[], str], wanted: int, flags: list[str],
+        launch_timeout: float, on_ready: Callable[[], None],
+    ) -> None:
+        self.pool = pool
+        self.store = store
+        self.worker = worker
+        self.wanted = wanted
+        self.flags = flags
+        self.launch_timeout = launch_timeout
+        self.on_ready = on_ready
+        self._lock = threading.Lock()
+        #: Ready spares, by key; their offers are in Redis unless a create took one.
+        self._ready: dict[str, Spare] = {}
+        #: Since when a ready spare's offer has been missing from Redis (taken by a create not arrived yet).
+        self._unoffered_since: dict[str, float] = {}
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: A spare whose offer was taken but whose launch never came (the create's web process died)
+        #: is replaced after this long: the launch task would have expired by then.
+        self.orphan_after = 2 * launch_timeout
+
+    # -- what launch tasks call ------------------------------------------------
+    def take(self, key: str, session_id: str) -> RunningBrowser | None:
+        """The spare ``key`` (whose offer the create took), now the session's; None if it is gone or dead."""
+        return self._hand_over(key, self._pop(key), session_id)
+
+    def take_any(self, session_id: str) -> RunningBrowser | None:
+        """Any ready spare still on offer, for a create that came through the cold queue."""
+        with self._lock:
+            keys = list(self._ready)
+        for key in keys:
+            if not self.store.warm.withdraw(self.worker(), key):
+                continue  # a create took this offer: its launch is on the way here
+            spare = self._pop(key)
+            if spare is not None:
+                return self._hand_over(key, spare, session_id)
+        return None
+
+    def make_room(self, session_id: str) -> bool:
+        """End a ready spare for the session's launch to take its slot; False if none, or too early (``EVICT_AFTER``)."""
+        if self.store.sessions.waited_in_line(session_id) < EVICT_AFTER:
+            return False
+        with self._lock:
+            keys = list(self._ready)
+        for key in keys:
+            if self.store.warm.withdraw(self.worker(), key):
+                spare = self._pop(key)
+                if spare is not None:
+                    log.info("%s: ended to make room for a launch that needs its slot", key)
+                    spare.close()
+                    self.pool.release(key)
+                    return True
+        return False
+
+    def ready_count(self) -> int:
+        with self._lock:
+            return len(self._ready)
+
+    def room(self) -> int:
+        """Spares a create from the cold queue could use: a plain one takes it, another ends it for its slot.
+
+        Counted only once a create has waited in line ``EVICT_AFTER``, so a worker
+        with only warm browsers to give leaves a new launch to workers with a free slot.
+        """
+        count = self.ready_count()
+        return count if count and self.store.sessions.waited_in_line() >= EVICT_AFTER else 0
+
+    def wake(self) -> None:
+        """Something changed (a take, a slot freed): the keeper looks at once rather than at its next check."""
+        self._wake.set()
+
+    # -- the keeper ---------------------------------------------------------------
+    def start(self) -> None:
+        if self.wanted <= 0:
+            return
+        self._thread = threading.Thread(target=self._keep, name="warm-browsers", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float) -> None:
+        """No more launches; every offer withdrawn, every spare ended (one still launching too, once it is up)."""
+        self._closed.set()
+        self._wake.set()
+        try:
+            self.store.warm.forget(self.worker())
+        except Exception:  # Redis down at shutdown: the offers point at a worker that stops heartbeating
+            log.exception("could not withdraw the warm browsers' offers")
+        if self._thread is not None:
+            self._thread.join(timeout)
+        with self._lock:
+            spares = dict(self._ready)
+            self._ready.clear()
+        for key, spare in spares.items():
+            spare.close()
+            self.pool.release(key)
+
+    def _keep(self) -> None:
+        if os.geteuid() == 0:  # only a privileged worker can set a session's browser back to 0
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LAUNCH_NICENESS)
+        next_check = 0.0
+        while not self._closed.is_set():
+            backoff = 0.0
+            try:
+                if time.monotonic() >= next_check:
+                    self._check()
+                    next_check = time.monotonic() + CHECK_INTERVAL
+                if not self._refill():
+                    backoff = FAILURE_BACKOFF
+            except Exception:
+                log.exception("warm browsers: check or refill failed (Redis unreachable?); retrying")
+                backoff = FAILURE_BACKOFF
+            self._wake.wait(max(backoff, next_check - time.monotonic(), 0.0))
+            self._wake.clear()
+
+    def _refill(self) -> bool:
+        """Launch spares up to the wanted count while slots allow; False after a failed launch."""
+        while not self._closed.is_set():
+            with self._lock:
+                missing = self.wanted - len(self._ready)
+            if missing <= 0 or self.pool.free_slots() <= self.store.sessions.waiting_for_launch():
+                return True
+            key = new_id(KEY_PREFIX)
+            try:
+                self.pool.reserve(key, spare=True)
+            except PoolFull:
+                return True
+            try:
+                browser = self.pool.acquire(key, self.flags, self.launch_timeout, spare=True)
+            except Exception:
+                log.exception("%s: a warm browser failed to start", key)
+                return False
+            if self._closed.is_set():
+                self.pool.release(key)
+                return True
+            try:
+                spare = Spare(browser)
+            except (OSError, WebSocketException):
+                log.exception("%s: a warm browser stopped answering as soon as it started", key)
+                self.pool.release(key)
+                return False
+            self._make_ready(key, spare)
+        return True
+
+    def _make_ready(self, key: str, spare: Spare) -> None:
+        with self._lock:
+            self._ready[key] = spare
+        self.store.warm.offer(self.worker(), key)
+        log.info("%s: warm browser ready", key)
+        self.on_ready()
+
+    def _check(self) -> None:
+        """End spares that stopped answering, and those whose offer a create took but never used."""
+        with self._lock:
+            ready = dict(self._ready)
+        offered = self.store.warm.offered_by(self.worker())
+        now = time.monotonic()
+        for key, spare in ready.items():
+            with self._lock:
+                if key in offered:
+                    self._unoffered_since.pop(key, None)
+                    orphaned = False
+                else:
+                    orphaned = now - self._unoffered_since.setdefault(key, now) > self.orphan_after
+            if orphaned or not spare.answers():
+                self._end(key, "its offer was taken but its launch never came" if orphaned else "it stopped answering")
+
+    def _end(self, key: str, why: str) -> None:
+        self.store.warm.withdraw(self.worker(), key)
+        spare = self._pop(key)
+        if spare is not None:
+            log.warning("%s: warm browser ended and replaced: %s", key, why)
+            spare.close()
+            self.pool.release(key)
+
+    def _pop(self, key: str) -> Spare | None:
+        with self._lock:
+            self._unoffered_since.pop(key, None)
+            return self._ready.pop(key, None)
+
+    def _hand_over(self, key: str, spare: Spare | None, session_id: str) -> RunningBrowser | None:
+        self._wake.set()
+        if spare is None:
+            return None
+        answered = spare.answers()
+        spare.close()
+        if not answered:
+            log.warning("%s: warm browser did not answer; ended, not handed out", key)
+            threading.Thread(target=self.pool.release, args=(key,), daemon=True).start()
+            return None
+        browser = self.pool.rekey(key, session_id)
+        if browser is not None:
+            threading.Thread(target=set_priority, args=(browser, 0), daemon=True).start()
+        return browser
