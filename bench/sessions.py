@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import shlex
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -31,27 +34,37 @@ BIG_BYTES = 24 * 1024 * 1024
 BIG_REPEATS = 5
 
 
-def bare_launches(launcher_name: str, n: int) -> list[float]:
-    """The launcher alone, set up as a worker sets it up (its browser users, the sandbox if this host gives one)."""
+@contextmanager
+def bare_launcher(launcher_name: str) -> Iterator[Callable[[], float]]:
+    """A launcher set up as a worker sets it up (its browser users, the sandbox if this host gives one);
+    yields a call that launches one browser until CDP answers, stops it, and returns the launch's seconds."""
     config = dataclasses.replace(load(), launcher=launcher_name, chromium_extra_flags=tuple(shlex.split(TEST_FLAGS)))
     root = Path(tempfile.mkdtemp(prefix="bb-bench-bare-"))
     root.chmod(0o711)
-    times = []
+    count = itertools.count()
     try:
         users = BrowserUsers(config.browser_user)
         launcher = make_launcher(config, users, start_checks(config, users, root / "worker"))
-        for i in range(n):
-            profile = root / str(i)
+
+        def launch_once() -> float:
+            profile = root / str(next(count))
             profile.mkdir()
             start = time.perf_counter()
             browser = launcher.start(profile, browser_flags(config), timeout=30)
-            times.append(time.perf_counter() - start)
+            took = time.perf_counter() - start
             launcher.stop(browser)
             shutil.rmtree(profile, ignore_errors=True)
             shutil.rmtree(session_temp_dir(profile), ignore_errors=True)
+            return took
+
+        yield launch_once
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    return times
+
+
+def bare_launches(launcher_name: str, n: int) -> list[float]:
+    with bare_launcher(launcher_name) as launch_once:
+        return [launch_once() for _ in range(n)]
 
 
 def eval_round_trips(url: str, n: int) -> list[float]:

@@ -2,13 +2,14 @@
 
     PYTHONPATH=. .venv/bin/python bench/speed.py [--launcher selenium|direct|both] [--n 30] [--warm 2]
 
-Per launcher: the bare launch by that launcher; create p50/p95/p99 warm, cold
-plain (warm browsers off), cold with a context and cold with a proxy; the
-lifecycle (create → Playwright ``connect_over_cdp`` → load a 127.0.0.1 page →
-read its title → DELETE) with the connect on its own; stop latency (DELETE →
-``stopped``); the relay's ``Runtime.evaluate`` round trip and an 8 MB frame
-against the same browser's own socket, interleaved so both see the same noise;
-sessions per minute with 4 concurrent clients. Real Redis, worker and web
+Per launcher: the bare launch by that launcher and a cold create (warm
+browsers off), alternating one by one; create p50/p95/p99 warm, cold with a
+context and cold with a proxy; the lifecycle (create → Playwright
+``connect_over_cdp`` → load a 127.0.0.1 page → read its title → DELETE) with
+the connect on its own; stop latency (DELETE → ``stopped``); the relay's
+``Runtime.evaluate`` round trip and an 8 MB frame against the same browser's
+own socket, interleaved so both see the same noise; sessions per minute with 4
+concurrent clients. Real Redis, worker and web
 process on 127.0.0.1; nothing is asserted (the machine is shared: compare
 ratios, not absolutes). A warm create or lifecycle starts once the worker has a
 warm browser on offer again: those figures are latency with a warm browser at
@@ -30,7 +31,7 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 from bench.common import pct, running_broker
-from bench.sessions import bare_launches
+from bench.sessions import bare_launcher
 from tests.support.api import Api
 from tests.support.cdp import RawCdp
 from tests.support.pages import PageServer
@@ -177,12 +178,17 @@ def throughput(api: Api, cycles: int) -> float:
 
 def bench_launcher(launcher: str, n: int, warm: int, pages: PageServer, workdir: Path) -> None:
     print(f"\n== launcher: {launcher}")
-    bare = bare_launches(launcher, n)
-    report("bare launch by this launcher (ms)", bare)
-
-    with running_broker(BROKER_LAUNCHER=launcher, BROKER_WARM_BROWSERS="0") as (_, api):
+    bare, cold = [], []
+    with bare_launcher(launcher) as launch_once, \
+            running_broker(BROKER_LAUNCHER=launcher, BROKER_WARM_BROWSERS="0") as (_, api):
         api.stop_session(api.create_session()["id"])
-        cold, _ = timed_creates(api, n, {})
+        for i in range(n):  # one by one, each first in turn: both see the same moment of a shared machine
+            if i % 2:
+                cold += timed_creates(api, 1, {})[0]
+            bare.append(launch_once())
+            if not i % 2:
+                cold += timed_creates(api, 1, {})[0]
+    report("bare launch by this launcher (ms)", bare)
     report("create, cold (warm browsers off) (ms)", cold)
     ratio = pct(cold, 50) / pct(bare, 50)
     print(f"  cold create ÷ bare launch, p50               {ratio:.2f}×  {verdict(ratio, 1.2)}")

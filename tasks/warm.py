@@ -9,8 +9,9 @@ browser to the session. A warm browser serves one session and ends with it: it
 is never returned to the pool, so no session sees another's cookies, storage,
 history or tabs.
 
-A background keeper refills after each take, one launch at a time, but never
-takes the last free slot while a create waits in line for a cold launch, and
+A background keeper refills after each take (once the session just handed
+out has had a moment to itself), one launch at a time, but never takes the
+last free slot while a create waits in line for a cold launch, and
 every few seconds asks each spare for a CDP answer: one that crashed or stopped
 answering is ended and replaced. A take asks again first, so a dead browser is
 never handed out. Warm launches run at a lower CPU priority than the sessions
@@ -46,6 +47,10 @@ KEY_PREFIX = "warm"
 #: Warm browsers start at this niceness (the keeper thread's, which their processes inherit): a launch
 #: ahead of need must not slow the sessions running beside it. A session's browser is set back to 0.
 LAUNCH_NICENESS = 10
+#: A refill waits this long after the last hand-over: the session just handed out is at its busiest (its
+#: client connects and loads its first pages), and a launch beside it, even niced, made those loads ~50 ms
+#: slower on two cores (A/B against cold sessions, alternating).
+REFILL_SETTLE = 1.0
 #: A create that cannot use a warm browser ends one for its slot only after waiting in line this long:
 #: a worker with a free slot should take it first, and keep the warm browsers where they are.
 EVICT_AFTER = 1.0
@@ -81,12 +86,19 @@ class Spare:
 
 
 def set_priority(browser: RunningBrowser, niceness: int) -> None:
-    """Every process of the browser (its zygotes too, so later renderers inherit it); gone processes are skipped."""
+    """Every thread of every process of the browser: Linux keeps a niceness per thread, and Chromium's
+    threads (IO, compositor, its zygotes' too, so later renderers inherit it) were all started niced.
+    Threads and processes gone meanwhile are skipped."""
     for proc in process_tree(browser.pids):
         try:
-            proc.nice(niceness)
+            threads = proc.threads()
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
+        for thread in threads:
+            try:
+                os.setpriority(os.PRIO_PROCESS, thread.id, niceness)
+            except (ProcessLookupError, PermissionError):
+                continue
 
 
 class WarmBrowsers:
@@ -108,6 +120,7 @@ class WarmBrowsers:
         self._ready: dict[str, Spare] = {}
         #: Since when a ready spare's offer has been missing from Redis (taken by a create not arrived yet).
         self._unoffered_since: dict[str, float] = {}
+        self._last_hand_over = 0.0
         self._wake = threading.Event()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
@@ -204,12 +217,17 @@ class WarmBrowsers:
             except Exception:
                 log.exception("warm browsers: check or refill failed (Redis unreachable?); retrying")
                 backoff = FAILURE_BACKOFF
-            self._wake.wait(max(backoff, next_check - time.monotonic(), 0.0))
+            wake_at = next_check
+            if (settled_at := self._last_hand_over + REFILL_SETTLE) > time.monotonic():
+                wake_at = min(wake_at, settled_at)
+            self._wake.wait(max(backoff, wake_at - time.monotonic(), 0.0))
             self._wake.clear()
 
     def _refill(self) -> bool:
         """Launch spares up to the wanted count while slots allow; False after a failed launch."""
         while not self._closed.is_set():
+            if time.monotonic() < self._last_hand_over + REFILL_SETTLE:
+                return True
             with self._lock:
                 missing = self.wanted - len(self._ready)
             if missing <= 0 or self.pool.free_slots() <= self.store.sessions.waiting_for_launch():
@@ -276,6 +294,7 @@ class WarmBrowsers:
         self._wake.set()
         if spare is None:
             return None
+        self._last_hand_over = time.monotonic()
         answered = spare.answers()
         spare.close()
         if not answered:
