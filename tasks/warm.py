@@ -294,7 +294,6 @@ class WarmBrowsers:
         self._wake.set()
         if spare is None:
             return None
-        self._last_hand_over = time.monotonic()
         answered = spare.answers()
         spare.close()
         if not answered:
@@ -303,5 +302,6 @@ class WarmBrowsers:
             return None
         browser = self.pool.rekey(key, session_id)
         if browser is not None:
+            self._last_hand_over = time.monotonic()
             threading.Thread(target=set_priority, args=(browser, 0), daemon=True).start()
         return browser
