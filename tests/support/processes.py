@@ -91,7 +91,7 @@ class Redis:
     def start(self) -> None:
         log = open(self.workdir / f"redis-{self.port}.log", "ab")
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--databases", "64",
              "--appendonly", "yes" if self.persist else "no", "--appendfsync", "always", "--dir", str(self.workdir)],
             stdout=log, stderr=subprocess.STDOUT,
         )
