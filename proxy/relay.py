@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import secrets
 import socket
 import struct
 from urllib.parse import urlsplit
@@ -116,10 +115,11 @@ class RelayConnection:
     gevent object, as threads outside the hub must not.
     """
 
-    def __init__(self, session_id: str, client: socket.socket, browser: socket.socket, ping_interval: float) -> None:
+    def __init__(self, session_id: str, client_id: str, client: socket.socket, browser: socket.socket,
+                 ping_interval: float) -> None:
         self.session_id = session_id
         #: Names this client in the session's lease set (core.store.sessions).
-        self.client_id = secrets.token_hex(8)
+        self.client_id = client_id
         self.client = client
         self.browser = browser
         self.ping_interval = ping_interval

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import signal
 import socket
 from collections.abc import Callable
@@ -64,22 +65,26 @@ class BrokerHandler(WSGIHandler):
         except (OSError, HandshakeError) as error:
             log.warning("session %s: cannot reach its browser: %s", session_id, error)
             return self._json_error(502, "Bad Gateway", "The session's browser cannot be reached.")
+        sessions = self.server.store.sessions
+        client_id = secrets.token_hex(8)
+        # The client counts before it hears 101: a client that has its socket is never idle.
+        sessions.client_connected(session_id, client_id, self.server.config.client_lease)
         try:
             accept_client(self.socket, self.environ)
         except (RemoteProtocolError, HandshakeError) as error:
             browser.close()
+            sessions.client_disconnected(session_id, client_id, record.get("idleTimeout"))
             return self._json_error(400, "Bad Request", f"Invalid WebSocket handshake: {error}")
         self.close_connection = True
         self.status = self._orig_status = "101 Switching Protocols"
-        conn = RelayConnection(session_id, detach(self.socket), detach(browser), self.server.config.relay_ping_interval)
-        sessions = self.server.store.sessions
+        conn = RelayConnection(session_id, client_id, detach(self.socket), detach(browser),
+                               self.server.config.relay_ping_interval)
         self.server.registry.add(conn)
-        sessions.client_connected(session_id, conn.client_id, self.server.config.client_lease)
         try:
             conn.run()
         finally:
             self.server.registry.remove(conn)
-            sessions.client_disconnected(session_id, conn.client_id, record.get("idleTimeout"))
+            sessions.client_disconnected(session_id, client_id, record.get("idleTimeout"))
 
     def format_request(self) -> str:
         """The access log line, with the connect token of a CDP URL redacted."""

@@ -49,7 +49,7 @@ def load(cdp: RawCdp, session: str, url: str) -> str | None:
 
 
 def profile_of(broker: Broker, session_id: str) -> Path:
-    return next(p for p in broker.profile_dirs() if p.name == session_id)
+    return broker.session_profiles()[session_id]
 
 
 @pytest.fixture

@@ -73,6 +73,9 @@ class Deployment:
             "BROKER_HEARTBEAT_INTERVAL": "1",
             "BROKER_WORKER_TTL": str(TTL),
             "BROKER_RELAY_PING_INTERVAL": "2",
+            # create_on() steers a create to one host by pausing the others' shared queue; a warm offer
+            # would take it past that to any host (tests/e2e/test_warm.py covers offers across workers).
+            "BROKER_WARM_BROWSERS": "0",
         }
         self.processes: dict[str, subprocess.Popen] = {}
 

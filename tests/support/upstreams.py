@@ -77,7 +77,7 @@ class PproxyUpstream(_Upstream):
         self.port = free_port()
         self._spawn(["pproxy", "-l", f"{self.scheme}://127.0.0.1:{self.port}#{self.username}:{self.password}",
                      "--auth", "0", "-v"])
-        wait_until(self._answers, 30, message=f"pproxy ({self.scheme})")
+        wait_until(self._answers, 90, message=f"pproxy ({self.scheme})")  # its import takes seconds on a loaded machine
         return self
 
     def targets(self) -> list[str]:
