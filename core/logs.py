@@ -1,0 +1,83 @@
+"""One logging setup for every process (web with its relay, worker): one line per event, JSON on request.
+
+An event about a session carries ``session``, ``project`` and ``worker``
+(``extra=session_fields(record)``), in both formats, so one grep or one log
+query follows a session across the web process, the relay and its worker. With
+``BROKER_LOG_FORMAT=json`` every line is one JSON object (python-json-logger).
+Secrets never reach a line: no event names one, and a connect token inside a
+URL (``token=…``, quoted by gevent's access log or an error) is redacted from
+every line whatever logged it.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Mapping
+
+from pythonjsonlogger.json import JsonFormatter
+
+from core.config import Config
+from core.dispatch import worker_of_queue
+from core.tokens import redact
+
+#: The fields that say which session an event is about.
+EVENT_FIELDS = ("session", "project", "worker")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(fields)s: %(message)s"
+JSON_FIELDS = ["asctime", "levelname", "name", "message", *EVENT_FIELDS]
+JSON_NAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
+
+
+def session_fields(record: Mapping) -> dict[str, str | None]:
+    """A session record's identity for ``extra=``: its id, project and (once claimed) worker."""
+    queue = record.get("worker")
+    return {"session": record.get("id"), "project": record.get("project"),
+            "worker": worker_of_queue(queue) if queue else None}
+
+
+class EventFields(logging.Filter):
+    """Gives every line the event fields (this process's worker name by default) and redacts connect tokens."""
+
+    def __init__(self, worker: Callable[[], str | None]) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name in EVENT_FIELDS:
+            if getattr(record, name, None) is None:
+                setattr(record, name, None)
+        if record.worker is None:
+            record.worker = self.worker()
+        message = record.getMessage()
+        redacted = redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    """``time LEVEL logger [session=… project=… worker=…]: message``; the brackets only when a field is set."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        fields = " ".join(f"{name}={getattr(record, name)}" for name in EVENT_FIELDS if getattr(record, name, None))
+        return TEXT_FORMAT % {**record.__dict__, "fields": f" [{fields}]" if fields else ""}
+
+
+def formatter(config: Config) -> logging.Formatter:
+    if config.log_format == "json":
+        return JsonFormatter(JSON_FIELDS, rename_fields=JSON_NAMES)
+    return TextFormatter()
+
+
+def configure(config: Config, worker: Callable[[], str | None] = lambda: None) -> None:
+    """Replaces the root logger's handlers with one to stderr; ``worker`` names this process's worker, if it is one."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(config))
+    handler.addFilter(EventFields(worker))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(config.log_level)
