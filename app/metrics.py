@@ -40,7 +40,8 @@ def metrics() -> Response:
         if not hmac.compare_digest(presented.encode(), f"Bearer {expected}".encode()):
             abort(401, message="/metrics needs Authorization: Bearer <BROKER_METRICS_KEY>.",
                   headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
-    return Response(generate_latest(current_app.extensions[REGISTRY_EXTENSION]), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(current_app.extensions[REGISTRY_EXTENSION]),
+                    headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def register(app: Flask, extra: Iterable[Collector]) -> None:
