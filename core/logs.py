@@ -47,7 +47,10 @@ class EventFields(logging.Filter):
                 setattr(record, name, None)
         if record.worker is None:
             record.worker = self.worker()
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call: logging's own handler reports it, the caller carries on
+            return True
         redacted = redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None
