@@ -20,6 +20,7 @@ from core.config import Config
 from core.dispatch import worker_of_queue
 from core.tokens import redact
 
+SESSION_ID_PREFIX = "ses_"
 #: The fields that say which session an event is about.
 EVENT_FIELDS = ("session", "project", "worker")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(fields)s: %(message)s"
@@ -32,6 +33,11 @@ def session_fields(record: Mapping) -> dict[str, str | None]:
     queue = record.get("worker")
     return {"session": record.get("id"), "project": record.get("project"),
             "worker": worker_of_queue(queue) if queue else None}
+
+
+def about_session(key: str) -> dict[str, str]:
+    """``extra=`` for a line that knows only an id: a session's names it, a warm browser's key (no session yet) not."""
+    return {"session": key} if key.startswith(SESSION_ID_PREFIX) else {}
 
 
 class EventFields(logging.Filter):

@@ -97,7 +97,8 @@ class ContextState:
                      extra={"session": session_id})
             return None
         except Exception as error:
-            log.exception("session %s: context %s snapshot failed", session_id, context_id, extra={"session": session_id})
+            log.exception("session %s: context %s snapshot failed", session_id, context_id,
+                          extra={"session": session_id})
             return f"snapshot failed: {error}"
         finally:
             archive.unlink(missing_ok=True)
