@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
 from pythonjsonlogger.json import JsonFormatter
@@ -28,9 +30,39 @@ JSON_FIELDS = ["asctime", "levelname", "name", "message", *EVENT_FIELDS]
 JSON_NAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
 
 
+class KnownProjects:
+    """The project of each session this process logged an event for lately, so a line that knows only a
+    session's id (the pool's, the gateway's) still names its project. Bounded: the oldest are forgotten."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self._projects: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def note(self, session_id: str, project: str) -> None:
+        with self._lock:
+            self._projects[session_id] = project
+            self._projects.move_to_end(session_id)
+            while len(self._projects) > self.limit:
+                self._projects.popitem(last=False)
+
+    def get(self, session_id: str) -> str | None:
+        with self._lock:
+            return self._projects.get(session_id)
+
+
+#: Logging is process-wide by nature (one root logger): so is what it remembers about sessions.
+KNOWN_PROJECTS = KnownProjects()
+
+
 def session_fields(record: Mapping) -> dict[str, str | None]:
-    """A session record's identity for ``extra=``: its id, project and (once claimed) worker."""
+    """A session record's identity for ``extra=``: its id, project and (once claimed) worker.
+
+    The project is remembered (KNOWN_PROJECTS) for later lines that know only the id.
+    """
     queue = record.get("worker")
+    if record.get("id") and record.get("project"):
+        KNOWN_PROJECTS.note(record["id"], record["project"])
     return {"session": record.get("id"), "project": record.get("project"),
             "worker": worker_of_queue(queue) if queue else None}
 
@@ -53,6 +85,8 @@ class EventFields(logging.Filter):
                 setattr(record, name, None)
         if record.worker is None:
             record.worker = self.worker()
+        if record.session is not None and record.project is None:
+            record.project = KNOWN_PROJECTS.get(record.session)
         try:
             message = record.getMessage()
         except Exception:  # a malformed call: logging's own handler reports it, the caller carries on

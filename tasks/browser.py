@@ -63,6 +63,8 @@ def launch(self, session_id: str, warm: str | None = None) -> None:
         log.info("session %s: launch skipped, the session is no longer pending", session_id,
                  extra={"session": session_id})
         return
+    log.info("session %s: launch taken%s", session_id, f" for warm browser {warm}" if warm else "",
+             extra=session_fields(record))
     browser = None
     if warm is not None:
         browser = warm_browsers().take(warm, session_id)

@@ -9,7 +9,7 @@ from dataclasses import replace
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from core.logs import EventFields, formatter, session_fields
+from core.logs import EventFields, KnownProjects, formatter, session_fields
 from core.metrics import CREATE_BUCKETS, SAVE, SNAPSHOT_BYTES_BUCKETS, StoreFigures
 from core.states import SessionMachine, StopReason
 from core.store.metrics import ALL, CREATE_SECONDS, CREATES, SNAPSHOT_BYTES
@@ -103,3 +103,19 @@ def test_a_text_line_brackets_the_session_fields_and_any_connect_token_is_redact
                                      project=PROJECT))
     assert " tasks.browser [session=ses_1 project=p worker=this-worker@host]: " in line
     assert "s3cret" not in line and "token=[redacted]" in line
+
+
+def test_a_line_that_knows_only_the_session_id_names_the_project_of_its_earlier_events(store):
+    config = replace(store.config, log_format="json")
+    _log_line(config, _record("launch taken", **session_fields({"id": "ses_2", "project": "acme"})))
+    later = json.loads(_log_line(config, _record("ses_2: browser up", session="ses_2")))
+    assert (later["session"], later["project"], later["worker"]) == ("ses_2", "acme", "this-worker@host")
+    assert json.loads(_log_line(config, _record("x", session="ses_unknown")))["project"] is None
+
+
+def test_the_projects_remembered_for_log_lines_are_bounded():
+    known = KnownProjects(limit=2)
+    for n in range(3):
+        known.note(f"ses_{n}", f"p{n}")
+    assert (known.get("ses_0"), known.get("ses_1"), known.get("ses_2")) == (None, "p1", "p2")
+
