@@ -11,15 +11,13 @@ import secrets
 
 import pytest
 import requests
-from prometheus_client import CONTENT_TYPE_LATEST
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import secrets as ledger
 from tests.support.api import Api
 from tests.support.cdp import RawCdp
+from tests.support.metrics import moved, scrape
 from tests.support.processes import Broker, wait_until
 
-Figures = dict[tuple[str, tuple], float]
 WORKER = "observed"
 
 
@@ -44,20 +42,6 @@ def guarded(brokers, workdir, redis_server) -> tuple[Broker, str]:
     key = "metrics-" + secrets.token_urlsafe(24)
     ledger.remember("BROKER_METRICS_KEY", key)
     return _deploy(brokers, workdir, redis_server, 41, BROKER_METRICS_KEY=key), key
-
-
-def scrape(url: str, **headers: str) -> Figures:
-    """One scrape, parsed by prometheus_client's own parser: every sample by name and sorted labels."""
-    answer = requests.get(f"{url}/metrics", headers=headers, timeout=10)
-    assert answer.status_code == 200, answer.text
-    assert answer.headers["Content-Type"] == CONTENT_TYPE_LATEST
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(answer.text) for s in family.samples}
-
-
-def moved(before: Figures, after: Figures, name: str, **labels: str) -> float:
-    key = (name, tuple(sorted(labels.items())))
-    return after.get(key, 0) - before.get(key, 0)
 
 
 def test_metrics_counters_move_by_the_sessions_the_test_made(observed, pages):
