@@ -26,8 +26,10 @@ SESSION_ID_PREFIX = "ses_"
 #: The fields that say which session an event is about.
 EVENT_FIELDS = ("session", "project", "worker")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(fields)s: %(message)s"
-JSON_FIELDS = ["asctime", "levelname", "name", "message", *EVENT_FIELDS]
-JSON_NAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
+JSON_FIELDS = ["levelname", "name", "message", *EVENT_FIELDS]
+JSON_NAMES = {"levelname": "level", "name": "logger"}
+#: A JSON line's time: ISO 8601 in UTC with microseconds, what log stores parse without being told a format.
+JSON_TIME = "time"
 
 
 class KnownProjects:
@@ -110,7 +112,7 @@ class TextFormatter(logging.Formatter):
 
 def formatter(config: Config) -> logging.Formatter:
     if config.log_format == "json":
-        return JsonFormatter(JSON_FIELDS, rename_fields=JSON_NAMES)
+        return JsonFormatter(JSON_FIELDS, rename_fields=JSON_NAMES, timestamp=JSON_TIME)
     return TextFormatter()
 
 

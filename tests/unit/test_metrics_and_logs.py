@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from datetime import datetime, timedelta
 from dataclasses import replace
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -93,6 +94,7 @@ def test_a_json_line_is_one_object_naming_the_session_its_project_and_worker(sto
     event = json.loads(line)
     assert (event["session"], event["project"], event["worker"]) == ("ses_1", PROJECT, "w@test")
     assert (event["level"], event["logger"], event["message"]) == ("INFO", "tasks.browser", "session ses_1: running")
+    assert datetime.fromisoformat(event["time"]).utcoffset() == timedelta(0)
     # A line about no session still says which worker wrote it.
     assert json.loads(_log_line(config, _record("heartbeat")))["worker"] == "this-worker@host"
 
