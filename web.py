@@ -7,26 +7,28 @@ from gevent import monkey
 
 monkey.patch_all()
 
-import logging  # noqa: E402
-
 import gevent  # noqa: E402
 
 from app import create_app  # noqa: E402
 from core.config import load  # noqa: E402
+from core.logs import configure as configure_logging  # noqa: E402
 from core.reaping import LostWorkerReaper, reap_forever  # noqa: E402
 from core.states import SessionMachine  # noqa: E402
 from core.store import Store  # noqa: E402
+from proxy.metrics import RelayFigures  # noqa: E402
+from proxy.registry import RelayRegistry  # noqa: E402
 from proxy.server import serve  # noqa: E402
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load()
+    configure_logging(config)
     store = Store(config)
-    app = create_app(config, store)
+    relays = RelayRegistry()
+    app = create_app(config, store, collectors=[RelayFigures(relays)])
     # Reaping needs no live worker: the only worker's sessions end as worker_lost too (core/reaping.py).
     gevent.spawn(reap_forever, LostWorkerReaper(SessionMachine(store)), gevent.sleep)
-    serve(config, store, app)
+    serve(config, store, app, relays)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 """The HTTP API: create_app() wires configuration, the store, the OpenAPI Api and the blueprints."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import swagger_ui_bundle
 from flask import Blueprint, Flask
+from prometheus_client.registry import Collector
 
-from app import docs, errors, limits, routing
+from app import docs, errors, limits, metrics, routing
 from core.config import Config, load
 from app.extensions import api
 from core.browser_link import BrowserLinks
@@ -18,7 +21,8 @@ API_VERSION = "1.0.0"
 SWAGGER_UI_ASSETS = "/docs/assets/"
 
 
-def create_app(config: Config | None = None, store: Store | None = None) -> Flask:
+def create_app(config: Config | None = None, store: Store | None = None, collectors: Sequence[Collector] = ()) -> Flask:
+    """``collectors``: figures /metrics shows besides the store's (the web process adds its relay's)."""
     config = config or load()
     store = store or Store(config)
     app = Flask(__name__)
@@ -72,6 +76,7 @@ def create_app(config: Config | None = None, store: Store | None = None) -> Flas
     api.register_blueprint(relay_blp)
     docs.state_limits(api, config)
     app.register_blueprint(health_blp)
+    metrics.register(app, collectors)
     app.register_blueprint(relay_upgrades)
     app.register_blueprint(Blueprint("swagger_ui_assets", __name__, static_folder=swagger_ui_bundle.swagger_ui_path,
                                      static_url_path=SWAGGER_UI_ASSETS.rstrip("/")))

@@ -113,6 +113,12 @@ class Config:
     max_body_bytes: int = field(default_factory=lambda: _int("BROKER_MAX_BODY_BYTES", 8 * 1024 * 1024))
     #: BROKER_SESSION_CREATES_PER_MINUTE: session creates one API key may make in any 60 s (429 beyond); 0: no cap.
     session_creates_per_minute: int = field(default_factory=lambda: _int("BROKER_SESSION_CREATES_PER_MINUTE", 0))
+    #: BROKER_LOG_FORMAT: ``text`` (one line per event, ``[session=… project=… worker=…]``) or ``json`` (one object a line).
+    log_format: str = field(default_factory=lambda: _str("BROKER_LOG_FORMAT", "text"))
+    #: BROKER_LOG_LEVEL: the lowest level logged (DEBUG, INFO, WARNING, ERROR).
+    log_level: str = field(default_factory=lambda: _str("BROKER_LOG_LEVEL", "INFO").upper())
+    #: BROKER_METRICS_KEY: if set, GET /metrics needs ``Authorization: Bearer <this>``; empty: open (keep it on a private bind).
+    metrics_key: str = field(default_factory=lambda: _str("BROKER_METRICS_KEY", ""), repr=False)
 
     #: BROKER_SNAPSHOT_URL: where context snapshots live: file:///path (one machine) or s3://bucket/prefix.
     snapshot_url: str = field(

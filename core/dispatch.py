@@ -14,6 +14,8 @@ from celery import Celery
 from core.config import Config
 
 LAUNCH_QUEUE = "browsers.launch"
+#: Each worker also consumes its own queue, this prefix and its name (launches for its warm browsers, stops).
+WORKER_QUEUE_PREFIX = "browsers.worker."
 LAUNCH_TASK = "browser.launch"
 STOP_TASK = "browser.stop"
 
@@ -28,7 +30,12 @@ def can_use_warm(record: dict) -> bool:
 
 def worker_queue(nodename: str) -> str:
     """The queue only the worker ``nodename`` consumes."""
-    return f"browsers.worker.{nodename}"
+    return f"{WORKER_QUEUE_PREFIX}{nodename}"
+
+
+def worker_of_queue(queue: str) -> str:
+    """The worker's name back from its own queue (a session record names the queue)."""
+    return queue.removeprefix(WORKER_QUEUE_PREFIX)
 
 
 def make_celery(config: Config, include: list[str] | None = None) -> Celery:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from core.dispatch import worker_queue
+from core.logs import session_fields
 from core.states import SessionMachine
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,9 @@ class LostWorkerReaper:
         sessions = self.store.sessions.on_worker(worker_queue(worker))
         log.warning("worker %s stopped heartbeating; ending its %d sessions as worker_lost", worker, len(sessions))
         for session_id in sessions:
-            self.machine.lose(session_id)
+            record = self.machine.lose(session_id)
+            if record is not None:
+                log.warning("session %s: ended as worker_lost", session_id, extra=session_fields(record))
         self.store.warm.forget(worker)
         self.store.workers.declare_lost(worker)
         return True

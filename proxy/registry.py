@@ -12,6 +12,7 @@ from proxy.relay import GOING_AWAY, RelayConnection
 
 log = logging.getLogger(__name__)
 RETRY_DELAY = 1.0
+TO_BROWSER, TO_CLIENT = "to_browser", "to_client"
 
 
 class RelayRegistry:
@@ -19,12 +20,16 @@ class RelayRegistry:
         self._by_session: dict[str, set[RelayConnection]] = defaultdict(set)
         self._empty = Event()
         self._empty.set()
+        #: Bytes relayed by connections already closed, by direction (``to_browser``, ``to_client``).
+        self.closed_bytes = {TO_BROWSER: 0, TO_CLIENT: 0}
 
     def add(self, conn: RelayConnection) -> None:
         self._by_session[conn.session_id].add(conn)
         self._empty.clear()
 
     def remove(self, conn: RelayConnection) -> None:
+        self.closed_bytes[TO_BROWSER] += conn.bytes_to_browser
+        self.closed_bytes[TO_CLIENT] += conn.bytes_to_client
         conns = self._by_session.get(conn.session_id)
         if conns is not None:
             conns.discard(conn)
@@ -36,6 +41,15 @@ class RelayRegistry:
     def clients(self) -> list[tuple[str, str]]:
         """(session id, client id) of every relayed client, for renewing their leases."""
         return [(session_id, conn.client_id) for session_id, conns in self._by_session.items() for conn in conns]
+
+    def connections(self) -> list[RelayConnection]:
+        return [conn for conns in self._by_session.values() for conn in conns]
+
+    def bytes_relayed(self) -> dict[str, int]:
+        """Every byte this process has relayed each way, open connections' included."""
+        live = self.connections()
+        return {TO_BROWSER: self.closed_bytes[TO_BROWSER] + sum(c.bytes_to_browser for c in live),
+                TO_CLIENT: self.closed_bytes[TO_CLIENT] + sum(c.bytes_to_client for c in live)}
 
     def close_session(self, session_id: str, reason: str) -> None:
         for conn in list(self._by_session.get(session_id, ())):

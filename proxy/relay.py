@@ -126,6 +126,9 @@ class RelayConnection:
         self._frames = FrameProtocol(client=False, extensions=[])
         self._close: tuple[int, str] | None = None
         self._goodbye: tuple[int, str] | None = None
+        #: Bytes spliced each way so far; each is written by its own pump thread only, read by /metrics.
+        self.bytes_to_browser = 0
+        self.bytes_to_client = 0
 
     def close(self, code: int, reason: str) -> None:
         """Ends the browser leg; the relay then tells the client why, in a close frame."""
@@ -160,6 +163,7 @@ class RelayConnection:
                 if not size:
                     break
                 self.browser.sendall(view[:size])
+                self.bytes_to_browser += size
         except OSError:
             pass
         # The client is gone (or said goodbye): end the browser leg; the browser itself keeps running.
@@ -188,6 +192,7 @@ class RelayConnection:
                 chunk = view[:size]
                 tracker.feed(chunk)
                 self.client.sendall(chunk)
+                self.bytes_to_client += size
         except OSError:
             return
         self._say_goodbye(tracker)

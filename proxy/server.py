@@ -24,6 +24,7 @@ from wsproto.utilities import RemoteProtocolError
 from core.browser_link import BrowserLinks
 from core.config import Config
 from core.environ import CLIENT_SOCKET
+from core.logs import session_fields
 from core.states import Status
 from core.store import Store
 from core.tokens import matches, redact, token_in_query
@@ -31,6 +32,8 @@ from proxy.registry import RelayRegistry, follow_stop_announcements, renew_clien
 from proxy.relay import HandshakeError, RelayConnection, accept_client, connect_browser, detach
 
 log = logging.getLogger("proxy.server")
+#: gevent's access log and error lines, through logging (so in the process's format, tokens redacted).
+ACCESS_LOG = logging.getLogger("proxy.access")
 SESSION_SOCKET = re.compile(r"^/ws/session/(ses_[0-9a-f]+)$")
 SHUTDOWN_GRACE = 10.0
 
@@ -63,7 +66,7 @@ class BrokerHandler(WSGIHandler):
         try:
             browser = connect_browser(self.server.links.route(record))
         except (OSError, HandshakeError) as error:
-            log.warning("session %s: cannot reach its browser: %s", session_id, error)
+            log.warning("session %s: cannot reach its browser: %s", session_id, error, extra=session_fields(record))
             return self._json_error(502, "Bad Gateway", "The session's browser cannot be reached.")
         sessions = self.server.store.sessions
         client_id = secrets.token_hex(8)
@@ -80,11 +83,14 @@ class BrokerHandler(WSGIHandler):
         conn = RelayConnection(session_id, client_id, detach(self.socket), detach(browser),
                                self.server.config.relay_ping_interval)
         self.server.registry.add(conn)
+        log.info("session %s: CDP client %s connected", session_id, client_id, extra=session_fields(record))
         try:
             conn.run()
         finally:
             self.server.registry.remove(conn)
             sessions.client_disconnected(session_id, client_id, record.get("idleTimeout"))
+            log.info("session %s: CDP client %s disconnected (%d bytes to the browser, %d to the client)", session_id,
+                     client_id, conn.bytes_to_browser, conn.bytes_to_client, extra=session_fields(record))
 
     def format_request(self) -> str:
         """The access log line, with the connect token of a CDP URL redacted."""
@@ -106,16 +112,19 @@ class BrokerHandler(WSGIHandler):
 
 class BrokerServer(WSGIServer):
     def __init__(self, config: Config, store: Store, registry: RelayRegistry, wsgi_app: Callable) -> None:
-        super().__init__((config.bind, config.port), wsgi_app, handler_class=BrokerHandler)
+        super().__init__((config.bind, config.port), wsgi_app, handler_class=BrokerHandler,
+                         log=ACCESS_LOG, error_log=ACCESS_LOG)
         self.config = config
         self.store = store
         self.registry = registry
         self.links = BrowserLinks.from_config(config)
 
 
-def serve(config: Config, store: Store, wsgi_app: Callable) -> None:
-    """Serve until SIGTERM, then close every CDP client with a close frame before exiting."""
-    registry = RelayRegistry()
+def serve(config: Config, store: Store, wsgi_app: Callable, registry: RelayRegistry) -> None:
+    """Serve until SIGTERM, then close every CDP client with a close frame before exiting.
+
+    ``registry`` is made by the caller, so the app's /metrics can read it too (proxy.metrics).
+    """
     server = BrokerServer(config, store, registry, wsgi_app)
     gevent.spawn(follow_stop_announcements, store, registry)
     gevent.spawn(renew_client_leases, store, registry, config.client_lease)

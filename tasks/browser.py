@@ -16,6 +16,7 @@ from core.browser_link import local_host_id
 from core.cdp import navigate_first_page
 from core.dispatch import LAUNCH_TASK, STOP_TASK, can_use_warm, worker_queue
 from core.ids import iso_after
+from core.logs import session_fields
 from core.snapshots import SnapshotError, SnapshotNotHere
 from core.states import SessionRecord, Status, StopReason
 from tasks.celery_app import celery, config
@@ -59,13 +60,17 @@ def launch(self, session_id: str, warm: str | None = None) -> None:
     record = store.sessions.get(session_id)
     if record is None or record["status"] != Status.PENDING:
         intake().give_back(session_id)
-        log.info("session %s: launch skipped, the session is no longer pending", session_id)
+        log.info("session %s: launch skipped, the session is no longer pending", session_id,
+                 extra={"session": session_id})
         return
+    log.info("session %s: launch taken%s", session_id, f" for warm browser {warm}" if warm else "",
+             extra=session_fields(record))
     browser = None
     if warm is not None:
         browser = warm_browsers().take(warm, session_id)
         if browser is None:
-            log.info("session %s: warm browser %s is gone; the launch goes to the shared queue", session_id, warm)
+            log.info("session %s: warm browser %s is gone; the launch goes to the shared queue", session_id, warm,
+                     extra=session_fields(record))
             if store.sessions.join_line(session_id):
                 dispatcher.send_launch(session_id)
             return
@@ -84,7 +89,7 @@ def launch(self, session_id: str, warm: str | None = None) -> None:
             intake().give_back(session_id)
         else:
             pool().release(session_id)
-        log.info("session %s: launch skipped, the create already gave up", session_id)
+        log.info("session %s: launch skipped, the create already gave up", session_id, extra=session_fields(record))
         return
     store.sessions.push_launch_event(session_id, {"event": "claimed"})
     if browser is None:
@@ -95,7 +100,8 @@ def launch(self, session_id: str, warm: str | None = None) -> None:
     if record["url"]:
         navigation_error = navigate_first_page(browser.ws_url(), record["url"], config.navigate_timeout)
         if navigation_error:
-            log.info("session %s: first navigation to %s: %s", session_id, record["url"], navigation_error)
+            log.info("session %s: first navigation failed: %s", session_id, navigation_error,
+                     extra=session_fields(record))
     _finish(session_id, machine.ready(session_id, navigationError=navigation_error, **_running_fields(browser, record)))
 
 
@@ -129,7 +135,7 @@ def _launch_cold(session_id: str, record: SessionRecord) -> RunningBrowser | Non
         _fail(session_id, f"Context {context_id} cannot be restored ({error}); delete the context to start over.",
               code=409)
     except Exception as error:
-        log.exception("session %s: launch failed", session_id)
+        log.exception("session %s: launch failed", session_id, extra=session_fields(record))
         _fail(session_id, f"The browser failed to start: {error}")
     return None
 
@@ -150,9 +156,12 @@ def _running_fields(browser: RunningBrowser, record: SessionRecord) -> dict:
 def _finish(session_id: str, running: SessionRecord | None) -> None:
     """Tell the waiting create (the running record rides along, so it needs no read); or end the browser it left."""
     if running is None:
-        log.info("session %s: the create gave up during launch; ending the browser", session_id)
+        log.info("session %s: the create gave up during launch; ending the browser", session_id,
+                 extra={"session": session_id})
         pool().release(session_id)
         return
+    log.info("session %s: running (Chromium %s)", session_id, running.get("browserVersion"),
+             extra=session_fields(running))
     store.sessions.push_launch_event(session_id, {"event": "ready", "session": running})
 
 
@@ -177,6 +186,7 @@ def end_session(session_id: str, reason: StopReason) -> None:
     """
     store.events.announce_stop(session_id, reason)
     record = store.sessions.get(session_id) or {}
+    fields = {**session_fields(record), "session": session_id}
     context_id = record.get("contextId")
     browser = pool().get(session_id)
     closed_by_itself = browser is not None and browser.exited()
@@ -185,7 +195,7 @@ def end_session(session_id: str, reason: StopReason) -> None:
         try:
             contexts.sync_cookies(context_id, session_id, browser)
         except Exception as error:
-            log.exception("session %s: cookie sync failed", session_id)
+            log.exception("session %s: cookie sync failed", session_id, extra=fields)
             problems.append(f"cookie sync failed: {error}")
 
     def save(profile: Path) -> None:
@@ -203,4 +213,4 @@ def end_session(session_id: str, reason: StopReason) -> None:
 
     pool().release(session_id, after_exit=save if context_id else None)
     machine.finish_stop(session_id, reason, "; ".join(problems) or None)
-    log.info("session %s: stopped (%s)", session_id, reason)
+    log.info("session %s: stopped (%s)", session_id, reason, extra=fields)

@@ -12,10 +12,13 @@ import logging
 import os
 import signal
 import tempfile
+import time
 from pathlib import Path
 
 from core.config import Config
+from core.metrics import RESTORE, SAVE, SNAPSHOT_BYTES_BUCKETS, SNAPSHOT_SECONDS_BUCKETS
 from core.store import Store
+from core.store.metrics import SNAPSHOT_BYTES, SNAPSHOT_SECONDS
 from core.cdp import CdpConnection
 from tasks.chromium import RunningBrowser
 from tasks.profile_cookies import read_profile_cookies
@@ -48,28 +51,34 @@ class ContextState:
         if not version:
             return
         archive = self._scratch_file()
+        started = time.monotonic()
         try:
             self.snapshots.get(context_id, version, archive)
+            size = archive.stat().st_size
             unpack_profile(archive, profile)
         finally:
             archive.unlink(missing_ok=True)
-        log.info("context %s: restored snapshot %s", context_id, version)
+        self._measure(RESTORE, time.monotonic() - started, size)
+        log.info("context %s: restored snapshot %s (%d bytes)", context_id, version, size)
 
     def sync_cookies(self, context_id: str, session_id: str, browser: RunningBrowser) -> None:
         with CdpConnection(browser.ws_url(), timeout=CDP_TIMEOUT) as conn:
             cookies = read_cookies(conn)
         self.store.contexts.save_cookies(context_id, session_id, cookies)
-        log.info("session %s: %d cookies synced to context %s", session_id, len(cookies), context_id)
+        log.info("session %s: %d cookies synced to context %s", session_id, len(cookies), context_id,
+                 extra={"session": session_id})
 
     def sync_cookies_from_profile(self, context_id: str, session_id: str, profile: Path) -> None:
         """For a browser that closed by itself: the cookies it flushed to its profile on the way out."""
         cookies = read_profile_cookies(profile)
         self.store.contexts.save_cookies(context_id, session_id, cookies)
-        log.info("session %s: %d cookies read from the ended profile into context %s", session_id, len(cookies), context_id)
+        log.info("session %s: %d cookies read from the ended profile into context %s", session_id, len(cookies),
+                 context_id, extra={"session": session_id})
 
     def save(self, context_id: str, session_id: str, profile: Path) -> str | None:
         """Snapshot an ended browser's profile; the reason it was not saved, else None."""
         archive = self._scratch_file()
+        started = time.monotonic()
         try:
             size = pack_profile(profile, archive)
             if size > self.config.snapshot_max_bytes:
@@ -82,14 +91,25 @@ class ContextState:
             if dropped is None:
                 self.snapshots.delete(context_id, version)
                 return "context was deleted during the save"
+            self._measure(SAVE, time.monotonic() - started, size)
             self._delete_unused(context_id)
-            log.info("session %s: context %s saved as %s (%d bytes)", session_id, context_id, version, size)
+            log.info("session %s: context %s saved as %s (%d bytes)", session_id, context_id, version, size,
+                     extra={"session": session_id})
             return None
         except Exception as error:
-            log.exception("session %s: context %s snapshot failed", session_id, context_id)
+            log.exception("session %s: context %s snapshot failed", session_id, context_id,
+                          extra={"session": session_id})
             return f"snapshot failed: {error}"
         finally:
             archive.unlink(missing_ok=True)
+
+    def _measure(self, operation: str, seconds: float, size: int) -> None:
+        """Into the store, so /metrics shows it wherever this worker runs; a failure to count fails nothing."""
+        try:
+            self.store.metrics.observe(SNAPSHOT_SECONDS, operation, seconds, SNAPSHOT_SECONDS_BUCKETS)
+            self.store.metrics.observe(SNAPSHOT_BYTES, operation, size, SNAPSHOT_BYTES_BUCKETS)
+        except Exception as error:
+            log.warning("could not record a snapshot %s's figures (%s)", operation, error)
 
     def _delete_unused(self, context_id: str) -> None:
         """Versions beyond the kept ones, including orphans of saves that crashed before their pointer moved."""

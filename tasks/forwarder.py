@@ -36,6 +36,7 @@ from python_socks import ProxyType
 from python_socks.async_.asyncio.v2 import Proxy
 
 from core.crypto import SecretBox
+from core.logs import about_session
 from core.proxy_address import split_host_port
 from core.upstream import Upstream
 from core.store import Store
@@ -190,7 +191,8 @@ class _Forwarder:
         try:
             await self._serve(client)
         except UpstreamFailed as problem:
-            log.info("session %s: upstream proxy %s: %s", self.session_id, self.upstream.address.url, problem)
+            log.info("session %s: upstream proxy %s: %s", self.session_id, self.upstream.address.url, problem,
+                     extra=about_session(self.session_id))
             await self._answer(client, 502, "Bad Gateway", f"The session's proxy {self.upstream.address.url} {problem}.")
         except (ValueError, UnicodeError):
             await self._answer(client, 400, "Bad Request", "The forwarder could not read this request.")
@@ -332,7 +334,8 @@ class Forwarders:
         self._call(forwarder.open)
         with self._lock:
             self._running[session_id] = forwarder
-        log.info("session %s: forwarder on %s:%s to %s", session_id, LISTEN_HOST, forwarder.port, upstream.address.url)
+        log.info("session %s: forwarder on %s:%s to %s", session_id, LISTEN_HOST, forwarder.port, upstream.address.url,
+                 extra=about_session(session_id))
         return f"http://{LISTEN_HOST}:{forwarder.port}"
 
     def port(self, session_id: str) -> int | None:
@@ -349,8 +352,8 @@ class Forwarders:
         try:
             self._call(forwarder.close)
         except Exception:
-            log.exception("session %s: forwarder did not close cleanly", session_id)
-        log.info("session %s: forwarder on port %s closed", session_id, forwarder.port)
+            log.exception("session %s: forwarder did not close cleanly", session_id, extra=about_session(session_id))
+        log.info("session %s: forwarder on port %s closed", session_id, forwarder.port, extra=about_session(session_id))
         return True
 
     def stop_all(self) -> None:

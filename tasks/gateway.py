@@ -35,6 +35,7 @@ import h11
 from core.browser_link import GATEWAY_PREFIX
 from core.config import Config
 from core.gateway_auth import HEADER, GatewayKey
+from core.logs import about_session
 from tasks.chromium import RunningBrowser
 
 log = logging.getLogger(__name__)
@@ -197,14 +198,16 @@ class Gateway:
         presented = next((v.decode("latin-1") for n, v in request.headers if n == HEADER.lower().encode()), None)
         if not self.key.verify(session_id, presented):
             log.warning("gateway: refused %s for session %s: %s credential", peer[0], session_id,
-                        "no" if presented is None else "wrong")
+                        "no" if presented is None else "wrong", extra=about_session(session_id))
             raise Refused(403, "wrong credential")
         browser = self.browser_of(session_id)
         if browser is None:
-            log.info("gateway: session %s has no browser on this worker (asked by %s)", session_id, peer[0])
+            log.info("gateway: session %s has no browser on this worker (asked by %s)", session_id, peer[0],
+                     extra=about_session(session_id))
             raise Refused(404, "no such browser here")
         path = f"/{rest}" if rest.startswith("devtools/") else browser.browser_path
-        log.info("gateway: session %s: admitted a connection from %s", session_id, peer[0])
+        log.info("gateway: session %s: admitted a connection from %s", session_id, peer[0],
+                 extra=about_session(session_id))
         return browser, path, request, early
 
     @staticmethod

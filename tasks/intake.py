@@ -22,6 +22,7 @@ from celery import Celery
 from celery.worker.consumer import Consumer
 
 from core.dispatch import LAUNCH_QUEUE
+from core.logs import about_session
 from tasks.pool import ChromiumPool, PoolFull
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,8 @@ class LaunchIntake:
             try:
                 self.pool.reserve(session_id)
             except PoolFull:
-                log.warning("session %s: launch received with no free slot; it goes back to the queue", session_id)
+                log.warning("session %s: launch received with no free slot; it goes back to the queue", session_id,
+                            extra=about_session(session_id))
             if self._consuming and self.pool.free_slots() <= 0:
                 self._consuming = False
                 consumer.cancel_task_queue(LAUNCH_QUEUE)

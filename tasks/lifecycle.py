@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 
 from core.dispatch import worker_queue
+from core.logs import session_fields
 from core.reaping import INTERVAL, LostWorkerReaper
 from core.states import LIVE_STATUSES, Status, StopReason
 from tasks.browser import end_session
@@ -43,7 +44,8 @@ def consume_own_queue(sender: str, instance, **_: object) -> None:
     store.warm.forget(sender)
     for session_id in store.sessions.on_worker(worker_queue(sender)):
         if machine.lose(session_id):
-            log.warning("session %s: left running by an earlier life of this worker; ended as worker_lost", session_id)
+            log.warning("session %s: left running by an earlier life of this worker; ended as worker_lost", session_id,
+                        extra={"session": session_id})
     gateway().start()
     if urlsplit(config.snapshot_url).scheme == "file":
         log.warning("BROKER_SNAPSHOT_URL is %s: file:// snapshots do not move between hosts (only workers that mount "
@@ -64,17 +66,18 @@ def end_browsers_no_longer_ours() -> None:
         if record is None or record["status"] == Status.PENDING:
             continue
         if record["status"] not in LIVE_STATUSES or record.get("worker") != own_queue:
-            log.warning("session %s: no longer this worker's (%s); ending its browser", session_id, record["status"])
+            log.warning("session %s: no longer this worker's (%s); ending its browser", session_id, record["status"],
+                        extra=session_fields(record))
             pool().release(session_id)
 
 
 def stop_expired_sessions() -> None:
     """Both schedules are sorted sets in Redis, so they survive any process restart."""
     for session_id in store.sessions.take_expired():
-        log.info("session %s: timeout reached", session_id)
+        log.info("session %s: timeout reached", session_id, extra={"session": session_id})
         machine.stop(session_id, StopReason.TIMEOUT)
     for session_id in store.sessions.take_idle():
-        log.info("session %s: idle timeout reached", session_id)
+        log.info("session %s: idle timeout reached", session_id, extra={"session": session_id})
         machine.stop(session_id, StopReason.TIMEOUT)
 
 
@@ -88,7 +91,7 @@ def notice_closed_browsers() -> None:
     for session_id in pool().session_ids():
         browser = pool().get(session_id)
         if browser is not None and browser.exited() and machine.stop(session_id, StopReason.BROWSER_CLOSED):
-            log.warning("session %s: its browser exited by itself", session_id)
+            log.warning("session %s: its browser exited by itself", session_id, extra={"session": session_id})
 
 
 def _housekeeping() -> None:

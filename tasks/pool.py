@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 
+from core.logs import about_session
 from tasks.chromium import Launcher, RunningBrowser, end_processes, process_tree, session_temp_dir
 
 log = logging.getLogger(__name__)
@@ -173,7 +174,7 @@ class ChromiumPool:
         with self._lock:
             self._reserved.discard(session_id)
             self._browsers[session_id] = browser
-        log.info("%s: browser up on port %s", session_id, browser.port)
+        log.info("%s: browser up on port %s", session_id, browser.port, extra=about_session(session_id))
         return browser
 
     def release(self, session_id: str, after_exit: ProfileStep | None = None) -> bool:
@@ -197,5 +198,5 @@ class ChromiumPool:
             self._pid_file(session_id).unlink(missing_ok=True)
             for hook in self.release_hooks:
                 hook(session_id)
-        log.info("%s: browser ended", session_id)
+        log.info("%s: browser ended", session_id, extra=about_session(session_id))
         return True

@@ -81,6 +81,11 @@ def set_worker_name(name: str) -> None:
     _name[:] = [name]
 
 
+def current_worker_name() -> str | None:
+    """None until Celery has named the worker (its first log lines)."""
+    return _name[0] if _name else None
+
+
 def worker_name() -> str:
     if not _name:
         raise RuntimeError("the worker's name is set when Celery starts the worker")

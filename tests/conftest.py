@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import secrets as used_secrets
 from tests.support.api import Api
 from tests.support.pages import PageServer
 from tests.support.proxies import ProxyFactory
@@ -44,6 +45,8 @@ def brokers(workdir, redis_server):
     for broker in started:
         broker.remove_profiles_root()
     assert not leftovers, f"profile directories left behind: {leftovers}"
+    # Every secret any test used (tests/support/secrets.py), against everything the processes logged, shutdowns included.
+    assert not used_secrets.found_in_logs(workdir), f"secrets in the logs: {used_secrets.found_in_logs(workdir)}"
 
 
 def _start(brokers: list[Broker], workdir: Path, redis: Redis, db: int = 0, **env: str) -> Broker:

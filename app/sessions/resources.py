@@ -1,7 +1,9 @@
 """Sessions: POST/GET/GET one/DELETE /v1/sessions, and GET/PUT /v1/sessions/:id/cookies."""
 from __future__ import annotations
 
-from flask import request
+import logging
+
+from flask import g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -9,15 +11,18 @@ from app import limits
 from app.auth import current_project, require_scope
 from app.docs import links_to, responds
 from app.extensions import config, connect_tokens, machine, store
+from app.metrics import CREATED
 from app.paging import paginated
 from app.sessions import cookies, service
 from core.environ import client_gone
+from core.logs import session_fields
 from core.states import StopReason
 from app.sessions.schemas import (
     CookieQuerySchema, CookiesWriteSchema, CookiesWrittenSchema, SessionCookiesSchema,
     SessionCreateSchema, SessionListQuerySchema, SessionSchema,
 )
 
+log = logging.getLogger(__name__)
 blp = Blueprint("sessions", __name__, url_prefix="/v1/sessions", description="Running browsers.")
 NOT_RUNNING = "The session is not running (stopping or stopped)."
 
@@ -55,6 +60,7 @@ class Sessions(MethodView):
         limits.count_session_create()
         record = service.create(machine(), config(), connect_tokens(), current_project(), body,
                                 lambda: client_gone(request.environ))
+        g.setdefault(CREATED, record)
         return service.public(record, config(), connect_tokens())
 
 
@@ -72,8 +78,9 @@ class SessionById(MethodView):
     @responds(blp, "stopSession", 404)
     def delete(self, session_id: str):
         """Stop the session; its browser closes and its clients are disconnected. Stopping a stopping or stopped session is also 204."""
-        service.get_visible(store(), current_project(), session_id)
-        machine().stop(session_id, StopReason.DELETED)
+        record = service.get_visible(store(), current_project(), session_id)
+        if machine().stop(session_id, StopReason.DELETED) is not None:
+            log.info("session %s: stop requested", session_id, extra=session_fields(record))
 
 
 @blp.route("/<ses_id:session_id>/cookies")

@@ -141,13 +141,14 @@ def _wait_until_running(
             handoff_deadline = None
             if store.sessions.join_line(session_id):
                 log.warning("session %s: the warm browser's worker did not take the launch; trying a cold launch",
-                            session_id)
+                            session_id, extra={"session": session_id})
                 machine.dispatcher.send_launch(session_id)
         event = store.sessions.next_launch_event(session_id, timeout=1)
         if event is None:
             if not claimed and store.workers.lost_count() != lost_workers:
                 lost_workers = store.workers.lost_count()
-                log.warning("session %s: a worker was lost while this create waited; sending its launch again", session_id)
+                log.warning("session %s: a worker was lost while this create waited; sending its launch again",
+                            session_id, extra={"session": session_id})
                 store.sessions.join_line(session_id)
                 machine.dispatcher.send_launch(session_id)
             continue
@@ -168,7 +169,7 @@ def _caller_left(machine: SessionMachine, config: Config, session_id: str) -> Se
     """The caller lost its place in line; a browser already started for it is stopped at once."""
     if machine.abandon(session_id) is None:
         machine.stop(session_id, StopReason.ERROR)
-    log.info("session %s: the caller hung up before its browser was ready", session_id)
+    log.info("session %s: the caller hung up before its browser was ready", session_id, extra={"session": session_id})
     abort(503, message="The caller closed the connection.", headers={"Retry-After": str(config.retry_after)})
 
 
@@ -178,7 +179,7 @@ def _give_up(machine: SessionMachine, config: Config, session_id: str) -> Sessio
         if record and record["status"] == Status.RUNNING:
             machine.store.sessions.drop_launch_events(session_id)
             return record
-    log.warning("session %s: no worker took the launch in time", session_id)
+    log.warning("session %s: no worker took the launch in time", session_id, extra={"session": session_id})
     abort(
         503,
         message="No browser could be started in time; no worker has a free slot. Try again.",

@@ -104,3 +104,18 @@ def project_running(project: str) -> str:
 
 def project_stopped(project: str) -> str:
     return f"{PREFIX}:project:{project}:stopped"
+
+
+#: Sessions that entered / left each status (hashes: status → count); /metrics reads them (core.store.metrics).
+SESSION_STATUS_ENTERED = f"{PREFIX}:metrics:session-status-entered"
+SESSION_STATUS_LEFT = f"{PREFIX}:metrics:session-status-left"
+
+
+def metric_counter(name: str) -> str:
+    """One counter's values by label value (a hash)."""
+    return f"{PREFIX}:metrics:counter:{name}"
+
+
+def metric_histogram(name: str, label: str) -> str:
+    """One histogram series (a hash: cumulative bucket counts by upper bound, ``sum`` and ``count``)."""
+    return f"{PREFIX}:metrics:histogram:{name}:{label}"

@@ -14,6 +14,7 @@ from typing import Any
 from core.states import LIVE_STATUSES, Effect, Move, SessionRecord, Status
 from core.store import keys
 from core.store.base import Pipeline, RecordKind, dump, load
+from core.store.metrics import STOP_REASONS, count_in
 
 
 class SessionRecords(RecordKind):
@@ -26,6 +27,7 @@ class SessionRecords(RecordKind):
         pipe.set(keys.session(record["id"]), dump(record), ex=int(self.config.create_lifetime), nx=True)
         if in_line:
             pipe.zadd(keys.LAUNCH_LINE, {record["id"]: time.time()})
+        pipe.hincrby(keys.SESSION_STATUS_ENTERED, record["status"], 1)
         pipe.execute()
 
     def join_line(self, session_id: str) -> bool:
@@ -72,6 +74,7 @@ class SessionRecords(RecordKind):
             record = load(pipe.get(key))
             if record is None or record["status"] not in move.sources:
                 return None
+            source = record["status"]
             record.update(changes, status=move.target.value)
             holder = keys.context_holder(record["contextId"]) if record.get("contextId") else None
             if holder is not None:
@@ -81,9 +84,18 @@ class SessionRecords(RecordKind):
             pipe.set(key, dump(record), keepttl=True)
             for effect in move.effects:
                 self._effect(pipe, effect, record, holder if holder_is_us else None)
+            self._count_move(pipe, source, record)
             return record
 
         return self.redis.transaction(apply, key, value_from_callable=True)
+
+    @staticmethod
+    def _count_move(pipe: Pipeline, source: str, record: SessionRecord) -> None:
+        """In the move's own transaction, so /metrics counts exactly the moves that happened."""
+        pipe.hincrby(keys.SESSION_STATUS_LEFT, source, 1)
+        pipe.hincrby(keys.SESSION_STATUS_ENTERED, record["status"], 1)
+        if record["status"] == Status.STOPPED:
+            count_in(pipe, STOP_REASONS, record.get("stopReason") or "unknown")
 
     def _effect(self, pipe: Pipeline, effect: Effect, record: SessionRecord, own_holder: str | None) -> None:
         session_id, project = record["id"], record["project"]

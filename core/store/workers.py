@@ -71,6 +71,12 @@ class WorkerRecords(RecordKind):
     def live(self) -> list[str]:
         return self.redis.zrangebyscore(keys.WORKERS, self._now() - self.config.worker_ttl, "+inf")
 
+    def heartbeat_ages(self) -> dict[str, float]:
+        """Seconds since each known worker's last heartbeat, by Redis's clock; silent ones too, until reaped."""
+        now = self._now()
+        beats = self.redis.zrange(keys.WORKERS, 0, -1, withscores=True)
+        return {worker: max(0.0, now - beat) for worker, beat in beats}
+
     def states(self) -> dict[str, dict]:
         """What each live worker said in its last heartbeat (its browser counts among it)."""
         live = self.live()

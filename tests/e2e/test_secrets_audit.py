@@ -1,4 +1,4 @@
-"""An audit of secrets: API keys, a proxy password, connect tokens and BROKER_SECRET_KEY, each really used,
+"""An audit of secrets: API keys, a proxy password, connect tokens, gateway credentials and BROKER_SECRET_KEY,
 then looked for in every log line of the suite's processes and in every answer.
 
 Each secret is used the way a user (or an attacker with a wrong copy) would: keys
@@ -15,6 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
+from core.gateway_auth import GatewayKey
+from tests.support import secrets as ledger
 from tests.support.api import Api
 from tests.support.cdp import RawCdp
 from tests.support.processes import SECRET_KEY, free_port
@@ -83,16 +85,19 @@ def test_no_secret_in_any_log_line_or_answer_but_where_it_is_handed_over(broker,
     assert caller.get("/v1/sessions").status_code == 401
 
     # Every log line of the suite's processes (web, workers, Redis) so far, this run's included.
-    logs = {path.name: path.read_text(errors="replace") for path in workdir.glob("*.log")
-            if not path.name.startswith("upstream-")}
+    logs = ledger.broker_logs(workdir)
     assert any(name.startswith("web-") for name in logs) and any(name.startswith("worker-") for name in logs)
     assert f"/ws/session/{session['id']}?token=[redacted]" in "".join(logs.values())
     # The owner sees the token inside the session's own cdpUrl (create, get, list, json/version): nowhere else.
     answers = [answer.replace(session["cdpUrl"], "<the session's cdpUrl>") for answer in answers]
     secrets_used = {"bootstrap API key": broker.api_key, "API key made by the API": minted,
                     "proxy password": password, "wrong proxy password": wrong_password,
-                    "connect token": token, "BROKER_SECRET_KEY": SECRET_KEY}
+                    "connect token": token, "BROKER_SECRET_KEY": SECRET_KEY,
+                    "gateway credential": GatewayKey(SECRET_KEY).credential(session["id"])}
     for what, secret in secrets_used.items():
         assert not [name for name, text in logs.items() if secret in text], f"the {what} is in a log"
         assert not [answer for answer in answers if secret in answer], f"the {what} is in an answer"
     assert minted in key_handed_over
+    # And every other secret the suite's tests have used so far (tests/support/secrets.py), live-view credentials too.
+    assert all(secret in ledger.USED for secret in secrets_used.values())
+    assert not ledger.found_in_logs(workdir)

@@ -27,6 +27,7 @@ from tests.support.cdp import RawCdp
 from tests.support.browsing import BIG_FRAME, playwright_drive, puppeteer_drive, visit
 from tests.support.gateway import SUITE_KEY, gateway_status
 from tests.support.hosts import BUCKET, GATEWAY_PORT, TTL, Deployment
+from tests.support.metrics import figure, moved, scrape
 from tests.support.netns import Network, why_unavailable
 from tests.support.pages import PageServer
 from tests.support.processes import wait_until
@@ -149,6 +150,27 @@ def test_context_saved_on_worker_1_is_restored_on_worker_2(on_web, api):
     assert visit(second["cdpUrl"], f"{pages.base}/state", "state()")["local"] == "from-w1"
     api.stop_session(second["id"])
     assert api.delete(f"/v1/contexts/{context['id']}").status_code == 204
+
+
+def test_one_scrape_of_the_web_process_shows_the_figures_of_workers_on_other_hosts(on_web, api):
+    """Workers' figures reach /metrics through Redis: no scraper needs to reach a worker host."""
+    w1, w2 = on_web.worker_hosts
+    before = scrape(on_web.url)
+    context = api.post("/v1/contexts", json={}).json()
+    first = on_web.create_on(api, w1, contextId=context["id"])
+    api.stop_session(first["id"])  # saved on w1
+    second = on_web.create_on(api, w2, contextId=context["id"])  # restored on w2
+    api.stop_session(second["id"])
+    assert api.delete(f"/v1/contexts/{context['id']}").status_code == 204
+    after = scrape(on_web.url)
+    assert moved(before, after, "broker_session_creates_total", code="201") == 2
+    assert moved(before, after, "broker_session_stops_total", reason="deleted") == 2
+    assert moved(before, after, "broker_snapshot_seconds_count", operation="save") == 2
+    assert moved(before, after, "broker_snapshot_bytes_count", operation="restore") == 1
+    for host in (w1, w2):
+        name = on_web.worker_name(host)
+        assert figure(after, "broker_worker_slots", worker=name, use="slots") > 0
+        assert figure(after, "broker_worker_heartbeat_age_seconds", worker=name) < TTL
 
 
 def test_eight_sessions_spread_over_both_workers(on_web, api):

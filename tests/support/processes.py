@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 from core.config import load
 from core.dispatch import LAUNCH_QUEUE
 from core.store import Store
+from tests.support import secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_MARK = "BB_TEST_RUN"
@@ -36,6 +37,7 @@ TEST_FLAGS = '--host-resolver-rules="MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"'
 BROWSER_NAMES = ("chromium", "chromedriver", "chrome_crashpad_handler")
 #: Encrypts stored proxy passwords in the suite's deployments; tests grep logs for secrets, never for this.
 SECRET_KEY = "bb-test-secret-" + uuid.uuid4().hex
+secrets.use_deployment_secret(SECRET_KEY)
 
 
 def free_port() -> int:
@@ -118,6 +120,7 @@ class Broker:
         self.redis_url = redis.url(db)
         self.workdir = workdir
         self.api_key = api_key
+        secrets.remember("bootstrap API key", api_key)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.state_dir = workdir / f"state-{self.port}"
