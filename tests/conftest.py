@@ -8,6 +8,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,28 @@ def brokers(workdir, redis_server):
     assert not leftovers, f"profile directories left behind: {leftovers}"
     # Every secret any test used (tests/support/secrets.py), against everything the processes logged, shutdowns included.
     assert not used_secrets.found_in_logs(workdir), f"secrets in the logs: {used_secrets.found_in_logs(workdir)}"
+
+
+@pytest.fixture(scope="module")
+def deploy(brokers, workdir, redis_server) -> Iterator[Callable[..., Broker]]:
+    """Starts deployments of the module's own (Redis database ``db``; the web process unless ``web=False``).
+
+    They end with the module: a deployment left up to the end of the suite keeps its worker's
+    housekeeping, its warm browser and its sessions' browsers busy beside every later module.
+    """
+    made: list[Broker] = []
+
+    def start(db: int, web: bool = True, **env: str) -> Broker:
+        broker = Broker(redis_server, workdir, "bb_" + secrets.token_urlsafe(24), db, **env)
+        brokers.append(broker)
+        made.append(broker)
+        if web:
+            broker.start_web()
+        return broker
+
+    yield start
+    for broker in made:
+        broker.stop()
 
 
 def _start(brokers: list[Broker], workdir: Path, redis: Redis, db: int = 0, **env: str) -> Broker:

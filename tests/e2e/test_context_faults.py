@@ -1,7 +1,6 @@
 """Contexts when things go wrong: a worker killed mid-save, refused and corrupt archives, the S3 backend."""
 from __future__ import annotations
 
-import secrets
 import signal
 import subprocess
 import sys
@@ -17,12 +16,9 @@ STATE = "state()"
 
 
 @pytest.fixture(scope="module")
-def faults_broker(brokers, workdir, redis_server) -> Broker:
+def faults_broker(deploy) -> Broker:
     """Its own deployment (Redis database 2), so tests choose which worker runs which session."""
-    broker = Broker(redis_server, workdir, "bb_" + secrets.token_urlsafe(24), db=2)
-    brokers.append(broker)
-    broker.start_web()
-    return broker
+    return deploy(2)
 
 
 def snapshots_of(broker: Broker, context_id: str) -> list[str]:
@@ -117,13 +113,10 @@ def _answers(client) -> bool:
         return False
 
 
-def test_s3_backend_keeps_state_across_sessions(brokers, workdir, redis_server, s3_server, pages):
+def test_s3_backend_keeps_state_across_sessions(deploy, s3_server, pages):
     url, client = s3_server
-    broker = Broker(redis_server, workdir, "bb_" + secrets.token_urlsafe(24), db=3,
-                    BROKER_SNAPSHOT_URL="s3://bb-snapshots/broker", BROKER_S3_ENDPOINT_URL=url,
+    broker = deploy(3, BROKER_SNAPSHOT_URL="s3://bb-snapshots/broker", BROKER_S3_ENDPOINT_URL=url,
                     AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
-    brokers.append(broker)
-    broker.start_web()
     broker.start_worker()
     api = Api(broker.url, broker.api_key)
     context = api.post("/v1/contexts", json={}).json()

@@ -4,7 +4,6 @@ tests/hosts/ runs the same paths across network namespaces; this module needs no
 """
 from __future__ import annotations
 
-import secrets
 
 import psutil
 import pytest
@@ -17,12 +16,9 @@ from tests.support.processes import Broker
 
 
 @pytest.fixture(scope="module")
-def gated(brokers, workdir, redis_server) -> Broker:
+def gated(deploy) -> Broker:
     """A deployment (Redis database 7) whose web process reaches even its own host's browsers through the gateway."""
-    broker = Broker(redis_server, workdir, "bb_" + secrets.token_urlsafe(24), db=7,
-                    BROKER_GATEWAY_ALWAYS="1", BROKER_LAUNCHER="direct")
-    brokers.append(broker)
-    broker.start_web()
+    broker = deploy(7, BROKER_GATEWAY_ALWAYS="1", BROKER_LAUNCHER="direct")
     broker.start_worker("gated")
     return broker
 

@@ -252,11 +252,9 @@ def test_a_process_that_left_a_browsers_tree_is_ended_before_its_user_serves_aga
 
 
 @pytest.fixture(scope="module")
-def bare(brokers, workdir, redis_server) -> Broker:
+def bare(deploy) -> Broker:
     """A deployment with no web process (its own Redis database): its workers never take anyone's launches."""
-    broker = Broker(redis_server, workdir, "bb_unused", db=6)
-    brokers.append(broker)
-    return broker
+    return deploy(6, web=False)
 
 
 def refusal(broker: Broker, name: str, **env: str) -> str:

@@ -21,27 +21,20 @@ from tests.support.processes import Broker, wait_until
 WORKER = "observed"
 
 
-def _deploy(brokers, workdir, redis_server, db: int, **env: str) -> Broker:
-    broker = Broker(redis_server, workdir, "bb_" + secrets.token_urlsafe(24), db, **env)
-    brokers.append(broker)
-    broker.start_web()
-    return broker
-
-
 @pytest.fixture(scope="module")
-def observed(brokers, workdir, redis_server) -> Broker:
+def observed(deploy) -> Broker:
     """One worker of two slots, no warm browser (every create launches, so each is one cold launch), JSON logs."""
-    broker = _deploy(brokers, workdir, redis_server, 40, BROKER_LAUNCHER="direct", BROKER_POOL_SIZE="2",
-                     BROKER_WARM_BROWSERS="0", BROKER_LOG_FORMAT="json")
+    broker = deploy(40, BROKER_LAUNCHER="direct", BROKER_POOL_SIZE="2", BROKER_WARM_BROWSERS="0",
+                    BROKER_LOG_FORMAT="json")
     broker.start_worker(WORKER)
     return broker
 
 
 @pytest.fixture(scope="module")
-def guarded(brokers, workdir, redis_server) -> tuple[Broker, str]:
+def guarded(deploy) -> tuple[Broker, str]:
     key = "metrics-" + secrets.token_urlsafe(24)
     ledger.remember("BROKER_METRICS_KEY", key)
-    return _deploy(brokers, workdir, redis_server, 41, BROKER_METRICS_KEY=key), key
+    return deploy(41, BROKER_METRICS_KEY=key), key
 
 
 def test_metrics_counters_move_by_the_sessions_the_test_made(observed, pages):

@@ -1,7 +1,6 @@
 """Creates that wait for a slot get their browsers in the order they arrived (README, "Queueing")."""
 from __future__ import annotations
 
-import secrets
 import threading
 
 import pytest
@@ -12,18 +11,14 @@ from tests.support.processes import Broker, wait_until
 
 
 @pytest.fixture(scope="module")
-def one_slot(brokers, workdir, redis_server) -> Broker:
+def one_slot(deploy) -> Broker:
     """A deployment of its own with one browser slot and room for three creates in line.
 
     Redis database 4: 0 to 3 are the other deployments' (a worker left on one would take these launches).
     """
-    broker = Broker(redis_server, workdir, "bb_" + secrets.token_urlsafe(24), db=4,
-                    BROKER_POOL_SIZE="1", BROKER_CREATE_WAIT="90")
-    brokers.append(broker)
-    broker.start_web()
+    broker = deploy(4, BROKER_POOL_SIZE="1", BROKER_CREATE_WAIT="90")
     broker.start_worker("fifo")
-    yield broker
-    broker.stop()
+    return broker
 
 
 def test_creates_queued_behind_a_full_pool_get_browsers_in_arrival_order(one_slot):

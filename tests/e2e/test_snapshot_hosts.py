@@ -6,17 +6,13 @@ between real hosts through S3.
 """
 from __future__ import annotations
 
-import secrets
 
 from tests.support.api import Api
 from tests.support.browsing import visit
-from tests.support.processes import Broker
 
 
-def test_create_where_a_file_snapshot_is_not_is_409_saying_why_and_what_to_set(brokers, workdir, redis_server, pages):
-    broker = Broker(redis_server, workdir, "bb_" + secrets.token_urlsafe(24), db=8, BROKER_LAUNCHER="direct")
-    brokers.append(broker)
-    broker.start_web()
+def test_create_where_a_file_snapshot_is_not_is_409_saying_why_and_what_to_set(deploy, workdir, pages):
+    broker = deploy(8, BROKER_LAUNCHER="direct")
     api = Api(broker.url, broker.api_key)
     here = broker.start_worker("here", BROKER_STATE_DIR=str(workdir / "host-here"))
     context = api.post("/v1/contexts", json={}).json()

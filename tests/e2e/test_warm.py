@@ -78,18 +78,11 @@ def only_worker(broker: Broker) -> str:
     return nodename
 
 
-def _deploy(brokers, workdir, redis_server, db: int, **env: str) -> Broker:
-    broker = Broker(redis_server, workdir, "bb_" + secrets.token_urlsafe(24), db, **env)
-    brokers.append(broker)
-    broker.start_web()
-    return broker
-
-
 @pytest.fixture(scope="module")
-def solo(brokers, workdir, redis_server) -> Broker:
+def solo(deploy) -> Broker:
     """One worker, three slots, one warm browser (Redis database 10)."""
-    broker = _deploy(brokers, workdir, redis_server, 10, BROKER_LAUNCHER="direct", BROKER_POOL_SIZE="3",
-                     BROKER_WARM_BROWSERS="1")
+    broker = deploy(10, BROKER_LAUNCHER="direct", BROKER_POOL_SIZE="3",
+                    BROKER_WARM_BROWSERS="1")
     broker.start_worker("solo")
     return broker
 
@@ -281,9 +274,9 @@ def test_context_and_proxy_sessions_launch_cold_and_work(solo, solo_api, pages, 
 
 # -- routing between workers --------------------------------------------------------------
 @pytest.fixture(scope="module")
-def pair(brokers, workdir, redis_server) -> Broker:
+def pair(deploy) -> Broker:
     """Two workers (Redis database 11): ``cold`` keeps no warm browser, ``warm`` keeps one."""
-    broker = _deploy(brokers, workdir, redis_server, 11, BROKER_LAUNCHER="direct", BROKER_POOL_SIZE="2")
+    broker = deploy(11, BROKER_LAUNCHER="direct", BROKER_POOL_SIZE="2")
     broker.start_worker("cold", BROKER_WARM_BROWSERS="0")
     broker.start_worker("warm", BROKER_WARM_BROWSERS="1")
     return broker
@@ -315,10 +308,10 @@ def test_a_create_that_took_a_dead_workers_offer_still_gets_a_browser(pair):
 
 # -- slots, SIGTERM, restarts, off ------------------------------------------------------------
 @pytest.fixture(scope="module")
-def tight(brokers, workdir, redis_server) -> Broker:
+def tight(deploy) -> Broker:
     """One worker with two slots and one warm browser (Redis database 12)."""
-    broker = _deploy(brokers, workdir, redis_server, 12, BROKER_LAUNCHER="direct", BROKER_POOL_SIZE="2",
-                     BROKER_WARM_BROWSERS="1")
+    broker = deploy(12, BROKER_LAUNCHER="direct", BROKER_POOL_SIZE="2",
+                    BROKER_WARM_BROWSERS="1")
     broker.start_worker("tight")
     return broker
 
