@@ -12,6 +12,7 @@ import gevent  # noqa: E402
 from app import create_app  # noqa: E402
 from core.config import load  # noqa: E402
 from core.logs import configure as configure_logging  # noqa: E402
+from core.download_archive import sweep_forever  # noqa: E402
 from core.reaping import LostWorkerReaper, reap_forever  # noqa: E402
 from core.states import SessionMachine  # noqa: E402
 from core.store import Store  # noqa: E402
@@ -28,6 +29,7 @@ def main() -> None:
     app = create_app(config, store, collectors=[RelayFigures(relays)])
     # Reaping needs no live worker: the only worker's sessions end as worker_lost too (core/reaping.py).
     gevent.spawn(reap_forever, LostWorkerReaper(SessionMachine(store)), gevent.sleep)
+    gevent.spawn(sweep_forever, app.extensions["broker.files"].archive, store, gevent.sleep)
     serve(config, store, app, relays)
 
 

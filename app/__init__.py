@@ -11,7 +11,10 @@ from app import docs, errors, limits, metrics, routing
 from core.config import Config, load
 from app.extensions import api
 from core.browser_link import BrowserLinks
+from app.files.service import SessionFiles
 from core.crypto import SecretBox
+from core.download_archive import DownloadArchive
+from core.snapshots import open_snapshot_store
 from core.dispatch import Dispatcher, make_celery
 from core.states import SessionMachine
 from core.store import ALL_SCOPES, DEFAULT_PROJECT, Store
@@ -52,17 +55,20 @@ def create_app(config: Config | None = None, store: Store | None = None, collect
     # Refuses to build the app (so the web process to start) without BROKER_SECRET_KEY outside development.
     app.extensions["broker.secret_box"] = SecretBox.from_config(config)
     app.extensions["broker.connect_tokens"] = ConnectTokens.from_config(config)
-    app.wsgi_app = limits.BodyLimit(app.wsgi_app, config.max_body_bytes)
+    app.wsgi_app = limits.BodyLimit(app.wsgi_app, config.max_body_bytes, config.upload_max_bytes)
     app.extensions["broker.links"] = BrowserLinks.from_config(config)
+    app.extensions["broker.files"] = SessionFiles(store, app.extensions["broker.links"],
+                                                  DownloadArchive(open_snapshot_store(config)))
     errors.register(app)
     api.init_app(app)
     routing.register(app, api)
 
     from app.contexts.resources import blp as contexts_blp
+    from app.files.resources import blp as files_blp
     from app.health import blp as health_blp
     from app.keys.resources import blp as keys_blp
     from app.proxies.resources import blp as proxies_blp
-    from app.relay_info import blp as relay_blp, upgrades as relay_upgrades
+    from app.relay_info import blp as relay_blp, public_protocol, upgrades as relay_upgrades
     from app.sessions.resources import blp as sessions_blp
     from app.proxies.schemas import PROXY_CREATE_RULES, ProxyCreateSchema
     from app.sessions.schemas import COOKIE_RULES, CookieSchema
@@ -70,10 +76,12 @@ def create_app(config: Config | None = None, store: Store | None = None, collect
     docs.register_schemas(api, {"Cookie": (CookieSchema, COOKIE_RULES),
                                 "ProxyCreate": (ProxyCreateSchema, PROXY_CREATE_RULES)})
     api.register_blueprint(sessions_blp)
+    api.register_blueprint(files_blp)
     api.register_blueprint(proxies_blp)
     api.register_blueprint(contexts_blp)
     api.register_blueprint(keys_blp)
     api.register_blueprint(relay_blp)
+    api.register_blueprint(public_protocol)
     docs.state_limits(api, config)
     app.register_blueprint(health_blp)
     metrics.register(app, collectors)

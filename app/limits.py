@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable, Iterable
 
 from flask_smorest import abort
@@ -22,15 +23,27 @@ from app.extensions import config, store
 TOO_LARGE = "413 Request Entity Too Large"
 
 
+#: Uploads have a limit of their own (BROKER_UPLOAD_MAX_BYTES) and are streamed, never held.
+UPLOADS = re.compile(r"^/v1/sessions/[^/]+/uploads$")
+#: Room for the multipart framing around an upload's file.
+MULTIPART_SLACK = 1024 * 1024
+
+
 class BodyLimit:
-    def __init__(self, app: Callable, limit: int) -> None:
+    def __init__(self, app: Callable, limit: int, upload_limit: int) -> None:
         self.app = app
         self.limit = limit
+        self.upload_limit = upload_limit + MULTIPART_SLACK
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         declared = environ.get("CONTENT_LENGTH", "")
-        if declared.isdigit() and int(declared) > self.limit:
-            return self._refuse(start_response, f"The request body is {declared} bytes; at most {self.limit} are accepted.")
+        upload = UPLOADS.match(environ.get("PATH_INFO", "")) is not None
+        limit = self.upload_limit if upload else self.limit
+        if declared.isdigit() and int(declared) > limit:
+            return self._refuse(start_response, f"The request body is {declared} bytes; at most {limit} are accepted.")
+        if upload:
+            # Counted part by part as it streams (app/files/service.py): a chunked upload is not read ahead here.
+            return self.app(environ, start_response)
         if environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
             body = environ["wsgi.input"].read(self.limit + 1)
             if len(body) > self.limit:

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import Config
-from core.gateway_auth import CDP, HEADER, GatewayKey
+from core.gateway_auth import CDP, FILES, HEADER, GatewayKey
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 NET_NAMESPACE = "/proc/self/ns/net"
-#: A gateway request's target: this prefix, the session id, then optionally a ``/devtools/…`` path.
+#: A gateway request's target: this prefix, the session id, then optionally a ``/devtools/…`` or ``/files/…`` path.
 GATEWAY_PREFIX = "/session/"
+#: After the session id in a gateway request: a session's file door (tasks/file_door.py), plain HTTP.
+FILES_PATH = "/files/"
 
 
 @functools.cache
@@ -62,11 +64,23 @@ class BrowserLinks:
     def is_local(self, record: dict) -> bool:
         return record.get("hostId") == local_host_id()
 
-    def route(self, record: dict, purpose: str = CDP) -> BrowserRoute:
-        """The browser-level CDP socket of a running session's browser."""
+    def route(self, record: dict, purpose: str = CDP, page: str | None = None) -> BrowserRoute:
+        """The browser-level CDP socket of a running session's browser, or that of its page target ``page``."""
         gateway = record.get("gateway")
+        path = f"/devtools/page/{page}" if page else ""
         if not gateway or (self.is_local(record) and not self.config.gateway_always):
-            return BrowserRoute(record["browserWsUrl"])
+            url = record["browserWsUrl"]
+            return BrowserRoute(url[: url.index("/devtools/")] + path if page else url)
         session_id = record["id"]
-        return BrowserRoute(f"ws://{gateway}{GATEWAY_PREFIX}{session_id}",
+        return BrowserRoute(f"ws://{gateway}{GATEWAY_PREFIX}{session_id}{path}",
                             ((HEADER, self.key.credential(session_id, purpose)),))
+
+    def file_door(self, record: dict, rest: str) -> BrowserRoute:
+        """``http://`` URL of the session's files on its worker (``rest``: ``downloads``, ``uploads/<name>``, …).
+
+        Always through the gateway, even on one host: the files belong to the
+        browser's user on the worker, and one way in keeps one set of checks.
+        """
+        session_id = record["id"]
+        return BrowserRoute(f"http://{record['gateway']}{GATEWAY_PREFIX}{session_id}{FILES_PATH}{rest}",
+                            ((HEADER, self.key.credential(session_id, FILES)),))

@@ -120,6 +120,13 @@ class Config:
     #: BROKER_METRICS_KEY: if set, GET /metrics needs ``Authorization: Bearer <this>``; empty: open (keep it on a private bind).
     metrics_key: str = field(default_factory=lambda: _str("BROKER_METRICS_KEY", ""), repr=False)
 
+    #: BROKER_DOWNLOAD_MAX_BYTES: most bytes one session's downloads may hold; a download past it is cancelled and the session shows ``downloadError``.
+    download_max_bytes: int = field(default_factory=lambda: _int("BROKER_DOWNLOAD_MAX_BYTES", 1024 * 1024 * 1024))
+    #: BROKER_DOWNLOAD_RETENTION: seconds a stopped session's downloads stay readable (in the snapshot store), then deleted.
+    download_retention: int = field(default_factory=lambda: _int("BROKER_DOWNLOAD_RETENTION", 86400))
+    #: BROKER_UPLOAD_MAX_BYTES: largest file one POST /v1/sessions/:id/uploads may store (its own limit, not BROKER_MAX_BODY_BYTES).
+    upload_max_bytes: int = field(default_factory=lambda: _int("BROKER_UPLOAD_MAX_BYTES", 100 * 1024 * 1024))
+
     #: BROKER_SNAPSHOT_URL: where context snapshots live: file:///path (one machine) or s3://bucket/prefix.
     snapshot_url: str = field(
         default_factory=lambda: _str("BROKER_SNAPSHOT_URL", "file://" + str(Path(_str("BROKER_STATE_DIR", _default_state_dir())) / "snapshots"))

@@ -20,6 +20,8 @@ from core.crypto import deployment_secret, derive_key
 HEADER = "X-Broker-Gateway-Credential"
 #: Driving a session's browser over CDP (the relay, the cookie calls).
 CDP = "cdp"
+#: Reading a session's downloads and writing its uploads (tasks/file_door.py).
+FILES = "files"
 KEY_INFO = b"browser-broker/worker-gateway/v1"
 
 

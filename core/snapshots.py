@@ -14,7 +14,7 @@ import shutil
 import tarfile
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 from urllib.parse import urlsplit
 
 import zstandard
@@ -89,6 +89,12 @@ class SnapshotStore(Protocol):
 
     def versions(self, context_id: str) -> list[str]: ...
 
+    def put_blob(self, key: str, source: Path) -> None: ...
+
+    def open_blob(self, key: str) -> BinaryIO: ...
+
+    def delete_blobs(self, prefix: str) -> None: ...
+
 
 class LocalSnapshotStore:
     """``file:///path``: each archive written to a temporary name, synced, then renamed into place."""
@@ -100,7 +106,23 @@ class LocalSnapshotStore:
         return self.root / context_id / f"{version}{ARCHIVE_SUFFIX}"
 
     def put(self, context_id: str, version: str, source: Path) -> None:
-        final = self._path(context_id, version)
+        self._write(self._path(context_id, version), source)
+
+    def put_blob(self, key: str, source: Path) -> None:
+        """Any other file kept beside the snapshots (a stopped session's downloads), written as safely."""
+        self._write(self.root / key, source)
+
+    def open_blob(self, key: str) -> BinaryIO:
+        try:
+            return open(self.root / key, "rb")
+        except FileNotFoundError as error:
+            raise SnapshotNotHere(f"{key} is not in {self.root} on this host") from error
+
+    def delete_blobs(self, prefix: str) -> None:
+        """Every blob under ``prefix/``."""
+        shutil.rmtree(self.root / prefix, ignore_errors=True)
+
+    def _write(self, final: Path, source: Path) -> None:
         final.parent.mkdir(parents=True, exist_ok=True)
         partial = final.with_name(f".{final.name}.partial")
         with open(source, "rb") as src, open(partial, "wb") as dst:
@@ -165,6 +187,29 @@ class S3SnapshotStore:
 
     def delete(self, context_id: str, version: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(context_id, version))
+
+    def _blob_key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put_blob(self, key: str, source: Path) -> None:
+        self.client.upload_file(str(source), self.bucket, self._blob_key(key))
+
+    def open_blob(self, key: str) -> BinaryIO:
+        """The object's body, streamed as it is read."""
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._blob_key(key))["Body"]
+        except ClientError as error:
+            raise SnapshotError(f"{key} cannot be read: {error}") from error
+
+    def delete_blobs(self, prefix: str) -> None:
+        """Every object under ``prefix/``."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                       Prefix=self._blob_key(prefix) + "/")
+        for page in pages:
+            for obj in page.get("Contents", []):
+                self.client.delete_object(Bucket=self.bucket, Key=obj["Key"])
 
     def versions(self, context_id: str) -> list[str]:
         prefix = self._key(context_id)

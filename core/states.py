@@ -69,6 +69,8 @@ class Effect(Enum):
     RETAIN = "retain"
     #: Out of the line of creates waiting for a cold launch (a worker took it, or the create gave up).
     LEAVE_LINE = "leave_line"
+    #: The downloads archived at stop are scheduled for deletion after BROKER_DOWNLOAD_RETENTION.
+    EXPIRE_DOWNLOADS = "expire_downloads"
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,8 @@ ABANDON = _move("abandon", {S.PENDING, S.LAUNCHING}, S.ABANDONED, Effect.LEAVE_L
 READY = _move("ready", {S.LAUNCHING}, S.RUNNING, Effect.PERSIST, Effect.INDEX_RUNNING)
 HAND_OVER = _move("hand_over", {S.PENDING}, S.RUNNING, Effect.LEAVE_LINE, Effect.PERSIST, Effect.INDEX_RUNNING)
 REQUEST_STOP = _move("request_stop", {S.RUNNING}, S.STOPPING)
-FINISH_STOP = _move("finish_stop", {S.RUNNING, S.STOPPING}, S.STOPPED, Effect.UNSCHEDULE, Effect.FREE_HOLDS, Effect.RETAIN)
+FINISH_STOP = _move("finish_stop", {S.RUNNING, S.STOPPING}, S.STOPPED, Effect.UNSCHEDULE, Effect.FREE_HOLDS, Effect.RETAIN,
+                    Effect.EXPIRE_DOWNLOADS)
 LOSE = _move("lose", {S.LAUNCHING, S.RUNNING, S.STOPPING}, S.STOPPED, Effect.UNSCHEDULE, Effect.FREE_HOLDS, Effect.RETAIN)
 MOVES = (CLAIM, ABANDON, READY, HAND_OVER, REQUEST_STOP, FINISH_STOP, LOSE)
 #: What a stopped session's record forgets: the hash its connect token is checked against (core.tokens).
@@ -128,6 +131,17 @@ class SessionRecord(TypedDict, total=False):
     gateway: str
     browserVersion: str
     userAgent: str
+    #: Browser.getVersion's jsVersion and revision, for /json/version's V8-Version and WebKit-Version.
+    browserJsVersion: str
+    browserRevision: str
+    #: The session's download and upload folders, as the browser sees them (core/files.py); never shown to users.
+    downloadsPath: str
+    uploadsPath: str
+    #: A download was cancelled for the size cap (BROKER_DOWNLOAD_MAX_BYTES).
+    downloadError: str | None
+    #: What the stop archived (name, size, state, mimeType, modifiedAt each) and when that archive is deleted.
+    downloads: list[dict]
+    downloadsExpireEpoch: float
 
 
 class SessionMachine:
@@ -159,10 +173,12 @@ class SessionMachine:
             self.dispatcher.send_stop(record["worker"], session_id, reason)
         return record
 
-    def finish_stop(self, session_id: str, reason: StopReason, snapshot_error: str | None) -> SessionRecord | None:
-        """The browser is gone and its context saved: the session is stopped and its clients told."""
+    def finish_stop(self, session_id: str, reason: StopReason, snapshot_error: str | None,
+                    downloads: list[dict] | None = None, downloads_expire: float | None = None) -> SessionRecord | None:
+        """The browser is gone, its context saved and its downloads archived: the session is stopped and its clients told."""
+        archived = {"downloads": downloads, "downloadsExpireEpoch": downloads_expire} if downloads else {}
         record = self._apply(FINISH_STOP, session_id, stoppedAt=utcnow_iso(), stopReason=reason,
-                             snapshotError=snapshot_error, **TOKEN_DEAD)
+                             snapshotError=snapshot_error, **archived, **TOKEN_DEAD)
         self.store.events.announce_stop(session_id, reason)
         return record
 

@@ -26,6 +26,7 @@ from wsproto.events import AcceptConnection, RejectConnection, Request
 from wsproto.frame_protocol import CloseReason, FrameProtocol
 
 from core.browser_link import BrowserRoute
+from proxy.download_rewrite import DownloadRewriter
 from proxy.frames import OPCODE_CLOSE, FrameTracker
 
 log = logging.getLogger(__name__)
@@ -116,8 +117,11 @@ class RelayConnection:
     """
 
     def __init__(self, session_id: str, client_id: str, client: socket.socket, browser: socket.socket,
-                 ping_interval: float) -> None:
+                 ping_interval: float, downloads: str | None = None) -> None:
+        """``downloads``: the session's download folder on the browser's side; every download behaviour a client
+        sets names it (proxy/download_rewrite.py)."""
         self.session_id = session_id
+        self.rewriter = DownloadRewriter(downloads) if downloads else None
         #: Names this client in the session's lease set (core.store.sessions).
         self.client_id = client_id
         self.client = client
@@ -162,7 +166,7 @@ class RelayConnection:
                 size = self.client.recv_into(buffer)
                 if not size:
                     break
-                self.browser.sendall(view[:size])
+                self.browser.sendall(self.rewriter.feed(view[:size]) if self.rewriter else view[:size])
                 self.bytes_to_browser += size
         except OSError:
             pass

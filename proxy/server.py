@@ -34,16 +34,17 @@ from proxy.relay import HandshakeError, RelayConnection, accept_client, connect_
 log = logging.getLogger("proxy.server")
 #: gevent's access log and error lines, through logging (so in the process's format, tokens redacted).
 ACCESS_LOG = logging.getLogger("proxy.access")
-SESSION_SOCKET = re.compile(r"^/ws/session/(ses_[0-9a-f]+)$")
+#: The browser-level socket, or a page target's (``/devtools/page/<id>``, as /json/list gives it).
+SESSION_SOCKET = re.compile(r"^/ws/session/(ses_[0-9a-f]+)(?:/devtools/page/([0-9A-Za-z]+))?$")
 SHUTDOWN_GRACE = 10.0
 
 
-def upgrade_target(environ: dict) -> str | None:
-    """The session id of a WebSocket upgrade to a CDP socket, else None."""
+def upgrade_target(environ: dict) -> tuple[str, str | None] | None:
+    """The session id (and page target id, if any) of a WebSocket upgrade to a CDP socket, else None."""
     if environ.get("REQUEST_METHOD") != "GET" or "websocket" not in environ.get("HTTP_UPGRADE", "").lower():
         return None
     match = SESSION_SOCKET.match(environ.get("PATH_INFO", ""))
-    return match.group(1) if match else None
+    return (match.group(1), match.group(2)) if match else None
 
 
 class BrokerHandler(WSGIHandler):
@@ -58,13 +59,13 @@ class BrokerHandler(WSGIHandler):
     def run_application(self) -> None:
         # Lets a long create notice that its caller hung up (core.environ.client_gone).
         self.environ[CLIENT_SOCKET] = self.socket
-        session_id = upgrade_target(self.environ)
+        session_id, page = upgrade_target(self.environ) or (None, None)
         record = self.server.store.sessions.get(session_id) if session_id else None
         token = token_in_query(self.environ.get("QUERY_STRING", ""))
         if record is None or record["status"] != Status.RUNNING or not matches(record, token):
             return super().run_application()
         try:
-            browser = connect_browser(self.server.links.route(record))
+            browser = connect_browser(self.server.links.route(record, page=page))
         except (OSError, HandshakeError) as error:
             log.warning("session %s: cannot reach its browser: %s", session_id, error, extra=session_fields(record))
             return self._json_error(502, "Bad Gateway", "The session's browser cannot be reached.")
@@ -81,7 +82,7 @@ class BrokerHandler(WSGIHandler):
         self.close_connection = True
         self.status = self._orig_status = "101 Switching Protocols"
         conn = RelayConnection(session_id, client_id, detach(self.socket), detach(browser),
-                               self.server.config.relay_ping_interval)
+                               self.server.config.relay_ping_interval, record.get("downloadsPath"))
         self.server.registry.add(conn)
         log.info("session %s: CDP client %s connected", session_id, client_id, extra=session_fields(record))
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+import urllib.request
 from pathlib import Path
 
 from celery.exceptions import Reject
@@ -24,7 +25,8 @@ from tasks.chromium import RunningBrowser, browser_flags
 from tasks.pool import PoolFull
 from tasks.profile_cookies import ProfileCookiesError, exited_cleanly
 from tasks.runtime import (
-    contexts, dispatcher, forwarders, gateway, intake, machine, pool, secret_box, store, warm_browsers,
+    contexts, dispatcher, download_archive, download_guards, forwarders, gateway, intake, machine, pool, secret_box,
+    store, warm_browsers,
 )
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,8 @@ def launch(self, session_id: str, warm: str | None = None) -> None:
         if browser is not None:
             intake().reconcile()
     worker = worker_queue(self.request.hostname)
+    if browser is not None:
+        _guard_downloads(session_id, browser)
     if browser is not None and not record["url"]:
         return _finish(session_id, machine.hand_over(session_id, worker, **_running_fields(browser, record)))
     if browser is None:
@@ -96,6 +100,7 @@ def launch(self, session_id: str, warm: str | None = None) -> None:
         browser = _launch_cold(session_id, record)
         if browser is None:
             return
+        _guard_downloads(session_id, browser)
     navigation_error = None
     if record["url"]:
         navigation_error = navigate_first_page(browser.ws_url(), record["url"], config.navigate_timeout)
@@ -140,6 +145,27 @@ def _launch_cold(session_id: str, record: SessionRecord) -> RunningBrowser | Non
     return None
 
 
+def _guard_downloads(session_id: str, browser: RunningBrowser) -> None:
+    """Before the session is running: its clients' first download already lands in its folder (tasks/downloads.py)."""
+    try:
+        download_guards().start(session_id, browser)
+    except Exception:  # the browser answered a moment ago; without a guard the profile's folder still holds
+        log.exception("session %s: the download guard could not connect", session_id)
+    _remember_protocol(browser)
+
+
+def _remember_protocol(browser: RunningBrowser) -> None:
+    """Chromium's /json/protocol, once per browser version, for clients that discover it (app/relay_info.py)."""
+    known = store.cdp_protocol.get()
+    if known is not None and known["version"] == browser.version:
+        return
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{browser.port}/json/protocol", timeout=5) as answer:
+            store.cdp_protocol.save(browser.version, answer.read().decode())
+    except OSError as error:
+        log.warning("could not read Chromium's /json/protocol: %s", error)
+
+
 def _running_fields(browser: RunningBrowser, record: SessionRecord) -> dict:
     """What a running session's record learns from its browser and this worker."""
     return {
@@ -148,6 +174,10 @@ def _running_fields(browser: RunningBrowser, record: SessionRecord) -> dict:
         "gateway": gateway().address,
         "browserVersion": browser.version,
         "userAgent": browser.user_agent,
+        "browserJsVersion": browser.js_version,
+        "browserRevision": browser.revision,
+        "downloadsPath": str(browser.downloads_dir),
+        "uploadsPath": str(browser.uploads_dir),
         "expiresAt": iso_after(record["timeout"]),
         "expiresEpoch": time.time() + record["timeout"],
     }
@@ -211,6 +241,20 @@ def end_session(session_id: str, reason: StopReason) -> None:
         if problem:
             problems.append(problem)
 
-    pool().release(session_id, after_exit=save if context_id else None)
-    machine.finish_stop(session_id, reason, "; ".join(problems) or None)
+    archived: list[dict] = []
+
+    def after_exit(profile: Path) -> None:
+        """Downloads first: the browser has exited, so every file in the folder is as complete as it will be."""
+        if browser is not None:
+            try:
+                archived.extend(download_archive.save(session_id, browser.downloads_dir))
+            except Exception as error:
+                log.exception("session %s: archiving its downloads failed", session_id, extra=fields)
+                problems.append(f"archiving downloads failed: {error}")
+        if context_id:
+            save(profile)
+
+    pool().release(session_id, after_exit=after_exit)
+    machine.finish_stop(session_id, reason, "; ".join(problems) or None, archived,
+                        time.time() + config.download_retention)
     log.info("session %s: stopped (%s)", session_id, reason, extra=fields)

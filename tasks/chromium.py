@@ -23,6 +23,7 @@ import psutil
 
 from core.config import Config, browser_environment
 from core.cdp import CdpConnection, CdpError
+from core.files import DOWNLOADS, UPLOADS
 from tasks.browser_users import BrowserUser, BrowserUsers
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,17 @@ class RunningBrowser:
     main: psutil.Process | None = field(default=None, repr=False)
     version: str = ""
     user_agent: str = ""
+    #: ``Browser.getVersion``'s jsVersion and revision: /json/version's V8-Version and WebKit-Version.
+    js_version: str = ""
+    revision: str = ""
+
+    @property
+    def downloads_dir(self) -> Path:
+        return session_temp_dir(self.profile_dir) / DOWNLOADS
+
+    @property
+    def uploads_dir(self) -> Path:
+        return session_temp_dir(self.profile_dir) / UPLOADS
 
     def ws_url(self, host: str = "127.0.0.1") -> str:
         return f"ws://{host}:{self.port}{self.browser_path}"
@@ -117,9 +129,14 @@ def session_temp_dir(profile_dir: Path) -> Path:
 
 
 def child_env(profile_dir: Path, user: BrowserUser) -> dict[str, str]:
-    """The profile and the temp dir become the user's; the temp dir is its HOME too, so nothing lands elsewhere."""
+    """The profile and the temp dir become the user's; the temp dir is its HOME too, so nothing lands elsewhere.
+
+    The temp dir holds the session's download and upload folders (core/files.py): the user's, and deleted with it.
+    """
     temp = session_temp_dir(profile_dir)
     temp.mkdir(exist_ok=True)
+    for folder in (DOWNLOADS, UPLOADS):
+        (temp / folder).mkdir(exist_ok=True)
     user.take(profile_dir, temp)
     return {**browser_environment(), "TMPDIR": str(temp), "HOME": str(temp)}
 
@@ -157,7 +174,7 @@ def browser_flags(config: Config, extra: list[str] | None = None) -> list[str]:
 
 
 def start_on_blank(profile_dir: Path) -> None:
-    """Make the profile open exactly one ``about:blank`` tab, whoever starts Chromium.
+    """Make the profile open exactly one ``about:blank`` tab, whoever starts Chromium, and download into the session's folder.
 
     Started by ChromeDriver (which passes no URL), Chromium otherwise opens
     ``chrome://new-tab-page-third-party/``, which looks hosts up, and Playwright's
@@ -170,6 +187,11 @@ def start_on_blank(profile_dir: Path) -> None:
     except (OSError, ValueError):
         prefs = {}
     prefs["session"] = {**prefs.get("session", {}), **STARTUP_PREFS}
+    # Downloads of the default browser context go to the session's folder with no CDP call at all; a context
+    # restored from a snapshot gets this session's folder, never the one of the session that saved it.
+    prefs["download"] = {**prefs.get("download", {}), "default_directory": str(session_temp_dir(profile_dir) / DOWNLOADS),
+                         "prompt_for_download": False, "directory_upgrade": True}
+    prefs["savefile"] = {**prefs.get("savefile", {}), "default_directory": str(session_temp_dir(profile_dir) / DOWNLOADS)}
     prefs_file.parent.mkdir(parents=True, exist_ok=True)
     prefs_file.write_text(json.dumps(prefs))
 
@@ -198,6 +220,8 @@ def wait_for_cdp(browser: RunningBrowser, deadline: float) -> None:
                 version = conn.call("Browser.getVersion")
             browser.version = version.get("product", "")
             browser.user_agent = version.get("userAgent", "")
+            browser.js_version = version.get("jsVersion", "")
+            browser.revision = version.get("revision", "")
             return
         except (OSError, CdpError) as error:
             last_error = error

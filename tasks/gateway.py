@@ -8,6 +8,11 @@ and takes one WebSocket upgrade per connection::
     GET /session/<session id>[/devtools/…] HTTP/1.1
     X-Broker-Gateway-Credential: <HMAC of the session id, core/gateway_auth.py>
 
+or, for a session's files, one plain HTTP request (tasks/file_door.py)::
+
+    GET|PUT /session/<session id>/files/…
+    X-Broker-Gateway-Credential: <HMAC of the session id for "files">
+
 A missing or wrong credential (one made for another session included) is
 answered 403, and a session whose browser this worker does not hold 404,
 before a single byte goes to Chromium. An admitted request is passed on to
@@ -32,11 +37,12 @@ from collections.abc import Callable
 
 import h11
 
-from core.browser_link import GATEWAY_PREFIX
+from core.browser_link import FILES_PATH, GATEWAY_PREFIX
 from core.config import Config
-from core.gateway_auth import HEADER, GatewayKey
+from core.gateway_auth import CDP, FILES, HEADER, GatewayKey
 from core.logs import about_session
 from tasks.chromium import RunningBrowser
+from tasks.file_door import FileDoor
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +110,8 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
     _shutdown(source)
 
 
-def _read_request(sock: socket.socket) -> tuple[h11.Request, bytes]:
-    """The upgrade request and any bytes the client sent after it."""
+def _read_request(sock: socket.socket) -> tuple[h11.Request, bytes, h11.Connection]:
+    """The request, any bytes the client sent after its head, and the parser (which a file upload reads on with)."""
     parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
     while True:
         try:
@@ -118,7 +124,7 @@ def _read_request(sock: socket.socket) -> tuple[h11.Request, bytes]:
                 raise Refused(400, "closed before the end of the request")
             parser.receive_data(data)
         elif isinstance(event, h11.Request):
-            return event, parser.trailing_data[0]
+            return event, parser.trailing_data[0], parser
         else:
             raise Refused(400, "not a request")
 
@@ -131,6 +137,7 @@ class Gateway:
         self.key = key
         self.browser_of = browser_of
         self.host = advertised_host(config)
+        self.files = FileDoor(config.upload_max_bytes)
         self._listener: socket.socket | None = None
 
     @property
@@ -166,7 +173,12 @@ class Gateway:
         try:
             client.settimeout(HANDSHAKE_TIMEOUT)
             _tune(client)
-            browser, path, request, early = self._admit(client, peer)
+            browser, path, request, early, parser = self._admit(client, peer)
+            if path.startswith(FILES_PATH):
+                client.settimeout(HANDSHAKE_TIMEOUT * 3)
+                self.files.serve(client, parser, request, path[len(FILES_PATH):], browser, self._session_of(request))
+                client.close()
+                return
             browser_sock = socket.create_connection((LOOPBACK, browser.port), timeout=HANDSHAKE_TIMEOUT)
             _tune(browser_sock)
             browser_sock.sendall(self._request_head(request, path, browser.port) + early)
@@ -188,15 +200,25 @@ class Gateway:
         client.close()
         browser_sock.close()
 
-    def _admit(self, client: socket.socket, peer: tuple) -> tuple[RunningBrowser, str, h11.Request, bytes]:
-        """The browser and path an authenticated request is for; raises Refused with nothing sent to Chromium."""
-        request, early = _read_request(client)
+    @staticmethod
+    def _session_of(request: h11.Request) -> str:
+        return request.target.decode("latin-1")[len(GATEWAY_PREFIX):].partition("/")[0]
+
+    def _admit(self, client: socket.socket, peer: tuple) -> tuple[RunningBrowser, str, h11.Request, bytes, h11.Connection]:
+        """The browser and path an authenticated request is for; raises Refused with nothing sent to Chromium.
+
+        A ``/files/…`` path needs the ``files`` credential, anything else the ``cdp`` one.
+        """
+        request, early, parser = _read_request(client)
         target = request.target.decode("latin-1")
-        if request.method != b"GET" or not target.startswith(GATEWAY_PREFIX):
+        if not target.startswith(GATEWAY_PREFIX):
             raise Refused(404, "not a session socket")
         session_id, _, rest = target[len(GATEWAY_PREFIX):].partition("/")
+        files = f"/{rest}".startswith(FILES_PATH)
+        if request.method not in ((b"GET", b"PUT") if files else (b"GET",)):
+            raise Refused(404, "not a session socket")
         presented = next((v.decode("latin-1") for n, v in request.headers if n == HEADER.lower().encode()), None)
-        if not self.key.verify(session_id, presented):
+        if not self.key.verify(session_id, presented, FILES if files else CDP):
             log.warning("gateway: refused %s for session %s: %s credential", peer[0], session_id,
                         "no" if presented is None else "wrong", extra=about_session(session_id))
             raise Refused(403, "wrong credential")
@@ -205,10 +227,10 @@ class Gateway:
             log.info("gateway: session %s has no browser on this worker (asked by %s)", session_id, peer[0],
                      extra=about_session(session_id))
             raise Refused(404, "no such browser here")
-        path = f"/{rest}" if rest.startswith("devtools/") else browser.browser_path
+        path = f"/{rest}" if rest.startswith("devtools/") or files else browser.browser_path
         log.info("gateway: session %s: admitted a connection from %s", session_id, peer[0],
                  extra=about_session(session_id))
-        return browser, path, request, early
+        return browser, path, request, early, parser
 
     @staticmethod
     def _request_head(request: h11.Request, path: str, port: int) -> bytes:

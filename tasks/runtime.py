@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 from core.crypto import SecretBox
+from core.download_archive import DownloadArchive
 from core.dispatch import Dispatcher
 from core.gateway_auth import GatewayKey
 from core.snapshots import open_snapshot_store
@@ -15,6 +16,7 @@ from tasks.browser_users import BrowserUsers, NoBrowserUser
 from tasks.chromium import browser_flags, make_launcher
 from tasks.confinement import ConfinementError, start_checks
 from tasks.contexts import ContextState
+from tasks.downloads import DownloadGuards
 from tasks.forwarder import Forwarders
 from tasks.gateway import Gateway
 from tasks.intake import LaunchIntake
@@ -27,6 +29,13 @@ machine = SessionMachine(store, dispatcher)
 #: Refuses to import (so the worker to start) without BROKER_SECRET_KEY outside development.
 secret_box = SecretBox.from_config(config)
 contexts = ContextState(config, store, open_snapshot_store(config))
+download_archive = DownloadArchive(open_snapshot_store(config))
+
+
+@functools.cache
+def download_guards() -> DownloadGuards:
+    return DownloadGuards(config.download_max_bytes, lambda session_id, message: store.sessions.note(
+        session_id, downloadError=message))
 
 
 @functools.cache
@@ -46,6 +55,7 @@ def pool() -> ChromiumPool:
     chromium_pool = ChromiumPool(make_launcher(config, users, sandbox), config.pool_size, root)
     # A session's forwarder ends with its browser, whichever path ends the browser.
     chromium_pool.release_hooks.append(forwarders().stop)
+    chromium_pool.release_hooks.append(download_guards().stop)
     chromium_pool.release_hooks.append(lambda _: intake().reconcile())
     chromium_pool.release_hooks.append(lambda _: warm_browsers().wake())
     return chromium_pool

@@ -76,6 +76,11 @@ class SessionSchema(Schema):
         allow_none=True,
         metadata={"description": "Why the first navigation (`url`) failed: a network error or an HTTP status; null if it loaded."},
     )
+    downloadError = fields.String(
+        required=True, allow_none=True, dump_default=None,
+        metadata={"description": "Set when a download was cancelled because the session's downloads reached "
+                                 "BROKER_DOWNLOAD_MAX_BYTES; null otherwise."},
+    )
 
 
 # -- session cookies ------------------------------------------------------

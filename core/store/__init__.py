@@ -2,7 +2,7 @@
 
 ``Store(config)`` opens one connection pool and hands it to each kind:
 ``store.sessions``, ``.contexts``, ``.proxies``, ``.api_keys``, ``.projects``,
-``.workers``, ``.warm``, ``.events``, ``.recent_creates``, ``.metrics``. Key names live in
+``.workers``, ``.warm``, ``.events``, ``.recent_creates``, ``.metrics``, ``.cdp_protocol``. Key names live in
 :mod:`core.store.keys`; a session's status changes only through :mod:`core.states`.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from core.store.contexts import ContextRecords
 from core.store.events import StopEvents
 from core.store.metrics import MetricRecords
 from core.store.projects import DEFAULT_PROJECT, ProjectRecords
+from core.store.protocol import CdpProtocol
 from core.store.proxies import ProxyRecords
 from core.store.rates import RecentCreates
 from core.store.sessions import SessionRecords
@@ -39,6 +40,7 @@ class Store:
         self.events = StopEvents(self.redis, config)
         self.recent_creates = RecentCreates(self.redis, config)
         self.metrics = MetricRecords(self.redis, config)
+        self.cdp_protocol = CdpProtocol(self.redis, config)
 
     def ping(self) -> bool:
         return bool(self.redis.ping())

@@ -12,6 +12,10 @@ API_KEYS_LAST_USED = f"{PREFIX}:apikeys:last-used"
 WORKERS_LOST = f"{PREFIX}:workers-lost"
 #: Offers of warm browsers, one entry per browser ready to be handed to a create (core.store.warm).
 WARM_OFFERS = f"{PREFIX}:warm-offers"
+#: Stopped sessions' archived downloads (score: when they are to be deleted), swept by core/download_archive.py.
+DOWNLOAD_EXPIRIES = f"{PREFIX}:download-expiries"
+#: Chromium's CDP protocol description (/json/protocol) as the newest worker's browser gave it.
+CDP_PROTOCOL = f"{PREFIX}:cdp-protocol"
 #: Creates waiting for a cold launch (score: when they joined), so a refill leaves them the last slot.
 LAUNCH_LINE = f"{PREFIX}:launch-line"
 

@@ -124,10 +124,34 @@ class SessionRecords(RecordKind):
                 pipe.delete(own_holder)
         elif effect is Effect.LEAVE_LINE:
             pipe.zrem(keys.LAUNCH_LINE, session_id)
+        elif effect is Effect.EXPIRE_DOWNLOADS:
+            if record.get("downloads"):
+                pipe.zadd(keys.DOWNLOAD_EXPIRIES, {session_id: record["downloadsExpireEpoch"]})
         elif effect is Effect.RETAIN:
             pipe.expire(keys.session(session_id), self.config.session_retention)
             pipe.zadd(keys.project_sessions(project), {session_id: record["createdMs"]})
             pipe.zadd(keys.project_stopped(project), {session_id: record["createdMs"]})
+
+    def note(self, session_id: str, **fields: Any) -> bool:
+        """Fields other than the status on a running session (``downloadError``); False if it is not running."""
+        key = keys.session(session_id)
+
+        def apply(pipe: Pipeline) -> bool:
+            record = load(pipe.get(key))
+            if record is None or record["status"] != Status.RUNNING:
+                return False
+            record.update(fields)
+            pipe.multi()
+            pipe.set(key, dump(record), keepttl=True)
+            return True
+
+        return self.redis.transaction(apply, key, value_from_callable=True)
+
+    # -- archived downloads -------------------------------------------------------
+    def take_expired_downloads(self) -> list[str]:
+        """Sessions whose archived downloads are due for deletion; each id handed to exactly one caller."""
+        due = self.redis.zrangebyscore(keys.DOWNLOAD_EXPIRIES, "-inf", time.time())
+        return [session_id for session_id in due if self.redis.zrem(keys.DOWNLOAD_EXPIRIES, session_id)]
 
     # -- lists ----------------------------------------------------------------
     def page(self, project: str, status: str | None, start: int, count: int) -> tuple[list[SessionRecord], int]:

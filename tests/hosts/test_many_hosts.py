@@ -10,8 +10,14 @@ with CI=true it must run, so there it fails instead.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
+import json
 import os
 import secrets
+import subprocess
+import zipfile
 import shutil
 import struct
 import tempfile
@@ -29,11 +35,18 @@ from tests.support.gateway import SUITE_KEY, gateway_status
 from tests.support.hosts import BUCKET, GATEWAY_PORT, TTL, Deployment
 from tests.support.metrics import figure, moved, scrape
 from tests.support.netns import Network, why_unavailable
-from tests.support.pages import PageServer
-from tests.support.processes import wait_until
+from tests.support.pages import PageServer, download_bytes
+from tests.support.processes import ROOT, wait_until
 
 #: A vanished worker's sessions must be stopped within this (core.config.Config.worker_lost_bound with TTL).
 LOST_BOUND = 3 * TTL
+
+
+def js(script: str, *args: str) -> dict:
+    """A Node client of tests/js, started from the test's thread, so on the web host's network."""
+    out = subprocess.run(["node", script, *args], cwd=ROOT / "tests" / "js", capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
 
 
 def _must_run() -> bool:
@@ -171,6 +184,36 @@ def test_one_scrape_of_the_web_process_shows_the_figures_of_workers_on_other_hos
         name = on_web.worker_name(host)
         assert figure(after, "broker_worker_slots", worker=name, use="slots") > 0
         assert figure(after, "broker_worker_heartbeat_age_seconds", worker=name) < TTL
+
+
+def test_files_and_discovery_on_a_remote_worker_and_downloads_read_from_s3_while_it_is_cut_off(on_web, api):
+    """Issue 14 across hosts: downloads and uploads pass the worker's gateway; after the stop they come from S3 alone."""
+    w1 = on_web.worker_hosts[0]
+    pages = on_web.pages
+    session = on_web.create_on(api, w1)
+    name = "remote-report.pdf"
+    link = f"{pages.base}/download?size=1024011&name={name}"
+    assert js("files.mjs", "download", session["cdpUrl"], f"{pages.base}/page", link) == {"state": "completed"}
+    data = secrets.token_bytes(300_000)
+    stored = api.post(f"/v1/sessions/{session['id']}/uploads", files={"file": ("form.bin", data)}).json()
+    read = js("files.mjs", "upload", session["cdpUrl"], f"{pages.base}/upload", stored["path"])
+    assert hashlib.sha256(base64.b64decode(read["base64"])).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert js("cri.mjs", "cri", session["cdpUrl"]) == {"value": 42}
+    live = api.get(f"/v1/sessions/{session['id']}/downloads").json()
+    assert [(d["name"], d["size"], d["state"]) for d in live["downloads"]] == [(name, 1024011, "complete")]
+    api.stop_session(session["id"])
+    s3 = boto3.client("s3", endpoint_url=on_web.s3_url, aws_access_key_id="test", aws_secret_access_key="test",
+                      region_name="us-east-1")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="contexts/downloads/")["Contents"]]
+    assert f"contexts/downloads/{session['id']}/{name}" in keys
+    on_web.net.cut(w1)
+    try:
+        body = api.get(f"/v1/sessions/{session['id']}/downloads/{name}")
+        zipped = api.get(f"/v1/sessions/{session['id']}/downloads.zip")
+    finally:
+        on_web.net.restore(w1)
+    assert body.status_code == 200 and body.content == download_bytes(1024011)
+    assert zipfile.ZipFile(io.BytesIO(zipped.content)).read(name) == download_bytes(1024011)
 
 
 def test_eight_sessions_spread_over_both_workers(on_web, api):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import random
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -34,6 +35,11 @@ async function state(write) {
 </script>"""
 
 
+def download_bytes(size: int) -> bytes:
+    """The bytes ``/download?size=`` serves: the same for the same size, different everywhere inside."""
+    return random.Random(size).randbytes(size)
+
+
 class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
@@ -60,12 +66,27 @@ class _Handler(BaseHTTPRequestHandler):
             return self._html(f"<!doctype html><title>frames</title>{frames}")
         if url.path == "/upload":
             return self._html("<!doctype html><title>upload</title><input type=file id=f multiple>")
+        if url.path == "/download":
+            body = download_bytes(int(query.get("size", 1000)))
+            return self._send(body, [("Content-Type", "application/octet-stream"),
+                                     ("Content-Disposition", f'attachment; filename="{query.get("name", "file.bin")}"')])
         if url.path == "/hold":
             # Answers only once the test releases it: keeps a navigation (and the launch waiting on it) going.
             self.server.released.wait(60)  # type: ignore[attr-defined]
             return self._html("<title>held</title>")
         title = query.get("title", "hello")
         return self._html(f"<!doctype html><title>{title}</title><h1>{title}</h1>")
+
+    def _send(self, body: bytes, headers: list[tuple[str, str]]) -> None:
+        self.send_response(200)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except OSError:  # a download the browser cancelled
+            pass
 
     def _html(self, body: str, headers: list[tuple[str, str]] = (), status: int = 200) -> None:
         data = body.encode()

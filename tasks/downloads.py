@@ -1,0 +1,145 @@
+"""Keeps a session's downloads in its own folder and under its size cap, from the worker, for the browser's whole life.
+
+Where a download lands is decided in three places, and all three name the session's folder:
+
+1. **The profile's preferences** (tasks/chromium.py ``start_on_blank``): ``download.default_directory``.
+   Chromium uses it whenever no CDP client has set a behaviour, and falls back to it for the default
+   browser context when the client that set one disconnects (CDP's setting lives only as long as the
+   connection that made it: measured on Chromium 156).
+2. **This guard**: one CDP connection per browser, open until the browser ends, which sets
+   ``Browser.setDownloadBehavior`` to the folder for the default context and for every new browser
+   context as soon as its first target appears (``Target.setDiscoverTargets``). A context created over
+   CDP has no download behaviour otherwise: its downloads never finish.
+3. **The relay** (proxy/download_rewrite.py): every ``Browser.setDownloadBehavior`` or
+   ``Page.setDownloadBehavior`` a client sends (Puppeteer's ``createBrowserContext({downloadBehavior})``,
+   Playwright's own call on ``connect_over_cdp``) reaches Chromium with ``downloadPath`` replaced by the
+   session's folder. Clients reach a browser only through the relay (Chromium listens on loopback, the
+   gateway admits only the web process), so no client call can point Chromium elsewhere; without that,
+   Chromium would create any folder the browser's user may write (``/tmp/…``) and write there.
+
+The guard also enforces BROKER_DOWNLOAD_MAX_BYTES: it asks for download events, and a download that
+would take the folder past the cap (by its announced size, or by the bytes it has written so far) is
+cancelled (Chromium deletes the partial file) and reported once through ``on_over``.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import websocket
+
+from core.files import folder_bytes
+from tasks.chromium import RunningBrowser
+
+log = logging.getLogger(__name__)
+
+#: Seconds between looks at the folder's size while downloads run (events may be rarer than this).
+POLL = 0.5
+SET_BEHAVIOR = "Browser.setDownloadBehavior"
+
+
+class DownloadGuard:
+    def __init__(self, browser: RunningBrowser, cap: int, on_over: Callable[[str], None]) -> None:
+        self.folder: Path = browser.downloads_dir
+        self.cap = cap
+        self.on_over = on_over
+        self._ids = itertools.count(1)
+        self._contexts: set[str] = set()
+        #: In-progress downloads: guid → (bytes announced, 0 when unknown; bytes received so far).
+        self._running: dict[str, tuple[int, int]] = {}
+        self._cancelled: set[str] = set()
+        self._ws = websocket.create_connection(browser.ws_url(), timeout=10, skip_utf8_validation=True,
+                                               suppress_origin=True)
+        self._send(SET_BEHAVIOR, {"behavior": "allow", "downloadPath": str(self.folder), "eventsEnabled": True})
+        self._send("Target.setDiscoverTargets", {"discover": True})
+        self._ws.settimeout(POLL)
+        self._thread = threading.Thread(target=self._run, name="download-guard", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        try:
+            self._ws.shutdown()
+        except Exception:  # already gone with the browser
+            pass
+
+    def _send(self, method: str, params: dict) -> None:
+        self._ws.send(json.dumps({"id": next(self._ids), "method": method, "params": params}))
+
+    def _run(self) -> None:
+        try:
+            while True:
+                try:
+                    message = json.loads(self._ws.recv())
+                except websocket.WebSocketTimeoutException:
+                    message = {}
+                self._on(message)
+                if self._running:
+                    self._check_size()
+        except (OSError, websocket.WebSocketException, ValueError):
+            return
+
+    def _on(self, message: dict) -> None:
+        method, params = message.get("method"), message.get("params", {})
+        if method in ("Target.targetCreated", "Target.targetInfoChanged"):
+            context = params.get("targetInfo", {}).get("browserContextId")
+            if context and context not in self._contexts:
+                self._contexts.add(context)
+                self._send(SET_BEHAVIOR, {"behavior": "allow", "downloadPath": str(self.folder),
+                                          "browserContextId": context, "eventsEnabled": True})
+        elif method == "Browser.downloadWillBegin":
+            self._running[params["guid"]] = (0, 0)
+        elif method == "Browser.downloadProgress":
+            guid = params["guid"]
+            if params.get("state") != "inProgress":
+                self._running.pop(guid, None)
+            elif guid in self._running:
+                self._running[guid] = (params.get("totalBytes") or 0, params.get("receivedBytes") or 0)
+
+    def _check_size(self) -> None:
+        """Announced sizes count in full before a byte is written: a download that cannot fit is stopped at once."""
+        on_disk = folder_bytes(self.folder)
+        for guid, (announced, received) in list(self._running.items()):
+            if guid in self._cancelled or on_disk + max(announced - received, 0) <= self.cap:
+                continue
+            self._cancelled.add(guid)
+            self._running.pop(guid, None)
+            for context in [None, *self._contexts]:
+                self._send("Browser.cancelDownload", {"guid": guid, **({"browserContextId": context} if context else {})})
+            self.on_over(f"a download was cancelled: the session's downloads may hold at most {self.cap} bytes "
+                         "(BROKER_DOWNLOAD_MAX_BYTES)")
+
+
+class DownloadGuards:
+    """The guards of one worker's session browsers, by session id (a warm browser gets its guard at hand-over)."""
+
+    def __init__(self, cap: int, on_over: Callable[[str, str], None]) -> None:
+        self.cap = cap
+        self.on_over = on_over
+        self._lock = threading.Lock()
+        self._guards: dict[str, DownloadGuard] = {}
+
+    def start(self, session_id: str, browser: RunningBrowser) -> None:
+        reported: list[str] = []
+
+        def over(message: str) -> None:
+            if not reported:
+                reported.append(message)
+                log.warning("session %s: %s", session_id, message)
+                self.on_over(session_id, message)
+
+        guard = DownloadGuard(browser, self.cap, over)
+        with self._lock:
+            old = self._guards.pop(session_id, None)
+            self._guards[session_id] = guard
+        if old is not None:
+            old.close()
+
+    def stop(self, session_id: str) -> None:
+        with self._lock:
+            guard = self._guards.pop(session_id, None)
+        if guard is not None:
+            guard.close()

@@ -1,0 +1,110 @@
+"""File names and the relay's download-behaviour rewrite: pure functions, no processes."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+
+import pytest
+
+from core.files import MAX_NAME_BYTES, NAME_PATTERN, BadName, check_name, free_name
+from proxy.download_rewrite import DownloadRewriter, _unmask
+
+FOLDER = "/tmp/bb-0123456789abcdef/downloads"
+
+
+def client_frame(payload: bytes, fin: bool = True, opcode: int = 1) -> bytes:
+    mask = os.urandom(4)
+    size = len(payload)
+    head = bytes([(0x80 if fin else 0) | opcode])
+    head += bytes([0x80 | size]) if size < 126 else (bytes([0x80 | 126]) + struct.pack("!H", size) if size < 65536
+                                                     else bytes([0x80 | 127]) + struct.pack("!Q", size))
+    return head + mask + _unmask(payload, mask)
+
+
+def read_frames(data: bytes) -> list[tuple[int, bytes]]:
+    frames = []
+    while data:
+        opcode, size, offset = data[0], data[1] & 0x7F, 2
+        if size == 126:
+            size, offset = struct.unpack_from("!H", data, 2)[0], 4
+        elif size == 127:
+            size, offset = struct.unpack_from("!Q", data, 2)[0], 10
+        mask = data[offset:offset + 4]
+        frames.append((opcode, _unmask(data[offset + 4:offset + 4 + size], mask)))
+        data = data[offset + 4 + size:]
+    return frames
+
+
+@pytest.mark.parametrize("name", ["report.pdf", "Résumé 2026.docx", "a b (1).tar.gz", "日本語.txt"])
+def test_plain_names_pass_unchanged(name):
+    assert check_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../x", "a/b", "a\\b", ".env", "x\x00y", "x\ny", "x\x85y",
+                                  "x" * 256, "é" * 128])
+def test_names_that_are_not_one_plain_segment_are_refused(name):
+    with pytest.raises(BadName):
+        check_name(name)
+    assert len(name) > MAX_NAME_BYTES or not re.fullmatch(NAME_PATTERN, name) or len(name.encode()) > MAX_NAME_BYTES
+
+
+@pytest.mark.parametrize("name", ["report.pdf", "x" * 255, "a..b", "\u202eevil.txt"])
+def test_the_url_pattern_admits_what_check_name_admits(name):
+    assert re.fullmatch(NAME_PATTERN, name) and check_name(name) == name
+
+
+def test_a_taken_name_gets_a_number(tmp_path):
+    (tmp_path / "photo.jpg").write_bytes(b"")
+    (tmp_path / "photo (1).jpg").write_bytes(b"")
+    assert free_name(tmp_path, "photo.jpg") == "photo (2).jpg"
+    assert free_name(tmp_path, "new.jpg") == "new.jpg"
+
+
+@pytest.mark.parametrize("method", ["Browser.setDownloadBehavior", "Page.setDownloadBehavior"])
+def test_a_download_behavior_is_pointed_at_the_session_folder(method):
+    call = {"id": 3, "method": method, "sessionId": "S",
+            "params": {"behavior": "allowAndName", "downloadPath": "/etc/cron.d", "eventsEnabled": True}}
+    [(opcode, payload)] = read_frames(DownloadRewriter(FOLDER).feed(client_frame(json.dumps(call).encode())))
+    assert opcode == 0x81
+    assert json.loads(payload) == {**call, "params": {"behavior": "allow", "downloadPath": FOLDER, "eventsEnabled": True}}
+
+
+def test_an_escaped_method_name_split_over_fragments_and_reads_is_still_rewritten():
+    call = b'{"id":1,"method":"Browser.setDownload\\u0042ehavior","params":{"behavior":"allow","downloadPath":"/x"}}'
+    wire = client_frame(call[:20], fin=False) + client_frame(b"", fin=True, opcode=9) + \
+        client_frame(call[20:], fin=True, opcode=0)
+    rewriter, out = DownloadRewriter(FOLDER), b""
+    for i in range(0, len(wire), 7):
+        out += rewriter.feed(wire[i:i + 7])
+    frames = read_frames(out)
+    assert [opcode for opcode, _ in frames] == [0x89, 0x81]
+    assert json.loads(frames[1][1])["params"]["downloadPath"] == FOLDER
+
+
+def test_other_frames_pass_byte_for_byte():
+    wire = b"".join(client_frame(json.dumps({"id": i, "method": "Runtime.evaluate",
+                                             "params": {"expression": "1+" * 40000 + "1"}}).encode()) for i in range(3))
+    assert DownloadRewriter(FOLDER).feed(wire) == wire
+
+
+def test_deny_passes_and_keeps_no_path():
+    call = {"id": 1, "method": "Browser.setDownloadBehavior", "params": {"behavior": "deny"}}
+    [(_, payload)] = read_frames(DownloadRewriter(FOLDER).feed(client_frame(json.dumps(call).encode())))
+    assert json.loads(payload) == call
+
+
+def test_a_download_behavior_wrapped_in_send_message_to_target_is_rewritten_too():
+    inner = {"id": 7, "method": "Browser.setDownloadBehavior", "params": {"behavior": "allow", "downloadPath": "/root"}}
+    call = {"id": 8, "method": "Target.sendMessageToTarget", "params": {"sessionId": "S", "message": json.dumps(inner)}}
+    [(_, payload)] = read_frames(DownloadRewriter(FOLDER).feed(client_frame(json.dumps(call).encode())))
+    sent = json.loads(payload)
+    assert sent["params"]["sessionId"] == "S"
+    assert json.loads(sent["params"]["message"])["params"] == {"behavior": "allow", "downloadPath": FOLDER}
+
+
+def test_exposing_the_protocol_to_a_page_is_refused():
+    call = {"id": 9, "method": "Target.exposeDevToolsProtocol", "params": {"targetId": "T", "bindingName": "cdp"}}
+    [(_, payload)] = read_frames(DownloadRewriter(FOLDER).feed(client_frame(json.dumps(call).encode())))
+    assert json.loads(payload)["method"] == "Target.exposeDevToolsProtocol.refusedByBrowserBroker"
