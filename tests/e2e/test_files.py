@@ -34,13 +34,10 @@ RETENTION = 600
 
 
 @pytest.fixture(scope="module")
-def filed(brokers, workdir, redis_server) -> Broker:
-    broker = Broker(redis_server, workdir, "bb_" + secrets.token_urlsafe(24), db=20, BROKER_GATEWAY_ALWAYS="1",
-                    BROKER_LAUNCHER="direct", BROKER_DOWNLOAD_MAX_BYTES=str(CAP),
+def filed(deploy) -> Broker:
+    broker = deploy(20, BROKER_GATEWAY_ALWAYS="1", BROKER_LAUNCHER="direct", BROKER_DOWNLOAD_MAX_BYTES=str(CAP),
                     BROKER_UPLOAD_MAX_BYTES=str(UPLOAD_CAP), BROKER_DOWNLOAD_RETENTION=str(RETENTION),
                     BROKER_WARM_BROWSERS="1")
-    brokers.append(broker)
-    broker.start_web()
     broker.start_worker("filed")
     return broker
 
