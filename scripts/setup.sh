@@ -19,6 +19,8 @@ if [ "$want_node" = "--with-node" ]; then
   # The multi-host tests build hosts from network namespaces (ip netns) with hostnames of their own (unshare).
   command -v ip >/dev/null || missing+=(iproute2)
   command -v unshare >/dev/null || missing+=(util-linux)
+  # The compose test runs each container's command under tini, as the Dockerfile's ENTRYPOINT does.
+  [ -x /usr/bin/tini ] || missing+=(tini)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]} from Debian's packages"
