@@ -28,7 +28,7 @@ from tests.support.api import Api
 from tests.support.browsing import playwright_drive, puppeteer_drive, visit
 from tests.support.compose import Container, MissingVariable, Project, compose_services, interpolate
 from tests.support.hosts import GATEWAY_PORT
-from tests.support.netns import why_unavailable
+from tests.support.netns import NETNS_ETC, why_unavailable
 from tests.support.pages import PageServer
 from tests.support.processes import SECRET_KEY, run_processes, wait_until
 
@@ -73,6 +73,8 @@ def compose():
         finally:
             project.down()
             leftovers = project.net.leftovers() + [f for f in project.made_folders if os.path.exists(f)]
+            if project.net.made_netns_etc and os.path.isdir(NETNS_ETC) and not os.listdir(NETNS_ETC):
+                leftovers.append(NETNS_ETC)
             if not os.environ.get("BB_KEEP_HOSTS"):
                 shutil.rmtree(workdir, ignore_errors=True)
         assert not left, f"browser processes outlived the workers' containers: {left}"
@@ -204,16 +206,17 @@ def _connects(address: str, port: int) -> bool:
         return False
 
 
-def test_only_published_ports_are_reachable_from_outside(compose):
+def test_only_published_ports_are_reachable_from_outside_and_flower_from_the_docker_host_only(compose):
     published = compose.outside.address.rsplit(".", 1)[0] + ".1"  # the Docker host, as the outside sees it
     worker = compose.replicas("worker")[0]
     with compose.net.inside(compose.outside):
         assert requests.get(f"http://{published}:{WEB_PORT}/readyz", timeout=10).json()["workers"] == 2
-        assert _connects(published, FLOWER_PORT)
+        assert not _connects(published, FLOWER_PORT), "flower (no login) is published on the Docker host's loopback only"
         assert not _connects(published, GATEWAY_PORT)
         assert not _connects(worker.address, GATEWAY_PORT)
         assert not _connects(compose.replicas("redis")[0].address, 6379)
     with compose.net.inside(compose.docker_host):
+        assert _connects("127.0.0.1", FLOWER_PORT)
         assert _connects(worker.address, GATEWAY_PORT), "the gateway answers on the compose network"
 
 

@@ -104,10 +104,10 @@ def image_entrypoint() -> list[str]:
 class Forwarder:
     """One published port: accepts on the Docker host's addresses and splices each connection to the container (docker-proxy)."""
 
-    def __init__(self, net: Network, host: Host, port: int, target: tuple[str, int]) -> None:
+    def __init__(self, net: Network, host: Host, address: str, port: int, target: tuple[str, int]) -> None:
         self.net, self.host, self.target = net, host, target
         with net.inside(host):
-            self.listener = socket.create_server(("0.0.0.0", port), reuse_port=False)
+            self.listener = socket.create_server((address, port))
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
@@ -207,7 +207,7 @@ class Project:
         """The container's own folders of the image, then its volumes over them; /tmp its own (mapped)."""
         own = self.workdir / "containers" / f"{container.service}-{container.index}"
         mounts: dict[str, str] = {}
-        for folder in IMAGE_FOLDERS:
+        for folder in IMAGE_FOLDERS if self.services[container.service].get("build") else ():
             mine = own / folder.strip("/").replace("/", "_")
             mine.mkdir(parents=True)
             mounts[str(mine)] = folder
@@ -270,8 +270,8 @@ class Project:
             container.host.command(*self.command(container), mounts=mounts, hostname=container.hostname),
             cwd=container.cwd, env=self.env(container), stdout=log, stderr=subprocess.STDOUT)
         for spec in self.services[container.service].get("ports", []):
-            published, _, port = str(spec).partition(":")
-            self.forwarders.append(Forwarder(self.net, self.docker_host, int(published), (container.address, int(port))))
+            address, published, port = published_port(str(spec))
+            self.forwarders.append(Forwarder(self.net, self.docker_host, address, published, (container.address, port)))
 
     def up(self) -> None:
         """Every container, in ``depends_on`` order."""
@@ -312,6 +312,12 @@ class Project:
         self.net.remove()
         for folder in self.made_folders:
             os.rmdir(folder)
+
+
+def published_port(spec: str) -> tuple[str, int, int]:
+    """``[HOST_IP:]PUBLISHED:TARGET`` as compose reads it: (address on the Docker host, its port, the container's port)."""
+    *address, published, target = spec.split(":")
+    return (address[0] if address else "0.0.0.0"), int(published), int(target)
 
 
 def _seconds(duration: str) -> float:

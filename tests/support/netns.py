@@ -99,6 +99,8 @@ class Network:
         self.switch = f"bbsw-{self.tag}"
         self.hosts: dict[str, Host] = {}
         self._namespaces: list[str] = []
+        #: /etc/netns made by this network (absent before): removed with the last hosts file.
+        self.made_netns_etc = False
         self._add_namespace(self.switch)
         _ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
         _ip("-n", self.switch, "link", "set", "br0", "up")
@@ -133,6 +135,9 @@ class Network:
 
     def write_hosts_file(self, host: Host, names: Mapping[str, list[str]]) -> None:
         """/etc/hosts as processes on ``host`` see it (``ip netns exec`` mounts it): ``names`` {address: [name, ...]}."""
+        if not os.path.isdir(NETNS_ETC):
+            os.mkdir(NETNS_ETC)
+            self.made_netns_etc = True
         folder = os.path.join(NETNS_ETC, host.namespace)
         os.makedirs(folder, exist_ok=True)
         lines = ["127.0.0.1\tlocalhost"] + [f"{address}\t{' '.join(n)}" for address, n in names.items()]
@@ -165,6 +170,11 @@ class Network:
             subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
             shutil.rmtree(os.path.join(NETNS_ETC, name), ignore_errors=True)
         self._namespaces.clear()
+        if self.made_netns_etc:
+            try:
+                os.rmdir(NETNS_ETC)  # only if no one else's files are in it
+            except OSError:
+                pass
 
     def leftovers(self) -> list[str]:
         """This network's namespaces, links and hosts files still on the machine (all must be gone after ``remove``)."""
