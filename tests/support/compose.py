@@ -20,17 +20,20 @@ What compose and the image would give each container, and how it is given here:
   docker-proxy does; nothing else of the compose network is reachable from a
   host outside it.
 
+The image's processes run as its ``USER`` (``broker``, made by scripts/setup.sh
+as the Dockerfile makes it) unless the service says ``user:``.
+
 Mapped, since this machine is not an image (said where it is done): the image's
-WORKDIR is the worktree, its Python the worktree's .venv; the processes run as
-root (the image's ``USER broker`` is not this machine's user; root is the
-compose file's documented ``user: root`` alternative); the container's /tmp is
-a folder of its own; Redis runs this machine's redis-server, started as the
-redis image's entrypoint starts it.
+WORKDIR is the worktree, its Python the worktree's .venv (and the folder of the
+interpreter behind it); the container's /tmp is a folder of its own; Redis runs
+this machine's redis-server, as root, with the redis image's WORKDIR (/data,
+the redis-data volume) as its folder and the flag that image's entrypoint adds.
 """
 from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import secrets
 import shlex
@@ -95,6 +98,11 @@ def image_env() -> dict[str, str]:
         if instruction == "ENV":
             env.update(word.split("=", 1) for word in shlex.split(arguments))
     return env
+
+
+def image_user() -> str | None:
+    users = [args.strip() for instruction, args in _dockerfile_instructions() if instruction == "USER"]
+    return users[-1] if users else None
 
 
 def image_entrypoint() -> list[str]:
@@ -178,6 +186,7 @@ class Project:
         self.services = compose_services()
         self.net = Network(prefix)
         self.made_folders: list[str] = []
+        self._owned: dict[str, bool] = {}
         self.forwarders: list[Forwarder] = []
         #: The Docker host: on the compose network (the bridge's gateway), with the published ports.
         self.docker_host = self.net.add_host("dockerhost")
@@ -197,19 +206,36 @@ class Project:
         names[container.address] = [container.hostname, *names[container.address]]
         return names
 
+    def _own(self, folder: Path, container: Container) -> None:
+        """The image's own folders belong to its user, 0700 (Dockerfile: ``install -d -o broker -g broker -m 0700``)."""
+        user = self.user(container)
+        if user:
+            entry = pwd.getpwnam(user)
+            os.chown(folder, entry.pw_uid, entry.pw_gid)
+            folder.chmod(0o700)
+
     def replicas(self, service: str) -> list[Container]:
         return [c for c in self.containers if c.service == service]
 
     def volume(self, name: str) -> Path:
         return self.workdir / "volumes" / name
 
-    def _mounts(self, container: Container) -> dict[str, str]:
+    def _mounts(self, container: Container) -> list[tuple[str, str]]:
         """The container's own folders of the image, then its volumes over them; /tmp its own (mapped)."""
         own = self.workdir / "containers" / f"{container.service}-{container.index}"
+        own.mkdir(parents=True)
         mounts: dict[str, str] = {}
+        interpreter = Path(sys.base_prefix)
+        if self.user(container) and interpreter.is_relative_to("/root"):
+            # This machine's Python lies under root's 0700 home, which the image's user may not enter (the image
+            # has its own Python): the container's /root is an empty folder holding only that Python (mapped).
+            staged = [(str(interpreter), str(own / "python")), ("tmpfs", "/root"), (str(own / "python"), str(interpreter))]
+        else:
+            staged = []
         for folder in IMAGE_FOLDERS if self.services[container.service].get("build") else ():
             mine = own / folder.strip("/").replace("/", "_")
             mine.mkdir(parents=True)
+            self._own(mine, container)
             mounts[str(mine)] = folder
         for spec in self.services[container.service].get("volumes", []):
             name, _, path = spec.partition(":")
@@ -218,6 +244,10 @@ class Project:
             under = next((f for f in IMAGE_FOLDERS if path.startswith(f + "/")), None)
             if under is not None:
                 (Path(next(s for s, d in mounts.items() if d == under)) / Path(path).relative_to(under)).mkdir(parents=True)
+                # A new named volume takes the image's folder's owner and mode (the Dockerfile's `install -d`).
+                if not self._owned.get(name):
+                    self._own(source, container)
+                    self._owned[name] = True
                 mounts[str(source)] = path
             else:
                 # An image path this machine lacks (the redis image's /data, its WORKDIR): the volume is the process's folder instead.
@@ -227,7 +257,12 @@ class Project:
         tmp.mkdir(parents=True)
         tmp.chmod(0o1777)
         mounts[str(tmp)] = "/tmp"
-        return mounts
+        return staged + list(mounts.items())
+
+    def user(self, container: Container) -> str | None:
+        """The service's ``user:``, else the image's USER; None: root (the redis image's entrypoint drops to its own user: mapped)."""
+        spec = self.services[container.service]
+        return spec.get("user") or (image_user() if spec.get("build") else None)
 
     def env(self, container: Container) -> dict[str, str]:
         declared = self.services[container.service].get("environment", {})
@@ -235,7 +270,7 @@ class Project:
             # The image's PATH, with the worktree's .venv standing for the image's Python (mapped).
             "PATH": f"{Path(sys.executable).parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOSTNAME": container.hostname,
-            "HOME": "/root",
+            "HOME": pwd.getpwnam(self.user(container) or "root").pw_dir,
             RUN_MARK: RUN_ID,
         }
         if self.services[container.service].get("build"):
@@ -267,7 +302,8 @@ class Project:
         mounts = self._mounts(container)
         log = open(self.workdir / f"{container.service}-{container.index}.log", "ab")
         container.proc = subprocess.Popen(
-            container.host.command(*self.command(container), mounts=mounts, hostname=container.hostname),
+            container.host.command(*self.command(container), mounts=mounts, hostname=container.hostname,
+                                   user=self.user(container)),
             cwd=container.cwd, env=self.env(container), stdout=log, stderr=subprocess.STDOUT)
         for spec in self.services[container.service].get("ports", []):
             address, published, port = published_port(str(spec))

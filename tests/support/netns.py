@@ -19,7 +19,7 @@ import secrets
 import shlex
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -73,20 +73,25 @@ class Host:
     #: The veth end in the switch's namespace: bringing it down cuts this host off.
     port: str
 
-    def command(self, *args: str, mounts: Mapping[str, str] | None = None, hostname: str | None = None) -> list[str]:
+    def command(self, *args: str, mounts: Sequence[tuple[str, str]] | None = None, hostname: str | None = None,
+                user: str | None = None) -> list[str]:
         """``args`` run on this host, with a hostname of its own (its own UTS namespace), as on a real machine.
 
-        With ``mounts`` ({folder here: path inside}) they run as in a container: in
-        PID and mount namespaces of their own (the first of ``args`` is PID 1, and
-        every process left inside ends with it), each folder bind-mounted at its
-        path (private mounts: nothing shows outside).
+        With ``mounts`` ([(folder here, path inside)], in order) they run as in a
+        container: in PID and mount namespaces of their own (the first of ``args``
+        is PID 1, and every process left inside ends with it), each folder
+        bind-mounted at its path, made if missing (a folder ``tmpfs``: a fresh
+        empty one; private mounts: nothing shows outside), and as ``user`` if given.
         """
         name = hostname or self.name
         if mounts is None:
             script = 'hostname "$0" && exec "$@"'
             return ["ip", "netns", "exec", self.namespace, "unshare", "--uts", "sh", "-c", script, name, *args]
-        binds = "".join(f"mount --bind {shlex.quote(src)} {shlex.quote(dst)} && " for src, dst in mounts.items())
-        script = f'hostname "$0" && {binds}exec "$@"'
+        binds = "".join(
+            f"mount -t tmpfs -o mode=0755 tmpfs {shlex.quote(dst)} && " if src == "tmpfs"
+            else f"mount --bind -o X-mount.mkdir {shlex.quote(src)} {shlex.quote(dst)} && " for src, dst in mounts)
+        become = f"setpriv --reuid={shlex.quote(user)} --regid={shlex.quote(user)} --init-groups " if user else ""
+        script = f'hostname "$0" && {binds}exec {become}"$@"'
         return ["ip", "netns", "exec", self.namespace, "unshare", "--uts", "--mount", "--propagation", "private",
                 "--pid", "--fork", "--mount-proc", "sh", "-c", script, name, *args]
 
