@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 
@@ -30,7 +31,7 @@ from tests.support.compose import Container, MissingVariable, Project, compose_s
 from tests.support.hosts import GATEWAY_PORT
 from tests.support.netns import NETNS_ETC, why_unavailable
 from tests.support.pages import PageServer
-from tests.support.processes import SECRET_KEY, run_processes, wait_until
+from tests.support.processes import BROWSER_NAMES, SECRET_KEY, wait_until
 
 #: The compose network and the outside link: apart from 198.18.0.0/24 (tests/hosts/test_many_hosts.py).
 PREFIX, OUTSIDE_PREFIX = "198.18.1", "198.18.2"
@@ -69,7 +70,7 @@ def compose():
                 project.pages.close()
             for container in project.replicas("worker"):
                 project.stop(container)
-            left = run_processes()
+            left = [p for p in project.processes() if _is_browser(p)]
         finally:
             project.down()
             leftovers = project.net.leftovers() + [f for f in project.made_folders if os.path.exists(f)]
@@ -77,9 +78,18 @@ def compose():
                 leftovers.append(NETNS_ETC)
             if not os.environ.get("BB_KEEP_HOSTS"):
                 shutil.rmtree(workdir, ignore_errors=True)
+                leftovers += [str(workdir)] if workdir.exists() else []
         assert not left, f"browser processes outlived the workers' containers: {left}"
         assert not leftovers, f"left on the machine: {leftovers}"
-        assert not run_processes(), "processes of the containers outlived docker compose down"
+        # A container's processes end with its PID 1 (the kernel kills them); each is gone once reaped.
+        wait_until(lambda: not project.processes(), 30, message="the containers' processes to end with docker compose down")
+
+
+def _is_browser(proc: psutil.Process) -> bool:
+    try:
+        return proc.name().startswith(BROWSER_NAMES)
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _ready_workers(project: Project) -> int:
@@ -87,7 +97,9 @@ def _ready_workers(project: Project) -> int:
         answer = requests.get(f"{project.url}/readyz", timeout=2)
     except requests.RequestException:
         return 0
-    return answer.json().get("workers") or 0 if answer.headers.get("content-type", "").startswith("application/json") else 0
+    if not answer.headers.get("content-type", "").startswith("application/json"):
+        return 0
+    return answer.json().get("workers") or 0
 
 
 @pytest.fixture

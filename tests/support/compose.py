@@ -285,6 +285,19 @@ class Project:
         # The redis image's entrypoint adds this when no config file is given (reachable from the compose network).
         return [*command, "--protected-mode", "no"]
 
+    def processes(self) -> list[psutil.Process]:
+        """Live processes started in this project's containers (their environment names a container's hostname)."""
+        hostnames = {c.hostname for c in self.containers}
+        found = []
+        for proc in psutil.process_iter():
+            try:
+                env = proc.environ()
+                if env.get(RUN_MARK) == RUN_ID and env.get("HOSTNAME") in hostnames and proc.status() != psutil.STATUS_ZOMBIE:
+                    found.append(proc)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return found
+
     def log(self, container: Container) -> str:
         return (self.workdir / f"{container.service}-{container.index}.log").read_text(errors="replace")
 
