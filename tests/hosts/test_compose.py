@@ -168,8 +168,8 @@ def test_sessions_land_on_both_replicas_and_are_driven_through_the_web_by_puppet
         assert driven["title"] == title and driven["heading"] == title
         played = playwright_drive(session["cdpUrl"], f"{pages.base}/page?title=pw-{title}")
         assert played == {"heading": f"pw-{title}"}
-        log = on_host.log(replica)
-        assert f"gateway: session {session['id']}: admitted" in log
+        web = on_host.replicas("web")[0]
+        assert f"gateway: session {session['id']}: admitted a connection from {web.address}" in on_host.log(replica)
     for session in api.get("/v1/sessions", params={"status": "running", "page_size": 100}).json():
         api.stop_session(session["id"])
 

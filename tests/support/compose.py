@@ -114,6 +114,7 @@ class Forwarder:
 
     def __init__(self, net: Network, host: Host, address: str, port: int, target: tuple[str, int]) -> None:
         self.net, self.host, self.target = net, host, target
+        self.connections: list[socket.socket] = []
         with net.inside(host):
             self.listener = socket.create_server((address, port))
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -132,11 +133,16 @@ class Forwarder:
                     client.close()
                     continue
                 upstream.settimeout(None)
+                self.connections += [client, upstream]
                 for source, sink in ((client, upstream), (upstream, client)):
                     threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
 
     def close(self) -> None:
-        self.listener.close()
+        """Wakes the blocked accept (shutdown; a close alone would not) and ends every connection, so no socket keeps the namespace."""
+        for sock in [self.listener, *self.connections]:
+            _shut(sock)
+            sock.close()
+        self.thread.join(10)
 
 
 def _pump(source: socket.socket, sink: socket.socket) -> None:
@@ -146,11 +152,15 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
     except OSError:
         pass
     finally:
-        for sock in (sink, source):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        _shut(sink)
+        _shut(source)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 class Container:
@@ -188,16 +198,20 @@ class Project:
         self.made_folders: list[str] = []
         self._owned: dict[str, bool] = {}
         self.forwarders: list[Forwarder] = []
-        #: The Docker host: on the compose network (the bridge's gateway), with the published ports.
-        self.docker_host = self.net.add_host("dockerhost")
         self.containers: list[Container] = []
-        for service in self.services:
-            for index in range(1, scale.get(service, 1) + 1):
-                self.containers.append(Container(service, index, self.net.add_host(f"{service}{index}")))
-        #: Stands for every other machine: linked to the Docker host only, it reaches what ``ports:`` publish.
-        self.outside = self.net.add_outside("outside", self.docker_host, outside_prefix)
-        for container in self.containers:
-            self.net.write_hosts_file(container.host, self._hosts_for(container))
+        try:
+            #: The Docker host: on the compose network (the bridge's gateway), with the published ports.
+            self.docker_host = self.net.add_host("dockerhost")
+            for service in self.services:
+                for index in range(1, scale.get(service, 1) + 1):
+                    self.containers.append(Container(service, index, self.net.add_host(f"{service}{index}")))
+            #: Stands for every other machine: linked to the Docker host only, it reaches what ``ports:`` publish.
+            self.outside = self.net.add_outside("outside", self.docker_host, outside_prefix)
+            for container in self.containers:
+                self.net.write_hosts_file(container.host, self._hosts_for(container))
+        except BaseException:
+            self.net.remove()
+            raise
 
     def _hosts_for(self, container: Container) -> dict[str, list[str]]:
         names: dict[str, list[str]] = {}
