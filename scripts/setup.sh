@@ -19,6 +19,8 @@ if [ "$want_node" = "--with-node" ]; then
   # The multi-host tests build hosts from network namespaces (ip netns) with hostnames of their own (unshare).
   command -v ip >/dev/null || missing+=(iproute2)
   command -v unshare >/dev/null || missing+=(util-linux)
+  # The compose test runs each container's command under tini, as the Dockerfile's ENTRYPOINT does.
+  [ -x /usr/bin/tini ] || missing+=(tini)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]} from Debian's packages"
@@ -37,6 +39,9 @@ if [ "$(id -u)" = 0 ]; then
     id -u "$prefix-$i" >/dev/null 2>&1 || useradd --system --gid "$prefix" --no-create-home \
       --home-dir /nonexistent --shell /usr/sbin/nologin "$prefix-$i"
   done
+  # The image's user (Dockerfile): tests/hosts/test_compose.py runs the compose file's containers as it.
+  id -u broker >/dev/null 2>&1 || useradd --system --user-group --no-create-home --home-dir /nonexistent \
+    --shell /usr/sbin/nologin broker
   policy=/etc/chromium/policies/managed/browser-broker.json
   cmp -s tasks/chromium_policy.json "$policy" || install -D -m 0644 tasks/chromium_policy.json "$policy"
 else

@@ -16,14 +16,17 @@ from __future__ import annotations
 import ctypes
 import os
 import secrets
+import shlex
+import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 CLONE_NEWNET = 0x40000000
-SUBNET = "198.18.0.0/24"
 NETNS_DIR = "/run/netns"
+#: ``ip netns exec NS`` bind-mounts files found here over /etc (e.g. /etc/netns/NS/hosts over /etc/hosts).
+NETNS_ETC = "/etc/netns"
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -70,18 +73,39 @@ class Host:
     #: The veth end in the switch's namespace: bringing it down cuts this host off.
     port: str
 
-    def command(self, *args: str) -> list[str]:
-        """``args`` run on this host, with a hostname of its own (its own UTS namespace), as on a real machine."""
-        script = 'hostname "$0" && exec "$@"'
-        return ["ip", "netns", "exec", self.namespace, "unshare", "--uts", "sh", "-c", script, self.name, *args]
+    def command(self, *args: str, mounts: Sequence[tuple[str, str]] | None = None, hostname: str | None = None,
+                user: str | None = None) -> list[str]:
+        """``args`` run on this host, with a hostname of its own (its own UTS namespace), as on a real machine.
+
+        With ``mounts`` ([(folder here, path inside)], in order) they run as in a
+        container: in PID and mount namespaces of their own (the first of ``args``
+        is PID 1, and every process left inside ends with it), each folder
+        bind-mounted at its path, made if missing (a folder ``tmpfs``: a fresh
+        empty one; private mounts: nothing shows outside), and as ``user`` if given.
+        """
+        name = hostname or self.name
+        if mounts is None:
+            script = 'hostname "$0" && exec "$@"'
+            return ["ip", "netns", "exec", self.namespace, "unshare", "--uts", "sh", "-c", script, name, *args]
+        binds = "".join(
+            f"mount -t tmpfs -o mode=0755 tmpfs {shlex.quote(dst)} && " if src == "tmpfs"
+            else f"mount --bind -o X-mount.mkdir {shlex.quote(src)} {shlex.quote(dst)} && " for src, dst in mounts)
+        become = f"setpriv --reuid={shlex.quote(user)} --regid={shlex.quote(user)} --init-groups " if user else ""
+        script = f'hostname "$0" && {binds}exec {become}"$@"'
+        return ["ip", "netns", "exec", self.namespace, "unshare", "--uts", "--mount", "--propagation", "private",
+                "--pid", "--fork", "--mount-proc", "sh", "-c", script, name, *args]
 
 
 class Network:
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "198.18.0") -> None:
+        """``prefix``: the first three octets of the switch's /24 (inside 198.18.0.0/15)."""
+        self.prefix = prefix
         self.tag = secrets.token_hex(3)
         self.switch = f"bbsw-{self.tag}"
         self.hosts: dict[str, Host] = {}
         self._namespaces: list[str] = []
+        #: /etc/netns made by this network (absent before): removed with the last hosts file.
+        self.made_netns_etc = False
         self._add_namespace(self.switch)
         _ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
         _ip("-n", self.switch, "link", "set", "br0", "up")
@@ -93,7 +117,7 @@ class Network:
 
     def add_host(self, name: str) -> Host:
         index = len(self.hosts) + 1
-        host = Host(name, f"bbh-{self.tag}-{name}", f"198.18.0.{index}", f"p{index}-{self.tag}")
+        host = Host(name, f"bbh-{self.tag}-{name}", f"{self.prefix}.{index}", f"p{index}-{self.tag}")
         self._add_namespace(host.namespace)
         _ip("link", "add", host.port, "netns", self.switch, "type", "veth", "peer", "name", "eth0", "netns", host.namespace)
         _ip("-n", self.switch, "link", "set", host.port, "master", "br0", "up")
@@ -101,6 +125,29 @@ class Network:
         _ip("-n", host.namespace, "link", "set", "eth0", "up")
         self.hosts[name] = host
         return host
+
+    def add_outside(self, name: str, gateway: Host, prefix: str) -> Host:
+        """A host off the switch, linked only to ``gateway`` (``prefix``.1 there, ``prefix``.2 here), with no route beyond it."""
+        host = Host(name, f"bbh-{self.tag}-{name}", f"{prefix}.2", f"o{len(self.hosts) + 1}-{self.tag}")
+        self._add_namespace(host.namespace)
+        _ip("link", "add", host.port, "netns", gateway.namespace, "type", "veth", "peer", "name", "eth0", "netns", host.namespace)
+        _ip("-n", gateway.namespace, "addr", "add", f"{prefix}.1/24", "dev", host.port)
+        _ip("-n", gateway.namespace, "link", "set", host.port, "up")
+        _ip("-n", host.namespace, "addr", "add", f"{host.address}/24", "dev", "eth0")
+        _ip("-n", host.namespace, "link", "set", "eth0", "up")
+        self.hosts[name] = host
+        return host
+
+    def write_hosts_file(self, host: Host, names: Mapping[str, list[str]]) -> None:
+        """/etc/hosts as processes on ``host`` see it (``ip netns exec`` mounts it): ``names`` {address: [name, ...]}."""
+        if not os.path.isdir(NETNS_ETC):
+            os.mkdir(NETNS_ETC)
+            self.made_netns_etc = True
+        folder = os.path.join(NETNS_ETC, host.namespace)
+        os.makedirs(folder, exist_ok=True)
+        lines = ["127.0.0.1\tlocalhost"] + [f"{address}\t{' '.join(n)}" for address, n in names.items()]
+        with open(os.path.join(folder, "hosts"), "w") as out:
+            out.write("\n".join(lines) + "\n")
 
     def cut(self, host: Host) -> None:
         _ip("-n", self.switch, "link", "set", host.port, "down")
@@ -126,10 +173,18 @@ class Network:
         """Deleting a namespace deletes the veth ends in it, and with them their peers."""
         for name in reversed(self._namespaces):
             subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+            shutil.rmtree(os.path.join(NETNS_ETC, name), ignore_errors=True)
         self._namespaces.clear()
+        if self.made_netns_etc:
+            try:
+                os.rmdir(NETNS_ETC)  # only if no one else's files are in it
+            except OSError:
+                pass
 
     def leftovers(self) -> list[str]:
-        """This network's namespaces and links still on the machine (both must be gone after ``remove``)."""
+        """This network's namespaces, links and hosts files still on the machine (all must be gone after ``remove``)."""
         names = os.listdir(NETNS_DIR) if os.path.isdir(NETNS_DIR) else []
+        files = os.listdir(NETNS_ETC) if os.path.isdir(NETNS_ETC) else []
         links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-        return [n for n in names if self.tag in n] + [line for line in links.splitlines() if self.tag in line]
+        return ([n for n in names if self.tag in n] + [f"{NETNS_ETC}/{f}" for f in files if self.tag in f]
+                + [line for line in links.splitlines() if self.tag in line])

@@ -64,3 +64,8 @@ def test_the_image_holds_every_package_and_module_the_project_installs():
         assert f"COPY {package} ./{package}" in DOCKERFILE
     copied = re.search(r"^COPY (pyproject\.toml .*) \./$", DOCKERFILE, re.M).group(1).split()
     assert all(f"{module}.py" in copied for module in project["py-modules"])
+
+
+def test_only_the_web_port_is_published_beyond_the_docker_hosts_loopback():
+    published = {name: s["ports"] for name, s in SERVICES.items() if "ports" in s}
+    assert published == {"web": ["8000:8000"], "flower": ["127.0.0.1:5555:5555"]}
