@@ -18,7 +18,7 @@ from core.snapshots import open_snapshot_store
 from core.dispatch import Dispatcher, make_celery
 from core.states import SessionMachine
 from core.store import ALL_SCOPES, DEFAULT_PROJECT, Store
-from core.tokens import ConnectTokens
+from core.tokens import ConnectTokens, LiveViewTokens
 
 API_VERSION = "1.0.0"
 SWAGGER_UI_ASSETS = "/docs/assets/"
@@ -55,6 +55,7 @@ def create_app(config: Config | None = None, store: Store | None = None, collect
     # Refuses to build the app (so the web process to start) without BROKER_SECRET_KEY outside development.
     app.extensions["broker.secret_box"] = SecretBox.from_config(config)
     app.extensions["broker.connect_tokens"] = ConnectTokens.from_config(config)
+    app.extensions["broker.live_view_tokens"] = LiveViewTokens.from_config(config)
     app.wsgi_app = limits.BodyLimit(app.wsgi_app, config.max_body_bytes, config.upload_max_bytes)
     app.extensions["broker.links"] = BrowserLinks.from_config(config)
     app.extensions["broker.files"] = SessionFiles(store, app.extensions["broker.links"],
@@ -67,6 +68,7 @@ def create_app(config: Config | None = None, store: Store | None = None, collect
     from app.files.resources import blp as files_blp
     from app.health import blp as health_blp
     from app.keys.resources import blp as keys_blp
+    from app.pages import blp as pages_blp
     from app.proxies.resources import blp as proxies_blp
     from app.relay_info import blp as relay_blp, public_protocol, upgrades as relay_upgrades
     from app.sessions.resources import blp as sessions_blp
@@ -86,6 +88,7 @@ def create_app(config: Config | None = None, store: Store | None = None, collect
     app.register_blueprint(health_blp)
     metrics.register(app, collectors)
     app.register_blueprint(relay_upgrades)
+    app.register_blueprint(pages_blp)
     app.register_blueprint(Blueprint("swagger_ui_assets", __name__, static_folder=swagger_ui_bundle.swagger_ui_path,
                                      static_url_path=SWAGGER_UI_ASSETS.rstrip("/")))
 

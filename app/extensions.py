@@ -9,7 +9,7 @@ from app.errors import BrokerApi
 from core.crypto import SecretBox
 from core.states import SessionMachine
 from core.store import Store
-from core.tokens import ConnectTokens
+from core.tokens import ConnectTokens, LiveViewTokens
 
 api = BrokerApi()
 
@@ -36,3 +36,7 @@ def connect_tokens() -> ConnectTokens:
 
 def links() -> BrowserLinks:
     return current_app.extensions["broker.links"]
+
+
+def live_view_tokens() -> LiveViewTokens:
+    return current_app.extensions["broker.live_view_tokens"]

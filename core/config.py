@@ -111,6 +111,10 @@ class Config:
     cookie_max_bytes: int = field(default_factory=lambda: _int("BROKER_COOKIE_MAX_BYTES", 4096))
     #: BROKER_MAX_BODY_BYTES: larger request bodies are answered 413 unread (a PUT of 1000 maximal cookies is ~5.5 MB).
     max_body_bytes: int = field(default_factory=lambda: _int("BROKER_MAX_BODY_BYTES", 8 * 1024 * 1024))
+    #: BROKER_LIVE_VIEW_TTL: seconds a live-view link (liveViewUrl) opens a viewer; answers hand out a fresh one once half is gone.
+    live_view_ttl: float = field(default_factory=lambda: _float("BROKER_LIVE_VIEW_TTL", 3600))
+    #: BROKER_LIVE_VIEW_QUALITY: JPEG quality (1-100) of the live view's frames.
+    live_view_quality: int = field(default_factory=lambda: _int("BROKER_LIVE_VIEW_QUALITY", 60))
     #: BROKER_SESSION_CREATES_PER_MINUTE: session creates one API key may make in any 60 s (429 beyond); 0: no cap.
     session_creates_per_minute: int = field(default_factory=lambda: _int("BROKER_SESSION_CREATES_PER_MINUTE", 0))
     #: BROKER_LOG_FORMAT: ``text`` (one line per event, ``[session=… project=… worker=…]``) or ``json`` (one object a line).
@@ -185,6 +189,11 @@ class Config:
         """The session's CDP socket with its connect token (core.tokens) as ``?token=``."""
         url = f"{self.ws_base_url}/ws/session/{session_id}"
         return f"{url}?token={token}" if token else url
+
+    def live_view_url(self, session_id: str, token: str, read_only: bool) -> str:
+        """The session's live-view page with its live-view credential (core.tokens.LiveViewTokens)."""
+        url = f"{self.public_url.rstrip('/')}/live/{session_id}?token={token}"
+        return f"{url}&readOnly=1" if read_only else url
 
 
 #: Variables a browser never gets: the broker's own settings (secrets among them) and cloud credentials.

@@ -95,8 +95,9 @@ FINISH_STOP = _move("finish_stop", {S.RUNNING, S.STOPPING}, S.STOPPED, Effect.UN
                     Effect.EXPIRE_DOWNLOADS)
 LOSE = _move("lose", {S.LAUNCHING, S.RUNNING, S.STOPPING}, S.STOPPED, Effect.UNSCHEDULE, Effect.FREE_HOLDS, Effect.RETAIN)
 MOVES = (CLAIM, ABANDON, READY, HAND_OVER, REQUEST_STOP, FINISH_STOP, LOSE)
-#: What a stopped session's record forgets: the hash its connect token is checked against (core.tokens).
-TOKEN_DEAD = {"connectTokenHash": None}
+#: What a stopped session's record forgets: the hashes its connect token and live-view links are checked against
+#: (core.tokens).
+TOKEN_DEAD = {"connectTokenHash": None, "liveViewHash": None, "liveViewReadOnlyHash": None}
 
 
 class SessionRecord(TypedDict, total=False):
@@ -125,6 +126,11 @@ class SessionRecord(TypedDict, total=False):
     #: The connect token's salt and SHA-256 (core.tokens); the token itself is never stored.
     connectSalt: str
     connectTokenHash: str | None
+    #: The live-view credentials' salt, SHA-256s and expiry (core.tokens.LiveViewTokens); never the credentials.
+    liveViewSalt: str
+    liveViewHash: str | None
+    liveViewReadOnlyHash: str | None
+    liveViewExpiresEpoch: float
     #: Which host (loopback) the browser is on (core.browser_link.local_host_id).
     hostId: str
     #: ``host:port`` of the owning worker's gateway, the way in from any other host.

@@ -2,8 +2,10 @@
 
 A WebSocket upgrade to ``/ws/session/<id>?token=…`` for a running session whose
 connect token matches (core.tokens) is taken over by the relay before it reaches
-the WSGI app; every other request, including a refused upgrade, is the app's, so
-refusals are ordinary JSON errors sent before any upgrade. The access log and
+the WSGI app, and one to ``/live/<id>/socket?token=…`` whose live-view
+credential matches by the live view (proxy.live_view); every other request,
+including a refused upgrade, is the app's, so refusals are ordinary JSON errors
+sent before any upgrade. The access log and
 gevent's error lines have ``token=`` values redacted. The caller monkey-patches
 (``web.py``) before importing this.
 """
@@ -15,9 +17,12 @@ import re
 import secrets
 import signal
 import socket
+import time
 from collections.abc import Callable
+from urllib.parse import parse_qs
 
 import gevent
+import websocket
 from gevent.pywsgi import WSGIHandler, WSGIServer
 from wsproto.utilities import RemoteProtocolError
 
@@ -27,7 +32,8 @@ from core.environ import CLIENT_SOCKET
 from core.logs import session_fields
 from core.states import Status
 from core.store import Store
-from core.tokens import matches, redact, token_in_query
+from core.tokens import LIVE_HASH_FIELD, live_view_access, matches, redact, token_in_query
+from proxy.live_view import BrowserCdp, LiveView, ViewerSocket
 from proxy.registry import RelayRegistry, follow_stop_announcements, renew_client_leases
 from proxy.relay import HandshakeError, RelayConnection, accept_client, connect_browser, detach
 
@@ -36,6 +42,7 @@ log = logging.getLogger("proxy.server")
 ACCESS_LOG = logging.getLogger("proxy.access")
 #: The browser-level socket, or a page target's (``/devtools/page/<id>``, as /json/list gives it).
 SESSION_SOCKET = re.compile(r"^/ws/session/(ses_[0-9a-f]+)(?:/devtools/page/([0-9A-Za-z]+))?$")
+LIVE_SOCKET = re.compile(r"^/live/(ses_[0-9a-f]+)/socket$")
 SHUTDOWN_GRACE = 10.0
 
 
@@ -45,6 +52,19 @@ def upgrade_target(environ: dict) -> tuple[str, str | None] | None:
         return None
     match = SESSION_SOCKET.match(environ.get("PATH_INFO", ""))
     return (match.group(1), match.group(2)) if match else None
+
+
+def live_view_target(environ: dict) -> str | None:
+    """The session id of a WebSocket upgrade to a live view's socket, else None."""
+    if environ.get("REQUEST_METHOD") != "GET" or "websocket" not in environ.get("HTTP_UPGRADE", "").lower():
+        return None
+    match = LIVE_SOCKET.match(environ.get("PATH_INFO", ""))
+    return match.group(1) if match else None
+
+
+def read_only_in_query(query_string: str) -> bool:
+    """``&readOnly=1`` turns any live view into watching only."""
+    return (parse_qs(query_string or "").get("readOnly") or [""])[0].lower() in ("1", "true")
 
 
 class BrokerHandler(WSGIHandler):
@@ -59,6 +79,9 @@ class BrokerHandler(WSGIHandler):
     def run_application(self) -> None:
         # Lets a long create notice that its caller hung up (core.environ.client_gone).
         self.environ[CLIENT_SOCKET] = self.socket
+        viewed = live_view_target(self.environ)
+        if viewed is not None:
+            return self._live_view(viewed)
         session_id, page = upgrade_target(self.environ) or (None, None)
         record = self.server.store.sessions.get(session_id) if session_id else None
         token = token_in_query(self.environ.get("QUERY_STRING", ""))
@@ -92,6 +115,41 @@ class BrokerHandler(WSGIHandler):
             sessions.client_disconnected(session_id, client_id, record.get("idleTimeout"))
             log.info("session %s: CDP client %s disconnected (%d bytes to the browser, %d to the client)", session_id,
                      client_id, conn.bytes_to_browser, conn.bytes_to_client, extra=session_fields(record))
+
+    def _live_view(self, session_id: str) -> None:
+        """Serves one viewer until it leaves, the session stops or its link is revoked; refusals are the app's."""
+        store = self.server.store
+        record = store.sessions.get(session_id)
+        query = self.environ.get("QUERY_STRING", "")
+        access = live_view_access(record, token_in_query(query), time.time())
+        if access is None or record["status"] != Status.RUNNING:
+            return super().run_application()
+        try:
+            cdp = BrowserCdp(self.server.links.route(record))
+        except (OSError, websocket.WebSocketException) as error:
+            log.warning("session %s: live view cannot reach its browser: %s", session_id, error)
+            return self._json_error(502, "Bad Gateway", "The session's browser cannot be reached.")
+        try:
+            viewer = ViewerSocket.accept(self.socket, self.environ)
+        except (ValueError, RemoteProtocolError) as error:
+            cdp.close()
+            return self._json_error(400, "Bad Request", f"Invalid WebSocket handshake: {error}")
+        self.close_connection = True
+        self.status = self._orig_status = "101 Switching Protocols"
+        read_only = access == "watch" or read_only_in_query(query)
+
+        def why_not_any_more() -> str | None:
+            current = store.sessions.get(session_id)
+            if current is None or current["status"] != Status.RUNNING:
+                reason = (current or {}).get("stopReason")
+                return f"The session has ended ({reason})." if reason else "The session has ended."
+            if current.get(LIVE_HASH_FIELD) != record.get(LIVE_HASH_FIELD):
+                return "This live-view link was revoked."
+            return None
+
+        log.info("session %s: live view opened%s", session_id, " (read-only)" if read_only else "")
+        LiveView(session_id, viewer, cdp, read_only, self.server.config.live_view_quality, why_not_any_more).run()
+        log.info("session %s: live view closed", session_id)
 
     def format_request(self) -> str:
         """The access log line, with the connect token of a CDP URL redacted."""

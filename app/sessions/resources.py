@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from flask import g, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
+from flask_smorest import Blueprint, abort
 
 from app import limits
 from app.auth import current_project, require_scope
 from app.docs import links_to, responds
-from app.extensions import config, connect_tokens, machine, store
+from app.extensions import config, connect_tokens, live_view_tokens, machine, store
 from app.metrics import CREATED
 from app.paging import paginated
 from app.sessions import cookies, service
@@ -27,6 +28,10 @@ blp = Blueprint("sessions", __name__, url_prefix="/v1/sessions", description="Ru
 NOT_RUNNING = "The session is not running (stopping or stopped)."
 
 
+def _public(record: dict) -> dict:
+    return service.public(record, config(), connect_tokens(), live_view_tokens(), store())
+
+
 @blp.route("")
 class Sessions(MethodView):
     @require_scope("sessions:read")
@@ -39,7 +44,7 @@ class Sessions(MethodView):
         records, total = store().sessions.page(current_project(), query.get("status"),
                                                pagination_parameters.first_item, pagination_parameters.page_size)
         pagination_parameters.item_count = total
-        return [service.public(r, config(), connect_tokens()) for r in records]
+        return [_public(r) for r in records]
 
     @require_scope("sessions:write")
     @blp.arguments(SessionCreateSchema, required=False)
@@ -61,7 +66,7 @@ class Sessions(MethodView):
         record = service.create(machine(), config(), connect_tokens(), current_project(), body,
                                 lambda: client_gone(request.environ))
         g.setdefault(CREATED, record)
-        return service.public(record, config(), connect_tokens())
+        return _public(record)
 
 
 @blp.route("/<ses_id:session_id>")
@@ -71,7 +76,7 @@ class SessionById(MethodView):
     @responds(blp, "getSession", 404)
     def get(self, session_id: str):
         """One session; a stopped one stays readable for BROKER_SESSION_RETENTION."""
-        return service.public(service.get_visible(store(), current_project(), session_id), config(), connect_tokens())
+        return _public(service.get_visible(store(), current_project(), session_id))
 
     @require_scope("sessions:write")
     @blp.response(204)
@@ -81,6 +86,22 @@ class SessionById(MethodView):
         record = service.get_visible(store(), current_project(), session_id)
         if machine().stop(session_id, StopReason.DELETED) is not None:
             log.info("session %s: stop requested", session_id, extra=session_fields(record))
+
+
+@blp.route("/<ses_id:session_id>/live-view")
+class SessionLiveView(MethodView):
+    @require_scope("sessions:write")
+    @blp.response(204)
+    @responds(blp, "revokeLiveView", 404, 409, d409=NOT_RUNNING)
+    def delete(self, session_id: str):
+        """Revoke the session's live-view links (`liveViewUrl`, `liveViewReadOnlyUrl`); open viewers close within a second.
+
+        The session's next answer carries new links. Links also die when they expire
+        (BROKER_LIVE_VIEW_TTL) and when the session stops.
+        """
+        service.get_visible(store(), current_project(), session_id)
+        if store().sessions.set_credentials(session_id, live_view_tokens().issue(session_id, time.time())) is None:
+            abort(409, message=NOT_RUNNING)
 
 
 @blp.route("/<ses_id:session_id>/cookies")

@@ -60,6 +60,25 @@ class SessionSchema(Schema):
                                  "alone opens nothing. Treat the whole URL as a secret."},
     )
     status = fields.String(required=True, metadata={"enum": [s.value for s in VISIBLE_STATUSES]})
+    liveViewUrl = fields.String(
+        required=True, allow_none=True,
+        metadata={"pattern": r"^https?://[^?]+/live/ses_[0-9a-f]{32}\?token=[A-Za-z0-9_-]{43}$",
+                  "description": "A page that shows the session's current tab live and lets a person click, scroll "
+                                 "and type into it; needs no API key. Its `token` is a live-view credential (not "
+                                 "the connect token: it opens this viewer only), valid for at least half of "
+                                 "BROKER_LIVE_VIEW_TTL, revocable (DELETE …/live-view), dead once the session stops. "
+                                 "Null unless running. Append `&readOnly=1` to watch without input."},
+    )
+    liveViewReadOnlyUrl = fields.String(
+        required=True, allow_none=True,
+        metadata={"pattern": r"^https?://[^?]+/live/ses_[0-9a-f]{32}\?token=[A-Za-z0-9_-]{43}&readOnly=1$",
+                  "description": "The same page for watching only: its credential never carries input, so it can "
+                                 "be shared with someone who should not control the browser. Null unless running."},
+    )
+    worker = fields.String(
+        required=True, allow_none=True,
+        metadata={"description": "The worker's queue that runs (or ran) the browser; null until one took the launch."},
+    )
     contextId = fields.String(required=True, allow_none=True, metadata={"pattern": ID_PATTERNS["ctx"]})
     proxyId = fields.String(required=True, allow_none=True, metadata={"pattern": ID_PATTERNS["prx"]})
     createdAt = fields.String(required=True, metadata=ISO_TIMESTAMP)

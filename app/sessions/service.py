@@ -25,16 +25,31 @@ from core.dispatch import can_use_warm, worker_queue
 from core.ids import new_id, now_ms, utcnow_iso
 from core.states import VISIBLE_STATUSES, SessionMachine, SessionRecord, Status, StopReason
 from core.store import Store
-from core.tokens import ConnectTokens
+from core.tokens import ConnectTokens, LiveViewTokens
 
 log = logging.getLogger(__name__)
 #: Seconds a launch sent to a warm browser's worker has to be claimed before the create also goes to the cold queue.
 WARM_HANDOFF = 3.0
 
 
-def public(record: SessionRecord, config: Config, tokens: ConnectTokens) -> dict:
-    """What the owner sees: the record's public fields and the cdpUrl with its connect token."""
-    return {**record, "cdpUrl": config.cdp_url(record["id"], tokens.token_for(record))}
+def public(record: SessionRecord, config: Config, tokens: ConnectTokens, live: LiveViewTokens, store: Store) -> dict:
+    """What the owner sees: the record's public fields, the cdpUrl with its connect token, and the live-view links.
+
+    A running session whose live-view credential is missing or past half its
+    lifetime gets a fresh one here, so every answer carries a link that works
+    for at least half of BROKER_LIVE_VIEW_TTL.
+    """
+    if record["status"] == Status.RUNNING and live.needs_renewal(record, time.time()):
+        record = store.sessions.set_credentials(record["id"], live.issue(record["id"], time.time())) or record
+    control, watch = live.token_for(record, read_only=False), live.token_for(record, read_only=True)
+    running = record["status"] == Status.RUNNING and control is not None
+    return {
+        **record,
+        "worker": record.get("worker"),
+        "cdpUrl": config.cdp_url(record["id"], tokens.token_for(record)),
+        "liveViewUrl": config.live_view_url(record["id"], control, read_only=False) if running else None,
+        "liveViewReadOnlyUrl": config.live_view_url(record["id"], watch, read_only=True) if running else None,
+    }
 
 
 def get_visible(store: Store, project: str, session_id: str) -> SessionRecord:

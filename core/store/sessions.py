@@ -66,6 +66,24 @@ class SessionRecords(RecordKind):
         record = self.get(session_id)
         return None if record is None else record["status"] in LIVE_STATUSES
 
+    def set_credentials(self, session_id: str, fields: dict[str, Any]) -> SessionRecord | None:
+        """Writes a running session's live-view credential fields (core.tokens); None, and nothing written, otherwise.
+
+        Not a move: the status stays as it is, and a session that stopped meanwhile keeps its dead hashes.
+        """
+        key = keys.session(session_id)
+
+        def write(pipe: Pipeline) -> SessionRecord | None:
+            record = load(pipe.get(key))
+            if record is None or record["status"] != Status.RUNNING:
+                return None
+            record.update(fields)
+            pipe.multi()
+            pipe.set(key, dump(record), keepttl=True)
+            return record
+
+        return self.redis.transaction(write, key, value_from_callable=True)
+
     def move(self, session_id: str, move: Move, changes: dict[str, Any]) -> SessionRecord | None:
         """The new record if the session was in one of ``move.sources``; else None and nothing written."""
         key = keys.session(session_id)

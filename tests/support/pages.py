@@ -40,6 +40,15 @@ def download_bytes(size: int) -> bytes:
     return random.Random(size).randbytes(size)
 
 
+#: What a live view must show and pass input to: a red page, a blue button over its top-left quarter that
+#: counts clicks, and an input over the left half of its lower part.
+LIVE_PAGE = """<!doctype html><title>live</title>
+<body style="margin:0;height:100vh;background:rgb(220,30,40)">
+<button id="b" style="position:fixed;left:0;top:0;width:50vw;height:50vh;border:0;background:rgb(30,60,220)">b</button>
+<input id="t" style="position:fixed;left:0;top:60vh;width:50vw;height:30vh;border:0;font-size:40px">
+<script>window.clicks = 0; document.getElementById('b').onclick = () => { window.clicks += 1; };</script>"""
+
+
 class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
@@ -57,6 +66,8 @@ class _Handler(BaseHTTPRequestHandler):
             flags = f"; Path=/{'; HttpOnly' if 'httponly' in query else ''}{persistent}"
             extra = [("Set-Cookie", f"{query['name']}={query['value']}{flags}")]
             return self._html("<title>set</title>ok", extra)
+        if url.path == "/live":
+            return self._html(LIVE_PAGE)
         if url.path == "/state":
             return self._html(STATE_PAGE)
         if url.path == "/status":
