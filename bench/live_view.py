@@ -1,0 +1,180 @@
+"""Prints the live view's figures: frames per second, change-to-viewer latency, the CPU a watched session costs,
+and what a viewer does to a CDP client's round trips on the same session.
+
+    PYTHONPATH=. .venv/bin/python bench/live_view.py [--seconds 10] [--changes 30] [--screenshots docs/img]
+
+A real broker (direct launcher, one worker) on 127.0.0.1; the viewer is Playwright's own headless Chromium,
+as a person's browser. The watched page repaints every animation frame (the worst case: a static page sends
+no frames at all). Round trips alternate blocks with and without a viewer so the shared machine's noise falls
+on both. Nothing is asserted; with ``--screenshots`` it also writes the README's pictures.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from pathlib import Path
+
+import psutil
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from bench.common import pct, running_broker, summary
+from tests.support.cdp import RawCdp
+from tests.support.pages import PageServer
+from tests.support.viewer import CHROMIUM, person_flags, wait_frames
+
+#: Repaints every animation frame with a new colour: the screencast has something to send all the time.
+ANIMATE = """(() => { let n = 0; const step = () => {
+  document.body.style.background = `rgb(${n % 256}, ${(n * 7) % 256}, 120)`; n += 1; requestAnimationFrame(step); };
+  requestAnimationFrame(step); })()"""
+STOP_ANIMATION = "requestAnimationFrame = () => 0"
+#: The colour of the viewer's picture at its middle right, read from the <img> the frame was drawn into.
+VIEWER_PIXEL = """() => { const img = document.getElementById('screen'); const c = document.createElement('canvas');
+  c.width = img.naturalWidth; c.height = img.naturalHeight; const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+  return Array.from(g.getImageData(Math.floor(c.width * 0.75), Math.floor(c.height / 2), 1, 1).data.slice(0, 3)); }"""
+BLOCKS = 6
+EVALS_PER_BLOCK = 300
+
+
+def browser_processes(broker) -> list[psutil.Process]:
+    """The session browsers' processes: the direct launcher's Chromium are the worker's descendants."""
+    procs = []
+    for worker in broker.workers.values():
+        procs += [p for p in psutil.Process(worker.pid).children(recursive=True) if "chrom" in p.name()]
+    return procs
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def cpu_share(procs: list[psutil.Process], seconds: float) -> float:
+    """Percent of one core the processes used over ``seconds`` of wall time."""
+    before = cpu_seconds(procs)
+    time.sleep(seconds)
+    return 100 * (cpu_seconds(procs) - before) / seconds
+
+
+def evaluate_round_trips(cdp: RawCdp, page_session: str, n: int) -> list[float]:
+    message = {"method": "Runtime.evaluate", "params": {"expression": "1+1"}, "sessionId": page_session}
+    ids = itertools.count(1_000_000)
+    times = []
+    for _ in range(n):
+        message["id"] = next(ids)
+        payload = json.dumps(message)
+        start = time.perf_counter()
+        cdp.ws.send(payload)
+        while json.loads(cdp.ws.recv()).get("id") != message["id"]:
+            pass
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def open_viewer(person: Browser, url: str) -> Page:
+    view = person.new_page(viewport={"width": 1280, "height": 800})
+    view.goto(url)
+    wait_frames(view)
+    return view
+
+
+def frame_rate(view: Page, seconds: float) -> float:
+    start = view.evaluate("window.liveView.frames")
+    time.sleep(seconds)
+    return (view.evaluate("window.liveView.frames") - start) / seconds
+
+
+def change_latencies(view: Page, cdp: RawCdp, page_session: str, changes: int) -> list[float]:
+    """From the page setting a new colour (its clock) to the viewer showing a frame of it (the viewer's clock:
+    both browsers on this machine, so one clock)."""
+    latencies = []
+    for i in range(changes):
+        colour = [(i * 37) % 200 + 30, (i * 91) % 200 + 30, 60]
+        seen = view.evaluate("window.liveView.frames")
+        changed_at = cdp.evaluate(f"document.body.style.background = 'rgb({colour[0]}, {colour[1]}, {colour[2]})'; "
+                                  "Date.now()", page_session)
+        view.wait_for_function(
+            f"([n, want]) => window.liveView.frames > n && ({VIEWER_PIXEL})().every((v, k) => Math.abs(v - want[k]) < 24)",
+            arg=[seen, colour], polling="raf", timeout=20_000)
+        latencies.append((view.evaluate("window.liveView.lastFrameAt") - changed_at) / 1000)
+    return latencies
+
+
+def screenshots(broker, api, person: Browser, pages: PageServer, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    docs = api.create_session(url=f"{broker.url}/docs")
+    api.create_session(url=f"{pages.base}/?title=second")
+    context = api.post("/v1/contexts", json={"name": "shop-login"}).json()
+    api.stop_session(api.create_session(contextId=context["id"])["id"])
+    view = open_viewer(person, docs["liveViewUrl"])
+    view.wait_for_timeout(1500)
+    view.screenshot(path=str(folder / "live-view.png"))
+    board = person.new_page(viewport={"width": 1280, "height": 560})
+    board.goto(f"{broker.url}/dashboard")
+    board.fill("#key", api.http.headers["X-API-Key"])
+    board.click("#login button[type=submit]")
+    board.locator("#contexts td", has_text="shop-login").wait_for()
+    board.screenshot(path=str(folder / "dashboard.png"))
+    print(f"screenshots: {folder / 'live-view.png'}, {folder / 'dashboard.png'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--changes", type=int, default=30)
+    parser.add_argument("--screenshots", type=Path)
+    args = parser.parse_args()
+    pages = PageServer()
+    with running_broker(BROKER_LAUNCHER="direct", BROKER_WARM_BROWSERS="0") as (broker, api), sync_playwright() as p:
+        person = p.chromium.launch(executable_path=CHROMIUM, args=person_flags())
+        session = api.create_session(url=f"{pages.base}/?title=watched")
+        cdp = RawCdp(session["cdpUrl"])
+        target = next(t for t in cdp.call("Target.getTargets")["targetInfos"] if t["type"] == "page")
+        page_session = cdp.call("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True})["sessionId"]
+        browsers, web = browser_processes(broker), [psutil.Process(broker.web.pid)]
+
+        view = open_viewer(person, session["liveViewUrl"])
+        latencies = change_latencies(view, cdp, page_session, args.changes)
+        static_fps = frame_rate(view, args.seconds / 2)
+        view.close()
+
+        cdp.evaluate(ANIMATE, page_session)
+        unwatched = (cpu_share(browsers, args.seconds), cpu_share(web, args.seconds))
+        view = open_viewer(person, session["liveViewUrl"])
+        watched = (cpu_share(browsers, args.seconds), cpu_share(web, args.seconds))
+        fps = frame_rate(view, args.seconds)
+        view.close()
+
+        without, with_viewer = [], []
+        for block in range(BLOCKS):
+            viewer = open_viewer(person, session["liveViewUrl"]) if block % 2 else None
+            (with_viewer if viewer else without).extend(evaluate_round_trips(cdp, page_session, EVALS_PER_BLOCK))
+            if viewer:
+                viewer.close()
+        cdp.evaluate(STOP_ANIMATION, page_session)
+        cdp.close()
+
+        print(f"viewer frames per second, page repainting every frame: {fps:.1f}")
+        print(f"viewer frames per second, static page:                 {static_fps:.1f}")
+        print(f"page change -> frame shown in the viewer:               {summary(latencies)}")
+        print(f"session browser CPU, unwatched / watched (% of a core): {unwatched[0]:.0f} / {watched[0]:.0f}")
+        print(f"web process CPU, unwatched / watched (% of a core):     {unwatched[1]:.0f} / {watched[1]:.0f}")
+        print(f"Runtime.evaluate round trip without a viewer:           {summary(without, 'us', 1e6)}")
+        print(f"Runtime.evaluate round trip with a viewer:              {summary(with_viewer, 'us', 1e6)}")
+        print(f"with ÷ without (p50 / p95):                             "
+              f"{pct(with_viewer, 50) / pct(without, 50):.2f}× / {pct(with_viewer, 95) / pct(without, 95):.2f}×")
+        if args.screenshots:
+            screenshots(broker, api, person, pages, args.screenshots)
+        person.close()
+    pages.close()
+
+
+if __name__ == "__main__":
+    main()
