@@ -13,10 +13,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import threading
 import time
 from pathlib import Path
 
 import psutil
+import websocket
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from bench.common import pct, running_broker, summary
@@ -33,8 +35,8 @@ STOP_ANIMATION = "requestAnimationFrame = () => 0"
 VIEWER_PIXEL = """() => { const img = document.getElementById('screen'); const c = document.createElement('canvas');
   c.width = img.naturalWidth; c.height = img.naturalHeight; const g = c.getContext('2d'); g.drawImage(img, 0, 0);
   return Array.from(g.getImageData(Math.floor(c.width * 0.75), Math.floor(c.height / 2), 1, 1).data.slice(0, 3)); }"""
-BLOCKS = 6
-EVALS_PER_BLOCK = 300
+BLOCKS = 12
+EVALS_PER_BLOCK = 250
 
 
 def browser_processes(broker) -> list[psutil.Process]:
@@ -63,8 +65,8 @@ def cpu_share(procs: list[psutil.Process], seconds: float) -> float:
     return 100 * (cpu_seconds(procs) - before) / seconds
 
 
-def evaluate_round_trips(cdp: RawCdp, page_session: str, n: int) -> list[float]:
-    message = {"method": "Runtime.evaluate", "params": {"expression": "1+1"}, "sessionId": page_session}
+def evaluate_round_trips(cdp: RawCdp, page_session: str, n: int, expression: str) -> list[float]:
+    message = {"method": "Runtime.evaluate", "params": {"expression": expression}, "sessionId": page_session}
     ids = itertools.count(1_000_000)
     times = []
     for _ in range(n):
@@ -76,6 +78,52 @@ def evaluate_round_trips(cdp: RawCdp, page_session: str, n: int) -> list[float]:
             pass
         times.append(time.perf_counter() - start)
     return times
+
+
+class RemoteViewer:
+    """The viewer page's socket, read by a thread that only counts frames.
+
+    A person's browser runs on the person's machine; on this 2-core one it would take the very cores
+    the session's browser and its CDP client use, and the figures would measure that instead of what
+    the broker costs. So the CPU and round-trip figures use this client; latency uses a real page.
+    """
+
+    def __init__(self, live_view_url: str) -> None:
+        base, query = live_view_url.split("?", 1)
+        self.ws = websocket.create_connection(f"{base.replace('http', 'ws', 1)}/socket?{query}",
+                                              skip_utf8_validation=True, suppress_origin=True)
+        self.frames = 0
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                if json.loads(self.ws.recv()).get("type") == "frame":
+                    self.frames += 1
+        except (websocket.WebSocketException, OSError, ValueError):
+            return
+
+    def close(self) -> None:
+        self.ws.close()
+        self.thread.join()
+
+
+def compare_round_trips(session: dict, cdp: RawCdp, page_session: str,
+                        expression: str) -> tuple[list[float], list[float], float]:
+    """Blocks without and with a viewer, alternating (and each kind first in turn), so noise falls on both;
+    and the frames per second the viewer got meanwhile."""
+    without, with_viewer, frames, watched_for = [], [], 0, 0.0
+    for block in range(BLOCKS):
+        watched = block % 4 in (1, 2)
+        viewer = RemoteViewer(session["liveViewUrl"]) if watched else None
+        start = time.perf_counter()
+        (with_viewer if watched else without).extend(evaluate_round_trips(cdp, page_session, EVALS_PER_BLOCK, expression))
+        if viewer:
+            watched_for += time.perf_counter() - start
+            frames += viewer.frames
+            viewer.close()
+    return without, with_viewer, frames / watched_for
 
 
 def open_viewer(person: Browser, url: str) -> Page:
@@ -144,32 +192,34 @@ def main() -> None:
         latencies = change_latencies(view, cdp, page_session, args.changes)
         static_fps = frame_rate(view, args.seconds / 2)
         view.close()
+        round_trips = {"script changes the page at every call": compare_round_trips(
+            session, cdp, page_session, "document.body.textContent = String(globalThis.n = (globalThis.n || 0) + 1)")}
 
         cdp.evaluate(ANIMATE, page_session)
-        unwatched = (cpu_share(browsers, args.seconds), cpu_share(web, args.seconds))
         view = open_viewer(person, session["liveViewUrl"])
-        watched = (cpu_share(browsers, args.seconds), cpu_share(web, args.seconds))
         fps = frame_rate(view, args.seconds)
+        frame_size = view.evaluate("[document.getElementById('screen').naturalWidth, "
+                                   "document.getElementById('screen').naturalHeight]")
         view.close()
-
-        without, with_viewer = [], []
-        for block in range(BLOCKS):
-            viewer = open_viewer(person, session["liveViewUrl"]) if block % 2 else None
-            (with_viewer if viewer else without).extend(evaluate_round_trips(cdp, page_session, EVALS_PER_BLOCK))
-            if viewer:
-                viewer.close()
+        unwatched = (cpu_share(browsers, args.seconds), cpu_share(web, args.seconds))
+        remote = RemoteViewer(session["liveViewUrl"])
+        watched = (cpu_share(browsers, args.seconds), cpu_share(web, args.seconds))
+        remote.close()
+        round_trips["page repaints every animation frame"] = compare_round_trips(session, cdp, page_session, "1+1")
         cdp.evaluate(STOP_ANIMATION, page_session)
         cdp.close()
 
-        print(f"viewer frames per second, page repainting every frame: {fps:.1f}")
+        print(f"viewer frames per second, page repainting every frame: {fps:.1f} ({frame_size[0]}×{frame_size[1]} JPEG)")
         print(f"viewer frames per second, static page:                 {static_fps:.1f}")
         print(f"page change -> frame shown in the viewer:               {summary(latencies)}")
         print(f"session browser CPU, unwatched / watched (% of a core): {unwatched[0]:.0f} / {watched[0]:.0f}")
         print(f"web process CPU, unwatched / watched (% of a core):     {unwatched[1]:.0f} / {watched[1]:.0f}")
-        print(f"Runtime.evaluate round trip without a viewer:           {summary(without, 'us', 1e6)}")
-        print(f"Runtime.evaluate round trip with a viewer:              {summary(with_viewer, 'us', 1e6)}")
-        print(f"with ÷ without (p50 / p95):                             "
-              f"{pct(with_viewer, 50) / pct(without, 50):.2f}× / {pct(with_viewer, 95) / pct(without, 95):.2f}×")
+        for scenario, (without, with_viewer, viewer_fps) in round_trips.items():
+            print(f"Runtime.evaluate round trip, {scenario} (viewer got {viewer_fps:.1f} frames/s):")
+            print(f"  without a viewer: {summary(without, 'us', 1e6)}")
+            print(f"  with a viewer:    {summary(with_viewer, 'us', 1e6)}")
+            print(f"  with ÷ without (p50 / p95): "
+                  f"{pct(with_viewer, 50) / pct(without, 50):.2f}× / {pct(with_viewer, 95) / pct(without, 95):.2f}×")
         if args.screenshots:
             screenshots(broker, api, person, pages, args.screenshots)
         person.close()

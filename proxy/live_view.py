@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -197,12 +198,13 @@ class LiveView:
     """One viewer watching one session: ``run`` returns when either side is gone, saying why to the viewer."""
 
     def __init__(self, session_id: str, viewer: ViewerSocket, cdp: BrowserCdp, read_only: bool, quality: int,
-                 still_valid: Callable[[], str | None]) -> None:
+                 max_fps: float, still_valid: Callable[[], str | None]) -> None:
         self.session_id = session_id
         self.viewer = viewer
         self.cdp = cdp
         self.read_only = read_only
         self.quality = quality
+        self.frame_interval = 1 / max_fps if max_fps > 0 else 0.0
         #: Says why the view must end (session stopped, link revoked), else None; asked every second.
         self.still_valid = still_valid
         self.tabs: dict[str, dict] = {}
@@ -291,7 +293,12 @@ class LiveView:
         self._frame_ready.set()
 
     def _send_frames(self) -> None:
-        """Sends the newest frame, then acknowledges it: Chromium sends the next one only after the ack."""
+        """Sends the newest frame, then acknowledges it: Chromium sends the next one only after the ack.
+
+        The ack waits until ``frame_interval`` has passed since the previous one: every frame costs the
+        browser a capture and a JPEG encoding on the cores its CDP clients use too (bench/live_view.py).
+        """
+        last_ack = 0.0
         while True:
             self._frame_ready.wait()
             self._frame_ready.clear()
@@ -305,6 +312,8 @@ class LiveView:
                                   "height": self.viewport[1], "timestamp": metadata.get("timestamp")})
             except ViewerGone:
                 return
+            gevent.sleep(max(0.0, last_ack + self.frame_interval - time.monotonic()))
+            last_ack = time.monotonic()
             self.cdp.send("Page.screencastFrameAck", {"sessionId": frame["sessionId"]}, frame["targetSession"])
 
     def watch(self, target_id: str) -> None:

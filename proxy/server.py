@@ -148,7 +148,9 @@ class BrokerHandler(WSGIHandler):
             return None
 
         log.info("session %s: live view opened%s", session_id, " (read-only)" if read_only else "")
-        LiveView(session_id, viewer, cdp, read_only, self.server.config.live_view_quality, why_not_any_more).run()
+        config = self.server.config
+        LiveView(session_id, viewer, cdp, read_only, config.live_view_quality, config.live_view_max_fps,
+                 why_not_any_more).run()
         log.info("session %s: live view closed", session_id)
 
     def format_request(self) -> str:
