@@ -196,6 +196,7 @@ def test_the_dashboard_lists_the_projects_sessions_and_stops_one(deployment, liv
     page.goto(f"{deployment.url}/dashboard")
     page.fill("#key", deployment.api_key)
     page.click("#login button[type=submit]")
+    assert not page.locator("#login").is_visible()
     for session in (kept, stopped):
         row = page.locator(f"#sessions tr[data-id='{session['id']}']")
         row.locator(".status-running").wait_for()

@@ -12,7 +12,7 @@
   // Read by tests and bench/live_view.py: how many frames were shown and when the last one was.
   const state = window.liveView = {
     frames: 0, lastFrameAt: 0, readOnly: query.get("readOnly") === "1", ended: false, opened: false,
-    watched: null, tabs: [], tabUpdates: 0,
+    watched: null, tabs: [], tabUpdates: 0, width: 0, height: 0,
   };
 
   function say(text) {
@@ -49,7 +49,22 @@
     address.textContent = watched ? watched.url : "";
   }
 
+  const stage = document.getElementById("stage");
+  // The picture fills the stage at the page's aspect ratio, so the <img> box is exactly the picture.
+  function fit() {
+    if (!state.width || !state.height) return;
+    const scale = Math.min(stage.clientWidth / state.width, stage.clientHeight / state.height);
+    screen.style.width = `${Math.floor(state.width * scale)}px`;
+    screen.style.height = `${Math.floor(state.height * scale)}px`;
+  }
+  window.addEventListener("resize", fit);
+
   function drawFrame(message) {
+    if (message.width !== state.width || message.height !== state.height) {
+      state.width = message.width;
+      state.height = message.height;
+      fit();
+    }
     screen.src = "data:image/jpeg;base64," + message.data;
     screen.decode().then(() => {
       state.frames += 1;
