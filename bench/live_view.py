@@ -192,8 +192,11 @@ def main() -> None:
         latencies = change_latencies(view, cdp, page_session, args.changes)
         static_fps = frame_rate(view, args.seconds / 2)
         view.close()
-        round_trips = {"script changes the page at every call": compare_round_trips(
-            session, cdp, page_session, "document.body.textContent = String(globalThis.n = (globalThis.n || 0) + 1)")}
+        round_trips = {
+            "page unchanged": compare_round_trips(session, cdp, page_session, "1+1"),
+            "script changes the page at every call": compare_round_trips(
+                session, cdp, page_session, "document.body.textContent = String(globalThis.n = (globalThis.n || 0) + 1)"),
+        }
 
         cdp.evaluate(ANIMATE, page_session)
         view = open_viewer(person, session["liveViewUrl"])
