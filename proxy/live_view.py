@@ -214,8 +214,6 @@ class LiveView:
         self.viewport = (0.0, 0.0)
         self._frame: dict | None = None
         self._frame_ready = Event()
-        self._ended = Event()
-        self._end_message = "The live view was closed."
         self._switch_lock = Semaphore()
 
     # -- lifetime ------------------------------------------------------------------
@@ -235,15 +233,14 @@ class LiveView:
         except (RuntimeError, gevent.Timeout, ViewerGone, websocket.WebSocketException, OSError) as error:
             log.info("session %s: live view could not start (%s)", self.session_id, error)
         finally:
-            if not reader.ready():
-                self.cdp.close()
+            # The browser's side ends on a stop, a revocation (_check_validity) or the browser's exit.
             reason = self.still_valid() or ("The session's browser closed." if reader.ready() else None)
             if reason is not None and not inputs.ready():
                 try:
                     self.viewer.send({"type": "ended", "message": reason})
                 except ViewerGone:
                     pass
-            self.viewer.close(reason or self._end_message)
+            self.viewer.close(reason or "The live view was closed.")
             gevent.killall([*helpers, inputs])
             self.cdp.close()
 
