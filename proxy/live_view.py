@@ -6,9 +6,11 @@ token. The web process holds the CDP connection (through core.browser_link, so
 a browser on another host is reached through its worker's gateway), runs
 ``Page.startScreencast`` on the watched tab, acknowledges each frame once it
 has gone to the viewer (Chromium paces itself by the acks, so a slow viewer
-gets fewer frames, not a queue), follows new and closed tabs, and turns the
-viewer's input messages into ``Input.dispatch*Event`` calls, scaled from the
-viewer's picture to the page's viewport. A read-only view drops input.
+gets fewer frames, not a queue; a page repainting faster than
+BROKER_LIVE_VIEW_MAX_FPS has its screencast paused between frames), follows
+new and closed tabs, and turns the viewer's input messages into
+``Input.dispatch*Event`` calls, scaled from the viewer's picture to the page's
+viewport. A read-only view drops input.
 
 Everything runs on greenlets of the web process: a few messages a second per
 viewer, unlike the relay's byte splice, which has OS threads of its own.
@@ -48,6 +50,8 @@ KEY_EVENTS = {"keyDown", "keyUp"}
 #: Keys whose press types a character although their ``key`` is a name.
 TYPED_BY_NAME = {"Enter": "\r"}
 MAX_TEXT = 16
+#: Seconds a restarted screencast has to send its first frame before it is started again.
+RESTART_CHECK = 1.0
 
 
 class ViewerGone(Exception):
@@ -292,16 +296,33 @@ class LiveView:
     def _send_frames(self) -> None:
         """Sends the newest frame, then acknowledges it: Chromium sends the next one only after the ack.
 
-        The ack waits until ``frame_interval`` has passed since the previous one: every frame costs the
-        browser a capture and a JPEG encoding on the cores its CDP clients use too (bench/live_view.py).
+        At most one frame per ``frame_interval``. A page that keeps repainting would still cost its browser
+        a capture of every compositor frame while the screencast runs, acked or not (bench/live_view.py).
+        So a frame that comes sooner than the interval after the last one sent is not sent: the screencast
+        pauses until the interval is over, and its restart captures the page as it is then (that first
+        frame is always sent). A page that paints now and then keeps its screencast running.
         """
-        last_ack = 0.0
+        last_sent = 0.0
+        restarted: str | None = None
         while True:
-            self._frame_ready.wait()
+            if not self._frame_ready.wait(timeout=RESTART_CHECK if restarted else None):
+                # A restart brings a frame at once; one that brought none (a navigation was swapping the
+                # page's renderer) is made again, stop first: a start on a running screencast changes nothing.
+                self.cdp.send("Page.stopScreencast", None, restarted)
+                self._start_screencast(restarted)
+                continue
             self._frame_ready.clear()
             frame, self._frame = self._frame, None
             if frame is None:
                 continue
+            now = time.monotonic()
+            if restarted is None and now - last_sent < self.frame_interval:
+                self.cdp.send("Page.stopScreencast", None, frame["targetSession"])
+                gevent.sleep(last_sent + self.frame_interval - now)
+                restarted = frame["targetSession"]
+                self._start_screencast(restarted)
+                continue
+            restarted = None
             metadata = frame.get("metadata", {})
             self.viewport = (float(metadata.get("deviceWidth", 0)), float(metadata.get("deviceHeight", 0)))
             try:
@@ -309,9 +330,22 @@ class LiveView:
                                   "height": self.viewport[1], "timestamp": metadata.get("timestamp")})
             except ViewerGone:
                 return
-            gevent.sleep(max(0.0, last_ack + self.frame_interval - time.monotonic()))
-            last_ack = time.monotonic()
+            last_sent = time.monotonic()
             self.cdp.send("Page.screencastFrameAck", {"sessionId": frame["sessionId"]}, frame["targetSession"])
+
+    def _start_screencast(self, target_session: str) -> None:
+        """Restarts a paused screencast, unless the view moved to another tab meanwhile."""
+        with self._switch_lock:
+            if target_session != self.target_session:
+                return
+            try:
+                self.cdp.call("Page.startScreencast", self._screencast, target_session)
+            except RuntimeError as error:
+                log.info("session %s: live view could not restart its screencast (%s)", self.session_id, error)
+
+    @property
+    def _screencast(self) -> dict:
+        return {"format": "jpeg", "quality": self.quality, **MAX_FRAME}
 
     def watch(self, target_id: str) -> None:
         """Moves the screencast to ``target_id``: attach (flat session), start, then stop the old one."""
@@ -321,7 +355,7 @@ class LiveView:
             previous = self.target_session
             attached = self.cdp.call("Target.attachToTarget", {"targetId": target_id, "flatten": True})["sessionId"]
             self.watched, self.target_session = target_id, attached
-            self.cdp.call("Page.startScreencast", {"format": "jpeg", "quality": self.quality, **MAX_FRAME}, attached)
+            self.cdp.call("Page.startScreencast", self._screencast, attached)
             if previous is not None:
                 self.cdp.send("Page.stopScreencast", None, previous)
                 self.cdp.send("Target.detachFromTarget", {"sessionId": previous})
