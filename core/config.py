@@ -115,7 +115,7 @@ class Config:
     live_view_ttl: float = field(default_factory=lambda: _float("BROKER_LIVE_VIEW_TTL", 3600))
     #: BROKER_LIVE_VIEW_QUALITY: JPEG quality (1-100) of the live view's frames.
     live_view_quality: int = field(default_factory=lambda: _int("BROKER_LIVE_VIEW_QUALITY", 60))
-    #: BROKER_LIVE_VIEW_MAX_FPS: most frames per second a viewer gets (frames are acknowledged no faster).
+    #: BROKER_LIVE_VIEW_MAX_FPS: most frames per second a viewer gets (faster pages have their screencast paused between frames).
     live_view_max_fps: float = field(default_factory=lambda: _float("BROKER_LIVE_VIEW_MAX_FPS", 10))
     #: BROKER_SESSION_CREATES_PER_MINUTE: session creates one API key may make in any 60 s (429 beyond); 0: no cap.
     session_creates_per_minute: int = field(default_factory=lambda: _int("BROKER_SESSION_CREATES_PER_MINUTE", 0))

@@ -127,7 +127,8 @@ class BrokerHandler(WSGIHandler):
         try:
             cdp = BrowserCdp(self.server.links.route(record))
         except (OSError, websocket.WebSocketException) as error:
-            log.warning("session %s: live view cannot reach its browser: %s", session_id, error)
+            log.warning("session %s: live view cannot reach its browser: %s", session_id, error,
+                        extra=session_fields(record))
             return self._json_error(502, "Bad Gateway", "The session's browser cannot be reached.")
         try:
             viewer = ViewerSocket.accept(self.socket, self.environ)
@@ -147,11 +148,12 @@ class BrokerHandler(WSGIHandler):
                 return "This live-view link was revoked."
             return None
 
-        log.info("session %s: live view opened%s", session_id, " (read-only)" if read_only else "")
+        log.info("session %s: live view opened%s", session_id, " (read-only)" if read_only else "",
+                 extra=session_fields(record))
         config = self.server.config
         LiveView(session_id, viewer, cdp, read_only, config.live_view_quality, config.live_view_max_fps,
                  why_not_any_more).run()
-        log.info("session %s: live view closed", session_id)
+        log.info("session %s: live view closed", session_id, extra=session_fields(record))
 
     def format_request(self) -> str:
         """The access log line, with the connect token of a CDP URL redacted."""

@@ -7,8 +7,6 @@ Redis database 30.
 """
 from __future__ import annotations
 
-import secrets
-
 import pytest
 import requests
 import websocket
@@ -24,12 +22,9 @@ NOT_AVAILABLE = "This live view is not available"
 
 
 @pytest.fixture(scope="module")
-def deployment(brokers, workdir, redis_server) -> Broker:
-    broker = Broker(redis_server, workdir, "bb_" + secrets.token_urlsafe(24), 30, BROKER_LAUNCHER="direct",
-                    BROKER_POOL_SIZE="3", BROKER_WARM_BROWSERS="0", BROKER_GATEWAY_ALWAYS="1",
-                    BROKER_LIVE_VIEW_TTL=str(LINK_TTL))
-    brokers.append(broker)
-    broker.start_web()
+def deployment(deploy) -> Broker:
+    broker = deploy(30, BROKER_LAUNCHER="direct", BROKER_POOL_SIZE="3", BROKER_WARM_BROWSERS="0",
+                    BROKER_GATEWAY_ALWAYS="1", BROKER_LIVE_VIEW_TTL=str(LINK_TTL))
     broker.start_worker("live")
     return broker
 

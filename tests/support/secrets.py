@@ -47,8 +47,9 @@ def remember_answer(body: object) -> None:
 def _remember_session(session: dict) -> None:
     for name, value in parse_qsl(urlsplit(session.get("cdpUrl") or "").query):
         remember(f"connect token ({name})", value)
-    for name, value in parse_qsl(urlsplit(session.get("liveViewUrl") or "").query):
-        remember(f"live-view credential ({name})", value)
+    for link in ("liveViewUrl", "liveViewReadOnlyUrl"):
+        for name, value in parse_qsl(urlsplit(session.get(link) or "").query):
+            remember(f"live-view credential ({link} {name})", value)
     for key in _gateway_keys:
         remember("gateway credential", key.credential(session["id"]))
 
