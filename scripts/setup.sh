@@ -58,7 +58,10 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-* && touch "$stamp"
 fi
 
-if [ "$want_node" = "--with-node" ] && [ ! -d tests/js/node_modules/puppeteer-core ]; then
-  echo "setup: installing puppeteer-core (no browser download) for the tests"
+# As for Python: the lock file's hash names what is installed, so a changed lock installs again.
+node_stamp="tests/js/node_modules/.installed-$(sha256sum < tests/js/package-lock.json | cut -c1-16)"
+if [ "$want_node" = "--with-node" ] && [ ! -f "$node_stamp" ]; then
+  echo "setup: installing the Node test clients (puppeteer-core without a browser download, chrome-remote-interface)"
   (cd tests/js && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+  touch "$node_stamp"
 fi
