@@ -156,8 +156,7 @@ def _guard_downloads(session_id: str, browser: RunningBrowser) -> None:
 
 def _remember_protocol(browser: RunningBrowser) -> None:
     """Chromium's /json/protocol, once per browser version, for clients that discover it (app/relay_info.py)."""
-    known = store.cdp_protocol.get()
-    if known is not None and known["version"] == browser.version:
+    if store.cdp_protocol.version() == browser.version:
         return
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{browser.port}/json/protocol", timeout=5) as answer:

@@ -14,8 +14,8 @@ WORKERS_LOST = f"{PREFIX}:workers-lost"
 WARM_OFFERS = f"{PREFIX}:warm-offers"
 #: Stopped sessions' archived downloads (score: when they are to be deleted), swept by core/download_archive.py.
 DOWNLOAD_EXPIRIES = f"{PREFIX}:download-expiries"
-#: Chromium's CDP protocol description (/json/protocol) as the newest worker's browser gave it.
-CDP_PROTOCOL = f"{PREFIX}:cdp-protocol"
+#: Chromium's CDP protocol description (/json/protocol) as the newest worker's browser gave it: a hash, {version, protocol}.
+CDP_PROTOCOL = f"{PREFIX}:cdp-protocol-hash"
 #: Creates waiting for a cold launch (score: when they joined), so a refill leaves them the last slot.
 LAUNCH_LINE = f"{PREFIX}:launch-line"
 
