@@ -34,8 +34,8 @@ download_archive = DownloadArchive(open_snapshot_store(config))
 
 @functools.cache
 def download_guards() -> DownloadGuards:
-    return DownloadGuards(config.download_max_bytes, lambda session_id, message: store.sessions.note(
-        session_id, downloadError=message))
+    return DownloadGuards(config.download_max_bytes, lambda session_id, message: store.sessions.update_running(
+        session_id, {"downloadError": message}))
 
 
 @functools.cache

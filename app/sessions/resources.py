@@ -100,7 +100,7 @@ class SessionLiveView(MethodView):
         (BROKER_LIVE_VIEW_TTL) and when the session stops.
         """
         service.get_visible(store(), current_project(), session_id)
-        if store().sessions.set_credentials(session_id, live_view_tokens().issue(session_id, time.time())) is None:
+        if store().sessions.update_running(session_id, live_view_tokens().issue(session_id, time.time())) is None:
             abort(409, message=NOT_RUNNING)
 
 

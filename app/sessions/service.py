@@ -40,7 +40,7 @@ def public(record: SessionRecord, config: Config, tokens: ConnectTokens, live: L
     for at least half of BROKER_LIVE_VIEW_TTL.
     """
     if record["status"] == Status.RUNNING and live.needs_renewal(record, time.time()):
-        record = store.sessions.set_credentials(record["id"], live.issue(record["id"], time.time())) or record
+        record = store.sessions.update_running(record["id"], live.issue(record["id"], time.time())) or record
     control, watch = live.token_for(record, read_only=False), live.token_for(record, read_only=True)
     running = record["status"] == Status.RUNNING and control is not None
     return {

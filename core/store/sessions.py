@@ -66,8 +66,10 @@ class SessionRecords(RecordKind):
         record = self.get(session_id)
         return None if record is None else record["status"] in LIVE_STATUSES
 
-    def set_credentials(self, session_id: str, fields: dict[str, Any]) -> SessionRecord | None:
-        """Writes a running session's live-view credential fields (core.tokens); None, and nothing written, otherwise.
+    def update_running(self, session_id: str, fields: dict[str, Any]) -> SessionRecord | None:
+        """Writes fields other than the status (live-view credentials, ``downloadError``) on a running session.
+
+        None, and nothing written, if it is not running.
 
         Not a move: the status stays as it is, and a session that stopped meanwhile keeps its dead hashes.
         """
@@ -149,21 +151,6 @@ class SessionRecords(RecordKind):
             pipe.expire(keys.session(session_id), self.config.session_retention)
             pipe.zadd(keys.project_sessions(project), {session_id: record["createdMs"]})
             pipe.zadd(keys.project_stopped(project), {session_id: record["createdMs"]})
-
-    def note(self, session_id: str, **fields: Any) -> bool:
-        """Fields other than the status on a running session (``downloadError``); False if it is not running."""
-        key = keys.session(session_id)
-
-        def apply(pipe: Pipeline) -> bool:
-            record = load(pipe.get(key))
-            if record is None or record["status"] != Status.RUNNING:
-                return False
-            record.update(fields)
-            pipe.multi()
-            pipe.set(key, dump(record), keepttl=True)
-            return True
-
-        return self.redis.transaction(apply, key, value_from_callable=True)
 
     # -- archived downloads -------------------------------------------------------
     def take_expired_downloads(self) -> list[str]:

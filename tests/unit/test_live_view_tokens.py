@@ -25,7 +25,7 @@ def live() -> LiveViewTokens:
 
 def with_credentials(machine: SessionMachine, live: LiveViewTokens, now: float | None = None) -> dict:
     session_id = running_session(machine)
-    return machine.store.sessions.set_credentials(session_id, live.issue(session_id, now or time.time()))
+    return machine.store.sessions.update_running(session_id, live.issue(session_id, now or time.time()))
 
 
 def test_each_link_opens_its_own_session_in_its_own_mode_and_nothing_else(machine, live):
@@ -56,7 +56,7 @@ def test_a_link_expires_and_answers_renew_it_once_half_its_life_is_gone(machine,
 def test_new_credentials_revoke_the_old_and_a_stop_kills_them(machine, live):
     record = with_credentials(machine, live)
     old = live.token_for(record, read_only=False)
-    renewed = machine.store.sessions.set_credentials(record["id"], live.issue(record["id"], time.time()))
+    renewed = machine.store.sessions.update_running(record["id"], live.issue(record["id"], time.time()))
     assert live_view_access(renewed, old, time.time()) is None
     new = live.token_for(renewed, read_only=False)
     assert live_view_access(renewed, new, time.time()) == "control"
@@ -65,4 +65,4 @@ def test_new_credentials_revoke_the_old_and_a_stop_kills_them(machine, live):
     assert live_view_access(stopped, new, time.time()) is None
     assert live.token_for(stopped, read_only=False) is None
     # A stopped session gets no new credentials either.
-    assert machine.store.sessions.set_credentials(stopped["id"], live.issue(stopped["id"], time.time())) is None
+    assert machine.store.sessions.update_running(stopped["id"], live.issue(stopped["id"], time.time())) is None
