@@ -1,10 +1,12 @@
 """Shared pieces of the benchmark scripts: real processes (the test harness's), percentiles, PSS."""
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 import statistics
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from collections.abc import Iterator
@@ -12,6 +14,7 @@ from collections.abc import Iterator
 import psutil
 
 from tests.support.api import Api
+from tests.support.cdp import RawCdp
 from tests.support.processes import Broker, Redis
 
 
@@ -23,6 +26,21 @@ def pct(values: list[float], p: float) -> float:
 def summary(values: list[float], unit: str = "ms", scale: float = 1000) -> str:
     return (f"p50 {pct(values, 50) * scale:.1f} {unit}, p95 {pct(values, 95) * scale:.1f} {unit} "
             f"(min {min(values) * scale:.1f}, mean {statistics.fmean(values) * scale:.1f}, n={len(values)})")
+
+
+def evaluate_round_trips(cdp: RawCdp, page_session: str, n: int, expression: str = "1+1") -> list[float]:
+    """Seconds per ``Runtime.evaluate`` on one page, each sent only once the last answer is in."""
+    message = {"method": "Runtime.evaluate", "params": {"expression": expression}, "sessionId": page_session}
+    times = []
+    for i in range(n):
+        message["id"] = 1_000_000 + i
+        payload = json.dumps(message)
+        start = time.perf_counter()
+        cdp.ws.send(payload)
+        while json.loads(cdp.ws.recv()).get("id") != message["id"]:
+            pass
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def tree_memory(pids: list[int]) -> tuple[float, float]:

@@ -19,7 +19,6 @@ Nothing is asserted; the machine is shared and noisy: compare ratios.
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
 import shutil
 import tempfile
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import boto3
 
-from bench.common import pct
+from bench.common import evaluate_round_trips, pct
 from tests.support.api import Api
 from tests.support.cdp import RawCdp
 from tests.support.hosts import BUCKET, WEB_PORT, Deployment
@@ -44,16 +43,7 @@ GATEWAY_WEB_PORT = WEB_PORT + 1
 def round_trips(url: str, n: int) -> list[float]:
     cdp = RawCdp(url)
     page = cdp.attach_new_page()
-    message = {"method": "Runtime.evaluate", "params": {"expression": "1+1"}, "sessionId": page}
-    times = []
-    for i in range(n):
-        message["id"] = 10_000 + i
-        payload = json.dumps(message)
-        start = time.perf_counter()
-        cdp.ws.send(payload)
-        while json.loads(cdp.ws.recv()).get("id") != message["id"]:
-            pass
-        times.append(time.perf_counter() - start)
+    times = evaluate_round_trips(cdp, page, n)
     cdp.call("Target.closeTarget", {"targetId": cdp.call("Target.getTargetInfo", session_id=page)["targetInfo"]["targetId"]})
     cdp.close()
     return times

@@ -11,7 +11,6 @@ on both. Nothing is asserted; with ``--screenshots`` it also writes the README's
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import threading
 import time
@@ -21,7 +20,7 @@ import psutil
 import websocket
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from bench.common import pct, running_broker, summary
+from bench.common import evaluate_round_trips, pct, running_broker, summary
 from tests.support.cdp import RawCdp
 from tests.support.pages import PageServer
 from tests.support.viewer import CHROMIUM, person_flags, wait_frames
@@ -63,21 +62,6 @@ def cpu_share(procs: list[psutil.Process], seconds: float) -> float:
     before = cpu_seconds(procs)
     time.sleep(seconds)
     return 100 * (cpu_seconds(procs) - before) / seconds
-
-
-def evaluate_round_trips(cdp: RawCdp, page_session: str, n: int, expression: str) -> list[float]:
-    message = {"method": "Runtime.evaluate", "params": {"expression": expression}, "sessionId": page_session}
-    ids = itertools.count(1_000_000)
-    times = []
-    for _ in range(n):
-        message["id"] = next(ids)
-        payload = json.dumps(message)
-        start = time.perf_counter()
-        cdp.ws.send(payload)
-        while json.loads(cdp.ws.recv()).get("id") != message["id"]:
-            pass
-        times.append(time.perf_counter() - start)
-    return times
 
 
 class RemoteViewer:

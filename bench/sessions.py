@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
 import shlex
 import shutil
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 import psutil
 
 from core.config import load
-from bench.common import pct, running_broker, summary, tree_memory
+from bench.common import evaluate_round_trips, pct, running_broker, summary, tree_memory
 from tasks.browser_users import BrowserUsers
 from tasks.chromium import browser_flags, make_launcher, session_temp_dir
 from tasks.confinement import start_checks
@@ -70,16 +69,7 @@ def bare_launches(launcher_name: str, n: int) -> list[float]:
 def eval_round_trips(url: str, n: int) -> list[float]:
     cdp = RawCdp(url)
     page = cdp.attach_new_page()
-    message = {"method": "Runtime.evaluate", "params": {"expression": "1+1"}, "sessionId": page}
-    times = []
-    for i in range(n):
-        message["id"] = 10_000 + i
-        payload = json.dumps(message)
-        start = time.perf_counter()
-        cdp.ws.send(payload)
-        while json.loads(cdp.ws.recv()).get("id") != message["id"]:
-            pass
-        times.append(time.perf_counter() - start)
+    times = evaluate_round_trips(cdp, page, n)
     cdp.close()
     return times
 
