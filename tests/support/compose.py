@@ -38,6 +38,7 @@ import re
 import secrets
 import shlex
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -55,6 +56,23 @@ DOCKERFILE = ROOT / "Dockerfile"
 #: Mount points the image has and this machine may not: made for the run, removed after it.
 IMAGE_FOLDERS = ("/var/lib/browser-broker",)
 _VARIABLE = re.compile(r"\$(?:(\$)|\{(\w+)(?:(:?[-?])([^}]*))?\}|(\w+))")
+
+
+def _blocking_folder(path: Path, user: str) -> Path | None:
+    """The outermost folder on ``path`` that ``user`` may not enter, or None."""
+    entry = pwd.getpwnam(user)
+    groups = set(os.getgrouplist(user, entry.pw_gid))
+    for folder in [*reversed(path.parents), path]:
+        info = folder.stat()
+        if info.st_uid == entry.pw_uid:
+            allowed = info.st_mode & stat.S_IXUSR
+        elif info.st_gid in groups:
+            allowed = info.st_mode & stat.S_IXGRP
+        else:
+            allowed = info.st_mode & stat.S_IXOTH
+        if not allowed:
+            return folder
+    return None
 
 
 class MissingVariable(ValueError):
@@ -239,13 +257,16 @@ class Project:
         own = self.workdir / "containers" / f"{container.service}-{container.index}"
         own.mkdir(parents=True)
         mounts: dict[str, str] = {}
-        interpreter = Path(sys.base_prefix)
-        if self.user(container) and interpreter.is_relative_to("/root"):
-            # This machine's Python lies under root's 0700 home, which the image's user may not enter (the image
-            # has its own Python): the container's /root is an empty folder holding only that Python (mapped).
-            staged = [(str(interpreter), str(own / "python")), ("tmpfs", "/root"), (str(own / "python"), str(interpreter))]
-        else:
-            staged = []
+        # Paths the container's processes use by their names here (the worktree, whose scripts name its .venv's
+        # Python, and the interpreter behind that) but which the image's user may not reach on this machine (root's
+        # 0700 home, a checkout under a 0700 temporary folder): each is staged, the folder that blocks it replaced
+        # by an empty one, and it is mounted back at its own path (mapped; the image has these in its own folders).
+        user = self.user(container)
+        reached = [(Path(sys.base_prefix), own / "python"), (ROOT, own / "checkout")]
+        blocked = {path: _blocking_folder(path, user) for path, _ in reached} if user else {}
+        staged = [(str(path), str(stage)) for path, stage in reached if blocked.get(path)]
+        unblock = [("tmpfs", str(folder)) for folder in dict.fromkeys(f for f in blocked.values() if f)]
+        restored = [(stage, path) for path, stage in staged]
         for folder in IMAGE_FOLDERS if self.services[container.service].get("build") else ():
             mine = own / folder.strip("/").replace("/", "_")
             mine.mkdir(parents=True)
@@ -271,7 +292,8 @@ class Project:
         tmp.mkdir(parents=True)
         tmp.chmod(0o1777)
         mounts[str(tmp)] = "/tmp"
-        return staged + list(mounts.items())
+        # After /tmp: a blocking folder may lie under it.
+        return staged + list(mounts.items()) + unblock + restored
 
     def user(self, container: Container) -> str | None:
         """The service's ``user:``, else the image's USER; None: root (the redis image's entrypoint drops to its own user: mapped)."""
