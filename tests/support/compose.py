@@ -259,14 +259,26 @@ class Project:
         mounts: dict[str, str] = {}
         # Paths the container's processes use by their names here (the worktree, whose scripts name its .venv's
         # Python, and the interpreter behind that) but which the image's user may not reach on this machine (root's
-        # 0700 home, a checkout under a 0700 temporary folder): each is staged, the folder that blocks it replaced
-        # by an empty one, and it is mounted back at its own path (mapped; the image has these in its own folders).
+        # 0700 home, a checkout under a 0700 temporary folder). Mapped, as the image has these in its own folders:
+        # one under /tmp is made, open, in the container's own /tmp and bound there (blocked or not: that /tmp
+        # hides this machine's); elsewhere it is staged, the folder that blocks it replaced by an empty one, and it
+        # is mounted back at its own path.
         user = self.user(container)
-        reached = [(Path(sys.base_prefix), own / "python"), (ROOT, own / "checkout")]
-        blocked = {path: _blocking_folder(path, user) for path, _ in reached} if user else {}
-        staged = [(str(path), str(stage)) for path, stage in reached if blocked.get(path)]
-        unblock = [("tmpfs", str(folder)) for folder in dict.fromkeys(f for f in blocked.values() if f)]
-        restored = [(stage, path) for path, stage in staged]
+        tmp = own / "tmp"
+        tmp.mkdir(parents=True)
+        tmp.chmod(0o1777)
+        staged, unblock, restored, in_tmp = [], [], [], []
+        for path, stage in ((Path(sys.base_prefix), own / "python"), (ROOT, own / "checkout")):
+            folder = _blocking_folder(path, user) if user else None
+            if path.is_relative_to("/tmp"):
+                inside = tmp / path.relative_to("/tmp")
+                inside.mkdir(mode=0o755, parents=True)
+                in_tmp.append((str(path), str(inside)))
+            elif folder is not None:
+                staged.append((str(path), str(stage)))
+                unblock.append(("tmpfs", str(folder)))
+                restored.append((str(stage), str(path)))
+        staged += list(dict.fromkeys(unblock)) + restored
         for folder in IMAGE_FOLDERS if self.services[container.service].get("build") else ():
             mine = own / folder.strip("/").replace("/", "_")
             mine.mkdir(parents=True)
@@ -287,13 +299,9 @@ class Project:
             else:
                 # An image path this machine lacks (the redis image's /data, its WORKDIR): the volume is the process's folder instead.
                 container.cwd = source
-        # Last: the sources above may lie under this machine's /tmp.
-        tmp = own / "tmp"
-        tmp.mkdir(parents=True)
-        tmp.chmod(0o1777)
+        # Last: the sources above may lie under this machine's /tmp (bound with what was bound inside it).
         mounts[str(tmp)] = "/tmp"
-        # After /tmp: a blocking folder may lie under it.
-        return staged + list(mounts.items()) + unblock + restored
+        return staged + in_tmp + list(mounts.items())
 
     def user(self, container: Container) -> str | None:
         """The service's ``user:``, else the image's USER; None: root (the redis image's entrypoint drops to its own user: mapped)."""

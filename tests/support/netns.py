@@ -80,7 +80,7 @@ class Host:
         With ``mounts`` ([(folder here, path inside)], in order) they run as in a
         container: in PID and mount namespaces of their own (the first of ``args``
         is PID 1, and every process left inside ends with it), each folder
-        bind-mounted at its path, made if missing (a folder ``tmpfs``: a fresh
+        bind-mounted (with what is mounted under it) at its path, made if missing (a folder ``tmpfs``: a fresh
         empty one; private mounts: nothing shows outside), and as ``user`` if given.
         """
         name = hostname or self.name
@@ -89,7 +89,7 @@ class Host:
             return ["ip", "netns", "exec", self.namespace, "unshare", "--uts", "sh", "-c", script, name, *args]
         binds = "".join(
             f"mount -t tmpfs -o mode=0755 tmpfs {shlex.quote(dst)} && " if src == "tmpfs"
-            else f"mount --bind -o X-mount.mkdir {shlex.quote(src)} {shlex.quote(dst)} && " for src, dst in mounts)
+            else f"mount --rbind -o X-mount.mkdir {shlex.quote(src)} {shlex.quote(dst)} && " for src, dst in mounts)
         become = f"setpriv --reuid={shlex.quote(user)} --regid={shlex.quote(user)} --init-groups " if user else ""
         script = f'hostname "$0" && {binds}exec {become}"$@"'
         return ["ip", "netns", "exec", self.namespace, "unshare", "--uts", "--mount", "--propagation", "private",
