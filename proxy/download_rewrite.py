@@ -65,6 +65,25 @@ def _unmask(payload: bytes, mask: bytes) -> bytes:
     return bytes(out)
 
 
+def _frame_end(data: bytes | memoryview, start: int) -> int | None:
+    """Where the frame that begins at ``start`` ends, or None if ``data`` does not hold all of it yet."""
+    available = len(data) - start
+    if available < 2:
+        return None
+    second = data[start + 1]
+    size, header = second & 0x7F, 2
+    if size == 126:
+        if available < 4:
+            return None
+        size, header = int.from_bytes(data[start + 2:start + 4], "big"), 4
+    elif size == 127:
+        if available < 10:
+            return None
+        size, header = int.from_bytes(data[start + 2:start + 10], "big"), 10
+    end = start + header + (4 if second & 0x80 else 0) + size
+    return end if end <= len(data) else None
+
+
 def _frame(fin_opcode: int, payload: bytes, mask: bytes) -> bytes:
     size = len(payload)
     if size < 126:
@@ -77,54 +96,53 @@ def _frame(fin_opcode: int, payload: bytes, mask: bytes) -> bytes:
 
 
 class DownloadRewriter:
-    """Fed the client's bytes as they arrive; returns the bytes to send to the browser."""
+    """Fed the client's bytes as they arrive; returns the bytes to send to the browser.
+
+    A read usually holds whole frames: those are parsed where they lie and sent on
+    as the same buffer when nothing changes (no copy); only a frame split across
+    reads is kept until the rest comes.
+    """
 
     def __init__(self, folder: str) -> None:
         self.folder = folder
-        self._buffer = bytearray()
+        #: The start of a frame whose end has not come yet (grown in place: a large frame comes in many reads).
+        self._pending = bytearray()
         #: A fragmented text message being gathered: its unmasked payload so far.
         self._fragments: bytearray | None = None
 
-    def feed(self, data: bytes | memoryview) -> bytes:
-        self._buffer += data
-        out = bytearray()
-        while (frame := self._next_frame()) is not None:
-            out += frame
-        return bytes(out)
+    def feed(self, data: bytes | memoryview) -> bytes | memoryview:
+        if self._pending:
+            self._pending += data
+            data, self._pending = self._pending, bytearray()
+        pieces: list[bytes | memoryview] = []
+        pos, size = 0, len(data)
+        while pos < size and (end := _frame_end(data, pos)) is not None:
+            pieces.append(self._forward(data, pos, end))
+            pos = end
+        if pos < size:
+            self._pending = data if pos == 0 and isinstance(data, bytearray) else bytearray(data[pos:])
+        if len(pieces) == 1 and pos == size:
+            return pieces[0]
+        return b"".join(pieces)
 
-    def _next_frame(self) -> bytes | None:
-        buf = self._buffer
-        if len(buf) < 2:
-            return None
-        fin_opcode, second = buf[0], buf[1]
-        size, offset = second & 0x7F, 2
-        if size == 126:
-            if len(buf) < 4:
-                return None
-            size, offset = struct.unpack_from("!H", buf, 2)[0], 4
-        elif size == 127:
-            if len(buf) < 10:
-                return None
-            size, offset = struct.unpack_from("!Q", buf, 2)[0], 10
-        masked = second & 0x80
-        end = offset + (4 if masked else 0) + size
-        if len(buf) < end:
-            return None
-        raw = bytes(buf[:end])
-        del buf[:end]
-        mask = raw[offset:offset + 4] if masked else b"\0\0\0\0"
+    def _forward(self, data: bytes | memoryview, start: int, end: int) -> bytes | memoryview:
+        """What to send for the frame at ``data[start:end]``."""
+        fin_opcode, second = data[start], data[start + 1]
         opcode, fin = fin_opcode & 0x0F, fin_opcode & 0x80
+        if opcode != OP_TEXT and (opcode != OP_CONTINUATION or self._fragments is None):
+            return data[start:end]
+        short = second & 0x7F
+        offset = start + 2 + (2 if short == 126 else 8 if short == 127 else 0)
+        mask = bytes(data[offset:offset + 4]) if second & 0x80 else b"\0\0\0\0"
+        payload = _unmask(data[offset + (4 if second & 0x80 else 0):end], mask)
         if opcode == OP_TEXT and fin and self._fragments is None:
-            payload = _unmask(raw[end - size:], mask)
             rewritten = self._rewrite(payload)
-            return raw if rewritten is None else _frame(0x80 | OP_TEXT, rewritten, mask)
-        if opcode == OP_TEXT or (opcode == OP_CONTINUATION and self._fragments is not None):
-            self._fragments = (self._fragments or bytearray()) + _unmask(raw[end - size:], mask)
-            if not fin:
-                return b""
-            payload, self._fragments = bytes(self._fragments), None
-            return _frame(0x80 | OP_TEXT, self._rewrite(payload) or payload, mask)
-        return raw
+            return data[start:end] if rewritten is None else _frame(0x80 | OP_TEXT, rewritten, mask)
+        self._fragments = (self._fragments or bytearray()) + payload
+        if not fin:
+            return b""
+        whole, self._fragments = bytes(self._fragments), None
+        return _frame(0x80 | OP_TEXT, self._rewrite(whole) or whole, mask)
 
     def _rewrite(self, payload: bytes) -> bytes | None:
         """The payload to send instead, or None to send the frame as it came."""

@@ -89,6 +89,21 @@ def test_other_frames_pass_byte_for_byte():
     assert DownloadRewriter(FOLDER).feed(wire) == wire
 
 
+@pytest.mark.parametrize("read", [1, 5, 150, 70_000, 1 << 20])
+def test_frames_split_across_reads_of_any_size_pass_byte_for_byte_and_a_call_among_them_is_rewritten(read):
+    call = {"id": 4, "method": "Browser.setDownloadBehavior", "params": {"behavior": "allow", "downloadPath": "/x"}}
+    frames = [client_frame(json.dumps({"id": 1, "method": "Runtime.evaluate", "params": {"expression": "1"}}).encode()),
+              client_frame(b"y" * 200_000, opcode=2), client_frame(json.dumps(call).encode()),
+              client_frame(b"", opcode=9)]
+    wire, rewriter, out = b"".join(frames), DownloadRewriter(FOLDER), b""
+    for i in range(0, len(wire), read):
+        out += rewriter.feed(memoryview(bytearray(wire[i:i + read])))
+    sent = read_frames(out)
+    assert out.startswith(frames[0] + frames[1]) and out.endswith(frames[3])
+    assert [opcode for opcode, _ in sent] == [0x81, 0x82, 0x81, 0x89]
+    assert json.loads(sent[2][1])["params"]["downloadPath"] == FOLDER
+
+
 def test_deny_passes_and_keeps_no_path():
     call = {"id": 1, "method": "Browser.setDownloadBehavior", "params": {"behavior": "deny"}}
     [(_, payload)] = read_frames(DownloadRewriter(FOLDER).feed(client_frame(json.dumps(call).encode())))
