@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import time
-import urllib.request
 from pathlib import Path
 
 from celery.exceptions import Reject
@@ -25,7 +24,7 @@ from tasks.chromium import RunningBrowser, browser_flags
 from tasks.pool import PoolFull
 from tasks.profile_cookies import ProfileCookiesError, exited_cleanly
 from tasks.runtime import (
-    contexts, dispatcher, download_archive, download_guards, forwarders, gateway, intake, machine, pool, secret_box,
+    contexts, dispatcher, download_archive, forwarders, gateway, intake, machine, pool, prepare_browser, secret_box,
     store, warm_browsers,
 )
 
@@ -81,8 +80,6 @@ def launch(self, session_id: str, warm: str | None = None) -> None:
         if browser is not None:
             intake().reconcile()
     worker = worker_queue(self.request.hostname)
-    if browser is not None:
-        _guard_downloads(session_id, browser)
     if browser is not None and not record["url"]:
         return _finish(session_id, machine.hand_over(session_id, worker, **_running_fields(browser, record)))
     if browser is None:
@@ -100,7 +97,7 @@ def launch(self, session_id: str, warm: str | None = None) -> None:
         browser = _launch_cold(session_id, record)
         if browser is None:
             return
-        _guard_downloads(session_id, browser)
+        prepare_browser(session_id, browser)
     navigation_error = None
     if record["url"]:
         navigation_error = navigate_first_page(browser.ws_url(), record["url"], config.navigate_timeout)
@@ -143,26 +140,6 @@ def _launch_cold(session_id: str, record: SessionRecord) -> RunningBrowser | Non
         log.exception("session %s: launch failed", session_id, extra=session_fields(record))
         _fail(session_id, f"The browser failed to start: {error}")
     return None
-
-
-def _guard_downloads(session_id: str, browser: RunningBrowser) -> None:
-    """Before the session is running: its clients' first download already lands in its folder (tasks/downloads.py)."""
-    try:
-        download_guards().start(session_id, browser)
-    except Exception:  # the browser answered a moment ago; without a guard the profile's folder still holds
-        log.exception("session %s: the download guard could not connect", session_id)
-    _remember_protocol(browser)
-
-
-def _remember_protocol(browser: RunningBrowser) -> None:
-    """Chromium's /json/protocol, once per browser version, for clients that discover it (app/relay_info.py)."""
-    if store.cdp_protocol.version() == browser.version:
-        return
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{browser.port}/json/protocol", timeout=5) as answer:
-            store.cdp_protocol.save(browser.version, answer.read().decode())
-    except OSError as error:
-        log.warning("could not read Chromium's /json/protocol: %s", error)
 
 
 def _running_fields(browser: RunningBrowser, record: SessionRecord) -> dict:

@@ -114,7 +114,10 @@ class DownloadGuard:
 
 
 class DownloadGuards:
-    """The guards of one worker's session browsers, by session id (a warm browser gets its guard at hand-over)."""
+    """The guards of one worker's browsers, by session id, or by a warm browser's key until it is handed over.
+
+    A warm browser gets its guard when it is ready, so a hand-over does not wait for a CDP connection.
+    """
 
     def __init__(self, cap: int, on_over: Callable[[str, str], None]) -> None:
         self.cap = cap
@@ -122,21 +125,31 @@ class DownloadGuards:
         self._lock = threading.Lock()
         self._guards: dict[str, DownloadGuard] = {}
 
-    def start(self, session_id: str, browser: RunningBrowser) -> None:
+    def start(self, key: str, browser: RunningBrowser) -> None:
+        """``key``: the session's id, or a warm browser's key until ``rekey`` gives it the session's."""
         reported: list[str] = []
+        guard: DownloadGuard | None = None
 
         def over(message: str) -> None:
-            if not reported:
+            with self._lock:
+                owner = next((k for k, g in self._guards.items() if g is guard), None)
+            if owner is not None and not reported:
                 reported.append(message)
-                log.warning("session %s: %s", session_id, message)
-                self.on_over(session_id, message)
+                log.warning("session %s: %s", owner, message)
+                self.on_over(owner, message)
 
         guard = DownloadGuard(browser, self.cap, over)
         with self._lock:
-            old = self._guards.pop(session_id, None)
-            self._guards[session_id] = guard
+            old = self._guards.pop(key, None)
+            self._guards[key] = guard
         if old is not None:
             old.close()
+
+    def rekey(self, old: str, new: str) -> None:
+        with self._lock:
+            guard = self._guards.pop(old, None)
+            if guard is not None:
+                self._guards[new] = guard
 
     def stop(self, session_id: str) -> None:
         with self._lock:

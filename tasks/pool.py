@@ -43,6 +43,8 @@ class ChromiumPool:
         self._spares: set[str] = set()
         #: Called with the session id once its browser has ended: what lives and dies with a browser ends here too.
         self.release_hooks: list[Callable[[str], None]] = []
+        #: Called with the old and new key once a spare's browser is held for a session.
+        self.rekey_hooks: list[Callable[[str, str], None]] = []
         root.mkdir(parents=True, exist_ok=True)
 
     def free_slots(self) -> int:
@@ -105,6 +107,8 @@ class ChromiumPool:
             self._reserved.discard(new)
             self._browsers[new] = browser
             self._pid_file(old).rename(self._pid_file(new))
+        for hook in self.rekey_hooks:
+            hook(old, new)
         return browser
 
     def _pid_file(self, session_id: str) -> Path:

@@ -3,6 +3,8 @@ and proxy forwarders."""
 from __future__ import annotations
 
 import functools
+import logging
+import urllib.request
 
 from core.crypto import SecretBox
 from core.download_archive import DownloadArchive
@@ -13,7 +15,7 @@ from core.states import SessionMachine
 from core.store import Store
 from tasks.celery_app import celery, config
 from tasks.browser_users import BrowserUsers, NoBrowserUser
-from tasks.chromium import browser_flags, make_launcher
+from tasks.chromium import RunningBrowser, browser_flags, make_launcher
 from tasks.confinement import ConfinementError, start_checks
 from tasks.contexts import ContextState
 from tasks.downloads import DownloadGuards
@@ -22,6 +24,8 @@ from tasks.gateway import Gateway
 from tasks.intake import LaunchIntake
 from tasks.pool import ChromiumPool
 from tasks.warm import WarmBrowsers
+
+log = logging.getLogger(__name__)
 
 store = Store(config)
 dispatcher = Dispatcher(celery, config)
@@ -36,6 +40,23 @@ download_archive = DownloadArchive(open_snapshot_store(config))
 def download_guards() -> DownloadGuards:
     return DownloadGuards(config.download_max_bytes, lambda session_id, message: store.sessions.update_running(
         session_id, {"downloadError": message}))
+
+
+def prepare_browser(key: str, browser: RunningBrowser) -> None:
+    """Before any client reaches a browser: its downloads already land in its folder (tasks/downloads.py), and
+    Chromium's /json/protocol is stored, once per browser version, for clients that discover it (app/relay_info.py).
+    ``key``: the session's id, or a warm browser's key (its guard follows it to the session, pool.rekey_hooks)."""
+    try:
+        download_guards().start(key, browser)
+    except Exception:  # the browser answered a moment ago; without a guard the profile's folder still holds
+        log.exception("%s: the download guard could not connect", key)
+    if store.cdp_protocol.version() == browser.version:
+        return
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{browser.port}/json/protocol", timeout=5) as answer:
+            store.cdp_protocol.save(browser.version, answer.read().decode())
+    except OSError as error:
+        log.warning("could not read Chromium's /json/protocol: %s", error)
 
 
 @functools.cache
@@ -56,6 +77,7 @@ def pool() -> ChromiumPool:
     # A session's forwarder ends with its browser, whichever path ends the browser.
     chromium_pool.release_hooks.append(forwarders().stop)
     chromium_pool.release_hooks.append(download_guards().stop)
+    chromium_pool.rekey_hooks.append(download_guards().rekey)
     chromium_pool.release_hooks.append(lambda _: intake().reconcile())
     chromium_pool.release_hooks.append(lambda _: warm_browsers().wake())
     return chromium_pool
@@ -70,7 +92,7 @@ def gateway() -> Gateway:
 @functools.cache
 def warm_browsers() -> WarmBrowsers:
     return WarmBrowsers(pool(), store, worker_name, config.warm_browsers, browser_flags(config), config.launch_timeout,
-                        on_ready=lambda: intake().reconcile())
+                        on_ready=lambda: intake().reconcile(), prepare=prepare_browser)
 
 
 @functools.cache

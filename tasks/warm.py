@@ -106,8 +106,10 @@ class WarmBrowsers:
 
     def __init__(
         self, pool: ChromiumPool, store: Store, worker: Callable[[], str], wanted: int, flags: list[str],
-        launch_timeout: float, on_ready: Callable[[], None],
+        launch_timeout: float, on_ready: Callable[[], None], prepare: Callable[[str, RunningBrowser], None],
     ) -> None:
+        """``prepare``: what every browser gets before a client may reach it (its download guard), done for a
+        spare before it is offered, so not during a create's hand-over."""
         self.pool = pool
         self.store = store
         self.worker = worker
@@ -115,6 +117,7 @@ class WarmBrowsers:
         self.flags = flags
         self.launch_timeout = launch_timeout
         self.on_ready = on_ready
+        self.prepare = prepare
         self._lock = threading.Lock()
         #: Ready spares, by key; their offers are in Redis unless a create took one.
         self._ready: dict[str, Spare] = {}
@@ -247,6 +250,7 @@ class WarmBrowsers:
                 return True
             try:
                 spare = Spare(browser)
+                self.prepare(key, browser)
             except (OSError, WebSocketException):
                 log.exception("%s: a warm browser stopped answering as soon as it started", key)
                 self.pool.release(key)

@@ -189,8 +189,18 @@ def test_downloads_stay_readable_after_stop_and_leave_nothing_on_the_worker(file
     assert filed.store().redis.zscore("bb:download-expiries", session["id"]) == pytest.approx(expires)
 
 
-def test_a_download_over_the_cap_is_cancelled_and_the_session_says_why(filed, files_api, session_factory, pages):
-    session = session_factory(files_api)
+@pytest.mark.parametrize("browser", ["warm", "cold"])
+def test_a_download_over_the_cap_is_cancelled_and_the_session_says_why(filed, files_api, session_factory, pages,
+                                                                        browser):
+    # A warm browser's guard starts before its offer and follows it to the session; a context launches cold.
+    if browser == "warm":
+        (nodename,) = filed.workers
+        wait_until(lambda: filed.store().warm.offered_by(nodename), 60, message="a warm browser on offer")
+        session = session_factory(files_api)
+    else:
+        context = files_api.post("/v1/contexts", json={}).json()
+        session = session_factory(files_api, contextId=context["id"])
+    assert filed.session_profiles()[session["id"]].name.startswith("warm_") == (browser == "warm")
     small, big = f"fits-{secrets.token_hex(3)}.bin", f"huge-{secrets.token_hex(3)}.bin"
     with RawCdp(session["cdpUrl"]) as cdp:
         _, page = cdp.open_tab(f"{pages.base}/page")
