@@ -295,17 +295,22 @@ class WarmBrowsers:
             return self._ready.pop(key, None)
 
     def _hand_over(self, key: str, spare: Spare | None, session_id: str) -> RunningBrowser | None:
-        self._wake.set()
+        """The keeper is woken to refill, but only once the hand-over is recorded: woken before, it would see the
+        last one's time and launch a spare right away, beside the session's first page loads (measured: a first
+        same-site load 75-100 ms instead of 55-70, a cross-site one ~300 ms instead of ~200)."""
         if spare is None:
+            self._wake.set()
             return None
         answered = spare.answers()
         spare.close()
         if not answered:
             log.warning("%s: warm browser did not answer; ended, not handed out", key)
             threading.Thread(target=self.pool.release, args=(key,), daemon=True).start()
+            self._wake.set()
             return None
+        self._last_hand_over = time.monotonic()
+        self._wake.set()
         browser = self.pool.rekey(key, session_id)
         if browser is not None:
-            self._last_hand_over = time.monotonic()
             threading.Thread(target=set_priority, args=(browser, 0), daemon=True).start()
         return browser
