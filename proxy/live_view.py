@@ -52,6 +52,8 @@ TYPED_BY_NAME = {"Enter": "\r"}
 MAX_TEXT = 16
 #: Seconds a restarted screencast has to send its first frame before it is started again.
 RESTART_CHECK = 1.0
+#: Restarts a navigation that brought no frame gets, RESTART_CHECK apart.
+NUDGES = 5
 
 
 class ViewerGone(Exception):
@@ -217,6 +219,8 @@ class LiveView:
         #: The viewport of the last frame, in CSS pixels: input coordinates are scaled to it.
         self.viewport = (0.0, 0.0)
         self._frame: dict | None = None
+        #: Frames the watched tab has sent so far: a navigation that brings none within RESTART_CHECK is nudged.
+        self._frames_seen = 0
         self._frame_ready = Event()
         self._switch_lock = Semaphore()
 
@@ -268,7 +272,10 @@ class LiveView:
             if info["type"] != "page":
                 return
             new = info["targetId"] not in self.tabs
+            moved = not new and info["targetId"] == self.watched and self.tabs[info["targetId"]]["url"] != info["url"]
             self.tabs[info["targetId"]] = _tab(info)
+            if moved:
+                gevent.spawn_later(RESTART_CHECK, self._nudge, self.target_session, self._frames_seen)
             if new and method == "Target.targetCreated" and self.watched is not None:
                 # A tab a client opened is where its work goes next: the view follows it.
                 gevent.spawn(self._watch_quietly, info["targetId"])
@@ -283,10 +290,25 @@ class LiveView:
                     gevent.spawn(self._watch_quietly, list(self.tabs)[-1])
             self._send_tabs()
 
+    def _nudge(self, target_session: str | None, frames_before: int, tries: int = NUDGES) -> None:
+        """A navigation can swap the tab's renderer under a running screencast, which then sends nothing more
+        (seen on Chromium 156 as a view stuck on the old page): no frame since it, the screencast is made again
+        (a restart sends the page at once, unless it too met a swap: then again, a few times)."""
+        if target_session is None or target_session != self.target_session or self._frames_seen != frames_before:
+            return
+        try:
+            self.cdp.send("Page.stopScreencast", None, target_session)
+            self._start_screencast(target_session)
+        except (websocket.WebSocketException, OSError):
+            return
+        if tries > 1:
+            gevent.spawn_later(RESTART_CHECK, self._nudge, target_session, frames_before, tries - 1)
+
     def _on_frame(self, target_session: str | None, frame: dict) -> None:
         if target_session != self.target_session:
             self.cdp.send("Page.screencastFrameAck", {"sessionId": frame["sessionId"]}, target_session)
             return
+        self._frames_seen += 1
         dropped = self._frame
         self._frame = {**frame, "targetSession": target_session}
         if dropped is not None:

@@ -63,7 +63,7 @@ class Sessions(MethodView):
         the credential that opens the browser, so keep it as you keep the API key.
         """
         limits.count_session_create()
-        record = service.create(machine(), config(), connect_tokens(), current_project(), body,
+        record = service.create(machine(), config(), connect_tokens(), live_view_tokens(), current_project(), body,
                                 lambda: client_gone(request.environ))
         g.setdefault(CREATED, record)
         return _public(record)

@@ -89,14 +89,16 @@ def _release_claims(store: Store, body: dict, session_id: str) -> None:
 
 
 def create(
-    machine: SessionMachine, config: Config, tokens: ConnectTokens, project: str, body: dict,
+    machine: SessionMachine, config: Config, tokens: ConnectTokens, live: LiveViewTokens, project: str, body: dict,
     caller_gone: Callable[[], bool] = lambda: False,
 ) -> SessionRecord:
+    """The live-view credential is in the record from the start, so the answer needs no second write to carry it."""
     store = machine.store
     session_id = new_id("ses")
     record: SessionRecord = {
         "id": session_id,
         **tokens.issue(session_id),
+        **live.issue(session_id, time.time()),
         "project": project,
         "status": Status.PENDING.value,
         "contextId": body["contextId"],
