@@ -62,16 +62,24 @@ def _start_clock() -> None:
 
 
 def _count_create(response: Response) -> Response:
-    """Every answer to a create, refusals and failures included, counted by status and timed; one log line each."""
+    """Every answer to a create, refusals and failures included, counted by status and timed; one log line each.
+
+    The figures are written once the answer has gone (two Redis round trips the caller need not wait for).
+    """
     if request.endpoint != CREATE_ENDPOINT or request.method != "POST":
         return response
     elapsed = time.monotonic() - g.get("started", time.monotonic())
     code = str(response.status_code)
-    try:
-        store().metrics.count(CREATES, code)
-        store().metrics.observe(CREATE_SECONDS, ALL, elapsed, CREATE_BUCKETS)
-    except Exception as error:  # the answer matters more than its figure (Redis may be what failed)
-        log.warning("could not count a create (%s)", error)
+    figures = store().metrics
+
+    def count() -> None:
+        try:
+            figures.count(CREATES, code)
+            figures.observe(CREATE_SECONDS, ALL, elapsed, CREATE_BUCKETS)
+        except Exception as error:  # the answer matters more than its figure (Redis may be what failed)
+            log.warning("could not count a create (%s)", error)
+
+    response.call_on_close(count)
     created = g.get(CREATED)
     fields = session_fields(created) if created else {"project": g.get("project")}
     log.info("session create answered %s in %.3f s", code, elapsed, extra=fields)
