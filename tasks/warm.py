@@ -250,7 +250,6 @@ class WarmBrowsers:
                 return True
             try:
                 spare = Spare(browser)
-                self.prepare(key, browser)
             except (OSError, WebSocketException):
                 log.exception("%s: a warm browser stopped answering as soon as it started", key)
                 self.pool.release(key)
@@ -259,8 +258,10 @@ class WarmBrowsers:
         return True
 
     def _make_ready(self, key: str, spare: Spare) -> None:
+        """Held as ready first: if Redis fails from here on, the checks end it as an offer never made."""
         with self._lock:
             self._ready[key] = spare
+        self.prepare(key, spare.browser)
         self.store.warm.offer(self.worker(), key)
         log.info("%s: warm browser ready", key)
         self.on_ready()
