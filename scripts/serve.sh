@@ -106,17 +106,9 @@ cat <<INFO
 INFO
 
 # Until a signal arrives (the trap exits) or a process exits by itself; then everything stops, in order.
-# A foreground `sleep` rather than `wait -n`: Ctrl-C reaches the sleep too, and bash runs its trap as soon
-# as a foreground command ends (a SIGTERM to this script alone waits at most one nap). Once, in a clean-clone
-# CI run, a Ctrl-C during `wait -n` started no trap at all and the stack ran on.
-while :; do
-  for name in "${!pids[@]}"; do
-    kill -0 "${pids[$name]}" 2>/dev/null && continue
-    status=0
-    wait "${pids[$name]}" || status=$?
-    unset "pids[$name]"
-    echo "serve: $name exited (status $status); stopping the rest" >&2
-    exit 1
-  done
-  sleep 0.5
+status=0
+wait -n -p ended "${pids[@]}" || status=$?
+for name in "${!pids[@]}"; do
+  [ "${pids[$name]}" = "$ended" ] && unset "pids[$name]" && echo "serve: $name exited (status $status); stopping the rest" >&2
 done
+exit 1

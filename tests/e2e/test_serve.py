@@ -58,8 +58,10 @@ class Served:
         })
         self.log = root / "serve.log"
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(["bash", "scripts/serve.sh"], cwd=ROOT, env=env, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            # SIGINT at its default, as from a terminal: a test runner started in the background has it ignored,
+            # its children inherit that, and bash cannot trap a signal that was ignored when it started.
+            self.proc = subprocess.Popen(["env", "--default-signal=INT", "bash", "scripts/serve.sh"], cwd=ROOT,
+                                         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def ready(self) -> bool:
         if self.proc.poll() is not None:
