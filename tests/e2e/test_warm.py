@@ -8,12 +8,14 @@ from __future__ import annotations
 import ast
 import html
 import json
+import os
 import re
 import secrets
 import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import psutil
 import pytest
@@ -23,6 +25,7 @@ from playwright.sync_api import sync_playwright
 
 from core.cdp import CdpConnection
 from core.dispatch import worker_queue
+from tasks.warm import LAUNCH_NICENESS
 from tests.support.api import Api
 from tests.support.browsing import visit
 from tests.support.cdp import load
@@ -52,6 +55,23 @@ def warm_processes(broker: Broker, nodename: str, key: str) -> list[psutil.Proce
         except psutil.NoSuchProcess:
             continue
     return found
+
+
+def thread_niceness(procs: list[psutil.Process]) -> set[int]:
+    """The niceness of every thread of these processes (Linux keeps one per thread, not per process)."""
+    found = set()
+    for proc in procs:
+        for stat in Path(f"/proc/{proc.pid}/task").glob("*/stat"):
+            try:
+                found.add(int(stat.read_text().rsplit(")", 1)[1].split()[16]))
+            except (OSError, IndexError, ValueError):
+                continue  # the thread ended meanwhile
+    return found
+
+
+def group_of(leader: psutil.Process) -> list[psutil.Process]:
+    """The launcher's process group: its leader and every descendant still in it (renderers started since too)."""
+    return [leader] + [p for p in leader.children(recursive=True) if os.getpgid(p.pid) == leader.pid]
 
 
 def browser_main(procs: list[psutil.Process]) -> psutil.Process:
@@ -131,6 +151,21 @@ def test_a_warm_session_has_a_fresh_profile(any_broker, any_api, session_factory
     assert any_api.get(f"/v1/sessions/{second['id']}").json()["status"] == "running"
     assert page_tabs(second["cdpUrl"]) == ["about:blank"]
     assert visit(second["cdpUrl"], f"{pages.base}/state", "state()") == {"local": None, "idb": None, "cookie": ""}
+
+
+def test_a_warm_browser_waits_niced_and_its_session_runs_at_normal_priority(any_broker, any_api, session_factory,
+                                                                             pages):
+    """Every thread of every process, renderers started after the hand-over included: a spare must not slow the
+    sessions beside it, and a session must not keep a spare's low priority."""
+    nodename = only_worker(any_broker)
+    (key,) = wait_offers(any_broker, nodename, 1)
+    leader = next(p for p in warm_processes(any_broker, nodename, key) if os.getpgid(p.pid) == p.pid)
+    assert thread_niceness(group_of(leader)) == {LAUNCH_NICENESS}
+    session = session_factory(any_api)
+    assert any_broker.session_profiles()[session["id"]].name == key
+    assert visit(session["cdpUrl"], f"{pages.base}/page?title=niceness") == "niceness"
+    assert len(group_of(leader)) > 2
+    assert thread_niceness(group_of(leader)) == {0}
 
 
 # -- refill and health ------------------------------------------------------------------
