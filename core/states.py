@@ -71,6 +71,9 @@ class Effect(Enum):
     LEAVE_LINE = "leave_line"
     #: The downloads archived at stop are scheduled for deletion after BROKER_DOWNLOAD_RETENTION.
     EXPIRE_DOWNLOADS = "expire_downloads"
+    #: The create waiting for the session hears the running record (core.store.sessions' launch events): in the
+    #: move's own transaction, so it can never hear of a move that did not happen, at no extra round trip.
+    TELL_CREATE = "tell_create"
 
 
 @dataclass(frozen=True)
@@ -88,8 +91,9 @@ def _move(name: str, sources: set[Status], target: Status, *effects: Effect) -> 
 S = Status
 CLAIM = _move("claim", {S.PENDING}, S.LAUNCHING, Effect.LEAVE_LINE)
 ABANDON = _move("abandon", {S.PENDING, S.LAUNCHING}, S.ABANDONED, Effect.LEAVE_LINE, Effect.FREE_HOLDS)
-READY = _move("ready", {S.LAUNCHING}, S.RUNNING, Effect.PERSIST, Effect.INDEX_RUNNING)
-HAND_OVER = _move("hand_over", {S.PENDING}, S.RUNNING, Effect.LEAVE_LINE, Effect.PERSIST, Effect.INDEX_RUNNING)
+READY = _move("ready", {S.LAUNCHING}, S.RUNNING, Effect.PERSIST, Effect.INDEX_RUNNING, Effect.TELL_CREATE)
+HAND_OVER = _move("hand_over", {S.PENDING}, S.RUNNING, Effect.LEAVE_LINE, Effect.PERSIST, Effect.INDEX_RUNNING,
+                  Effect.TELL_CREATE)
 REQUEST_STOP = _move("request_stop", {S.RUNNING}, S.STOPPING)
 FINISH_STOP = _move("finish_stop", {S.RUNNING, S.STOPPING}, S.STOPPED, Effect.UNSCHEDULE, Effect.FREE_HOLDS, Effect.RETAIN,
                     Effect.EXPIRE_DOWNLOADS)

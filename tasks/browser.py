@@ -160,7 +160,7 @@ def _running_fields(browser: RunningBrowser, record: SessionRecord) -> dict:
 
 
 def _finish(session_id: str, running: SessionRecord | None) -> None:
-    """Tell the waiting create (the running record rides along, so it needs no read); or end the browser it left."""
+    """The waiting create heard the running record in the move itself (Effect.TELL_CREATE); or end the browser it left."""
     if running is None:
         log.info("session %s: the create gave up during launch; ending the browser", session_id,
                  extra={"session": session_id})
@@ -168,7 +168,6 @@ def _finish(session_id: str, running: SessionRecord | None) -> None:
         return
     log.info("session %s: running (Chromium %s)", session_id, running.get("browserVersion"),
              extra=session_fields(running))
-    store.sessions.push_launch_event(session_id, {"event": "ready", "session": running})
 
 
 def _fail(session_id: str, message: str, code: int = 503) -> None:

@@ -144,6 +144,8 @@ class SessionRecords(RecordKind):
                 pipe.delete(own_holder)
         elif effect is Effect.LEAVE_LINE:
             pipe.zrem(keys.LAUNCH_LINE, session_id)
+        elif effect is Effect.TELL_CREATE:
+            self._queue_launch_event(pipe, session_id, {"event": "ready", "session": record})
         elif effect is Effect.EXPIRE_DOWNLOADS:
             if record.get("downloads"):
                 pipe.zadd(keys.DOWNLOAD_EXPIRIES, {session_id: record["downloadsExpireEpoch"]})
@@ -224,11 +226,14 @@ class SessionRecords(RecordKind):
 
     # -- the create's wait -----------------------------------------------------
     def push_launch_event(self, session_id: str, event: dict) -> None:
-        key = keys.launch_events(session_id)
         pipe = self.redis.pipeline()
+        self._queue_launch_event(pipe, session_id, event)
+        pipe.execute()
+
+    def _queue_launch_event(self, pipe: Pipeline, session_id: str, event: dict) -> None:
+        key = keys.launch_events(session_id)
         pipe.rpush(key, json.dumps(event))
         pipe.expire(key, int(self.config.create_lifetime))
-        pipe.execute()
 
     def next_launch_event(self, session_id: str, timeout: int) -> dict | None:
         """Block up to ``timeout`` whole seconds (kept below the socket timeout)."""

@@ -242,6 +242,22 @@ def test_hand_over_takes_a_pending_session_straight_to_running_and_indexes_it(st
     assert machine.abandon(session_id) is None
 
 
+def test_the_waiting_create_hears_a_running_move_from_the_move_itself_and_never_of_one_that_did_not_happen(
+        store, machine):
+    handed = new_session(store)
+    record = machine.hand_over(handed, WORKER, expiresEpoch=time.time() + 60, browserWsUrl="ws://x")
+    assert store.sessions.next_launch_event(handed, timeout=1) == {"event": "ready", "session": record}
+    launched = new_session(store)
+    machine.claim(launched, WORKER)
+    record = machine.ready(launched, expiresEpoch=time.time() + 60, browserWsUrl="ws://x")
+    assert store.sessions.next_launch_event(launched, timeout=1) == {"event": "ready", "session": record}
+
+    gave_up = new_session(store)
+    machine.abandon(gave_up)
+    assert machine.hand_over(gave_up, WORKER, expiresEpoch=time.time() + 60) is None
+    assert not store.redis.exists(keys.launch_events(gave_up))
+
+
 def test_a_cold_create_waits_in_line_until_claimed_or_abandoned(store, machine):
     claimed, abandoned, warm = new_session(store), new_session(store), new_id("ses")
     store.sessions.create({"id": warm, "project": PROJECT, "status": Status.PENDING.value, "createdMs": now_ms()},
