@@ -5,8 +5,10 @@ and what a viewer does to a CDP client's round trips on the same session.
 
 A real broker (direct launcher, one worker) on 127.0.0.1; the viewer is Playwright's own headless Chromium,
 as a person's browser. The watched page repaints every animation frame (the worst case: a static page sends
-no frames at all). Round trips alternate blocks with and without a viewer so the shared machine's noise falls
-on both. Nothing is asserted; with ``--screenshots`` it also writes the README's pictures.
+no frames at all). Frame rate, latency and CPU with no CDP client on the session (the viewer gets
+BROKER_LIVE_VIEW_MAX_FPS) and with one connected (BROKER_LIVE_VIEW_BUSY_FPS). Round trips alternate blocks with
+and without a viewer so the shared machine's noise falls on both; a watched block starts once its viewer is up.
+Nothing is asserted; with ``--screenshots`` it also writes the README's pictures.
 """
 from __future__ import annotations
 
@@ -35,7 +37,12 @@ VIEWER_PIXEL = """() => { const img = document.getElementById('screen'); const c
   c.width = img.naturalWidth; c.height = img.naturalHeight; const g = c.getContext('2d'); g.drawImage(img, 0, 0);
   return Array.from(g.getImageData(Math.floor(c.width * 0.75), Math.floor(c.height / 2), 1, 1).data.slice(0, 3)); }"""
 BLOCKS = 12
-EVALS_PER_BLOCK = 250
+EVALS_PER_BLOCK = 1000
+#: A watched block starts once the viewer has its first frame and this long more: the figure is a viewer left
+#: open, as a person watches, not the second it takes to open one (blocks of ~0.2 s measured mostly that).
+VIEWER_SETTLE = 0.5
+#: A live view asks every second whether a CDP client is on its session (BROKER_LIVE_VIEW_BUSY_FPS).
+PACE_NOTICED = 1.5
 
 
 def browser_processes(broker) -> list[psutil.Process]:
@@ -77,14 +84,22 @@ class RemoteViewer:
         self.ws = websocket.create_connection(f"{base.replace('http', 'ws', 1)}/socket?{query}",
                                               skip_utf8_validation=True, suppress_origin=True)
         self.frames = 0
+        self.first_frame = threading.Event()
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
+
+    def settle(self) -> None:
+        """Until the view is up (its first frame came) and VIEWER_SETTLE more; then counts frames from zero."""
+        self.first_frame.wait(30)
+        time.sleep(VIEWER_SETTLE)
+        self.frames = 0
 
     def _read(self) -> None:
         try:
             while True:
                 if json.loads(self.ws.recv()).get("type") == "frame":
                     self.frames += 1
+                    self.first_frame.set()
         except (websocket.WebSocketException, OSError, ValueError):
             return
 
@@ -95,12 +110,14 @@ class RemoteViewer:
 
 def compare_round_trips(session: dict, cdp: RawCdp, page_session: str,
                         expression: str) -> tuple[list[float], list[float], float]:
-    """Blocks without and with a viewer, alternating (and each kind first in turn), so noise falls on both;
+    """Blocks without and with a viewer open, alternating (and each kind first in turn), so noise falls on both;
     and the frames per second the viewer got meanwhile."""
     without, with_viewer, frames, watched_for = [], [], 0, 0.0
     for block in range(BLOCKS):
         watched = block % 4 in (1, 2)
         viewer = RemoteViewer(session["liveViewUrl"]) if watched else None
+        if viewer:
+            viewer.settle()
         start = time.perf_counter()
         (with_viewer if watched else without).extend(evaluate_round_trips(cdp, page_session, EVALS_PER_BLOCK, expression))
         if viewer:
@@ -108,6 +125,11 @@ def compare_round_trips(session: dict, cdp: RawCdp, page_session: str,
             frames += viewer.frames
             viewer.close()
     return without, with_viewer, frames / watched_for
+
+
+def attach_first_page(cdp: RawCdp) -> str:
+    target = next(t for t in cdp.call("Target.getTargets")["targetInfos"] if t["type"] == "page")
+    return cdp.call("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True})["sessionId"]
 
 
 def open_viewer(person: Browser, url: str) -> Page:
@@ -167,13 +189,18 @@ def main() -> None:
     with running_broker(BROKER_LAUNCHER="direct", BROKER_WARM_BROWSERS="0") as (broker, api), sync_playwright() as p:
         person = p.chromium.launch(executable_path=CHROMIUM, args=person_flags())
         session = api.create_session(url=f"{pages.base}/?title=watched")
-        cdp = RawCdp(session["cdpUrl"])
-        target = next(t for t in cdp.call("Target.getTargets")["targetInfos"] if t["type"] == "page")
-        page_session = cdp.call("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True})["sessionId"]
+        # On the browser's own socket, not through cdpUrl: the broker does not count it as a CDP client, so the
+        # viewer gets BROKER_LIVE_VIEW_MAX_FPS, as when nobody automates the session.
+        quiet = RawCdp(broker.store().sessions.get(session["id"])["browserWsUrl"])
+        quiet_session = attach_first_page(quiet)
         browsers, web = browser_processes(broker), [psutil.Process(broker.web.pid)]
 
         view = open_viewer(person, session["liveViewUrl"])
-        latencies = change_latencies(view, cdp, page_session, args.changes)
+        latencies = {"no CDP client": change_latencies(view, quiet, quiet_session, args.changes)}
+        cdp = RawCdp(session["cdpUrl"])
+        page_session = attach_first_page(cdp)
+        time.sleep(PACE_NOTICED)
+        latencies["a CDP client connected"] = change_latencies(view, cdp, page_session, args.changes)
         static_fps = frame_rate(view, args.seconds / 2)
         view.close()
         round_trips = {
@@ -184,23 +211,30 @@ def main() -> None:
 
         cdp.evaluate(ANIMATE, page_session)
         view = open_viewer(person, session["liveViewUrl"])
-        fps = frame_rate(view, args.seconds)
+        fps = {"a CDP client connected": frame_rate(view, args.seconds)}
         frame_size = view.evaluate("[document.getElementById('screen').naturalWidth, "
                                    "document.getElementById('screen').naturalHeight]")
-        view.close()
         unwatched = (cpu_share(browsers, args.seconds), cpu_share(web, args.seconds))
         remote = RemoteViewer(session["liveViewUrl"])
-        watched = (cpu_share(browsers, args.seconds), cpu_share(web, args.seconds))
-        remote.close()
+        watched = {"a CDP client connected": (cpu_share(browsers, args.seconds), cpu_share(web, args.seconds))}
         round_trips["page repaints every animation frame"] = compare_round_trips(session, cdp, page_session, "1+1")
-        cdp.evaluate(STOP_ANIMATION, page_session)
         cdp.close()
+        time.sleep(PACE_NOTICED)
+        fps["no CDP client"] = frame_rate(view, args.seconds)
+        watched["no CDP client"] = (cpu_share(browsers, args.seconds), cpu_share(web, args.seconds))
+        remote.close()
+        view.close()
+        quiet.evaluate(STOP_ANIMATION, quiet_session)
+        quiet.close()
 
-        print(f"viewer frames per second, page repainting every frame: {fps:.1f} ({frame_size[0]}×{frame_size[1]} JPEG)")
-        print(f"viewer frames per second, static page:                 {static_fps:.1f}")
-        print(f"page change -> frame shown in the viewer:               {summary(latencies)}")
-        print(f"session browser CPU, unwatched / watched (% of a core): {unwatched[0]:.0f} / {watched[0]:.0f}")
-        print(f"web process CPU, unwatched / watched (% of a core):     {unwatched[1]:.0f} / {watched[1]:.0f}")
+        print(f"frames are {frame_size[0]}×{frame_size[1]} JPEG; a static page sends none "
+              f"({static_fps:.1f} frames/s)")
+        for mode in ("no CDP client", "a CDP client connected"):
+            print(f"with {mode}:")
+            print(f"  viewer frames per second, page repainting every frame: {fps[mode]:.1f}")
+            print(f"  page change -> frame shown in the viewer:               {summary(latencies[mode])}")
+            print(f"  session browser CPU, unwatched / watched (% of a core): {unwatched[0]:.0f} / {watched[mode][0]:.0f}")
+            print(f"  web process CPU, unwatched / watched (% of a core):     {unwatched[1]:.0f} / {watched[mode][1]:.0f}")
         for scenario, (without, with_viewer, viewer_fps) in round_trips.items():
             print(f"Runtime.evaluate round trip, {scenario} (viewer got {viewer_fps:.1f} frames/s):")
             print(f"  without a viewer: {summary(without, 'us', 1e6)}")

@@ -117,6 +117,9 @@ class Config:
     live_view_quality: int = field(default_factory=lambda: _int("BROKER_LIVE_VIEW_QUALITY", 60))
     #: BROKER_LIVE_VIEW_MAX_FPS: most frames per second a viewer gets (faster pages have their screencast paused between frames).
     live_view_max_fps: float = field(default_factory=lambda: _float("BROKER_LIVE_VIEW_MAX_FPS", 10))
+    #: BROKER_LIVE_VIEW_BUSY_FPS: most frames per second while a CDP client is connected and the person has not used
+    #: the view for 2 s: each frame costs the browser a capture, which slows the client's calls (bench/live_view.py).
+    live_view_busy_fps: float = field(default_factory=lambda: _float("BROKER_LIVE_VIEW_BUSY_FPS", 4))
     #: BROKER_SESSION_CREATES_PER_MINUTE: session creates one API key may make in any 60 s (429 beyond); 0: no cap.
     session_creates_per_minute: int = field(default_factory=lambda: _int("BROKER_SESSION_CREATES_PER_MINUTE", 0))
     #: BROKER_LOG_FORMAT: ``text`` (one line per event, ``[session=… project=… worker=…]``) or ``json`` (one object a line).

@@ -54,6 +54,9 @@ MAX_TEXT = 16
 RESTART_CHECK = 1.0
 #: Restarts a navigation that brought no frame gets, RESTART_CHECK apart.
 NUDGES = 5
+#: Seconds after the person's last input during which the view gets BROKER_LIVE_VIEW_MAX_FPS even with a CDP client
+#: connected: someone clicking or typing wants to see the answer at once.
+INPUT_GRACE = 2.0
 
 
 class ViewerGone(Exception):
@@ -204,15 +207,22 @@ class LiveView:
     """One viewer watching one session: ``run`` returns when either side is gone, saying why to the viewer."""
 
     def __init__(self, session_id: str, viewer: ViewerSocket, cdp: BrowserCdp, read_only: bool, quality: int,
-                 max_fps: float, still_valid: Callable[[], str | None]) -> None:
+                 max_fps: float, busy_fps: float, still_valid: Callable[[], str | None],
+                 automated: Callable[[], bool]) -> None:
+        """``busy_fps`` applies while ``automated`` (a CDP client is connected) and the person is only watching."""
         self.session_id = session_id
         self.viewer = viewer
         self.cdp = cdp
         self.read_only = read_only
         self.quality = quality
-        self.frame_interval = 1 / max_fps if max_fps > 0 else 0.0
+        self.frame_interval = _interval(max_fps)
+        self.busy_interval = max(_interval(busy_fps), self.frame_interval)
         #: Says why the view must end (session stopped, link revoked), else None; asked every second.
         self.still_valid = still_valid
+        #: Whether a CDP client is on the session, asked every second (any web process may relay it: the store knows).
+        self.automated = automated
+        self._automated = False
+        self._last_input = float("-inf")
         self.tabs: dict[str, dict] = {}
         self.watched: str | None = None
         self.target_session: str | None = None
@@ -230,6 +240,7 @@ class LiveView:
         helpers = [gevent.spawn(self._send_frames), gevent.spawn(self._check_validity), reader]
         inputs = gevent.spawn(self._read_viewer)
         try:
+            self._automated = self.automated()
             self.cdp.call("Target.setDiscoverTargets", {"discover": True})
             pages = [t for t in self.cdp.call("Target.getTargets")["targetInfos"] if t["type"] == "page"]
             for target in pages:
@@ -258,6 +269,13 @@ class LiveView:
             if self.still_valid() is not None:
                 self.cdp.close()
                 return
+            self._automated = self.automated()
+
+    def _pace(self) -> float:
+        """Seconds between frames: fewer while a CDP client works the session and the person only watches."""
+        if self._automated and time.monotonic() - self._last_input > INPUT_GRACE:
+            return self.busy_interval
+        return self.frame_interval
 
     # -- the browser's side ----------------------------------------------------------
     def _read_browser(self) -> None:
@@ -318,7 +336,7 @@ class LiveView:
     def _send_frames(self) -> None:
         """Sends the newest frame, then acknowledges it: Chromium sends the next one only after the ack.
 
-        At most one frame per ``frame_interval``. A page that keeps repainting would still cost its browser
+        At most one frame per ``_pace()``. A page that keeps repainting would still cost its browser
         a capture of every compositor frame while the screencast runs, acked or not (bench/live_view.py).
         So a frame that comes sooner than the interval after the last one sent is not sent: the screencast
         pauses until the interval is over, and its restart captures the page as it is then (that first
@@ -337,10 +355,10 @@ class LiveView:
             frame, self._frame = self._frame, None
             if frame is None:
                 continue
-            now = time.monotonic()
-            if restarted is None and now - last_sent < self.frame_interval:
+            now, interval = time.monotonic(), self._pace()
+            if restarted is None and now - last_sent < interval:
                 self.cdp.send("Page.stopScreencast", None, frame["targetSession"])
-                gevent.sleep(last_sent + self.frame_interval - now)
+                gevent.sleep(last_sent + interval - now)
                 restarted = frame["targetSession"]
                 self._start_screencast(restarted)
                 continue
@@ -400,18 +418,14 @@ class LiveView:
 
     # -- the viewer's side -------------------------------------------------------------
     def _read_viewer(self) -> None:
+        handlers = {"mouse": self._mouse, "wheel": self._wheel, "key": self._key}
         for message in self.viewer.messages():
             kind = message.get("type")
             if kind == "switch" and isinstance(message.get("targetId"), str):
                 self._watch_quietly(message["targetId"])
-            elif self.read_only or self.target_session is None:
-                continue
-            elif kind == "mouse":
-                self._mouse(message)
-            elif kind == "wheel":
-                self._wheel(message)
-            elif kind == "key":
-                self._key(message)
+            elif kind in handlers and not self.read_only and self.target_session is not None:
+                self._last_input = time.monotonic()
+                handlers[kind](message)
 
     def _point(self, message: dict) -> tuple[float, float] | None:
         """The viewer sends where on the picture (0..1 each way); the page wants CSS pixels of its viewport."""
@@ -462,6 +476,11 @@ class LiveView:
 
 def _tab(info: dict) -> dict:
     return {"url": info.get("url", ""), "title": info.get("title", "")}
+
+
+def _interval(fps: float) -> float:
+    """Seconds between frames at ``fps``; 0 (no cap) for 0."""
+    return 1 / fps if fps > 0 else 0.0
 
 
 def _is_number(value: object) -> bool:

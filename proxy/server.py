@@ -150,9 +150,12 @@ class BrokerHandler(WSGIHandler):
 
         log.info("session %s: live view opened%s", session_id, " (read-only)" if read_only else "",
                  extra=session_fields(record))
+        def automated() -> bool:
+            return store.sessions.connected_clients(session_id) > 0
+
         config = self.server.config
         LiveView(session_id, viewer, cdp, read_only, config.live_view_quality, config.live_view_max_fps,
-                 why_not_any_more).run()
+                 config.live_view_busy_fps, why_not_any_more, automated).run()
         log.info("session %s: live view closed", session_id, extra=session_fields(record))
 
     def format_request(self) -> str:

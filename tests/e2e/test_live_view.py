@@ -3,6 +3,7 @@
 The deployment reaches its browsers only through the worker's gateway
 (BROKER_GATEWAY_ALWAYS), as a web process on another host would, and its
 live-view links last 20 s (fresh ones in every answer for at least 10 s).
+While a CDP client is connected, a viewer gets at most BUSY_FPS frames a second.
 Redis database 30.
 """
 from __future__ import annotations
@@ -17,6 +18,11 @@ from tests.support.processes import Broker, wait_until
 from tests.support.viewer import CHROMIUM, near, person_flags, pixels, wait_frames
 
 LINK_TTL = 20
+BUSY_FPS = 2
+#: Repaints every animation frame: the screencast always has a frame to send.
+ANIMATE = """(() => { let n = 0; const step = () => {
+  document.body.style.background = `rgb(${n % 256}, 90, 120)`; n += 1; requestAnimationFrame(step); };
+  requestAnimationFrame(step); })()"""
 RED, BLUE, WHITE = (220, 30, 40), (30, 60, 220), (255, 255, 255)
 NOT_AVAILABLE = "This live view is not available"
 
@@ -24,7 +30,8 @@ NOT_AVAILABLE = "This live view is not available"
 @pytest.fixture(scope="module")
 def deployment(deploy) -> Broker:
     broker = deploy(30, BROKER_LAUNCHER="direct", BROKER_POOL_SIZE="3", BROKER_WARM_BROWSERS="0",
-                    BROKER_GATEWAY_ALWAYS="1", BROKER_LIVE_VIEW_TTL=str(LINK_TTL))
+                    BROKER_GATEWAY_ALWAYS="1", BROKER_LIVE_VIEW_TTL=str(LINK_TTL),
+                    BROKER_LIVE_VIEW_MAX_FPS="10", BROKER_LIVE_VIEW_BUSY_FPS=str(BUSY_FPS))
     broker.start_worker("live")
     return broker
 
@@ -99,6 +106,35 @@ def test_the_live_view_shows_the_page_and_its_clicks_typing_and_navigation_reach
     view.wait_for_function("() => document.getElementById('address').textContent.endsWith('/?title=moved')")
     wait_colour(person, view, (0.75, 0.5), WHITE)
     client.close()
+
+
+def frames_in(view: Page, seconds: float, meanwhile=lambda: None) -> int:
+    """Frames the viewer showed over ``seconds``, calling ``meanwhile`` every 0.2 s."""
+    start = view.evaluate("window.liveView.frames")
+    for _ in range(int(seconds / 0.2)):
+        meanwhile()
+        view.wait_for_timeout(200)
+    return view.evaluate("window.liveView.frames") - start
+
+
+def test_the_view_gets_fewer_frames_while_a_cdp_client_works_the_session_unless_the_person_uses_it(
+        live_api, playwright, person, pages):
+    """Each frame costs the session's browser a capture, which slows the client's calls: with a client connected a
+    person only watching gets BUSY_FPS; one moving the mouse over the view, or with no client on the session, more.
+    Bounds, not timings: the fewer-frames side is a cap, the other side only has to clear it by far."""
+    session = live_api.create_session(url=f"{pages.base}/?title=busy")
+    client, page = session_page(playwright, session)
+    page.evaluate(ANIMATE)
+    view = open_view(person, session["liveViewUrl"])
+    view.wait_for_timeout(1500)
+    assert frames_in(view, 4) <= BUSY_FPS * 4 + 2
+
+    moves = iter(range(10_000))
+    assert frames_in(view, 3, lambda: view.mouse.move(*at(view, 0.2 + (next(moves) % 5) / 10, 0.5))) > BUSY_FPS * 3 + 2
+
+    client.close()
+    view.wait_for_timeout(1500)
+    assert frames_in(view, 4) > BUSY_FPS * 4 + 2
 
 
 def test_a_read_only_view_passes_no_input(live_api, playwright, person, pages):
