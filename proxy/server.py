@@ -150,6 +150,7 @@ class BrokerHandler(WSGIHandler):
 
         log.info("session %s: live view opened%s", session_id, " (read-only)" if read_only else "",
                  extra=session_fields(record))
+
         def automated() -> bool:
             return store.sessions.connected_clients(session_id) > 0
 

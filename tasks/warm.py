@@ -88,7 +88,7 @@ def set_priority(browser: RunningBrowser, niceness: int) -> None:
     """Every thread of every process of the browser, in one call: Linux keeps a niceness per thread, and
     ``PRIO_PGRP`` reaches each thread of the process group the launcher started the browser's tree in (its
     first PID leads it). Walking the tree's threads one by one instead took ~5 ms of the worker's CPU and GIL
-    right in the hand-over (a warm create's p50 27.6 -> 22.6 ms without it). Chromium's crash handler leaves
+    right in the hand-over (a warm create's p50 27.6 -> ~25 ms in a 25-create probe). Chromium's crash handler leaves
     the group; it only waits for crashes."""
     try:
         os.setpriority(os.PRIO_PGRP, browser.pids[0], niceness)
