@@ -74,14 +74,19 @@ def list_folder(folder: Path) -> list[dict]:
     """Plain files only, oldest first; a symlink a page could not make anyway is never followed.
 
     Chromium renames a finished download while the folder is being read: a file gone by the time it is
-    looked at is left out (its new name is listed, or will be next time).
+    looked at is left out (its new name is listed, or will be next time). While it downloads, Chromium
+    also holds the final name with an empty file beside ``<name>.crdownload``: that placeholder is not a
+    complete download (a clean-clone CI run listed one as complete, 0 bytes), so only the partial is listed.
     """
     try:
         entries = [e for e in os.scandir(folder) if e.is_file(follow_symlinks=False) and not e.name.startswith(".")]
     except FileNotFoundError:
         return []
+    names = {entry.name for entry in entries}
     listed = []
     for entry in entries:
+        if entry.name + PARTIAL_SUFFIX in names:
+            continue
         try:
             listed.append(describe(Path(entry.path)))
         except FileNotFoundError:

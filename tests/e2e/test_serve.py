@@ -103,6 +103,15 @@ def role(proc: psutil.Process) -> str:
     return next((name for name in ("worker", "flower") if name in argv), "other")
 
 
+def _exited(proc: psutil.Process) -> bool:
+    """Gone or a zombie; a process that goes between the two questions is gone (a clean-clone CI run lost its
+    watcher thread to that, and with it every exit after)."""
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 class ExitOrder:
     """Notes when each of the stack's main processes exits, polling every 20 ms from another thread."""
 
@@ -116,7 +125,7 @@ class ExitOrder:
         deadline = time.monotonic() + 180
         while len(self.gone) < len(self.procs) and time.monotonic() < deadline:
             for name, proc in self.procs.items():
-                if name not in self.gone and (not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE):
+                if name not in self.gone and _exited(proc):
                     self.gone[name] = time.monotonic()
             time.sleep(0.02)
 

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from core.files import MAX_NAME_BYTES, NAME_PATTERN, BadName, check_name, free_name
+from core.files import MAX_NAME_BYTES, NAME_PATTERN, BadName, check_name, free_name, list_folder
 from proxy.download_rewrite import DownloadRewriter, _unmask
 
 FOLDER = "/tmp/bb-0123456789abcdef/downloads"
@@ -60,6 +60,18 @@ def test_a_taken_name_gets_a_number(tmp_path):
     (tmp_path / "photo (1).jpg").write_bytes(b"")
     assert free_name(tmp_path, "photo.jpg") == "photo (2).jpg"
     assert free_name(tmp_path, "new.jpg") == "new.jpg"
+
+
+def test_a_download_under_way_is_listed_once_in_progress_not_also_as_its_empty_placeholder(tmp_path):
+    """Chromium holds the final name with an empty file while it writes ``<name>.crdownload``."""
+    (tmp_path / "report.pdf").write_bytes(b"")
+    (tmp_path / "report.pdf.crdownload").write_bytes(b"x" * 10)
+    (tmp_path / "done.bin").write_bytes(b"y" * 3)
+    listed = {(e["name"], e["state"], e["size"]) for e in list_folder(tmp_path)}
+    assert listed == {("report.pdf", "in_progress", 10), ("done.bin", "complete", 3)}
+    (tmp_path / "report.pdf.crdownload").rename(tmp_path / "report.pdf")
+    listed = {(e["name"], e["state"], e["size"]) for e in list_folder(tmp_path)}
+    assert listed == {("report.pdf", "complete", 10), ("done.bin", "complete", 3)}
 
 
 @pytest.mark.parametrize("method", ["Browser.setDownloadBehavior", "Page.setDownloadBehavior"])
