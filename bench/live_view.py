@@ -127,6 +127,17 @@ def compare_round_trips(session: dict, cdp: RawCdp, page_session: str,
     return without, with_viewer, frames / watched_for
 
 
+def watched_cpu(session: dict, browsers: list[psutil.Process], web: list[psutil.Process],
+                seconds: float) -> tuple[float, float]:
+    """The browser's and the web process's CPU with one viewer (and nothing else) open."""
+    remote = RemoteViewer(session["liveViewUrl"])
+    remote.settle()
+    try:
+        return cpu_share(browsers, seconds), cpu_share(web, seconds)
+    finally:
+        remote.close()
+
+
 def attach_first_page(cdp: RawCdp) -> str:
     target = next(t for t in cdp.call("Target.getTargets")["targetInfos"] if t["type"] == "page")
     return cdp.call("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True})["sessionId"]
@@ -214,16 +225,16 @@ def main() -> None:
         fps = {"a CDP client connected": frame_rate(view, args.seconds)}
         frame_size = view.evaluate("[document.getElementById('screen').naturalWidth, "
                                    "document.getElementById('screen').naturalHeight]")
+        view.close()
         unwatched = (cpu_share(browsers, args.seconds), cpu_share(web, args.seconds))
-        remote = RemoteViewer(session["liveViewUrl"])
-        watched = {"a CDP client connected": (cpu_share(browsers, args.seconds), cpu_share(web, args.seconds))}
+        watched = {"a CDP client connected": watched_cpu(session, browsers, web, args.seconds)}
         round_trips["page repaints every animation frame"] = compare_round_trips(session, cdp, page_session, "1+1")
         cdp.close()
         time.sleep(PACE_NOTICED)
+        view = open_viewer(person, session["liveViewUrl"])
         fps["no CDP client"] = frame_rate(view, args.seconds)
-        watched["no CDP client"] = (cpu_share(browsers, args.seconds), cpu_share(web, args.seconds))
-        remote.close()
         view.close()
+        watched["no CDP client"] = watched_cpu(session, browsers, web, args.seconds)
         quiet.evaluate(STOP_ANIMATION, quiet_session)
         quiet.close()
 
