@@ -25,12 +25,8 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from bench.common import evaluate_round_trips, pct, running_broker, summary
 from tests.support.cdp import RawCdp
 from tests.support.pages import PageServer
-from tests.support.viewer import CHROMIUM, person_flags, wait_frames
+from tests.support.viewer import ANIMATE, CHROMIUM, person_flags, wait_frames
 
-#: Repaints every animation frame with a new colour: the screencast has something to send all the time.
-ANIMATE = """(() => { let n = 0; const step = () => {
-  document.body.style.background = `rgb(${n % 256}, ${(n * 7) % 256}, 120)`; n += 1; requestAnimationFrame(step); };
-  requestAnimationFrame(step); })()"""
 STOP_ANIMATION = "requestAnimationFrame = () => 0"
 #: The colour of the viewer's picture at its middle right, read from the <img> the frame was drawn into.
 VIEWER_PIXEL = """() => { const img = document.getElementById('screen'); const c = document.createElement('canvas');
@@ -138,11 +134,6 @@ def watched_cpu(session: dict, browsers: list[psutil.Process], web: list[psutil.
         remote.close()
 
 
-def attach_first_page(cdp: RawCdp) -> str:
-    target = next(t for t in cdp.call("Target.getTargets")["targetInfos"] if t["type"] == "page")
-    return cdp.call("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True})["sessionId"]
-
-
 def open_viewer(person: Browser, url: str) -> Page:
     view = person.new_page(viewport={"width": 1280, "height": 800})
     view.goto(url)
@@ -203,13 +194,13 @@ def main() -> None:
         # On the browser's own socket, not through cdpUrl: the broker does not count it as a CDP client, so the
         # viewer gets BROKER_LIVE_VIEW_MAX_FPS, as when nobody automates the session.
         quiet = RawCdp(broker.store().sessions.get(session["id"])["browserWsUrl"])
-        quiet_session = attach_first_page(quiet)
+        quiet_session = quiet.attach_first_page()
         browsers, web = browser_processes(broker), [psutil.Process(broker.web.pid)]
 
         view = open_viewer(person, session["liveViewUrl"])
         latencies = {"no CDP client": change_latencies(view, quiet, quiet_session, args.changes)}
         cdp = RawCdp(session["cdpUrl"])
-        page_session = attach_first_page(cdp)
+        page_session = cdp.attach_first_page()
         time.sleep(PACE_NOTICED)
         latencies["a CDP client connected"] = change_latencies(view, cdp, page_session, args.changes)
         static_fps = frame_rate(view, args.seconds / 2)

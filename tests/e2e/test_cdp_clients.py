@@ -14,7 +14,7 @@ from playwright.sync_api import sync_playwright
 
 from tests.support.browsing import puppeteer_drive
 from tests.support.cdp import RawCdp
-from tests.support.processes import wait_until
+from tests.support.processes import gone, wait_until
 
 BIG = 24 * 1024 * 1024
 
@@ -190,6 +190,6 @@ def test_stopped_session_leaves_no_process_or_profile(any_broker, any_api):
     parents = {p.ppid() for p in browser_procs} - {p.pid for p in browser_procs}
     tree = browser_procs + [psutil.Process(pid) for pid in parents if pid != any_broker.workers[next(iter(any_broker.workers))].pid]
     any_api.stop_session(session["id"])
-    wait_until(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree), 10,
+    wait_until(lambda: all(gone(p) for p in tree), 10,
                message="the session's Chromium and ChromeDriver to end")
     assert not profile.exists()

@@ -15,14 +15,10 @@ from playwright.sync_api import Page, sync_playwright
 
 from tests.support.api import Api
 from tests.support.processes import Broker, wait_until
-from tests.support.viewer import CHROMIUM, near, person_flags, pixels, wait_frames
+from tests.support.viewer import ANIMATE, CHROMIUM, near, person_flags, pixels, wait_frames
 
 LINK_TTL = 20
 BUSY_FPS = 2
-#: Repaints every animation frame: the screencast always has a frame to send.
-ANIMATE = """(() => { let n = 0; const step = () => {
-  document.body.style.background = `rgb(${n % 256}, 90, 120)`; n += 1; requestAnimationFrame(step); };
-  requestAnimationFrame(step); })()"""
 RED, BLUE, WHITE = (220, 30, 40), (30, 60, 220), (255, 255, 255)
 NOT_AVAILABLE = "This live view is not available"
 

@@ -25,7 +25,7 @@ from core.config import load
 from core.store import Store
 from tests.support.api import Api
 from tests.support.browsing import visit
-from tests.support.processes import ROOT, RUN_ID, RUN_MARK, TEST_FLAGS, Redis, end_process, free_port, wait_until
+from tests.support.processes import ROOT, RUN_ID, RUN_MARK, TEST_FLAGS, Redis, end_process, free_port, gone, wait_until
 
 #: Every process of one serve.sh run carries this in its environment (children inherit it).
 SERVE_MARK = "BB_SERVE_RUN"
@@ -103,15 +103,6 @@ def role(proc: psutil.Process) -> str:
     return next((name for name in ("worker", "flower") if name in argv), "other")
 
 
-def _exited(proc: psutil.Process) -> bool:
-    """Gone or a zombie; a process that goes between the two questions is gone (a clean-clone CI run lost its
-    watcher thread to that, and with it every exit after)."""
-    try:
-        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 class ExitOrder:
     """Notes when each of the stack's main processes exits, polling every 20 ms from another thread."""
 
@@ -125,7 +116,7 @@ class ExitOrder:
         deadline = time.monotonic() + 180
         while len(self.gone) < len(self.procs) and time.monotonic() < deadline:
             for name, proc in self.procs.items():
-                if name not in self.gone and _exited(proc):
+                if name not in self.gone and gone(proc):
                     self.gone[name] = time.monotonic()
             time.sleep(0.02)
 

@@ -29,7 +29,7 @@ from tasks.warm import LAUNCH_NICENESS
 from tests.support.api import Api
 from tests.support.browsing import visit
 from tests.support.cdp import load
-from tests.support.processes import ROOT, Broker, end_process, free_port, run_processes, wait_until
+from tests.support.processes import ROOT, Broker, end_process, free_port, gone, run_processes, wait_until
 from tests.support.upstreams import HttpUpstream
 
 WAIT = 60
@@ -80,7 +80,7 @@ def browser_main(procs: list[psutil.Process]) -> psutil.Process:
 
 
 def alive(procs: list[psutil.Process]) -> bool:
-    return any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in procs)
+    return not all(gone(p) for p in procs)
 
 
 def served_warm(broker: Broker, session: dict) -> bool:

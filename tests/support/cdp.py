@@ -25,6 +25,11 @@ class RawCdp(CdpConnection):
         return self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True,
                                               "awaitPromise": await_promise}, session_id)["result"].get("value")
 
+    def attach_first_page(self) -> str:
+        """The flat CDP session of the browser's first tab (the one every browser starts with)."""
+        target = next(t for t in self.call("Target.getTargets")["targetInfos"] if t["type"] == "page")
+        return self.call("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True})["sessionId"]
+
     def attach_new_page(self, url: str = "about:blank") -> str:
         return self.open_tab(url)[1]
 

@@ -55,6 +55,15 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, message: str =
     raise TimeoutError(f"timed out after {timeout}s waiting for {message}")
 
 
+def gone(proc: psutil.Process) -> bool:
+    """Exited or a zombie; one that exits between the two questions is gone too (asked one after the other,
+    ``is_running`` then ``status``, raised NoSuchProcess and lost a CI run's watcher thread)."""
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def end_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
     if proc.poll() is None:
         proc.send_signal(sig)

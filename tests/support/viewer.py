@@ -14,6 +14,10 @@ from tasks.chromium import BASE_FLAGS
 from tests.support.processes import TEST_FLAGS
 
 CHROMIUM = "/usr/bin/chromium"
+#: Repaints every animation frame with a new colour: the screencast has something to send all the time.
+ANIMATE = """(() => { let n = 0; const step = () => {
+  document.body.style.background = `rgb(${n % 256}, ${(n * 7) % 256}, 120)`; n += 1; requestAnimationFrame(step); };
+  requestAnimationFrame(step); })()"""
 
 
 def person_flags() -> list[str]:
