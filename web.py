@@ -27,6 +27,7 @@ def main() -> None:
     store = Store(config)
     relays = RelayRegistry()
     app = create_app(config, store, collectors=[RelayFigures(relays)])
+    app.extensions["broker.machine"].dispatcher.connect()
     # Reaping needs no live worker: the only worker's sessions end as worker_lost too (core/reaping.py).
     gevent.spawn(reap_forever, LostWorkerReaper(SessionMachine(store)), gevent.sleep)
     gevent.spawn(sweep_forever, app.extensions["broker.files"].archive, store, gevent.sleep)

@@ -19,7 +19,7 @@ from core.states import Status
 from core.store import Store, keys
 from tests.support.api import Api
 from tests.support.cdp import RawCdp
-from tests.support.processes import Broker, Redis, wait_until
+from tests.support.processes import Broker, Redis, end_process, wait_until
 from tests.support.browsing import visit
 
 POOL = 2
@@ -183,6 +183,27 @@ def test_redis_outage_is_a_quick_503_and_everything_recovers(life, api):
     wait_until(lambda: requests.get(f"{life.url}/readyz", timeout=5).status_code == 200, 30, message="readiness")
     api.stop_session(session["id"], timeout=60)
     api.stop_session(api.create_session()["id"])
+
+
+def test_a_web_process_started_during_a_redis_outage_serves_and_recovers(life, api):
+    """The web process connects its task sender at start (core.dispatch.Dispatcher.connect), once: with Redis down
+    it starts anyway, answers a quick 503, and creates once Redis is back. (Without BROKER_BOOTSTRAP_API_KEY:
+    storing that key needs Redis, so a web process given one waits for Redis by failing its start.)"""
+    life.redis.stop()
+    try:
+        started = time.monotonic()
+        web, url = life.start_another_web(BROKER_BOOTSTRAP_API_KEY="")
+        assert time.monotonic() - started < 20
+        other = Api(url, life.api_key)
+        answer = other.post("/v1/sessions", json={}, timeout=30)
+        assert answer.status_code == 503 and "Redis" in answer.json()["message"]
+    finally:
+        life.redis.start()
+    try:
+        wait_until(lambda: requests.get(f"{url}/readyz", timeout=5).status_code == 200, 30, message="readiness")
+        other.stop_session(other.create_session()["id"])
+    finally:
+        end_process(web)
 
 
 @pytest.fixture
