@@ -11,9 +11,11 @@ history or tabs.
 
 A background keeper refills after each take (once the session just handed
 out has had a moment to itself), one launch at a time, but never takes the
-last free slot while a create waits in line for a cold launch, and
-every few seconds asks each spare for a CDP answer: one that crashed or stopped
-answering is ended and replaced. A take asks again first, so a dead browser is
+last free slot while a create waits in line for a cold launch. A new spare is
+offered as soon as CDP answers when no other is on offer; beside one that is,
+it is offered once it has settled, or as soon as a create takes a spare. Every
+few seconds the keeper asks each spare for a CDP answer: one that crashed or
+stopped answering is ended and replaced. A take asks again first, so a dead browser is
 never handed out. Warm launches run at a lower CPU priority than the sessions
 beside them; a browser handed to a session gets the normal priority back.
 """
@@ -50,6 +52,11 @@ LAUNCH_NICENESS = 10
 #: client connects and loads its first pages), and a launch beside it, even niced, made those loads ~50 ms
 #: slower on two cores (A/B against cold sessions, alternating).
 REFILL_SETTLE = 1.0
+#: A spare launched while another is on offer is offered this long after CDP answers: its start-up goes on for
+#: ~300 ms of CPU after that, and a session handed it then ran its first loads beside it (bench lifecycle, warm
+#: browsers 2, interleaved: p50 219 ms offered at once, 201 ms a second later). The only spare is never held back,
+#: nor one whose wait a take cuts short: the pool then needs it.
+OFFER_SETTLE = 1.0
 #: A create that cannot use a warm browser ends one for its slot only after waiting in line this long:
 #: a worker with a free slot should take it first, and keep the warm browsers where they are.
 EVICT_AFTER = 1.0
@@ -120,6 +127,8 @@ class WarmBrowsers:
         self._unoffered_since: dict[str, float] = {}
         self._last_hand_over = 0.0
         self._wake = threading.Event()
+        #: Set by each take (and by close): a spare waiting to settle is offered at once.
+        self._taken = threading.Event()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
         #: A spare whose offer was taken but whose launch never came (the create's web process died)
@@ -187,6 +196,7 @@ class WarmBrowsers:
         """No more launches; every offer withdrawn, every spare ended (one still launching too, once it is up)."""
         self._closed.set()
         self._wake.set()
+        self._taken.set()
         try:
             self.store.warm.forget(self.worker())
         except Exception:  # Redis down at shutdown: the offers point at a worker that stops heartbeating
@@ -240,6 +250,7 @@ class WarmBrowsers:
             except Exception:
                 log.exception("%s: a warm browser failed to start", key)
                 return False
+            self._settle(key)
             if self._closed.is_set():
                 self.pool.release(key)
                 return True
@@ -251,6 +262,15 @@ class WarmBrowsers:
                 return False
             self._make_ready(key, spare)
         return True
+
+    def _settle(self, key: str) -> None:
+        """Holds a new spare back for OFFER_SETTLE while another is on offer; a take ends the wait."""
+        self._taken.clear()
+        if self._closed.is_set() or not self.ready_count():
+            return
+        log.info("%s: started; offered in %.1f s unless a spare is taken first", key, OFFER_SETTLE)
+        if self._taken.wait(OFFER_SETTLE) and not self._closed.is_set():
+            log.info("%s: a spare was taken while this one settled; offered now", key)
 
     def _make_ready(self, key: str, spare: Spare) -> None:
         """Held as ready first: if Redis fails from here on, the checks end it as an offer never made."""
@@ -310,5 +330,6 @@ class WarmBrowsers:
             self._wake.set()
             return None
         self._last_hand_over = time.monotonic()
+        self._taken.set()
         self._wake.set()
         return self.pool.rekey(key, session_id)

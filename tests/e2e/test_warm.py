@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -25,7 +26,7 @@ from playwright.sync_api import sync_playwright
 
 from core.cdp import CdpConnection
 from core.dispatch import worker_queue
-from tasks.warm import LAUNCH_NICENESS
+from tasks.warm import LAUNCH_NICENESS, OFFER_SETTLE
 from tests.support.api import Api
 from tests.support.browsing import visit
 from tests.support.cdp import load
@@ -341,6 +342,48 @@ def test_a_create_that_took_a_dead_workers_offer_still_gets_a_browser(pair):
     pair.start_worker("warm", BROKER_WARM_BROWSERS="1")
     wait_until(lambda: not alive(orphans) and key not in offers(pair, "warm@test"), WAIT,
                message="the restarted worker to end its earlier life's warm browser")
+
+
+# -- two warm browsers -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def two_warm(deploy) -> Broker:
+    """One worker with three slots and two warm browsers (Redis database 13)."""
+    broker = deploy(13, BROKER_LAUNCHER="direct", BROKER_POOL_SIZE="3", BROKER_WARM_BROWSERS="2")
+    broker.start_worker("two")
+    return broker
+
+
+def logged(broker: Broker, key: str, words: str) -> datetime | None:
+    """When the worker logged ``<key>: <words>…`` (the log's own timestamp), None if it has not."""
+    for line in broker.worker_log("two").splitlines():
+        if f"{key}: {words}" in line:
+            return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+    return None
+
+
+def held_back(broker: Broker) -> list[str]:
+    return re.findall(r"(warm_\w+): started; offered in", broker.worker_log("two"))
+
+
+def test_a_spare_started_beside_another_is_offered_once_settled_or_as_soon_as_one_is_taken(two_warm):
+    api = Api(two_warm.url, two_warm.api_key)
+    before = wait_offers(two_warm, "two@test", 2)
+    api.stop_session(api.create_session()["id"])
+    (settled,) = wait_offers(two_warm, "two@test", 2) - before
+    held, offered = logged(two_warm, settled, "started; offered in"), logged(two_warm, settled, "warm browser ready")
+    assert held and offered and (offered - held).total_seconds() >= OFFER_SETTLE
+
+    wait_offers(two_warm, "two@test", 2)
+    count = len(held_back(two_warm))
+    first = api.create_session()
+    wait_until(lambda: len(held_back(two_warm)) > count, WAIT, message="a replacement held back to settle")
+    holding = held_back(two_warm)[-1]
+    second = api.create_session()
+    wait_until(lambda: logged(two_warm, holding, "warm browser ready"), WAIT, message="the held spare offered")
+    assert logged(two_warm, holding, "a spare was taken while this one settled; offered now")
+    assert offers(two_warm, "two@test") == {holding}
+    for session in (first, second):
+        api.stop_session(session["id"])
 
 
 # -- slots, SIGTERM, restarts, off ------------------------------------------------------------
