@@ -23,7 +23,7 @@ import psutil
 from core.config import load
 from bench.common import evaluate_round_trips, pct, running_broker, summary, tree_memory
 from tasks.browser_users import BrowserUsers
-from tasks.chromium import browser_flags, make_launcher, session_temp_dir
+from tasks.chromium import RunningBrowser, browser_flags, make_launcher, session_temp_dir
 from tasks.confinement import start_checks
 from tests.support.cdp import RawCdp
 from tests.support.processes import TEST_FLAGS
@@ -34,9 +34,10 @@ BIG_REPEATS = 5
 
 
 @contextmanager
-def bare_launcher(launcher_name: str) -> Iterator[Callable[[], float]]:
+def bare_launcher(launcher_name: str) -> Iterator[Callable[..., float]]:
     """A launcher set up as a worker sets it up (its browser users, the sandbox if this host gives one);
-    yields a call that launches one browser until CDP answers, stops it, and returns the launch's seconds."""
+    yields a call that launches one browser until CDP answers, hands it to ``use`` if given, stops it, and
+    returns the launch's seconds."""
     config = dataclasses.replace(load(), launcher=launcher_name, chromium_extra_flags=tuple(shlex.split(TEST_FLAGS)))
     root = Path(tempfile.mkdtemp(prefix="bb-bench-bare-"))
     root.chmod(0o711)
@@ -45,13 +46,17 @@ def bare_launcher(launcher_name: str) -> Iterator[Callable[[], float]]:
         users = BrowserUsers(config.browser_user)
         launcher = make_launcher(config, users, start_checks(config, users, root / "worker"))
 
-        def launch_once() -> float:
+        def launch_once(use: Callable[[RunningBrowser], None] | None = None) -> float:
             profile = root / str(next(count))
             profile.mkdir()
             start = time.perf_counter()
             browser = launcher.start(profile, browser_flags(config), timeout=30)
             took = time.perf_counter() - start
-            launcher.stop(browser)
+            try:
+                if use is not None:
+                    use(browser)
+            finally:
+                launcher.stop(browser)
             shutil.rmtree(profile, ignore_errors=True)
             shutil.rmtree(session_temp_dir(profile), ignore_errors=True)
             return took

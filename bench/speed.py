@@ -5,8 +5,10 @@
 Per launcher: the bare launch by that launcher and a cold create (warm
 browsers off), alternating one by one; create p50/p95/p99 warm, cold with a
 context and cold with a proxy; the lifecycle (create → Playwright
-``connect_over_cdp`` → load a 127.0.0.1 page → read its title → DELETE) with
-the connect on its own; stop latency (DELETE → ``stopped``); the relay's
+``connect_over_cdp`` → load a 127.0.0.1 page → read its title → disconnect →
+DELETE) with each part on its own, then the same script against bare browsers
+of that launcher (no broker), so the broker's share shows apart from the
+machine's moment; stop latency (DELETE → ``stopped``); the relay's
 ``Runtime.evaluate`` round trip and an 8 MB frame against the same browser's
 own socket, interleaved so both see the same noise; sessions per minute with 4
 concurrent clients. Real Redis, worker and web
@@ -28,7 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Playwright, sync_playwright
 
 from bench.common import pct, running_broker
 from bench.sessions import bare_launcher
@@ -36,6 +38,7 @@ from tests.support.api import Api
 from tests.support.cdp import RawCdp
 from tests.support.pages import PageServer
 from tests.support.processes import Broker, wait_until
+from tasks.chromium import RunningBrowser
 from tests.support.upstreams import HttpUpstream
 
 EVALS = 3000
@@ -45,6 +48,8 @@ FRAME_REPEATS = 20
 CLIENTS = 4
 STOP_POLL = 0.005
 MS = 1000
+#: Seconds a bare browser has to finish starting before its lifecycle (tasks.warm.OFFER_SETTLE and more).
+BARE_SETTLE = 1.5
 
 
 def spread(values: list[float], scale: float = MS) -> str:
@@ -87,9 +92,24 @@ def timed_creates(api: Api, n: int, body: dict, before: Callable[[], None] = lam
     return creates, stops
 
 
+def drive(p: Playwright, cdp_url: str, url: str) -> tuple[float, float, float]:
+    """What a user's script does with a browser: ``connect_over_cdp``, load a page and read its title, disconnect.
+
+    Seconds of each of the three."""
+    t0 = time.perf_counter()
+    browser = p.chromium.connect_over_cdp(cdp_url)
+    t1 = time.perf_counter()
+    page = browser.contexts[0].pages[0]
+    page.goto(url)
+    assert page.title() == "lifecycle"
+    t2 = time.perf_counter()
+    browser.close()
+    return t1 - t0, t2 - t1, time.perf_counter() - t2
+
+
 def lifecycles(broker: Broker, api: Api, pages: PageServer, n: int, warm: int) -> dict[str, list[float]]:
-    """create → connect_over_cdp → goto → title → DELETE, as a user's Playwright script does it."""
-    parts: dict[str, list[float]] = {"total": [], "create": [], "connect": [], "load": [], "delete": []}
+    """create → connect_over_cdp → goto → title → disconnect → DELETE, as a user's Playwright script does it."""
+    parts: dict[str, list[float]] = {name: [] for name in ("total", "create", "connect", "load", "close", "delete")}
     url = f"{pages.base}/page?title=lifecycle"
     with sync_playwright() as p:
         for _ in range(n):
@@ -97,19 +117,35 @@ def lifecycles(broker: Broker, api: Api, pages: PageServer, n: int, warm: int) -
             t0 = time.perf_counter()
             session = api.create_session()
             t1 = time.perf_counter()
-            browser = p.chromium.connect_over_cdp(session["cdpUrl"])
+            connect, load, close = drive(p, session["cdpUrl"], url)
             t2 = time.perf_counter()
-            page = browser.contexts[0].pages[0]
-            page.goto(url)
-            assert page.title() == "lifecycle"
-            t3 = time.perf_counter()
-            browser.close()
             assert api.delete(f"/v1/sessions/{session['id']}").status_code == 204
-            t4 = time.perf_counter()
-            for name, value in (("total", t4 - t0), ("create", t1 - t0), ("connect", t2 - t1), ("load", t3 - t2),
-                                ("delete", t4 - t3)):
+            t3 = time.perf_counter()
+            for name, value in (("total", t3 - t0), ("create", t1 - t0), ("connect", connect), ("load", load),
+                                ("close", close), ("delete", t3 - t2)):
                 parts[name].append(value)
             api.wait_status(session["id"], "stopped", 60)
+    return parts
+
+
+def bare_lifecycles(launch_once: Callable[..., float], pages: PageServer, n: int) -> dict[str, list[float]]:
+    """The same script against a browser the same launcher started, straight to its own socket: what the
+    lifecycle costs without the broker on this machine at this moment, so the broker's share can be read
+    off a noisy machine. Each starts ``BARE_SETTLE`` after the browser answers, as a handed-out warm
+    browser has finished starting too."""
+    parts: dict[str, list[float]] = {name: [] for name in ("total", "connect", "load", "close")}
+    url = f"{pages.base}/page?title=lifecycle"
+
+    def use(browser: RunningBrowser) -> None:
+        time.sleep(BARE_SETTLE)
+        connect, load, close = drive(p, browser.ws_url(), url)
+        for name, value in (("total", connect + load + close), ("connect", connect), ("load", load),
+                            ("close", close)):
+            parts[name].append(value)
+
+    with sync_playwright() as p:
+        for _ in range(n):
+            launch_once(use)
     return parts
 
 
@@ -213,11 +249,17 @@ def bench_launcher(launcher: str, n: int, warm: int, pages: PageServer, workdir:
             upstream.stop()
 
         parts = lifecycles(broker, api, pages, n, warm)
-        for name in ("total", "create", "connect", "load", "delete"):
+        for name in ("total", "create", "connect", "load", "close", "delete"):
             report(f"lifecycle: {name} (ms)", parts[name])
         print(f"  lifecycle p50 {pct(parts['total'], 50) * MS:.0f} ms: {verdict(pct(parts['total'], 50) * MS, 200)};"
               f" Playwright connect p95 {pct(parts['connect'], 95) * MS:.0f} ms:"
               f" {verdict(pct(parts['connect'], 95) * MS, 100)}")
+        with bare_launcher(launcher) as launch_once:
+            bare_parts = bare_lifecycles(launch_once, pages, n)
+        for name in ("total", "connect", "load", "close"):
+            report(f"lifecycle without the broker: {name} (ms)", bare_parts[name])
+        share = pct(parts["total"], 50) - pct(bare_parts["total"], 50)
+        print(f"  the broker's share of the lifecycle, p50 difference   {share * MS:.0f} ms")
 
         relay_vs_direct(broker, api)
         print(f"  sessions per minute, {CLIENTS} concurrent clients   {throughput(api, 10 * CLIENTS):.0f}")
