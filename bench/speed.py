@@ -6,9 +6,9 @@ Per launcher: the bare launch by that launcher and a cold create (warm
 browsers off), alternating one by one; create p50/p95/p99 warm, cold with a
 context and cold with a proxy; the lifecycle (create → Playwright
 ``connect_over_cdp`` → load a 127.0.0.1 page → read its title → disconnect →
-DELETE) with each part on its own, then the same script against bare browsers
-of that launcher (no broker), so the broker's share shows apart from the
-machine's moment; stop latency (DELETE → ``stopped``); the relay's
+DELETE) with each part on its own, each followed by the same script against a
+bare browser of that launcher (no broker), so the broker's share shows apart
+from the machine's moment; stop latency (DELETE → ``stopped``); the relay's
 ``Runtime.evaluate`` round trip and an 8 MB frame against the same browser's
 own socket, interleaved so both see the same noise; sessions per minute with 4
 concurrent clients. Real Redis, worker and web
@@ -48,7 +48,8 @@ FRAME_REPEATS = 20
 CLIENTS = 4
 STOP_POLL = 0.005
 MS = 1000
-#: Seconds a bare browser has to finish starting before its lifecycle (tasks.warm.OFFER_SETTLE and more).
+#: Seconds a bare browser has to finish starting before its lifecycle (a warm one is offered OFFER_SETTLE after
+#: it answers when another is on offer, and waits on offer for a while more).
 BARE_SETTLE = 1.5
 
 
@@ -107,10 +108,27 @@ def drive(p: Playwright, cdp_url: str, url: str) -> tuple[float, float, float]:
     return t1 - t0, t2 - t1, time.perf_counter() - t2
 
 
-def lifecycles(broker: Broker, api: Api, pages: PageServer, n: int, warm: int) -> dict[str, list[float]]:
-    """create → connect_over_cdp → goto → title → disconnect → DELETE, as a user's Playwright script does it."""
+def lifecycles(broker: Broker, api: Api, pages: PageServer, n: int, warm: int,
+               launch_once: Callable[..., float]) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """create → connect_over_cdp → goto → title → disconnect → DELETE, as a user's Playwright script does it;
+    and after each, the same script against a browser the same launcher started, straight to its own socket.
+
+    The second is what the lifecycle costs without the broker on this machine at that moment, so the
+    broker's share reads apart from a shared machine's noise. It runs once the broker's refill is offered
+    (so it never shares the cores with a launch of the broker's), ``BARE_SETTLE`` after its own browser
+    answers (a warm browser handed out has finished starting too).
+    """
     parts: dict[str, list[float]] = {name: [] for name in ("total", "create", "connect", "load", "close", "delete")}
+    bare: dict[str, list[float]] = {name: [] for name in ("total", "connect", "load", "close")}
     url = f"{pages.base}/page?title=lifecycle"
+
+    def without_broker(browser: RunningBrowser) -> None:
+        time.sleep(BARE_SETTLE)
+        connect, load, close = drive(p, browser.ws_url(), url)
+        for name, value in (("total", connect + load + close), ("connect", connect), ("load", load),
+                            ("close", close)):
+            bare[name].append(value)
+
     with sync_playwright() as p:
         for _ in range(n):
             wait_warm(broker, warm)
@@ -125,28 +143,9 @@ def lifecycles(broker: Broker, api: Api, pages: PageServer, n: int, warm: int) -
                                 ("close", close), ("delete", t3 - t2)):
                 parts[name].append(value)
             api.wait_status(session["id"], "stopped", 60)
-    return parts
-
-
-def bare_lifecycles(launch_once: Callable[..., float], pages: PageServer, n: int) -> dict[str, list[float]]:
-    """The same script against a browser the same launcher started, straight to its own socket: what the
-    lifecycle costs without the broker on this machine at this moment, so the broker's share can be read
-    off a noisy machine. Each starts ``BARE_SETTLE`` after the browser answers, as a handed-out warm
-    browser has finished starting too."""
-    parts: dict[str, list[float]] = {name: [] for name in ("total", "connect", "load", "close")}
-    url = f"{pages.base}/page?title=lifecycle"
-
-    def use(browser: RunningBrowser) -> None:
-        time.sleep(BARE_SETTLE)
-        connect, load, close = drive(p, browser.ws_url(), url)
-        for name, value in (("total", connect + load + close), ("connect", connect), ("load", load),
-                            ("close", close)):
-            parts[name].append(value)
-
-    with sync_playwright() as p:
-        for _ in range(n):
-            launch_once(use)
-    return parts
+            wait_warm(broker, warm)
+            launch_once(without_broker)
+    return parts, bare
 
 
 def eval_once(cdp: RawCdp, page: str, message_id: int) -> float:
@@ -248,14 +247,13 @@ def bench_launcher(launcher: str, n: int, warm: int, pages: PageServer, workdir:
         finally:
             upstream.stop()
 
-        parts = lifecycles(broker, api, pages, n, warm)
+        with bare_launcher(launcher) as launch_once:
+            parts, bare_parts = lifecycles(broker, api, pages, n, warm, launch_once)
         for name in ("total", "create", "connect", "load", "close", "delete"):
             report(f"lifecycle: {name} (ms)", parts[name])
         print(f"  lifecycle p50 {pct(parts['total'], 50) * MS:.0f} ms: {verdict(pct(parts['total'], 50) * MS, 200)};"
               f" Playwright connect p95 {pct(parts['connect'], 95) * MS:.0f} ms:"
               f" {verdict(pct(parts['connect'], 95) * MS, 100)}")
-        with bare_launcher(launcher) as launch_once:
-            bare_parts = bare_lifecycles(launch_once, pages, n)
         for name in ("total", "connect", "load", "close"):
             report(f"lifecycle without the broker: {name} (ms)", bare_parts[name])
         share = pct(parts["total"], 50) - pct(bare_parts["total"], 50)
