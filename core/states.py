@@ -20,6 +20,7 @@ see it (nor ``pending``/``launching``): to them such a session does not exist.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -99,6 +100,11 @@ FINISH_STOP = _move("finish_stop", {S.RUNNING, S.STOPPING}, S.STOPPED, Effect.UN
                     Effect.EXPIRE_DOWNLOADS)
 LOSE = _move("lose", {S.LAUNCHING, S.RUNNING, S.STOPPING}, S.STOPPED, Effect.UNSCHEDULE, Effect.FREE_HOLDS, Effect.RETAIN)
 MOVES = (CLAIM, ABANDON, READY, HAND_OVER, REQUEST_STOP, FINISH_STOP, LOSE)
+#: Seconds after ``request_stop`` past which a session still stopping, with no stop under way on its worker, is taken
+#: to have had its stop task never sent (the web process died, or Redis failed, between the move and the send); its
+#: worker then stops it itself (tasks.lifecycle). A stop task normally starts within milliseconds; one that comes
+#: later finds the work done.
+STOP_NEVER_SENT_AFTER = 10.0
 #: What a stopped session's record forgets: the hashes its connect token and live-view links are checked against
 #: (core.tokens).
 TOKEN_DEAD = {"connectTokenHash": None, "liveViewHash": None, "liveViewReadOnlyHash": None}
@@ -121,6 +127,9 @@ class SessionRecord(TypedDict, total=False):
     expiresEpoch: float
     stoppedAt: str | None
     stopReason: str | None
+    #: When ``request_stop`` happened (Unix seconds): a worker that still holds a session stopping long after, with no
+    #: stop of its own under way, ends it itself (its stop task was never sent: tasks.lifecycle).
+    stopRequestedEpoch: float
     snapshotError: str | None
     navigationError: str | None
     #: The worker's queue, set when a worker claims the launch.
@@ -178,7 +187,7 @@ class SessionMachine:
 
     def stop(self, session_id: str, reason: StopReason) -> SessionRecord | None:
         """Ask the owning worker to stop a running session; idempotent (a second call finds it stopping)."""
-        record = self._apply(REQUEST_STOP, session_id, stopReason=reason)
+        record = self._apply(REQUEST_STOP, session_id, stopReason=reason, stopRequestedEpoch=time.time())
         if record is not None and self.dispatcher is not None:
             self.dispatcher.send_stop(record["worker"], session_id, reason)
         return record

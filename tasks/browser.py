@@ -6,6 +6,7 @@ record it wins, a stop of a browser this worker no longer has only records the e
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -178,12 +179,50 @@ def _fail(session_id: str, message: str, code: int = 503) -> None:
     store.sessions.push_launch_event(session_id, {"event": "failed", "message": message, "code": code})
 
 
+class StopsUnderWay:
+    """Sessions this worker is stopping right now. A second stop of one (SIGTERM's stop of every session beside a
+    stop task, or the housekeeping's for a stop task that never came) leaves it to the first."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: set[str] = set()
+
+    def begin(self, session_id: str) -> bool:
+        """False if a stop of the session is already under way here."""
+        with self._lock:
+            if session_id in self._ids:
+                return False
+            self._ids.add(session_id)
+            return True
+
+    def end(self, session_id: str) -> None:
+        with self._lock:
+            self._ids.discard(session_id)
+
+    def __contains__(self, session_id: object) -> bool:
+        with self._lock:
+            return session_id in self._ids
+
+
+stops_under_way = StopsUnderWay()
+
+
 @celery.task(name=STOP_TASK)
 def stop(session_id: str, reason: str) -> None:
     end_session(session_id, StopReason(reason))
 
 
 def end_session(session_id: str, reason: StopReason) -> None:
+    if not stops_under_way.begin(session_id):
+        log.info("session %s: a stop is already under way here", session_id, extra={"session": session_id})
+        return
+    try:
+        _end_session(session_id, reason)
+    finally:
+        stops_under_way.end(session_id)
+
+
+def _end_session(session_id: str, reason: StopReason) -> None:
     """Clients first (they get a close frame with the reason), then the context's state, then the record.
 
     A browser that exited by itself cannot be asked for its cookies: they are read

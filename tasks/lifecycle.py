@@ -14,8 +14,8 @@ from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 from core.dispatch import worker_queue
 from core.logs import session_fields
 from core.reaping import INTERVAL, LostWorkerReaper
-from core.states import LIVE_STATUSES, Status, StopReason
-from tasks.browser import end_session
+from core.states import LIVE_STATUSES, STOP_NEVER_SENT_AFTER, Status, StopReason
+from tasks.browser import end_session, stops_under_way
 from tasks.celery_app import config
 from tasks.runtime import (
     browser_counts, forwarders, gateway, intake, machine, pool, set_worker_name, store, warm_browsers, worker_name,
@@ -53,13 +53,14 @@ def consume_own_queue(sender: str, instance, **_: object) -> None:
                     "this folder see them); with workers on several hosts set an s3:// store", config.snapshot_url)
 
 
-def end_browsers_no_longer_ours() -> None:
-    """A browser whose session is over or was declared lost (this worker was cut off meanwhile) is ended, not served.
+def settle_browsers_with_records() -> None:
+    """A browser whose session is over or was declared lost (this worker was cut off meanwhile) is ended, not served;
+    a session left stopping with no stop under way (``STOP_NEVER_SENT_AFTER``) is stopped through the normal flow.
 
-    No context save: a lost session's hold was released with its last good
-    snapshot, which a newer session may already have replaced. A pending
-    session's browser is a warm one being handed over (the launch task moves the
-    record next, or ends the browser itself).
+    No context save for the first: a lost session's hold was released with its
+    last good snapshot, which a newer session may already have replaced. A
+    pending session's browser is a warm one being handed over (the launch task
+    moves the record next, or ends the browser itself).
     """
     own_queue = worker_queue(worker_name())
     for session_id in pool().session_ids():
@@ -70,6 +71,12 @@ def end_browsers_no_longer_ours() -> None:
             log.warning("session %s: no longer this worker's (%s); ending its browser", session_id, record["status"],
                         extra=session_fields(record))
             pool().release(session_id)
+        elif (record["status"] == Status.STOPPING and session_id not in stops_under_way
+              and time.time() - record.get("stopRequestedEpoch", 0) > STOP_NEVER_SENT_AFTER):
+            log.warning("session %s: stopping for over %.0f s and no stop task came; stopping it here", session_id,
+                        STOP_NEVER_SENT_AFTER, extra=session_fields(record))
+            threading.Thread(target=end_session, args=(session_id, StopReason(record["stopReason"])),
+                             name=f"stop-{session_id}", daemon=True).start()
 
 
 def stop_expired_sessions() -> None:
@@ -96,7 +103,7 @@ def notice_closed_browsers() -> None:
 
 
 def _housekeeping() -> None:
-    """Heartbeat, expiries, closed browsers, browsers no longer ours, lost workers, once a second.
+    """Heartbeat, expiries, closed browsers, browsers no longer ours or left stopping, lost workers, once a second.
 
     After a failed round (Redis unreachable, this host cut off) the heartbeat is
     sent first, then the pool is checked against the store: sessions declared
@@ -112,7 +119,7 @@ def _housekeeping() -> None:
                                                         "browsers": browser_counts(), "gateway": gateway().address,
                                                         "pid": os.getpid()})
                 last_beat = now
-                end_browsers_no_longer_ours()
+                settle_browsers_with_records()
             stop_expired_sessions()
             notice_closed_browsers()
             intake().reconcile()

@@ -15,7 +15,7 @@ import websocket
 from celery import Celery
 
 from core.dispatch import LAUNCH_QUEUE, LAUNCH_TASK, STOP_TASK
-from core.states import Status
+from core.states import STOP_NEVER_SENT_AFTER, SessionMachine, Status, StopReason
 from core.store import Store, keys
 from tests.support.api import Api
 from tests.support.cdp import RawCdp
@@ -215,6 +215,22 @@ def without_warm_browsers(life):
     yield
     life.stop_worker("a@test")
     life.start_worker("a")
+
+
+def test_a_stop_whose_task_was_never_sent_is_finished_by_the_worker(life, api):
+    """The web process died (or Redis failed) between a DELETE's move and its send: the record says stopping and
+    no stop task comes. The worker holding the browser stops it itself, through the normal flow."""
+    session = api.create_session()
+    profile = life.session_profiles()[session["id"]]
+    assert browser_processes(str(profile))
+    SessionMachine(life.store()).stop(session["id"], StopReason.DELETED)  # the move alone: no dispatcher, no task
+    assert api.get(f"/v1/sessions/{session['id']}").json()["status"] == "stopping"
+    stopped = api.wait_status(session["id"], "stopped", STOP_NEVER_SENT_AFTER + 30)
+    assert stopped["stopReason"] == "deleted"
+    assert not browser_processes(str(profile)) and not profile.exists()
+    assert "no stop task came; stopping it here" in life.worker_log("a")
+    assert api.delete(f"/v1/sessions/{session['id']}").status_code == 204
+    assert api.get(f"/v1/sessions/{session['id']}").json() == stopped
 
 
 def test_redelivered_tasks_do_no_harm(life, without_warm_browsers, api, pages):
