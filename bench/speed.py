@@ -34,11 +34,11 @@ from playwright.sync_api import Playwright, sync_playwright
 
 from bench.common import pct, running_broker
 from bench.sessions import bare_launcher
+from tasks.chromium import RunningBrowser
 from tests.support.api import Api
 from tests.support.cdp import RawCdp
 from tests.support.pages import PageServer
 from tests.support.processes import Broker, wait_until
-from tasks.chromium import RunningBrowser
 from tests.support.upstreams import HttpUpstream
 
 EVALS = 3000
@@ -121,15 +121,15 @@ def lifecycles(broker: Broker, api: Api, pages: PageServer, n: int, warm: int,
     parts: dict[str, list[float]] = {name: [] for name in ("total", "create", "connect", "load", "close", "delete")}
     bare: dict[str, list[float]] = {name: [] for name in ("total", "connect", "load", "close")}
     url = f"{pages.base}/page?title=lifecycle"
-
-    def without_broker(browser: RunningBrowser) -> None:
-        time.sleep(BARE_SETTLE)
-        connect, load, close = drive(p, browser.ws_url(), url)
-        for name, value in (("total", connect + load + close), ("connect", connect), ("load", load),
-                            ("close", close)):
-            bare[name].append(value)
-
     with sync_playwright() as p:
+
+        def without_broker(browser: RunningBrowser) -> None:
+            time.sleep(BARE_SETTLE)
+            connect, load, close = drive(p, browser.ws_url(), url)
+            for name, value in (("total", connect + load + close), ("connect", connect), ("load", load),
+                                ("close", close)):
+                bare[name].append(value)
+
         for _ in range(n):
             wait_warm(broker, warm)
             t0 = time.perf_counter()
