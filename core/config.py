@@ -6,6 +6,7 @@ this file in prose. Nothing else in the code reads ``os.environ``.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import tempfile
 from dataclasses import dataclass, field
@@ -156,6 +157,11 @@ class Config:
     secret_key: str = field(default_factory=lambda: _str("BROKER_SECRET_KEY", ""), repr=False)
     #: BROKER_PROXY_CONNECT_TIMEOUT: seconds to reach an upstream proxy and pass its handshake before a load fails.
     proxy_connect_timeout: float = field(default_factory=lambda: _float("BROKER_PROXY_CONNECT_TIMEOUT", 10))
+    #: BROKER_EGRESS_ALLOW: what a session may reach beyond public addresses (core/egress.py): ``CIDR``,
+    #: ``CIDR:PORT`` or ``CIDR:LOW-HIGH`` (IPv6 in brackets), comma- or space-separated. Default: nothing more.
+    egress_allow: tuple[str, ...] = field(
+        default_factory=lambda: tuple(e for e in re.split(r"[,\s]+", _str("BROKER_EGRESS_ALLOW", "")) if e)
+    )
     #: BROKER_PROXY_CHECK_TARGET: host:port that POST /v1/proxies/:id/check asks the proxy to reach by default.
     proxy_check_target: str = field(default_factory=lambda: _str("BROKER_PROXY_CHECK_TARGET", "example.com:443"))
 
