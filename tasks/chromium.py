@@ -1,16 +1,23 @@
 """How one Chromium is started and ended: the only module that knows Chromium's flags.
 
 Two launchers share one interface. ``selenium`` (the default) lets ChromeDriver
-start the browser, as the design asks; ``direct`` starts Chromium itself, which
-saves about 170 ms and 31 MiB a session (CHROMIUM-NOTES.md). Either way the
-browser is only handed out after it answered a real CDP call, and it runs (with
-its ChromeDriver) as a user of its own (tasks/browser_users.py), with Chromium's
-sandbox unless the worker found at start that this host cannot give it one.
+start the browser, as the design asks, then ends ChromeDriver (``detach``: the
+browser outlives it) once the browser answers: a ChromeDriver left listening on
+loopback takes ``POST /session`` from anyone, ``goog:chromeOptions.binary``
+(any program) and ``debuggerAddress`` (any browser) included. ``direct`` starts
+Chromium itself, which saves about 170 ms and 31 MiB a session
+(CHROMIUM-NOTES.md). Either way the browser is only handed out after it
+answered a real CDP call, it runs as a user of its own
+(tasks/browser_users.py), with Chromium's sandbox unless the worker found at
+start that this host cannot give it one, and its debugger takes no socket that
+carries an ``Origin`` (no ``--remote-allow-origins``): a page's WebSocket always
+does, the relay's and the worker's never.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import tempfile
 import time
@@ -28,7 +35,8 @@ from tasks.browser_users import BrowserUser, BrowserUsers
 
 log = logging.getLogger(__name__)
 
-#: Every browser gets these; DEVELOPERS.md explains the first group, the issue the rest.
+#: Every browser gets these: the first group keeps Chromium off the network at start (CHROMIUM-NOTES.md,
+#: "Network hygiene"), the second keeps background tabs as fast as the front one (CHROMIUM-NOTES.md, "CDP traffic").
 BASE_FLAGS: tuple[str, ...] = (
     "--headless=new",
     "--disable-gpu",
@@ -39,7 +47,6 @@ BASE_FLAGS: tuple[str, ...] = (
     "--no-first-run",
     "--disable-quic",
     "--password-store=basic",
-    "--remote-allow-origins=*",
     "--disable-renderer-backgrounding",
     "--disable-background-timer-throttling",
     "--disable-backgrounding-occluded-windows",
@@ -89,6 +96,8 @@ class RunningBrowser:
     pids: list[int]
     handle: Any = field(repr=False)
     user: BrowserUser
+    #: The process group the launcher started the browser's tree in (tasks/warm.py sets its niceness at once).
+    pgid: int = 0
     #: Chromium's own browser process (not ChromeDriver's), watched to notice the browser exiting by itself.
     main: psutil.Process | None = field(default=None, repr=False)
     version: str = ""
@@ -307,7 +316,7 @@ class DirectLauncher(_Launcher):
                     raise LaunchError("Chromium did not open its debugging port in time")
                 time.sleep(READY_POLL)
             browser = RunningBrowser(profile_dir, int(lines[0]), lines[1].strip(), [proc.pid], proc, user,
-                                     psutil.Process(proc.pid))
+                                     proc.pid, psutil.Process(proc.pid))
             wait_for_cdp(browser, deadline)
             return browser
         except BaseException:
@@ -317,15 +326,21 @@ class DirectLauncher(_Launcher):
             raise
 
     def stop(self, browser: RunningBrowser) -> None:
-        procs = process_tree(browser.pids)
-        try:
-            with CdpConnection(browser.ws_url(), timeout=2) as conn:
-                conn.call("Browser.close")
-        except Exception:  # already gone or wedged: the processes are ended below either way
-            pass
-        end_processes(procs)
-        browser.handle.wait(EXIT_GRACE)
+        close_browser(browser)
+        if browser.handle is not None:
+            browser.handle.wait(EXIT_GRACE)
         hand_back(browser.profile_dir, browser.user)
+
+
+def close_browser(browser: RunningBrowser) -> None:
+    """``Browser.close`` over CDP (Chromium writes its profile out), then whatever of its tree is left is ended."""
+    procs = process_tree(browser.pids)
+    try:
+        with CdpConnection(browser.ws_url(), timeout=2) as conn:
+            conn.call("Browser.close")
+    except Exception:  # already gone or wedged: the processes are ended below either way
+        pass
+    end_processes(procs)
 
 
 def _browser_process(driver_pid: int) -> psutil.Process | None:
@@ -344,7 +359,7 @@ def _browser_process(driver_pid: int) -> psutil.Process | None:
 
 
 class SeleniumLauncher(_Launcher):
-    """ChromeDriver runs as the browser's user too: it needs nothing of the worker's."""
+    """ChromeDriver runs as the browser's user too, and only until the browser answers."""
 
     def start(self, profile_dir: Path, flags: list[str], timeout: float) -> RunningBrowser:
         from selenium import webdriver
@@ -359,8 +374,11 @@ class SeleniumLauncher(_Launcher):
             options.add_argument(flag)
         # Without this ChromeDriver sets navigator.webdriver, which sites read as a bot.
         options.add_experimental_option("excludeSwitches", ["enable-automation"])
+        # The browser outlives ChromeDriver, which is ended below once the browser answers.
+        options.add_experimental_option("detach", True)
         user = self.users.acquire()
         service = None
+        main: psutil.Process | None = None
         try:
             # An executable path means Selenium Manager is never run, so nothing is downloaded.
             # A session of its own, as with the direct launcher: a signal to the worker's process group
@@ -373,30 +391,35 @@ class SeleniumLauncher(_Launcher):
                 driver = webdriver.Chrome(service=service, options=options)
             except WebDriverException as error:
                 raise LaunchError(f"ChromeDriver could not start Chromium: {error.msg}") from error
-            pids = [service.process.pid]
             address = driver.capabilities["goog:chromeOptions"]["debuggerAddress"]
             port = int(address.rsplit(":", 1)[1])
+            main = _browser_process(service.process.pid)
+            if main is None:
+                raise LaunchError("ChromeDriver reported a browser that is not its child")
+            _end_driver(service)
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/version", timeout=5) as answer:
                 ws_url = json.load(answer)["webSocketDebuggerUrl"]
             path = ws_url[ws_url.index("/devtools/"):]
-            browser = RunningBrowser(profile_dir, port, path, pids, driver, user, _browser_process(service.process.pid))
+            browser = RunningBrowser(profile_dir, port, path, [main.pid], None, user, os.getpgid(main.pid), main)
             wait_for_cdp(browser, deadline)
             return browser
         except BaseException:
             # Service has no ``process`` until ChromeDriver was started.
-            if (driver_process := getattr(service, "process", None)) is not None:
-                end_processes(process_tree([driver_process.pid]), grace=0)
+            roots = [p.pid for p in (getattr(service, "process", None), main) if p is not None]
+            end_processes(process_tree(roots), grace=0)
             hand_back(profile_dir, user)
             raise
 
     def stop(self, browser: RunningBrowser) -> None:
-        procs = process_tree(browser.pids)
-        try:
-            browser.handle.quit()
-        except Exception:  # ChromeDriver already gone: the processes are ended below either way
-            pass
-        end_processes(procs)
+        close_browser(browser)
         hand_back(browser.profile_dir, browser.user)
+
+
+def _end_driver(service: Any) -> None:
+    """ChromeDriver killed outright: nothing of it is needed once the browser runs, and ``detach`` keeps the
+    browser alive (checked: the browser answers /json/version after ChromeDriver's exit)."""
+    service.process.kill()
+    service.process.wait(EXIT_GRACE)
 
 
 LAUNCHERS: dict[str, type[_Launcher]] = {"selenium": SeleniumLauncher, "direct": DirectLauncher}

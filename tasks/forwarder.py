@@ -1,25 +1,38 @@
-"""Per-session forwarders: the local proxy Chromium is pointed at, which adds the upstream's credentials.
+"""Per-browser forwarders: the only way a session's browser reaches the network.
 
-Chromium's ``--proxy-server`` cannot carry a user name or password, so a browser
-whose session has a proxy talks to its own forwarder on 127.0.0.1 instead, and
-the forwarder chains to the upstream with the credentials:
+Every browser, warm or not, with or without a saved proxy, is launched with
+``--proxy-server`` naming a forwarder of its own on 127.0.0.1 and
+``--proxy-bypass-list=<-loopback>``, so loopback goes through it too. Chromium
+then opens no connection of its own to anything but that port (WebRTC is kept
+off non-proxied UDP, QUIC is off), and the forwarder decides, at connect time,
+where each connection may go:
 
-- ``CONNECT host:port`` (https, wss, anything tunnelled): one tunnel through the
-  upstream, opened by python-socks: HTTP CONNECT with Basic auth to an http(s)
-  upstream, the SOCKS5 user/password handshake to a socks5 one.
-- a plain ``http://`` request: forwarded as is, with ``Proxy-Authorization``
-  added, to an http(s) upstream; through a tunnel to a socks5 one. One request
-  per connection (``Connection: close`` both ways), so a reused connection can
-  never carry a request to the wrong origin.
+- **direct** (no saved proxy): the destination is resolved once through the
+  egress policy (core/egress.py) and the connection dialled to an address it
+  permitted. Loopback (every other browser's debugger, ChromeDriver, the other
+  forwarders, the web process, Redis), private, link-local and CGNAT ranges and
+  the host's own addresses are refused unless ``BROKER_EGRESS_ALLOW`` opens them.
+- **upstream** (a saved proxy): every connection goes through the upstream,
+  itself an address the egress policy must permit, with its credentials added:
+  ``CONNECT host:port`` as one tunnel opened by python-socks (HTTP CONNECT with
+  Basic auth, or the SOCKS5 handshake); a plain ``http://`` request forwarded
+  with ``Proxy-Authorization`` to an http(s) upstream, through a tunnel to a
+  socks5 one.
 
-An upstream that refuses the credentials, is down or does not answer within
-``BROKER_PROXY_CONNECT_TIMEOUT`` gets the browser a ``502`` from the forwarder,
-which Chromium shows as ``net::ERR_TUNNEL_CONNECTION_FAILED`` (https) or as a
-502 error page (http): a failed load, never a hang.
+A plain ``http://`` request is one request per connection (``Connection:
+close`` both ways), so a reused connection can never carry a request to the
+wrong origin. A refused destination gets a ``403`` naming the policy; one that
+cannot be reached, or an upstream that refuses the credentials, is down or does
+not answer within ``BROKER_PROXY_CONNECT_TIMEOUT``, a ``502``. Chromium shows
+either as ``net::ERR_TUNNEL_CONNECTION_FAILED`` (https, wss) or as the error
+page itself (http): a failed load, never a hang.
 
-Every forwarder of a worker runs on one asyncio loop in one daemon thread: no
-child process to leak, and stopping a forwarder closes its port and every
-connection it had before ``stop`` returns.
+A client cannot point a browser context at another proxy (the relay refuses
+``Target.createBrowserContext`` with ``proxyServer``, proxy/download_rewrite.py),
+and another browser cannot reach this forwarder: its own traffic goes to its own
+forwarder, which refuses loopback. Every forwarder of a worker runs on one
+asyncio loop in one daemon thread: no child process to leak, and stopping a
+forwarder closes its port and every connection it had before ``stop`` returns.
 """
 from __future__ import annotations
 
@@ -36,6 +49,7 @@ from python_socks import ProxyType
 from python_socks.async_.asyncio.v2 import Proxy
 
 from core.crypto import SecretBox
+from core.egress import EgressPolicy, EgressRefused
 from core.logs import about_session
 from core.proxy_address import split_host_port
 from core.upstream import Upstream
@@ -149,26 +163,46 @@ async def _relay(client: _Stream, upstream: _Stream, upload: asyncio.Future | No
 
 
 class _Forwarder:
-    """One session's forwarder: a listening socket on 127.0.0.1 and the connections it serves."""
+    """One browser's forwarder: a listening socket on 127.0.0.1 and the connections it serves.
 
-    def __init__(self, session_id: str, upstream: Upstream, connect_timeout: float) -> None:
+    ``upstream`` None is direct mode: each destination is judged by ``policy``.
+    """
+
+    def __init__(self, session_id: str, upstream: Upstream | None, policy: EgressPolicy, connect_timeout: float) -> None:
         self.session_id = session_id
         self.upstream = upstream
+        self.policy = policy
         self.connect_timeout = connect_timeout
         self.port = 0
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task] = set()
         self._proxy: Proxy | None = None
+        self._upstream_host = ""
         self._closing = False
 
     async def open(self) -> None:
-        username, password = self.upstream.credentials()
-        self._proxy = Proxy(
-            self.upstream.proxy_type, self.upstream.address.host, self.upstream.address.port, username, password,
-            rdns=True, proxy_ssl=self.upstream.tls_context(),
-        )
+        if self.upstream is not None:
+            self._proxy = await self._upstream_proxy(self.upstream)
         self._server = await asyncio.start_server(self._accept, LISTEN_HOST, 0, limit=MAX_HEAD_BYTES)
         self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _upstream_proxy(self, upstream: Upstream) -> Proxy:
+        """The upstream's address must be one a session may reach; a plain upstream is dialled at the judged address.
+
+        A TLS upstream keeps its name, which its certificate is checked against.
+        """
+        address = upstream.address
+        try:
+            family, judged = (await asyncio.get_running_loop().run_in_executor(
+                None, self.policy.resolve, address.host, address.port))[0]
+        except EgressRefused as error:
+            raise ProxyUnavailable(f"the proxy's address is refused: {error}") from None
+        except OSError as error:
+            raise ProxyUnavailable(f"the proxy's address does not resolve ({error})") from None
+        self._upstream_host = address.host if upstream.tls_context() else judged
+        username, password = upstream.credentials()
+        return Proxy(upstream.proxy_type, self._upstream_host, address.port, username, password,
+                     rdns=True, proxy_ssl=upstream.tls_context())
 
     async def close(self) -> None:
         """The port first, so nothing new arrives, then every open connection, then wait for all to end."""
@@ -190,10 +224,17 @@ class _Forwarder:
         self._connections.add(task)
         try:
             await self._serve(client)
+        except EgressRefused as refused:
+            log.info("session %s: forwarder refused %s", self.session_id, refused, extra=about_session(self.session_id))
+            await self._answer(client, 403, "Forbidden", f"Browser Broker: {refused}.")
         except UpstreamFailed as problem:
-            log.info("session %s: upstream proxy %s: %s", self.session_id, self.upstream.address.url, problem,
-                     extra=about_session(self.session_id))
-            await self._answer(client, 502, "Bad Gateway", f"The session's proxy {self.upstream.address.url} {problem}.")
+            if self.upstream is None:
+                await self._answer(client, 502, "Bad Gateway", f"Browser Broker: {problem}.")
+            else:
+                log.info("session %s: upstream proxy %s: %s", self.session_id, self.upstream.address.url, problem,
+                         extra=about_session(self.session_id))
+                await self._answer(client, 502, "Bad Gateway",
+                                   f"The session's proxy {self.upstream.address.url} {problem}.")
         except (ValueError, UnicodeError):
             await self._answer(client, 400, "Bad Request", "The forwarder could not read this request.")
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, OSError):
@@ -235,7 +276,7 @@ class _Forwarder:
         url = urlsplit(target)
         if url.scheme != "http" or not url.hostname:
             raise ValueError("a proxy request must name an http:// URL")
-        if self.upstream.proxy_type == ProxyType.HTTP:
+        if self.upstream is not None and self.upstream.proxy_type == ProxyType.HTTP:
             upstream = await self._dial_upstream()
             extra = self._authorization()
         else:
@@ -259,7 +300,7 @@ class _Forwarder:
                 raise UpstreamFailed("closed the connection without answering") from None
             response = _Head.parse(raw)
             status = response.start.split(" ", 2)[1] if response.start.count(" ") else ""
-            if status == "407":
+            if status == "407" and self.upstream is not None:
                 raise UpstreamFailed("refused the credentials (407 Proxy Authentication Required)")
         except BaseException:
             upload.cancel()
@@ -276,12 +317,13 @@ class _Forwarder:
         return (("Proxy-Authorization", f"Basic {token}"),)
 
     async def _dial_upstream(self) -> _Stream:
+        assert self.upstream is not None
         address = self.upstream.address
         tls = self.upstream.tls_context()
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(address.host, address.port, ssl=tls, server_hostname=address.host if tls else None,
-                                        limit=MAX_HEAD_BYTES),
+                asyncio.open_connection(self._upstream_host, address.port, ssl=tls,
+                                        server_hostname=address.host if tls else None, limit=MAX_HEAD_BYTES),
                 self.connect_timeout,
             )
         except asyncio.TimeoutError:
@@ -291,7 +333,8 @@ class _Forwarder:
         return _Connection(reader, writer)
 
     async def _tunnel(self, host: str, port: int) -> _Stream:
-        assert self._proxy is not None
+        if self._proxy is None:
+            return await self._dial_direct(host, port)
         try:
             stream = await self._proxy.connect(host, port, timeout=self.connect_timeout)
         except asyncio.CancelledError:
@@ -299,6 +342,29 @@ class _Forwarder:
         except Exception as error:
             raise UpstreamFailed(_describe(error)) from None
         return stream
+
+
+    async def _dial_direct(self, host: str, port: int) -> _Stream:
+        """The destination resolved once and judged; each permitted address tried in turn, never the name again."""
+        loop = asyncio.get_running_loop()
+        try:
+            addresses = await loop.run_in_executor(None, self.policy.resolve, host, port)
+        except EgressRefused:
+            raise
+        except OSError as error:
+            raise UpstreamFailed(f"{host} does not resolve ({error.strerror or error})") from None
+        last: Exception | None = None
+        for _, address in addresses:
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(address, port, limit=MAX_HEAD_BYTES), self.connect_timeout)
+                return _Connection(reader, writer)
+            except asyncio.TimeoutError:
+                last = TimeoutError(f"no answer within {self.connect_timeout:g} s")
+            except OSError as error:
+                last = error
+        reason = getattr(last, "strerror", None) or last
+        raise UpstreamFailed(f"{host} port {port} cannot be reached ({reason})")
 
 
 def _describe(error: Exception) -> str:
@@ -311,9 +377,10 @@ def _describe(error: Exception) -> str:
 
 
 class Forwarders:
-    """All forwarders of one worker, keyed by session id, on one event loop thread."""
+    """All forwarders of one worker, keyed like the pool's browsers (a session id, or a warm browser's key)."""
 
-    def __init__(self, connect_timeout: float) -> None:
+    def __init__(self, policy: EgressPolicy, connect_timeout: float) -> None:
+        self.policy = policy
         self.connect_timeout = connect_timeout
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="proxy-forwarders", daemon=True)
@@ -327,46 +394,55 @@ class Forwarders:
 
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(CONTROL_TIMEOUT)
 
-    def start(self, session_id: str, upstream: Upstream) -> str:
-        """A new forwarder for the session; its proxy URL for Chromium. A second start replaces the first."""
-        self.stop(session_id)
-        forwarder = _Forwarder(session_id, upstream, self.connect_timeout)
+    def start(self, key: str, upstream: Upstream | None = None) -> list[str]:
+        """A new forwarder for the browser about to launch under ``key``: the Chromium flags that send its every
+        connection there. A second start replaces the first; ProxyUnavailable if the upstream's address is refused."""
+        self.stop(key)
+        forwarder = _Forwarder(key, upstream, self.policy, self.connect_timeout)
         self._call(forwarder.open)
         with self._lock:
-            self._running[session_id] = forwarder
-        log.info("session %s: forwarder on %s:%s to %s", session_id, LISTEN_HOST, forwarder.port, upstream.address.url,
-                 extra=about_session(session_id))
-        return f"http://{LISTEN_HOST}:{forwarder.port}"
+            self._running[key] = forwarder
+        log.info("%s: forwarder on %s:%s, %s", key, LISTEN_HOST, forwarder.port,
+                 f"through {upstream.address.url}" if upstream else "direct", extra=about_session(key))
+        return proxy_flags(f"http://{LISTEN_HOST}:{forwarder.port}")
 
-    def port(self, session_id: str) -> int | None:
+    def rekey(self, old: str, new: str) -> None:
+        """A warm browser's forwarder follows it to the session that took it."""
         with self._lock:
-            forwarder = self._running.get(session_id)
+            forwarder = self._running.pop(old, None)
+            if forwarder is not None:
+                forwarder.session_id = new
+                self._running[new] = forwarder
+
+    def port(self, key: str) -> int | None:
+        with self._lock:
+            forwarder = self._running.get(key)
         return forwarder.port if forwarder else None
 
-    def stop(self, session_id: str) -> bool:
-        """Close the session's forwarder, its port and its connections; False if it had none. Never raises."""
+    def stop(self, key: str) -> bool:
+        """Close the browser's forwarder, its port and its connections; False if it had none. Never raises."""
         with self._lock:
-            forwarder = self._running.pop(session_id, None)
+            forwarder = self._running.pop(key, None)
         if forwarder is None:
             return False
         try:
             self._call(forwarder.close)
         except Exception:
-            log.exception("session %s: forwarder did not close cleanly", session_id, extra=about_session(session_id))
-        log.info("session %s: forwarder on port %s closed", session_id, forwarder.port, extra=about_session(session_id))
+            log.exception("%s: forwarder did not close cleanly", key, extra=about_session(key))
+        log.info("%s: forwarder on port %s closed", key, forwarder.port, extra=about_session(key))
         return True
 
     def stop_all(self) -> None:
         with self._lock:
-            session_ids = list(self._running)
-        for session_id in session_ids:
-            self.stop(session_id)
+            keys = list(self._running)
+        for key in keys:
+            self.stop(key)
 
     def route(self, session: dict, store: Store, box: SecretBox) -> list[str]:
-        """Chromium flags sending the session's traffic through its proxy (a forwarder started now); [] without one."""
+        """Flags for the session's own browser: through its saved proxy if it names one, else direct under the policy."""
         proxy_id = session.get("proxyId")
         if not proxy_id:
-            return []
+            return self.start(session["id"])
         record = store.proxies.get(proxy_id)
         if record is None or record["project"] != session["project"]:
             raise ProxyUnavailable(f"proxy {proxy_id} no longer exists")
@@ -374,4 +450,4 @@ class Forwarders:
             upstream = Upstream.from_record(record, box)
         except Exception as error:
             raise ProxyUnavailable(f"proxy {proxy_id} cannot be used: {error}") from None
-        return proxy_flags(self.start(session["id"], upstream))
+        return self.start(session["id"], upstream)

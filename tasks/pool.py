@@ -43,6 +43,8 @@ class ChromiumPool:
         self._spares: set[str] = set()
         #: Called with the session id once its browser has ended: what lives and dies with a browser ends here too.
         self.release_hooks: list[Callable[[str], None]] = []
+        #: Called with the key when its launch failed: what was made for that browser alone ends here too.
+        self.failed_launch_hooks: list[Callable[[str], None]] = []
         #: Called with the old and new key once a spare's browser is held for a session.
         self.rekey_hooks: list[Callable[[str, str], None]] = []
         root.mkdir(parents=True, exist_ok=True)
@@ -170,6 +172,8 @@ class ChromiumPool:
             shutil.rmtree(profile, ignore_errors=True)
             shutil.rmtree(session_temp_dir(profile), ignore_errors=True)
             self.unreserve(session_id)
+            for hook in self.failed_launch_hooks:
+                hook(session_id)
             raise
         self._pid_file(session_id).write_text(json.dumps({
             "profile": str(profile),

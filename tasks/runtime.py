@@ -8,6 +8,7 @@ import urllib.request
 
 from core.crypto import SecretBox
 from core.download_archive import DownloadArchive
+from core.egress import EgressPolicy
 from core.dispatch import Dispatcher
 from core.gateway_auth import GatewayKey
 from core.snapshots import open_snapshot_store
@@ -61,7 +62,7 @@ def prepare_browser(key: str, browser: RunningBrowser) -> None:
 
 @functools.cache
 def forwarders() -> Forwarders:
-    return Forwarders(config.proxy_connect_timeout)
+    return Forwarders(EgressPolicy.parse(config.egress_allow), config.proxy_connect_timeout)
 
 
 @functools.cache
@@ -74,8 +75,10 @@ def pool() -> ChromiumPool:
     root = config.profiles_dir / worker_name()
     sandbox = start_checks(config, users, root)
     chromium_pool = ChromiumPool(make_launcher(config, users, sandbox), config.pool_size, root)
-    # A session's forwarder ends with its browser, whichever path ends the browser.
+    # A browser's forwarder ends with it, whichever path ends the browser (or its launch), and follows a warm one.
     chromium_pool.release_hooks.append(forwarders().stop)
+    chromium_pool.failed_launch_hooks.append(forwarders().stop)
+    chromium_pool.rekey_hooks.append(forwarders().rekey)
     chromium_pool.release_hooks.append(download_guards().stop)
     chromium_pool.rekey_hooks.append(download_guards().rekey)
     chromium_pool.release_hooks.append(lambda _: intake().reconcile())
@@ -91,7 +94,8 @@ def gateway() -> Gateway:
 
 @functools.cache
 def warm_browsers() -> WarmBrowsers:
-    return WarmBrowsers(pool(), store, worker_name, config.warm_browsers, browser_flags(config), config.launch_timeout,
+    return WarmBrowsers(pool(), store, worker_name, config.warm_browsers,
+                        lambda key: browser_flags(config, forwarders().start(key)), config.launch_timeout,
                         on_ready=lambda: intake().reconcile(), prepare=prepare_browser)
 
 

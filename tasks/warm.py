@@ -93,12 +93,12 @@ class Spare:
 
 def set_priority(browser: RunningBrowser, niceness: int) -> None:
     """Every thread of every process of the browser, in one call: Linux keeps a niceness per thread, and
-    ``PRIO_PGRP`` reaches each thread of the process group the launcher started the browser's tree in (its
-    first PID leads it). Walking the tree's threads one by one instead took ~5 ms of the worker's CPU and GIL
-    right in the hand-over (a warm create's p50 27.6 -> ~25 ms in a 25-create probe). Chromium's crash handler leaves
-    the group; it only waits for crashes."""
+    ``PRIO_PGRP`` reaches each thread of the process group the launcher started the browser's tree in. Walking
+    the tree's threads one by one instead took ~5 ms of the worker's CPU and GIL right in the hand-over (a warm
+    create's p50 27.6 -> ~25 ms in a 25-create probe). Chromium's crash handler leaves the group; it only waits
+    for crashes."""
     try:
-        os.setpriority(os.PRIO_PGRP, browser.pids[0], niceness)
+        os.setpriority(os.PRIO_PGRP, browser.pgid, niceness)
     except (ProcessLookupError, PermissionError):
         pass
 
@@ -107,10 +107,10 @@ class WarmBrowsers:
     """Thread-safe: launch tasks take spares while the keeper thread refills and checks them."""
 
     def __init__(
-        self, pool: ChromiumPool, store: Store, worker: Callable[[], str], wanted: int, flags: list[str],
+        self, pool: ChromiumPool, store: Store, worker: Callable[[], str], wanted: int, flags: Callable[[str], list[str]],
         launch_timeout: float, on_ready: Callable[[], None], prepare: Callable[[str, RunningBrowser], None],
     ) -> None:
-        """``prepare``: what every browser gets before a client may reach it (its download guard), done for a
+        """``flags``: a spare's launch flags, made for its key (its own forwarder). ``prepare``: what every browser gets before a client may reach it (its download guard), done for a
         spare before it is offered, so not during a create's hand-over."""
         self.pool = pool
         self.store = store
@@ -246,8 +246,9 @@ class WarmBrowsers:
             except PoolFull:
                 return True
             try:
-                browser = self.pool.acquire(key, self.flags, self.launch_timeout, spare=True)
+                browser = self.pool.acquire(key, self.flags(key), self.launch_timeout, spare=True)
             except Exception:
+                self.pool.unreserve(key)
                 log.exception("%s: a warm browser failed to start", key)
                 return False
             self._settle(key)

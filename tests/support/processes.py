@@ -152,6 +152,9 @@ class Broker:
             "BROKER_WORKER_TTL": "5",
             "BROKER_RELAY_PING_INTERVAL": "2",
             "BROKER_CLIENT_LEASE": "3",
+            # The suite's page servers and upstream proxies listen on loopback: opened by configuration, as an operator
+            # opens an internal site. tests/e2e/test_tenant_isolation.py runs deployments with the default policy.
+            "BROKER_EGRESS_ALLOW": "127.0.0.0/8",
             **env,
         }
         self.workers: dict[str, subprocess.Popen] = {}
