@@ -23,6 +23,7 @@ def readyz():
 
     ``browsers`` sums the live workers' slots by use, as of their last heartbeat:
     ``warm`` browsers answer a create at once, ``free`` slots take a cold launch.
+    ``isolation`` says, per worker, how its browsers are kept apart (tasks/runtime.py ``isolation``).
     """
     try:
         store().ping()
@@ -33,4 +34,5 @@ def readyz():
         return jsonify(status="unavailable", redis="ok", workers=0, message="no live worker"), 503
     browsers = {name: sum(state.get("browsers", {}).get(name, 0) for state in workers.values())
                 for name in BROWSER_COUNTS}
-    return jsonify(status="ok", redis="ok", workers=len(workers), browsers=browsers)
+    isolation = {name: state.get("isolation") for name, state in sorted(workers.items())}
+    return jsonify(status="ok", redis="ok", workers=len(workers), browsers=browsers, isolation=isolation)

@@ -100,6 +100,14 @@ class StoreFigures(Collector):
             for use in SLOT_USES:
                 slots.add_metric([worker, use], counts.get(use, 0))
         yield slots
+        isolation = GaugeMetricFamily(PREFIX + "worker_isolation", "1 for each live worker, labelled with how its "
+                                      "browsers are kept apart: users (per-browser or shared) and network "
+                                      "(forwarder: each browser's own, under the egress policy).",
+                                      labels=["worker", "users", "network"])
+        for worker, state in sorted(self.store.workers.states().items()):
+            kept = state.get("isolation") or {}
+            isolation.add_metric([worker, kept.get("users", "unknown"), kept.get("network", "unknown")], 1)
+        yield isolation
         ages = GaugeMetricFamily(PREFIX + "worker_heartbeat_age_seconds", "Seconds since each worker's last "
                                  "heartbeat (Redis's clock); a worker is lost past BROKER_WORKER_TTL.",
                                  labels=["worker"])

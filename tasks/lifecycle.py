@@ -18,7 +18,8 @@ from core.states import LIVE_STATUSES, STOP_NEVER_SENT_AFTER, Status, StopReason
 from tasks.browser import end_session, stops_under_way
 from tasks.celery_app import config
 from tasks.runtime import (
-    browser_counts, forwarders, gateway, intake, machine, pool, set_worker_name, store, warm_browsers, worker_name,
+    browser_counts, forwarders, gateway, intake, isolation, machine, pool, set_worker_name, store, warm_browsers,
+    worker_name,
 )
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ def _housekeeping() -> None:
             if now - last_beat >= config.heartbeat_interval:
                 store.workers.heartbeat(worker_name(), {"queue": worker_queue(worker_name()), "freeSlots": pool().free_slots(),
                                                         "browsers": browser_counts(), "gateway": gateway().address,
-                                                        "pid": os.getpid()})
+                                                        "pid": os.getpid(), "isolation": isolation()})
                 last_beat = now
                 settle_browsers_with_records()
             stop_expired_sessions()

@@ -66,14 +66,32 @@ def forwarders() -> Forwarders:
 
 
 @functools.cache
-def pool() -> ChromiumPool:
-    """Raises ConfinementError (from the start checks) if this worker's browsers could read the host."""
+def browser_users() -> BrowserUsers:
     try:
-        users = BrowserUsers(config.browser_user)
+        return BrowserUsers(config.browser_user)
     except NoBrowserUser as error:
         raise ConfinementError(str(error)) from error
+
+
+def isolation() -> dict[str, str]:
+    """How this worker keeps its browsers apart, for its heartbeat (so /readyz and /metrics) and its start log.
+
+    ``users``: ``per-browser`` (a root worker runs each browser as a user of its own) or ``shared`` (all as the
+    worker's user: one tenant's pages could read another's profile through a ``file`` input). ``network``:
+    ``forwarder``, each browser's own (tasks/forwarder.py), under ``egress``.
+    """
+    return {"users": "per-browser" if browser_users().switching else "shared", "network": "forwarder",
+            "egress": forwarders().policy.describe()}
+
+
+@functools.cache
+def pool() -> ChromiumPool:
+    """Raises ConfinementError (from the start checks) if this worker's browsers could read the host."""
+    users = browser_users()
     root = config.profiles_dir / worker_name()
     sandbox = start_checks(config, users, root)
+    log.info("isolation: browsers' users %(users)s; network through each browser's own %(network)s, %(egress)s",
+             isolation())
     chromium_pool = ChromiumPool(make_launcher(config, users, sandbox), config.pool_size, root)
     # A browser's forwarder ends with it, whichever path ends the browser (or its launch), and follows a warm one.
     chromium_pool.release_hooks.append(forwarders().stop)
