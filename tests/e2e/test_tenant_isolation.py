@@ -145,7 +145,7 @@ def test_what_the_operator_opens_is_reachable_and_nothing_beside_it(strict, tena
 def test_a_session_with_a_saved_proxy_goes_out_through_it_alone(strict, tenants, upstream, pages):
     shown = load(tenants["victim"], f"{pages.base}/page?title=through-the-proxy")
     assert shown.title == "through-the-proxy"
-    assert f"127.0.0.1:{pages.port}" in upstream.targets()
+    assert f"127.0.0.1:{pages.httpd.server_address[1]}" in upstream.targets()
 
 
 def test_a_saved_proxy_on_a_refused_address_starts_no_browser(strict, tenants):
