@@ -6,8 +6,9 @@ for Chromium as they stand, and Chromium's unmasked frames are valid for the
 client. Nothing is decoded or buffered whole, so a 256 MiB frame passes in
 fixed memory, and a slow reader holds back its writer (``sendall`` blocks the
 thread that would read more). The browser→client leg follows frame boundaries
-(:mod:`proxy.frames`) so the relay can put its own ping to an idle client, or a
-close frame with a code and reason, between two of Chromium's frames.
+(:mod:`proxy.frames`) so the relay can put its own ping to an idle client, a
+close frame with a code and reason, or the answer to a call the client→browser
+leg refused (proxy/download_rewrite.py), between two of Chromium's frames.
 """
 from __future__ import annotations
 
@@ -47,6 +48,8 @@ BROWSER_GONE = CloseReason.INTERNAL_ERROR
 
 _os_socket = get_original("socket", "socket")
 _native_thread_id = get_original("threading", "get_native_id")
+#: The pumps are OS threads: a gevent lock (what ``threading.Lock`` is once patched) must not be shared by them.
+_os_lock = get_original("_thread", "allocate_lock")
 
 
 class HandshakeError(RuntimeError):
@@ -111,17 +114,23 @@ class RelayConnection:
     it): a greenlet splice costs 1.18–1.27× a direct ``Runtime.evaluate`` round
     trip, the same splice on two OS threads 1.06–1.13×, because each message then
     wakes its thread straight from the kernel instead of going through the hub's
-    event loop. Only the browser→client thread writes to the client (data, pings,
-    the close frame), so no lock is needed; the pumps log nothing and touch no
-    gevent object, as threads outside the hub must not.
+    event loop. The browser→client thread writes Chromium's bytes, pings and the
+    close frame to the client; the client→browser thread writes only the answers
+    to calls it refused. Every write to the client holds ``_to_client`` (an OS
+    lock) and a relay frame goes only where ``_tracker`` says Chromium's last
+    frame ended. The refusing thread never waits for the lock (the other one may
+    be blocked on a client that is itself blocked writing to us): it leaves its
+    answers queued, and the browser→client thread writes them after its next
+    write, once at a boundary. The pumps log nothing and touch no gevent object,
+    as threads outside the hub must not.
     """
 
     def __init__(self, session_id: str, client_id: str, client: socket.socket, browser: socket.socket,
                  ping_interval: float, downloads: str | None = None) -> None:
         """``downloads``: the session's download folder on the browser's side; every download behaviour a client
-        sets names it (proxy/download_rewrite.py)."""
+        sets names it (proxy/download_rewrite.py, whose other rules hold with or without it)."""
         self.session_id = session_id
-        self.rewriter = DownloadRewriter(downloads) if downloads else None
+        self.rewriter = DownloadRewriter(downloads or None)
         #: Names this client in the session's lease set (core.store.sessions).
         self.client_id = client_id
         self.client = client
@@ -130,6 +139,9 @@ class RelayConnection:
         self._frames = FrameProtocol(client=False, extensions=[])
         self._close: tuple[int, str] | None = None
         self._goodbye: tuple[int, str] | None = None
+        #: Held by whichever pump writes to the client; ``_tracker`` (Chromium's frames so far) goes with it.
+        self._to_client = _os_lock()
+        self._tracker = FrameTracker()
         #: Bytes spliced each way so far; each is written by its own pump thread only, read by /metrics.
         self.bytes_to_browser = 0
         self.bytes_to_client = 0
@@ -166,8 +178,16 @@ class RelayConnection:
                 size = self.client.recv_into(buffer)
                 if not size:
                     break
-                self.browser.sendall(self.rewriter.feed(view[:size]) if self.rewriter else view[:size])
+                self.browser.sendall(self.rewriter.feed(view[:size]))
                 self.bytes_to_browser += size
+                if self.rewriter.replies and self._to_client.acquire(blocking=False):
+                    try:
+                        self._write_replies()
+                    finally:
+                        self._to_client.release()
+                if self.rewriter.close_with:
+                    self.close(*self.rewriter.close_with)
+                    break
         except OSError:
             pass
         # The client is gone (or said goodbye): end the browser leg; the browser itself keeps running.
@@ -177,7 +197,6 @@ class RelayConnection:
         prioritise_pump()
         buffer = bytearray(BUFFER_SIZE)
         view = memoryview(buffer)
-        tracker = FrameTracker()
         # The kernel ends a receive that waited a whole ping interval: no poll() before every message.
         self.browser.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, receive_timeout(self.ping_interval))
         try:
@@ -186,31 +205,48 @@ class RelayConnection:
                     size = self.browser.recv_into(buffer)
                 except BlockingIOError:
                     # PaaS routers cut sockets idle for ~55 s, and CDP clients never ping.
-                    if tracker.at_boundary:
-                        self.client.sendall(self._frames.ping())
-                    continue
+                    with self._to_client:
+                        if self._tracker.at_boundary:
+                            self.client.sendall(self._frames.ping())
+                        self._write_replies()
+                    size = -1
                 except OSError:
                     size = 0
                 if not size:
                     break
-                chunk = view[:size]
-                tracker.feed(chunk)
-                self.client.sendall(chunk)
-                self.bytes_to_client += size
+                if size > 0:
+                    chunk = view[:size]
+                    with self._to_client:
+                        self._tracker.feed(chunk)
+                        self.client.sendall(chunk)
+                        self._write_replies()
+                    self.bytes_to_client += size
+                # An answer queued while this thread held the lock: its writer did not wait, so write it now.
+                while self.rewriter.replies and self._tracker.at_boundary:
+                    with self._to_client:
+                        self._write_replies()
         except OSError:
             return
-        self._say_goodbye(tracker)
+        self._say_goodbye()
 
-    def _say_goodbye(self, tracker: FrameTracker) -> None:
-        if tracker.last_opcode == OPCODE_CLOSE:
-            return
-        code, reason = self._close or (BROWSER_GONE, "the browser closed the connection")
-        try:
-            if tracker.at_boundary:
-                self.client.sendall(self._frames.close(code, reason))
-            _shutdown(self.client, socket.SHUT_WR)
-        except OSError:
-            pass
+    def _write_replies(self) -> None:
+        """The answers to refused calls, as server text frames; only at a frame boundary. Holding ``_to_client``."""
+        replies = self.rewriter.replies
+        while replies and self._tracker.at_boundary:
+            self.client.sendall(self._frames.send_data(replies.popleft().decode()))
+
+    def _say_goodbye(self) -> None:
+        with self._to_client:
+            if self._tracker.last_opcode == OPCODE_CLOSE:
+                return
+            code, reason = self._close or (BROWSER_GONE, "the browser closed the connection")
+            try:
+                self._write_replies()
+                if self._tracker.at_boundary:
+                    self.client.sendall(self._frames.close(code, reason))
+                _shutdown(self.client, socket.SHUT_WR)
+            except OSError:
+                pass
         self._goodbye = (code, reason)
 
 
