@@ -107,9 +107,14 @@ def test_a_first_page_that_answers_an_error_status_is_reported(api, pages, sessi
 
 
 def test_a_first_page_that_cannot_be_reached_is_reported(api, session_factory):
-    session = session_factory(api, url=f"http://127.0.0.1:{free_port()}/")
+    """Every load goes through the browser's forwarder, which answers an unreachable http:// origin with a 502
+    (an https:// one fails the tunnel: net::ERR_TUNNEL_CONNECTION_FAILED)."""
+    port = free_port()
+    session = session_factory(api, url=f"http://127.0.0.1:{port}/")
     assert session["status"] == "running"
-    assert session["navigationError"] == "net::ERR_CONNECTION_REFUSED"
+    assert session["navigationError"] == "HTTP 502"
+    tunnelled = session_factory(api, url=f"https://127.0.0.1:{port}/")
+    assert tunnelled["navigationError"] == "net::ERR_TUNNEL_CONNECTION_FAILED"
 
 
 def test_a_first_page_that_loads_has_no_navigation_error(api, pages, session_factory):
