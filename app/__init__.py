@@ -7,7 +7,7 @@ import swagger_ui_bundle
 from flask import Blueprint, Flask
 from prometheus_client.registry import Collector
 
-from app import docs, errors, limits, metrics, routing
+from app import auth, docs, errors, limits, metrics, routing
 from core.config import Config, load
 from app.extensions import api
 from core.browser_link import BrowserLinks
@@ -60,6 +60,7 @@ def create_app(config: Config | None = None, store: Store | None = None, collect
     app.extensions["broker.links"] = BrowserLinks.from_config(config)
     app.extensions["broker.files"] = SessionFiles(store, app.extensions["broker.links"],
                                                   DownloadArchive(open_snapshot_store(config)))
+    auth.register(app)
     errors.register(app)
     api.init_app(app)
     routing.register(app, api)

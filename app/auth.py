@@ -1,17 +1,54 @@
-"""API keys: who is calling (their project) and whether the key holds the scope a call needs."""
+"""API keys: who is calling (their project) and whether the key holds the scope a call needs.
+
+Every ``/v1`` request is authenticated before routing decides anything (``register``):
+without a valid key, an unknown path, a malformed id or a wrong method is a 401 like any
+other, so nothing about the API's shape or its ids is learnt without a key.
+"""
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
 from typing import Any
 
-from flask import g, request
+from flask import Flask, g, request
 from flask_smorest import abort
 
 from app.extensions import store
 from app.keys.service import expired
 
 API_KEY_HEADER = "X-API-Key"
+#: Paths under this prefix need a valid key, whatever route (or none) they match.
+API_PREFIX = "/v1"
+
+
+def authenticate() -> dict:
+    """The caller's key record, kept in ``g`` for the request; 401 without a valid key."""
+    if "api_key" in g:
+        return g.api_key
+    api_key = request.headers.get(API_KEY_HEADER)
+    if not api_key:
+        abort(401, message=f"Missing {API_KEY_HEADER} header.")
+    # Read from Redis on every request, never cached: a revoke holds from the very next request.
+    record = store().api_keys.get(api_key)
+    if record is None:
+        abort(401, message="Unknown or revoked API key.")
+    if expired(record):
+        abort(401, message=f"This API key expired at {record['expiresAt']}.")
+    store().api_keys.touch(record["id"])
+    g.api_key = record
+    g.project = record["project"]
+    return record
+
+
+def _authenticate_api_calls() -> None:
+    """Runs before any other hook and before a routing failure (404, 405) is raised."""
+    if request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/"):
+        authenticate()
+
+
+def register(app: Flask) -> None:
+    """Call before any other ``before_request`` hook is added (a malformed body without a key is a 401 too)."""
+    app.before_request(_authenticate_api_calls)
 
 
 def require_scope(scope: str) -> Callable:
@@ -20,20 +57,9 @@ def require_scope(scope: str) -> Callable:
     def decorate(view: Callable) -> Callable:
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            api_key = request.headers.get(API_KEY_HEADER)
-            if not api_key:
-                abort(401, message=f"Missing {API_KEY_HEADER} header.")
-            # Read from Redis on every request, never cached: a revoke holds from the very next request.
-            record = store().api_keys.get(api_key)
-            if record is None:
-                abort(401, message="Unknown or revoked API key.")
-            if expired(record):
-                abort(401, message=f"This API key expired at {record['expiresAt']}.")
-            store().api_keys.touch(record["id"])
+            record = authenticate()
             if scope not in record["scopes"]:
                 abort(403, message=f"This API key lacks the {scope} scope.")
-            g.api_key = record
-            g.project = record["project"]
             return view(*args, **kwargs)
 
         return guarded
@@ -48,6 +74,11 @@ def current_project() -> str:
 def current_key() -> dict:
     """The caller's key record (id, scopes, project); never the key itself."""
     return g.api_key
+
+
+def holds(scope: str) -> bool:
+    """Whether the caller's key holds ``scope`` (for answers that show more to a key with more)."""
+    return scope in g.api_key["scopes"]
 
 
 def owned(record: dict | None, project: str, noun: str, resource_id: str) -> dict:

@@ -29,13 +29,19 @@ class Keys(MethodView):
     @require_scope("keys:admin")
     @blp.arguments(KeyCreateSchema)
     @blp.response(201, CreatedKeySchema)
-    @responds(blp, "createKey", 400, 422, d403="The key lacks keys:admin, or asks for scopes it does not hold itself.")
+    @responds(blp, "createKey", 400, 422,
+              d403="The key lacks keys:admin, asks for scopes it does not hold itself, or would outlive it (an "
+                   "`expiresAt` after the caller's own, or none when the caller's key expires); nothing is created.")
     @blp.doc(**links_to(201, ("getKey", "GetKey"), ("revokeKey", "RevokeKey"), parameter="key_id"))
     def post(self, body: dict):
         """Create a key in the caller's project; the answer is the only time the key is shown."""
-        beyond = sorted(set(body["scopes"]) - set(current_key()["scopes"]))
+        caller = current_key()
+        beyond = sorted(set(body["scopes"]) - set(caller["scopes"]))
         if beyond:
             abort(403, message=f"A key cannot grant scopes it lacks: {', '.join(beyond)}.")
+        if service.outlives(body["expiresAt"], caller):
+            abort(403, message=f"A key cannot outlive the key that creates it: this key expires at "
+                               f"{caller['expiresAt']}, so expiresAt must be given and no later than that.")
         api_key, record = service.create(store(), name=body["name"], project=current_project(),
                                          scopes=body["scopes"], expires_epoch=body["expiresAt"])
         return {**service.public(record), "key": api_key}

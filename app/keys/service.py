@@ -64,5 +64,11 @@ def rotate(store: Store, key_id: str) -> tuple[str, dict] | None:
     return api_key, record
 
 
+def outlives(expires_epoch: float | None, creator: dict) -> bool:
+    """Whether a key expiring at ``expires_epoch`` (None: never) would outlive the key ``creator`` that makes it."""
+    limit = creator.get("expiresEpoch")
+    return limit is not None and (expires_epoch is None or expires_epoch > limit)
+
+
 def expired(record: dict) -> bool:
     return record.get("expiresEpoch") is not None and record["expiresEpoch"] <= time.time()

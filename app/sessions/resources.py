@@ -9,7 +9,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
 from app import limits
-from app.auth import current_project, require_scope
+from app.auth import current_project, holds, require_scope
 from app.docs import links_to, responds
 from app.extensions import config, connect_tokens, live_view_tokens, machine, store
 from app.metrics import CREATED
@@ -29,7 +29,8 @@ NOT_RUNNING = "The session is not running (stopping or stopped)."
 
 
 def _public(record: dict) -> dict:
-    return service.public(record, config(), connect_tokens(), live_view_tokens(), store())
+    """Every answer that shows a session: a key without sessions:write sees it, but gets nothing that drives it."""
+    return service.public(record, config(), connect_tokens(), live_view_tokens(), store(), drive=holds("sessions:write"))
 
 
 @blp.route("")

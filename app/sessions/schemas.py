@@ -52,12 +52,13 @@ class SessionListQuerySchema(Schema):
 class SessionSchema(Schema):
     id = fields.String(required=True, metadata={"pattern": ID_PATTERNS["ses"]})
     cdpUrl = fields.String(
-        required=True,
+        required=True, allow_none=True,
         metadata={"pattern": r"^wss?://[^?]+/ws/session/ses_[0-9a-f]{32}\?token=[A-Za-z0-9_-]{43}$",
                   "description": "The CDP WebSocket for `puppeteer.connect({browserWSEndpoint})` or "
                                  "`connectOverCDP(url)`. Its `token` is the session's connect credential (256 "
                                  "random bits, stored only as a hash, dead once the session stops): the session id "
-                                 "alone opens nothing. Treat the whole URL as a secret."},
+                                 "alone opens nothing. Treat the whole URL as a secret. Null for a key without "
+                                 "sessions:write: driving a browser takes that scope."},
     )
     status = fields.String(required=True, metadata={"enum": [s.value for s in VISIBLE_STATUSES]})
     liveViewUrl = fields.String(
@@ -67,13 +68,15 @@ class SessionSchema(Schema):
                                  "and type into it; needs no API key. Its `token` is a live-view credential (not "
                                  "the connect token: it opens this viewer only), valid for at least half of "
                                  "BROKER_LIVE_VIEW_TTL, revocable (DELETE …/live-view), dead once the session stops. "
-                                 "Null unless running. Append `&readOnly=1` to watch without input."},
+                                 "Null unless running, and for a key without sessions:write (it gets "
+                                 "`liveViewReadOnlyUrl` only). Append `&readOnly=1` to watch without input."},
     )
     liveViewReadOnlyUrl = fields.String(
         required=True, allow_none=True,
         metadata={"pattern": r"^https?://[^?]+/live/ses_[0-9a-f]{32}\?token=[A-Za-z0-9_-]{43}&readOnly=1$",
                   "description": "The same page for watching only: its credential never carries input, so it can "
-                                 "be shared with someone who should not control the browser. Null unless running."},
+                                 "be shared with someone who should not control the browser. Null unless running; "
+                                 "a key with sessions:read alone gets it too."},
     )
     worker = fields.String(
         required=True, allow_none=True,

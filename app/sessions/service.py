@@ -32,12 +32,16 @@ log = logging.getLogger(__name__)
 WARM_HANDOFF = 3.0
 
 
-def public(record: SessionRecord, config: Config, tokens: ConnectTokens, live: LiveViewTokens, store: Store) -> dict:
+def public(record: SessionRecord, config: Config, tokens: ConnectTokens, live: LiveViewTokens, store: Store,
+           drive: bool) -> dict:
     """What the owner sees: the record's public fields, the cdpUrl with its connect token, and the live-view links.
 
     A running session whose live-view credential is missing or past half its
     lifetime gets a fresh one here, so every answer carries a link that works
-    for at least half of BROKER_LIVE_VIEW_TTL.
+    for at least half of BROKER_LIVE_VIEW_TTL. ``drive``: whether the caller may
+    drive the browser (sessions:write); without it, the answer carries neither
+    the connect token (``cdpUrl``) nor the live view that takes input
+    (``liveViewUrl``), only the read-only live view.
     """
     if record["status"] == Status.RUNNING and live.needs_renewal(record, time.time()):
         record = store.sessions.update_running(record["id"], live.issue(record["id"], time.time())) or record
@@ -46,8 +50,8 @@ def public(record: SessionRecord, config: Config, tokens: ConnectTokens, live: L
     return {
         **record,
         "worker": record.get("worker"),
-        "cdpUrl": config.cdp_url(record["id"], tokens.token_for(record)),
-        "liveViewUrl": config.live_view_url(record["id"], control, read_only=False) if running else None,
+        "cdpUrl": config.cdp_url(record["id"], tokens.token_for(record)) if drive else None,
+        "liveViewUrl": config.live_view_url(record["id"], control, read_only=False) if running and drive else None,
         "liveViewReadOnlyUrl": config.live_view_url(record["id"], watch, read_only=True) if running else None,
     }
 

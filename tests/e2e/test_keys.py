@@ -114,6 +114,25 @@ def test_admin_key_cannot_grant_scopes_it_lacks_nor_see_other_projects(broker, a
     assert {k["id"] for k in admin.get("/v1/keys").json()} == before
 
 
+def test_admin_key_cannot_mint_a_key_that_outlives_it(broker):
+    """A key that expires makes keys that expire no later: none that never expires, none that ends after it."""
+    key, _ = cli_key(broker, "--name", "mortal", "--project", "keys-mortal", "--scopes", "keys:admin,contexts:read",
+                     "--expires-at", "2090-01-01T00:00:00Z")
+    mortal = Api(broker.url, key)
+    before = {k["id"] for k in mortal.get("/v1/keys").json()}
+    for expiry in ({}, {"expiresAt": None}, {"expiresAt": "2090-01-01T00:00:01Z"},
+                   {"expiresAt": "2090-01-01T00:30:00+00:29"}, {"expiresAt": "2199-01-01T00:00:00Z"}):
+        refused = mortal.post("/v1/keys", json={"name": "longer", "scopes": ["contexts:read"], **expiry})
+        assert refused.status_code == 403, (expiry, refused.text)
+        assert refused.json()["code"] == 403
+        assert "outlive" in refused.json()["message"] and "2090-01-01T00:00:00Z" in refused.json()["message"]
+        assert {k["id"] for k in mortal.get("/v1/keys").json()} == before
+    for expiry in ("2090-01-01T00:00:00Z", "2090-01-01T00:30:00+00:30", "2040-01-01T00:00:00Z"):
+        made = mortal.post("/v1/keys", json={"name": "shorter", "scopes": ["contexts:read"], "expiresAt": expiry})
+        assert made.status_code == 201, (expiry, made.text)
+        assert mortal.delete(f"/v1/keys/{made.json()['id']}").status_code == 204
+
+
 def test_keys_api_needs_the_keys_admin_scope(broker):
     key, _ = cli_key(broker, "--name", "plain", "--project", "keys-a", "--scopes", "sessions:read,sessions:write")
     plain = Api(broker.url, key)

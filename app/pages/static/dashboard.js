@@ -58,7 +58,9 @@
     cell(row, session.proxyId, "id");
     cell(row, session.stopReason);
     const views = document.createElement("span");
-    if (session.liveViewUrl) views.append(link(session.liveViewUrl, "open"), " · ", link(session.liveViewReadOnlyUrl, "watch"));
+    if (session.liveViewUrl) views.append(link(session.liveViewUrl, "open"), " · ");
+    // A key without sessions:write gets the read-only link only.
+    if (session.liveViewReadOnlyUrl) views.append(link(session.liveViewReadOnlyUrl, "watch"));
     cell(row, views);
     const stop = document.createElement("button");
     stop.type = "button";
