@@ -14,6 +14,7 @@ from core.browser_link import BrowserLinks
 from app.files.service import SessionFiles
 from core.crypto import SecretBox
 from core.download_archive import DownloadArchive
+from core.egress import EgressPolicy
 from core.snapshots import open_snapshot_store
 from core.dispatch import Dispatcher, make_celery
 from core.states import SessionMachine
@@ -56,6 +57,8 @@ def create_app(config: Config | None = None, store: Store | None = None, collect
     app.extensions["broker.secret_box"] = SecretBox.from_config(config)
     app.extensions["broker.connect_tokens"] = ConnectTokens.from_config(config)
     app.extensions["broker.live_view_tokens"] = LiveViewTokens.from_config(config)
+    # A typo in BROKER_EGRESS_ALLOW stops the web process here, rather than at the first proxy check.
+    app.extensions["broker.egress"] = EgressPolicy.parse(config.egress_allow)
     app.wsgi_app = limits.BodyLimit(app.wsgi_app, config.max_body_bytes, config.upload_max_bytes)
     app.extensions["broker.links"] = BrowserLinks.from_config(config)
     app.extensions["broker.files"] = SessionFiles(store, app.extensions["broker.links"],

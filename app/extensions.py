@@ -7,6 +7,7 @@ from core.browser_link import BrowserLinks
 from core.config import Config
 from app.errors import BrokerApi
 from core.crypto import SecretBox
+from core.egress import EgressPolicy
 from core.states import SessionMachine
 from core.store import Store
 from core.tokens import ConnectTokens, LiveViewTokens
@@ -40,3 +41,8 @@ def links() -> BrowserLinks:
 
 def live_view_tokens() -> LiveViewTokens:
     return current_app.extensions["broker.live_view_tokens"]
+
+
+def egress() -> EgressPolicy:
+    """What the web process may dial on a tenant's say (a proxy check): core.egress, BROKER_EGRESS_ALLOW."""
+    return current_app.extensions["broker.egress"]

@@ -6,7 +6,7 @@ from flask_smorest import Blueprint
 
 from app.auth import current_project, require_scope
 from app.docs import links_to, responds
-from app.extensions import config, secret_box, store
+from app.extensions import config, egress, secret_box, store
 from app.paging import paginated
 from app.proxies import service
 from app.proxies.schemas import ProxyCheckResultSchema, ProxyCheckSchema, ProxyCreateSchema, ProxySchema
@@ -59,7 +59,13 @@ class ProxyCheck(MethodView):
     @require_scope("proxies:write")
     @blp.arguments(ProxyCheckSchema, required=False)
     @blp.response(200, ProxyCheckResultSchema)
-    @responds(blp, "checkProxy", 400, 404, 422)
+    @responds(blp, "checkProxy", 400, 404, 422,
+              d403="The key lacks proxies:write, or the deployment's egress policy (BROKER_EGRESS_ALLOW) refuses the "
+                   "proxy's address or the target; nothing was dialled.")
     def post(self, body: dict, proxy_id: str):
-        """Open one tunnel through the proxy: whether it answers, accepts the credentials, and how fast."""
-        return service.check(store(), secret_box(), config(), current_project(), proxy_id, body["target"])
+        """Open one tunnel through the proxy: whether it answers, accepts the credentials, and how fast.
+
+        The web process dials only what the deployment's egress policy permits (public addresses,
+        and what BROKER_EGRESS_ALLOW opens), both the proxy's own address and the target.
+        """
+        return service.check(store(), secret_box(), config(), egress(), current_project(), proxy_id, body["target"])

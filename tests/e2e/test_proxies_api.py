@@ -5,8 +5,10 @@ import json
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
@@ -216,6 +218,56 @@ def test_check_of_a_proxy_that_is_down_reports_unreachable(api, proxy_factory, p
     result = answer.json()
     assert result["reachable"] is False and result["latencyMs"] is None and result["error"]
     assert ISO_Z.match(result["checkedAt"])
+
+
+@pytest.fixture(scope="module")
+def policed(deploy) -> Api:
+    """A web process (Redis database 44) with the egress policy's default: public addresses only, nothing opened."""
+    broker = deploy(44, BROKER_EGRESS_ALLOW="")
+    return Api(broker.url, broker.api_key)
+
+
+@pytest.fixture
+def listener():
+    """A TCP port on 127.0.0.1 that notes whether anything connected to it."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(1)
+    yield server
+    server.close()
+
+
+def dialled(server: socket.socket) -> bool:
+    try:
+        server.accept()[0].close()
+        return True
+    except socket.timeout:
+        return False
+
+
+def test_check_dials_no_proxy_address_the_egress_policy_refuses(policed, listener):
+    port = listener.getsockname()[1]
+    for server in (f"http://127.0.0.1:{port}", f"socks5://localhost:{port}"):
+        proxy = policed.post("/v1/proxies", json={"server": server, "username": "u", "password": "p"}).json()
+        # A public target, so only the proxy's own address is in question.
+        answer = policed.post(f"/v1/proxies/{proxy['id']}/check", json={"target": "93.184.215.14:443"})
+        assert answer.status_code == 403, answer.text
+        assert answer.json()["code"] == 403 and "proxy's address" in answer.json()["message"]
+        assert "egress policy" in answer.json()["message"]
+        assert not dialled(listener)
+        assert policed.delete(f"/v1/proxies/{proxy['id']}").status_code == 204
+
+
+def test_check_asks_for_no_target_the_egress_policy_refuses(policed, listener):
+    """Judged before anything is dialled: the proxy (a public address) is never contacted."""
+    proxy = policed.post("/v1/proxies", json={"server": "http://93.184.215.14:3128"}).json()
+    port = listener.getsockname()[1]
+    for target in (f"127.0.0.1:{port}", f"localhost:{port}", "169.254.169.254:80", "10.0.0.1:22", "[::1]:80"):
+        started = time.monotonic()
+        answer = policed.post(f"/v1/proxies/{proxy['id']}/check", json={"target": target})
+        assert answer.status_code == 403, (target, answer.text)
+        assert "check target" in answer.json()["message"] and "egress policy" in answer.json()["message"]
+        assert time.monotonic() - started < 2, "a refused target answers at once, without a dial"
+    assert not dialled(listener)
 
 
 def _start_without_secret(args: list[str], **env: str) -> subprocess.CompletedProcess:

@@ -1,9 +1,10 @@
 """Hooks for the suite's schemathesis run (SCHEMATHESIS_HOOKS names this module).
 
 They keep every request's traffic on this machine: a generated first-navigation
-``url`` or proxy ``server`` could name any host, so each value the API would
-accept is swapped for a loopback one that is just as valid (port 9, where
-nothing listens) before it is sent. And the run never revokes its own key.
+``url``, proxy ``server`` or proxy check ``target`` could name any host (a check
+resolves its target before anything else), so each value the API would accept is
+swapped for a loopback one that is just as valid (port 9, where nothing listens)
+before it is sent. And the run never revokes its own key.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import re
 import schemathesis
 
 from app.sessions.schemas import FIRST_URL
-from core.proxy_address import SERVER_PATTERN
+from core.proxy_address import SERVER_PATTERN, TARGET_PATTERN
 
 SAFE_URL = "http://127.0.0.1:9/"
 SAFE_HOST_PORT = "127.0.0.1:9"
@@ -31,6 +32,9 @@ def before_call(context, case, kwargs) -> None:
         server = body.get("server")
         if isinstance(server, str) and re.search(SERVER_PATTERN, server):
             body["server"] = f"{server.split('://', 1)[0]}://{SAFE_HOST_PORT}"
+        target = body.get("target")
+        if isinstance(target, str) and re.search(TARGET_PATTERN, target):
+            body["target"] = SAFE_HOST_PORT
     parameters = case.path_parameters or {}
     if parameters.get("key_id") == OWN_KEY_ID:
         parameters["key_id"] = UNKNOWN_KEY_ID
