@@ -57,6 +57,9 @@ NUDGES = 5
 #: Seconds after the person's last input during which the view gets BROKER_LIVE_VIEW_MAX_FPS even with a CDP client
 #: connected: someone clicking or typing wants to see the answer at once.
 INPUT_GRACE = 2.0
+#: Seconds between two asks whether the view may go on (the session stopped, its link revoked).
+VALIDITY_CHECK = 1.0
+EXPIRED = "This live-view link expired; the session's next answer carries a fresh one."
 
 
 class ViewerGone(Exception):
@@ -208,8 +211,11 @@ class LiveView:
 
     def __init__(self, session_id: str, viewer: ViewerSocket, cdp: BrowserCdp, read_only: bool, quality: int,
                  max_fps: float, busy_fps: float, still_valid: Callable[[], str | None],
-                 automated: Callable[[], bool]) -> None:
-        """``busy_fps`` applies while ``automated`` (a CDP client is connected) and the person is only watching."""
+                 automated: Callable[[], bool], expires_at: float | None = None) -> None:
+        """``busy_fps`` applies while ``automated`` (a CDP client is connected) and the person is only watching.
+
+        ``expires_at``: when the credential that opened the view expires (Unix seconds); the view ends then.
+        """
         self.session_id = session_id
         self.viewer = viewer
         self.cdp = cdp
@@ -217,8 +223,9 @@ class LiveView:
         self.quality = quality
         self.frame_interval = _interval(max_fps)
         self.busy_interval = max(_interval(busy_fps), self.frame_interval)
-        #: Says why the view must end (session stopped, link revoked), else None; asked every second.
+        #: Says why the view must end (session stopped, link revoked), else None; asked every VALIDITY_CHECK.
         self.still_valid = still_valid
+        self.expires_at = expires_at
         #: Whether a CDP client is on the session, asked every second (any web process may relay it: the store knows).
         self.automated = automated
         self._automated = False
@@ -253,7 +260,7 @@ class LiveView:
             log.info("session %s: live view could not start (%s)", self.session_id, error)
         finally:
             # The browser's side ends on a stop, a revocation (_check_validity) or the browser's exit.
-            reason = self.still_valid() or ("The session's browser closed." if reader.ready() else None)
+            reason = self._why_ended() or ("The session's browser closed." if reader.ready() else None)
             if reason is not None and not inputs.ready():
                 try:
                     self.viewer.send({"type": "ended", "message": reason})
@@ -263,10 +270,21 @@ class LiveView:
             gevent.killall([*helpers, inputs])
             self.cdp.close()
 
+    def _why_ended(self) -> str | None:
+        """Why the view must end now (session stopped, link revoked, link expired), else None."""
+        reason = self.still_valid()
+        if reason is None and self.expires_at is not None and time.time() >= self.expires_at:
+            return EXPIRED
+        return reason
+
     def _check_validity(self) -> None:
+        """Every VALIDITY_CHECK, and at the credential's expiry to the moment: a link outlives neither."""
         while True:
-            gevent.sleep(1.0)
-            if self.still_valid() is not None:
+            wait = VALIDITY_CHECK
+            if self.expires_at is not None:
+                wait = min(wait, max(self.expires_at - time.time(), 0.0))
+            gevent.sleep(wait)
+            if self._why_ended() is not None:
                 self.cdp.close()
                 return
             self._automated = self.automated()

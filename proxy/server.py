@@ -32,7 +32,7 @@ from core.environ import CLIENT_SOCKET
 from core.logs import session_fields
 from core.states import Status
 from core.store import Store
-from core.tokens import LIVE_HASH_FIELD, live_view_access, matches, redact, token_in_query
+from core.tokens import LIVE_EXPIRES_FIELD, LIVE_HASH_FIELD, live_view_access, matches, redact, token_in_query
 from proxy.live_view import BrowserCdp, LiveView, ViewerSocket
 from proxy.registry import RelayRegistry, follow_stop_announcements, renew_client_leases
 from proxy.relay import HandshakeError, RelayConnection, accept_client, connect_browser, detach
@@ -155,8 +155,10 @@ class BrokerHandler(WSGIHandler):
             return store.sessions.connected_clients(session_id) > 0
 
         config = self.server.config
+        # The view ends when the credential that opened it expires, as the link itself does.
         LiveView(session_id, viewer, cdp, read_only, config.live_view_quality, config.live_view_max_fps,
-                 config.live_view_busy_fps, why_not_any_more, automated).run()
+                 config.live_view_busy_fps, why_not_any_more, automated,
+                 expires_at=record.get(LIVE_EXPIRES_FIELD)).run()
         log.info("session %s: live view closed", session_id, extra=session_fields(record))
 
     def format_request(self) -> str:

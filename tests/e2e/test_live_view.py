@@ -8,6 +8,9 @@ Redis database 30.
 """
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 import requests
 import websocket
@@ -201,6 +204,33 @@ def test_links_are_refused_when_foreign_expired_revoked_or_used_as_a_connect_tok
                message="the live-view link to expire")
     fresh = live_api.get(f"/v1/sessions/{first['id']}").json()["liveViewUrl"]
     assert fresh != renewed and requests.get(fresh, timeout=10).status_code == 200
+
+
+def test_an_open_view_ends_when_its_link_expires(live_api):
+    """Nothing renews the link meanwhile (no answer shows the session): the viewer opened with it closes at its
+    expiry, LINK_TTL after the create, not whenever the person leaves."""
+    issued = time.time()
+    session = live_api.create_session()
+    answered = time.time()
+    socket_url = session["liveViewUrl"].replace("http://", "ws://").replace("?", "/socket?", 1)
+    viewer = websocket.create_connection(socket_url, timeout=5)
+    ended = None
+    try:
+        while ended is None and time.time() < issued + LINK_TTL + 5:
+            try:
+                message = viewer.recv()
+            except websocket.WebSocketTimeoutException:
+                continue
+            if not message:
+                break
+            if json.loads(message).get("type") == "ended":
+                ended = json.loads(message)["message"]
+    except websocket.WebSocketConnectionClosedException:
+        pass
+    closed = time.time()
+    viewer.close()
+    assert ended is not None and "expired" in ended, ended
+    assert issued + LINK_TTL - 0.5 <= closed <= answered + LINK_TTL + 2, (closed - issued, closed - answered)
 
 
 def test_the_view_of_a_stopped_session_says_it_ended(live_api, person, pages):
