@@ -36,6 +36,8 @@ from tests.support.processes import BROWSER_NAMES, SECRET_KEY, wait_until
 #: The compose network and the outside link: apart from 198.18.0.0/24 (tests/hosts/test_many_hosts.py).
 PREFIX, OUTSIDE_PREFIX = "198.18.1", "198.18.2"
 WEB_PORT, FLOWER_PORT = 8000, 5555
+#: Flower's login (FLOWER_BASIC_AUTH): compose refuses to start without one.
+FLOWER_LOGIN = ("operator", "flower-" + secrets.token_urlsafe(12))
 
 
 def _must_run() -> bool:
@@ -52,8 +54,9 @@ def compose():
         pytest.skip(f"the compose tests need network namespaces: {reason}")
     workdir = Path(tempfile.mkdtemp(prefix="bb-compose-"))
     api_key = "bb_" + secrets.token_urlsafe(24)
-    # As the compose file's comment says: the two secrets from the shell (or an .env file); nothing else set.
-    variables = {"BROKER_BOOTSTRAP_API_KEY": api_key, "BROKER_SECRET_KEY": SECRET_KEY}
+    # As the compose file's comment says: the secrets and Flower's login from the shell (or an .env file); nothing else set.
+    variables = {"BROKER_BOOTSTRAP_API_KEY": api_key, "BROKER_SECRET_KEY": SECRET_KEY,
+                 "FLOWER_BASIC_AUTH": ":".join(FLOWER_LOGIN)}
     project = Project(workdir, variables, {"worker": 2}, prefix=PREFIX, outside_prefix=OUTSIDE_PREFIX)
     try:
         project.up()
@@ -197,17 +200,20 @@ def test_context_saved_on_one_replica_is_restored_on_the_other_through_the_share
     assert api.delete(f"/v1/contexts/{context['id']}").status_code == 204
 
 
-def test_flower_port_answers_and_lists_both_workers(on_host):
+def test_flower_port_answers_its_login_only_and_lists_both_workers(on_host):
     names = {worker_name(c) for c in on_host.replicas("worker")}
+    url = f"http://127.0.0.1:{FLOWER_PORT}/workers"
 
     def listed() -> bool:
         try:
-            page = requests.get(f"http://127.0.0.1:{FLOWER_PORT}/workers", timeout=5).text
+            page = requests.get(url, auth=FLOWER_LOGIN, timeout=5).text
         except requests.RequestException:
             return False
         return all(name in page for name in names)
 
     wait_until(listed, 60, interval=1, message="flower's /workers listing both replicas")
+    assert requests.get(url, timeout=5).status_code == 401
+    assert requests.get(url, auth=(FLOWER_LOGIN[0], "wrong"), timeout=5).status_code == 401
 
 
 def _connects(address: str, port: int) -> bool:
@@ -223,7 +229,7 @@ def test_only_published_ports_are_reachable_from_outside_and_flower_from_the_doc
     worker = compose.replicas("worker")[0]
     with compose.net.inside(compose.outside):
         assert requests.get(f"http://{published}:{WEB_PORT}/readyz", timeout=10).json()["workers"] == 2
-        assert not _connects(published, FLOWER_PORT), "flower (no login) is published on the Docker host's loopback only"
+        assert not _connects(published, FLOWER_PORT), "flower is published on the Docker host's loopback only"
         assert not _connects(published, GATEWAY_PORT)
         assert not _connects(worker.address, GATEWAY_PORT)
         assert not _connects(compose.replicas("redis")[0].address, 6379)

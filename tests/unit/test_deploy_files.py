@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import tomllib
+from pathlib import Path
 
+import pytest
+import requests
 import yaml
 
+from tests.support.compose import MissingVariable, interpolate
 from tests.support.hosts import GATEWAY_PORT, WEB_TOPOLOGY, WORKER_TOPOLOGY, procfile_command
-from tests.support.processes import ROOT
+from tests.support.processes import ROOT, SECRET_KEY, end_process, free_port, wait_until
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
@@ -69,3 +74,47 @@ def test_the_image_holds_every_package_and_module_the_project_installs():
 def test_only_the_web_port_is_published_beyond_the_docker_hosts_loopback():
     published = {name: s["ports"] for name, s in SERVICES.items() if "ports" in s}
     assert published == {"web": ["8000:8000"], "flower": ["127.0.0.1:5555:5555"]}
+
+
+def test_compose_refuses_to_start_flower_without_a_login():
+    """FLOWER_BASIC_AUTH (user:password) is required, as the other secrets are; it is in Flower's environment, where
+    Flower reads its --basic-auth from, and on no command line (``ps`` shows those to every user of the host)."""
+    flower = SERVICES["flower"]
+    with pytest.raises(MissingVariable, match="login for Flower"):
+        interpolate(flower["environment"]["FLOWER_BASIC_AUTH"], {})
+    with pytest.raises(MissingVariable):
+        interpolate(flower["environment"]["FLOWER_BASIC_AUTH"], {"FLOWER_BASIC_AUTH": ""})
+    assert interpolate(flower["environment"]["FLOWER_BASIC_AUTH"], {"FLOWER_BASIC_AUTH": "ops:pw"}) == "ops:pw"
+    assert not any("auth" in word for word in flower["command"])
+
+
+def test_flower_as_compose_starts_it_answers_only_its_login(redis_server, tmp_path: Path):
+    """The compose service's command and FLOWER_BASIC_AUTH, against the suite's Redis on a free port: 401 without
+    the login or with a wrong one, the page with it."""
+    port, login = free_port(), ("ops", "flower-test-login")
+    flower = SERVICES["flower"]
+    assert flower["command"][0] == "celery"
+    command = [sys.executable, "-m", *flower["command"], f"--port={port}", "--address=127.0.0.1"]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "REDIS_URL": redis_server.url(15),
+           "BROKER_SECRET_KEY": SECRET_KEY, "BROKER_STATE_DIR": str(tmp_path),
+           "FLOWER_BASIC_AUTH": interpolate(flower["environment"]["FLOWER_BASIC_AUTH"],
+                                            {"FLOWER_BASIC_AUTH": ":".join(login)})}
+    url = f"http://127.0.0.1:{port}/workers"
+    with open(tmp_path / "flower.log", "wb") as log:
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: _answers(url) or proc.poll() is not None, 30, message="Flower")
+        assert proc.poll() is None, (tmp_path / "flower.log").read_text()[-2000:]
+        assert requests.get(url, timeout=5).status_code == 401
+        assert requests.get(url, auth=(login[0], "wrong"), timeout=5).status_code == 401
+        assert requests.get(url, auth=login, timeout=5).status_code == 200
+    finally:
+        end_process(proc)
+
+
+def _answers(url: str) -> bool:
+    try:
+        requests.get(url, timeout=1)
+        return True
+    except requests.RequestException:
+        return False
