@@ -55,7 +55,9 @@ def compose():
     workdir = Path(tempfile.mkdtemp(prefix="bb-compose-"))
     api_key = "bb_" + secrets.token_urlsafe(24)
     # As the compose file's comment says: the secrets and Flower's login from the shell (or an .env file); nothing else set.
+    # The test's page server is on the Docker host's address in the compose network: opened as an internal site.
     variables = {"BROKER_BOOTSTRAP_API_KEY": api_key, "BROKER_SECRET_KEY": SECRET_KEY,
+                 "BROKER_EGRESS_ALLOW": f"{PREFIX}.0/24",
                  "FLOWER_BASIC_AUTH": ":".join(FLOWER_LOGIN)}
     project = Project(workdir, variables, {"worker": 2}, prefix=PREFIX, outside_prefix=OUTSIDE_PREFIX)
     try:
