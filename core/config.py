@@ -162,6 +162,9 @@ class Config:
     egress_allow: tuple[str, ...] = field(
         default_factory=lambda: tuple(e for e in re.split(r"[,\s]+", _str("BROKER_EGRESS_ALLOW", "")) if e)
     )
+    #: BROKER_SHARED_USER_PROJECTS: ``one`` (a worker whose browsers share its OS user, not being root, holds sessions
+    #: of one project at a time: their pages could read each other's files) or ``any`` (mix projects anyway).
+    shared_user_projects: str = field(default_factory=lambda: _str("BROKER_SHARED_USER_PROJECTS", "one"))
     #: BROKER_PROXY_CHECK_TARGET: host:port that POST /v1/proxies/:id/check asks the proxy to reach by default.
     proxy_check_target: str = field(default_factory=lambda: _str("BROKER_PROXY_CHECK_TARGET", "example.com:443"))
 

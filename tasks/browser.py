@@ -25,11 +25,13 @@ from tasks.chromium import RunningBrowser, browser_flags
 from tasks.pool import PoolFull
 from tasks.profile_cookies import ProfileCookiesError, exited_cleanly
 from tasks.runtime import (
-    contexts, dispatcher, download_archive, forwarders, gateway, intake, machine, pool, prepare_browser, secret_box,
-    store, warm_browsers,
+    contexts, dispatcher, download_archive, forwarders, gateway, intake, machine, pool, prepare_browser, project_gate,
+    secret_box, store, warm_browsers,
 )
 
 log = logging.getLogger(__name__)
+#: Seconds a launch refused by the project gate waits before it goes back to the queue.
+OTHER_PROJECT_PAUSE = 1.0
 
 
 @task_received.connect
@@ -67,10 +69,13 @@ def launch(self, session_id: str, warm: str | None = None) -> None:
         return
     log.info("session %s: launch taken%s", session_id, f" for warm browser {warm}" if warm else "",
              extra=session_fields(record))
+    if not project_gate().admit(session_id, record["project"]):
+        return _not_for_this_worker(session_id, record, warm)
     browser = None
     if warm is not None:
         browser = warm_browsers().take(warm, session_id)
         if browser is None:
+            project_gate().release(session_id)
             log.info("session %s: warm browser %s is gone; the launch goes to the shared queue", session_id, warm,
                      extra=session_fields(record))
             if store.sessions.join_line(session_id):
@@ -89,6 +94,7 @@ def launch(self, session_id: str, warm: str | None = None) -> None:
     if record is None:
         if browser is None:
             intake().give_back(session_id)
+            project_gate().release(session_id)
         else:
             pool().release(session_id)
         log.info("session %s: launch skipped, the create already gave up", session_id, extra=session_fields(record))
@@ -106,6 +112,20 @@ def launch(self, session_id: str, warm: str | None = None) -> None:
             log.info("session %s: first navigation failed: %s", session_id, navigation_error,
                      extra=session_fields(record))
     _finish(session_id, machine.ready(session_id, navigationError=navigation_error, **_running_fields(browser, record)))
+
+
+def _not_for_this_worker(session_id: str, record: SessionRecord, warm: str | None) -> None:
+    """Another project's sessions run on this worker's shared user (tasks/project_gate.py): the launch goes back
+    to the shared queue, after a pause so a lone worker does not spin on it until the create gives up."""
+    intake().give_back(session_id)
+    log.info("session %s: this worker's browsers share one user and serve project %s now; the launch goes back to "
+             "the queue", session_id, project_gate().project(), extra=session_fields(record))
+    if warm is not None:
+        if store.sessions.join_line(session_id):
+            dispatcher.send_launch(session_id)
+        return
+    time.sleep(OTHER_PROJECT_PAUSE)
+    raise Reject("this worker serves another project now", requeue=True)
 
 
 def _reserve_slot(session_id: str) -> None:
@@ -172,9 +192,10 @@ def _finish(session_id: str, running: SessionRecord | None) -> None:
 
 
 def _fail(session_id: str, message: str, code: int = 503) -> None:
-    """Whatever step failed, the slot and the forwarder are given back."""
+    """Whatever step failed, the slot, the forwarder and the project gate are given back."""
     forwarders().stop(session_id)
     intake().give_back(session_id)
+    project_gate().release(session_id)
     machine.abandon(session_id)
     store.sessions.push_launch_event(session_id, {"event": "failed", "message": message, "code": code})
 

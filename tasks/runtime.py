@@ -23,6 +23,7 @@ from tasks.downloads import DownloadGuards
 from tasks.forwarder import Forwarders
 from tasks.gateway import Gateway
 from tasks.intake import LaunchIntake
+from tasks.project_gate import ProjectGate
 from tasks.pool import ChromiumPool
 from tasks.warm import WarmBrowsers
 
@@ -78,10 +79,18 @@ def isolation() -> dict[str, str]:
 
     ``users``: ``per-browser`` (a root worker runs each browser as a user of its own) or ``shared`` (all as the
     worker's user: one tenant's pages could read another's profile through a ``file`` input). ``network``:
-    ``forwarder``, each browser's own (tasks/forwarder.py), under ``egress``.
+    ``forwarder``, each browser's own (tasks/forwarder.py), under ``egress``. ``projects``: ``one at a time`` where
+    the users are shared (tasks/project_gate.py), else ``any``.
     """
     return {"users": "per-browser" if browser_users().switching else "shared", "network": "forwarder",
-            "egress": forwarders().policy.describe()}
+            "egress": forwarders().policy.describe(),
+            "projects": "one at a time" if project_gate().enforced else "any"}
+
+
+@functools.cache
+def project_gate() -> ProjectGate:
+    """Enforced only where browsers share the worker's user (not root) and BROKER_SHARED_USER_PROJECTS is not ``any``."""
+    return ProjectGate(enforced=not browser_users().switching and config.shared_user_projects != "any")
 
 
 @functools.cache
@@ -90,14 +99,15 @@ def pool() -> ChromiumPool:
     users = browser_users()
     root = config.profiles_dir / worker_name()
     sandbox = start_checks(config, users, root)
-    log.info("isolation: browsers' users %(users)s; network through each browser's own %(network)s, %(egress)s",
-             isolation())
+    log.info("isolation: browsers' users %(users)s; network through each browser's own %(network)s, %(egress)s; "
+             "projects %(projects)s", isolation())
     chromium_pool = ChromiumPool(make_launcher(config, users, sandbox), config.pool_size, root)
     # A browser's forwarder ends with it, whichever path ends the browser (or its launch), and follows a warm one.
     chromium_pool.release_hooks.append(forwarders().stop)
     chromium_pool.failed_launch_hooks.append(forwarders().stop)
     chromium_pool.rekey_hooks.append(forwarders().rekey)
     chromium_pool.release_hooks.append(download_guards().stop)
+    chromium_pool.release_hooks.append(project_gate().release)
     chromium_pool.rekey_hooks.append(download_guards().rekey)
     chromium_pool.release_hooks.append(lambda _: intake().reconcile())
     chromium_pool.release_hooks.append(lambda _: warm_browsers().wake())

@@ -9,11 +9,13 @@ script would: through the relay, from a page of its own browser.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from urllib.parse import urlsplit
 
 import psutil
 import pytest
+import requests
 import websocket
 
 from core.cdp import CdpError
@@ -156,3 +158,17 @@ def test_a_saved_proxy_on_a_refused_address_starts_no_browser(strict, tenants):
     assert answer.status_code >= 400 and "egress policy" in answer.json()["message"], answer.text
     assert strict.session_profiles().keys() <= before.keys()
     api.delete(f"/v1/proxies/{proxy['id']}")
+
+
+
+def test_the_worker_says_how_its_browsers_are_kept_apart(strict, tenants):
+    """At start in its log, and in every heartbeat: /readyz and /metrics show it."""
+    shared = os.geteuid() != 0
+    (isolation,) = requests.get(f"{strict.url}/readyz", timeout=10).json()["isolation"].values()
+    assert isolation == {"users": "shared" if shared else "per-browser", "network": "forwarder",
+                         "egress": f"public addresses only; also 127.0.0.1/32:{isolation['egress'].rsplit(':', 1)[1]}",
+                         "projects": "one at a time" if shared else "any"}
+    gauges = [line for line in requests.get(f"{strict.url}/metrics", timeout=10).text.splitlines()
+              if line.startswith("broker_worker_isolation{")]
+    assert len(gauges) == 1 and f'users="{isolation["users"]}"' in gauges[0] and 'network="forwarder"' in gauges[0]
+    assert "isolation: browsers' users" in strict.worker_log(next(iter(strict.workers)).split("@")[0])
