@@ -52,12 +52,19 @@ def tenants(strict, upstream) -> dict:
     attacker = Api(strict.url, make_key(strict, scopes=ALL_SCOPES, project="attacker"))
     proxy = victim.post("/v1/proxies", json={"server": upstream.server, "username": upstream.username,
                                              "password": upstream.password}).json()
+    worker = next(iter(strict.workers))
+    wait_until(lambda: strict.browser_counts(worker).get("warm", 0) >= 1, 60, message="a warm browser on offer")
     attacker_session = attacker.create_session()
+    # A context fills the profile before launch, so this one is launched cold.
+    context = attacker.post("/v1/contexts", json={}).json()
+    cold_session = attacker.create_session(contextId=context["id"])
     victim_session = victim.create_session(proxyId=proxy["id"])
-    yield {"victim": victim_session, "attacker": attacker_session, "victim_api": victim, "attacker_api": attacker}
-    for api, session in ((attacker, attacker_session), (victim, victim_session)):
+    yield {"victim": victim_session, "attacker": attacker_session, "attacker_cold": cold_session,
+           "victim_api": victim, "attacker_api": attacker}
+    for api, session in ((attacker, attacker_session), (attacker, cold_session), (victim, victim_session)):
         api.stop_session(session["id"])
     victim.delete(f"/v1/proxies/{proxy['id']}")
+    attacker.delete(f"/v1/contexts/{context['id']}")
 
 
 def browser_port(broker: Broker, session_id: str) -> int:
@@ -83,12 +90,19 @@ def assert_refused(session: dict, url: str, secret: str = "") -> None:
     assert shown.error or (shown.status == 403 and REFUSED_TEXT in shown.text), (url, shown)
 
 
-def test_a_page_reaches_no_debugger_not_even_its_own(strict, tenants):
-    victim, attacker = tenants["victim"], tenants["attacker"]
-    for session_id in (victim["id"], attacker["id"]):
+def test_the_attackers_sessions_are_a_warm_and_a_cold_browser(strict, tenants):
+    """The attacks below run from both: a warm browser's forwarder is made before any session exists."""
+    profiles = strict.session_profiles()
+    assert profiles[tenants["attacker"]["id"]].name.startswith("warm")
+    assert profiles[tenants["attacker_cold"]["id"]].name == tenants["attacker_cold"]["id"]
+
+
+@pytest.mark.parametrize("attacker", ["attacker", "attacker_cold"])
+def test_a_page_reaches_no_debugger_not_even_its_own(strict, tenants, attacker):
+    for session_id in (tenants["victim"]["id"], tenants[attacker]["id"]):
         port = browser_port(strict, session_id)
         for host in ("127.0.0.1", "localhost", "[::ffff:127.0.0.1]"):
-            assert_refused(attacker, f"http://{host}:{port}/json/version", "webSocketDebuggerUrl")
+            assert_refused(tenants[attacker], f"http://{host}:{port}/json/version", "webSocketDebuggerUrl")
 
 
 def test_a_page_socket_never_opens_another_browsers_debugger(strict, tenants):
