@@ -14,6 +14,13 @@ An upload is written under a hidden temporary name, counted against
 BROKER_UPLOAD_MAX_BYTES as it arrives, and renamed into place (as the browser's
 user, readable by it alone) only once complete: a refused or broken upload
 leaves nothing. Errors are the API's JSON shape, relayed as they stand.
+
+The browser's user owns both folders and could put a link in place of either,
+or of a file in them, to make this (root) worker read or write where it points.
+Each folder is opened once per request without following links and checked to
+be that user's (core/files.py ``open_folder``); everything after is relative to
+that descriptor. A downloads folder that fails lists nothing and serves 404; an
+uploads folder that fails stores nothing (409).
 """
 from __future__ import annotations
 
@@ -27,7 +34,8 @@ from urllib.parse import unquote
 
 import h11
 
-from core.files import DOWNLOADS, PARTIAL_SUFFIX, UPLOADS, BadName, check_name, folder_bytes, free_name, list_folder, mime_type
+from core.files import (DOWNLOADS, PARTIAL_SUFFIX, UPLOADS, BadName, UnsafeFile, UnsafeFolder, check_name, exists,
+                        folder_bytes, free_name, list_folder, mime_type, open_file, open_folder)
 from tasks.chromium import RunningBrowser
 
 log = logging.getLogger(__name__)
@@ -70,10 +78,9 @@ class FileDoor:
         try:
             name = check_name(unquote(raw_name)) if raw_name else ""
             if kind == DOWNLOADS and method == "GET" and not name:
-                _json(client, 200, {"downloads": list_folder(browser.downloads_dir),
-                                    "bytes": folder_bytes(browser.downloads_dir)})
+                self._list(client, browser, session_id)
             elif kind == DOWNLOADS and method == "GET":
-                self._send_file(client, browser.downloads_dir, name)
+                self._send_file(client, browser, name, session_id)
             elif kind == UPLOADS and method == "PUT" and name:
                 self._receive(client, parser, request, browser, name, session_id)
             else:
@@ -92,14 +99,40 @@ class FileDoor:
             _error(client, 500, "The worker could not serve the session's files.")
 
     @staticmethod
-    def _send_file(client: socket.socket, folder: Path, name: str) -> None:
-        if (folder / (name + PARTIAL_SUFFIX)).exists():
-            raise DoorError(409, f"Download {name} is still in progress.")
+    def _folder(folder: Path, browser: RunningBrowser, session_id: str) -> int | None:
+        """The session folder's descriptor (the caller closes it), or None if it is missing or not safe to use."""
         try:
-            # O_NOFOLLOW: a symlink (a browser's user could make one) is never followed out of the folder.
-            fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW)
-        except (FileNotFoundError, OSError):
+            return open_folder(folder, browser.user.uid)
+        except FileNotFoundError:
+            return None
+        except UnsafeFolder as error:
+            log.warning("session %s: %s; not used", session_id, error)
+            return None
+
+    def _list(self, client: socket.socket, browser: RunningBrowser, session_id: str) -> None:
+        folder = self._folder(browser.downloads_dir, browser, session_id)
+        if folder is None:
+            _json(client, 200, {"downloads": [], "bytes": 0})
+            return
+        try:
+            listed, size = list_folder(folder), folder_bytes(folder)
+        finally:
+            os.close(folder)
+        _json(client, 200, {"downloads": listed, "bytes": size})
+
+    def _send_file(self, client: socket.socket, browser: RunningBrowser, name: str, session_id: str) -> None:
+        folder = self._folder(browser.downloads_dir, browser, session_id)
+        if folder is None:
+            raise DoorError(404, f"No download named {name}.")
+        try:
+            if exists(folder, name + PARTIAL_SUFFIX):
+                raise DoorError(409, f"Download {name} is still in progress.")
+            # O_NOFOLLOW, a regular file of the folder's owner: a link (a browser's user could make one) is never read.
+            fd = open_file(folder, name)
+        except (OSError, UnsafeFile):
             raise DoorError(404, f"No download named {name}.") from None
+        finally:
+            os.close(folder)
         with os.fdopen(fd, "rb") as file:
             size = os.fstat(fd).st_size
             client.sendall(_head(200, [("Content-Type", mime_type(name)), ("Content-Length", str(size))]))
@@ -111,11 +144,26 @@ class FileDoor:
         if declared is not None and declared > self.upload_max_bytes:
             raise DoorError(413, f"The file is {declared} bytes; at most {self.upload_max_bytes} are accepted "
                                  "(BROKER_UPLOAD_MAX_BYTES).")
-        folder = browser.uploads_dir
-        partial = folder / f".upload-{secrets.token_hex(8)}"
-        size = 0
+        folder = self._folder(browser.uploads_dir, browser, session_id)
+        if folder is None:
+            raise DoorError(409, "The session's upload folder is not a plain folder of its browser's user; "
+                                 "nothing was stored.")
         try:
-            with open(partial, "xb") as out:
+            final, size = self._store(client, parser, browser, folder, name)
+        finally:
+            os.close(folder)
+        log.info("session %s: upload of %d bytes stored for the browser", session_id, size)
+        _json(client, 201, {"path": str(browser.uploads_dir / final), "name": final, "size": size})
+
+    def _store(self, client: socket.socket, parser: h11.Connection, browser: RunningBrowser, folder: int,
+               name: str) -> tuple[str, int]:
+        """Writes the body into the open uploads ``folder``, all relative to it; the name it got and its size."""
+        partial = f".upload-{secrets.token_hex(8)}"
+        size = 0
+        # O_EXCL | O_NOFOLLOW: a new file of this worker's, never whatever a link there points at.
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=folder)
+        try:
+            with os.fdopen(fd, "wb") as out:
                 while True:
                     event = parser.next_event()
                     if event is h11.NEED_DATA:
@@ -133,15 +181,21 @@ class FileDoor:
                         break
                     else:
                         raise DoorError(400, "Malformed upload.")
-            final = folder / free_name(folder, name)
-            os.chown(partial, browser.user.uid, browser.user.gid)
-            partial.chmod(0o600)
-            os.rename(partial, final)
+                os.fchown(fd, browser.user.uid, browser.user.gid)
+                os.fchmod(fd, 0o600)
+            final = free_name(folder, name)
+            os.rename(partial, final, src_dir_fd=folder, dst_dir_fd=folder)
         except h11.RemoteProtocolError as error:
-            partial.unlink(missing_ok=True)
+            _remove(folder, partial)
             raise DoorError(400, f"Malformed upload ({error}).") from None
         except BaseException:
-            partial.unlink(missing_ok=True)
+            _remove(folder, partial)
             raise
-        log.info("session %s: upload of %d bytes stored for the browser", session_id, size)
-        _json(client, 201, {"path": str(final), "name": final.name, "size": size})
+        return final, size
+
+
+def _remove(folder: int, name: str) -> None:
+    try:
+        os.unlink(name, dir_fd=folder)
+    except FileNotFoundError:
+        pass
