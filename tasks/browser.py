@@ -282,7 +282,7 @@ def _end_session(session_id: str, reason: StopReason) -> None:
         """Downloads first: the browser has exited, so every file in the folder is as complete as it will be."""
         if browser is not None:
             try:
-                archived.extend(download_archive.save(session_id, browser.downloads_dir))
+                archived.extend(download_archive.save(session_id, browser.downloads_dir, owner=browser.user.uid))
             except Exception as error:
                 log.exception("session %s: archiving its downloads failed", session_id, extra=fields)
                 problems.append(f"archiving downloads failed: {error}")

@@ -150,7 +150,7 @@ def test_raw_cdp_download_behavior_to_another_folder_is_rewritten(filed, files_a
         cdp.call("Page.navigate", {"url": f"{pages.base}/download?size=321&name={name}"}, page)
         assert complete(files_api, session["id"], name)["size"] == 321
         # A page's own CDP channel would pass around the relay: refused, and the client told.
-        with pytest.raises(CdpError, match="wasn't found"):
+        with pytest.raises(CdpError, match="refused by Browser Broker"):
             cdp.call("Target.exposeDevToolsProtocol", {"targetId": target, "bindingName": "cdp"})
     assert not elsewhere.exists()
 
