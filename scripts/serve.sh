@@ -102,6 +102,8 @@ cat <<INFO
     Flower:   http://127.0.0.1:${FLOWER_PORT:-5555}
   Try:  curl -s -X POST -H "X-API-Key: $BROKER_BOOTSTRAP_API_KEY" $BROKER_PUBLIC_URL/v1/sessions
   Stop: Ctrl-C (or kill $$); sessions are stopped and their contexts saved first.
+  Sessions reach public addresses only (${BROKER_EGRESS_ALLOW:+also $BROKER_EGRESS_ALLOW}); for a site on
+  this machine, start with e.g. BROKER_EGRESS_ALLOW=127.0.0.1/32:3000 (README, "Security").
 
 INFO
 

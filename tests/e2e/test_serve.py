@@ -34,7 +34,8 @@ SERVE_MARK = "BB_SERVE_RUN"
 class Served:
     """One run of serve.sh on free ports with its own state, in a process group of its own as a terminal starts it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, egress_allow: str = "") -> None:
+        """``egress_allow``: what the sessions may reach beyond public addresses (the test's page server)."""
         self.mark = uuid.uuid4().hex
         self.state = root / "state"
         # Short, like /tmp: Chromium puts a Unix socket (108 bytes at most) in its temp folder.
@@ -53,6 +54,7 @@ class Served:
             "BROKER_BIND": "127.0.0.1",
             "BROKER_CHROMIUM_EXTRA_FLAGS": TEST_FLAGS,
             "BROKER_HEARTBEAT_INTERVAL": "1",
+            "BROKER_EGRESS_ALLOW": egress_allow,
             # Browsers' temp folders (bb-*) land here instead of /tmp, so the check sees only this run's.
             "TMPDIR": str(self.tmp),
         })
@@ -144,7 +146,7 @@ STOPS = {
 
 @pytest.mark.parametrize("how", STOPS)
 def test_serve_stops_cleanly_saving_contexts_worker_first_redis_last(how, tmp_path, pages):
-    served = Served(tmp_path)
+    served = Served(tmp_path, egress_allow=f"127.0.0.1/32:{pages.httpd.server_address[1]}")
     try:
         wait_until(served.ready, 180, interval=0.5, message="serve.sh to be ready")
         api = served.api()
