@@ -193,7 +193,7 @@ class _Forwarder:
         """
         address = upstream.address
         try:
-            family, judged = (await asyncio.get_running_loop().run_in_executor(
+            _, judged = (await asyncio.get_running_loop().run_in_executor(
                 None, self.policy.resolve, address.host, address.port))[0]
         except EgressRefused as error:
             raise ProxyUnavailable(f"the proxy's address is refused: {error}") from None
