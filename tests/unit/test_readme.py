@@ -1,4 +1,4 @@
-"""The README a newcomer follows: every variable anything reads is in its table, and its links stay in the repository."""
+"""The README a newcomer follows: short, its two commands, every variable anything reads in its table, links in the repository."""
 from __future__ import annotations
 
 import re
@@ -6,6 +6,9 @@ import re
 from tests.support.processes import ROOT
 
 README = ROOT / "README.md"
+#: Issue 24: the README says what it is, how to run, use, configure, operate and secure it; the architecture
+#: and the benchmarks live in docs/ARCHITECTURE.md and docs/BENCHMARKS.md.
+MAX_LINES = 400
 #: The shell's own variables, which scripts use but nobody configures.
 SHELL_VARIABLES = {"PATH", "PWD"}
 
@@ -37,3 +40,15 @@ def test_readme_links_point_at_files_in_the_repository():
     assert "docs/API.md" in local
     assert not [t for t in local if not (ROOT / t).resolve().is_relative_to(ROOT) or not (ROOT / t).exists()]
     assert "../shared" not in README.read_text()
+
+
+def test_readme_is_at_most_400_lines_and_leaves_architecture_and_figures_to_docs():
+    text = README.read_text()
+    assert len(text.splitlines()) <= MAX_LINES, f"README.md has {len(text.splitlines())} lines, at most {MAX_LINES}"
+    assert "(docs/ARCHITECTURE.md)" in text and "(docs/BENCHMARKS.md)" in text
+
+
+def test_readme_gives_the_two_commands_and_ci_runs_the_test_command():
+    text = README.read_text()
+    assert "\nbash scripts/serve.sh " in text and "\nbash scripts/test.sh " in text
+    assert "bash scripts/test.sh" in (ROOT / ".ci" / "run").read_text().splitlines()
