@@ -112,7 +112,9 @@ class Deployment:
             "BROKER_PROFILES_DIR": str(self.profiles_dir(host)),
             "BROKER_LAUNCHER": "direct",
             # Test pages come from the web host; every name lookup fails, so nothing leaves the test's network.
-            "BROKER_CHROMIUM_EXTRA_FLAGS": f'--host-resolver-rules="MAP * ~NOTFOUND , EXCLUDE {self.web_host.address}"',
+            # 127.0.0.1 stays itself: the browser's forwarder listens there (the rules map IP literals too).
+            "BROKER_CHROMIUM_EXTRA_FLAGS": ('--host-resolver-rules="MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , '
+                                            f'EXCLUDE {self.web_host.address}"'),
         }
 
     def start_worker(self, host: Host) -> str:
