@@ -1,4 +1,4 @@
-"""Creates that wait for a slot get their browsers in the order they arrived (README, "Queueing")."""
+"""Creates that wait for a slot get their browsers in the order they arrived (docs/ARCHITECTURE.md, "Queueing")."""
 from __future__ import annotations
 
 import threading

@@ -4,7 +4,7 @@ The worker runs exactly as the Procfile's ``worker`` line says (through
 ``sh -c``, as honcho and PaaS run it), with its host's own hostname, so its
 name (``broker-1@<host>``) is what the Procfile gives on a real machine.
 docker-compose.yml is checked against the variables set here
-(tests/test_deploy_files.py).
+(tests/unit/test_deploy_files.py).
 """
 from __future__ import annotations
 

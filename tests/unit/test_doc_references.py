@@ -19,8 +19,6 @@ import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from tests.support.processes import ROOT
 
 README = ROOT / "README.md"
@@ -38,23 +36,6 @@ SECTION = re.compile(r"""README, ["“]([^"”]+)["”]""")
 LINK = re.compile(r"\]\(([^)#\s]+)")
 HASH_COMMENT = re.compile(r"(?:^|\s)#(.*)$", re.M)
 SLASH_COMMENT = re.compile(r"(?:^|\s)//(.*)$|/\*(.*?)\*/", re.M | re.S)
-
-#: Known broken, each to be fixed in the file that names it (not this test's to edit). Every entry is a
-#: strict xfail below: once its file is fixed, that test passes, fails as strict, and the entry must go.
-KNOWN_BROKEN = {
-    ("tasks/chromium.py", "CHROMIUM-NOTES.md"): "known broken, to fix in tasks/chromium.py (no such document)",
-    ("tests/schemathesis.toml", "tests/test_openapi_contract.py"):
-        "known broken, to fix in tests/schemathesis.toml (the test is in tests/e2e/)",
-    ("tests/unit/test_openapi_rules.py", "tests/test_openapi_contract.py"):
-        "known broken, to fix in tests/unit/test_openapi_rules.py (the test is in tests/e2e/)",
-    ("tests/support/hosts.py", "tests/test_deploy_files.py"):
-        "known broken, to fix in tests/support/hosts.py (the test is in tests/unit/)",
-    ("tests/e2e/test_queue_order.py", 'README, "Queueing"'):
-        "known broken, to fix in tests/e2e/test_queue_order.py (the section is in docs/ARCHITECTURE.md)",
-    ("pyproject.toml", 'README, "Architecture"'):
-        "known broken, to fix in pyproject.toml (the layers are in docs/ARCHITECTURE.md)",
-}
-
 
 @dataclass(frozen=True)
 class Reference:
@@ -155,15 +136,6 @@ def test_the_search_finds_references_of_each_kind():
 
 
 def test_every_file_and_section_named_exists():
-    unexpected = [str(r) for r in broken() if (r.file, r.target) not in KNOWN_BROKEN]
+    unexpected = [str(r) for r in broken()]
     assert not unexpected, "named but not in the repository:\n" + "\n".join(unexpected)
 
-
-@pytest.mark.parametrize("file, target", [
-    pytest.param(file, target, marks=pytest.mark.xfail(strict=True, reason=reason), id=f"{file}: {target}")
-    for (file, target), reason in sorted(KNOWN_BROKEN.items())
-])
-def test_known_broken_reference_is_fixed(file, target):
-    """Fails (xfail) while the file still names what does not exist; remove the entry once it passes."""
-    still = [str(r) for r in broken() if (r.file, r.target) == (file, target)]
-    assert not still, still

@@ -2,7 +2,7 @@
 
 Checked here for the cross-field rules (written twice: as JSON Schema in the
 document, as marshmallow in the code) on cases at each rule's edges; the suite's
-schemathesis run (tests/test_openapi_contract.py) then searches the rest.
+schemathesis run (tests/e2e/test_openapi_contract.py) then searches the rest.
 """
 from __future__ import annotations
 
