@@ -218,7 +218,13 @@ def test_renewed_leases_keep_clients_counted(store, machine):
 
 # -- lists ---------------------------------------------------------------------
 def test_lists_page_newest_first_with_the_total(store, machine):
-    ids = [running_session(machine) for _ in range(5)]
+    """Lists order by creation time in ms; sessions made in the same ms keep Redis's order by id (stable across
+    pages, but not their creation order), so these are made a few ms apart: made back to back, two sometimes
+    shared a ms and the test failed about half the time on a loaded machine."""
+    ids = []
+    for _ in range(5):
+        ids.append(running_session(machine))
+        time.sleep(0.003)
     page, total = store.sessions.page(PROJECT, None, 0, 2)
     assert total == 5 and [r["id"] for r in page] == ids[::-1][:2]
     page, _ = store.sessions.page(PROJECT, None, 4, 2)
