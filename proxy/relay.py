@@ -139,6 +139,8 @@ class RelayConnection:
         self._frames = FrameProtocol(client=False, extensions=[])
         self._close: tuple[int, str] | None = None
         self._goodbye: tuple[int, str] | None = None
+        #: Set once the client ended its side (its socket read end-of-stream): the close was its own.
+        self._client_left = False
         #: Held by whichever pump writes to the client; ``_tracker`` (Chromium's frames so far) goes with it.
         self._to_client = _os_lock()
         self._tracker = FrameTracker()
@@ -168,6 +170,8 @@ class RelayConnection:
             self.client.close()
         if self._goodbye:
             log.info("session %s: relay closed a client (%s %s)", self.session_id, *self._goodbye)
+        elif self._client_left:
+            log.info("session %s: a client closed its connection", self.session_id)
 
     def _client_to_browser(self) -> None:
         prioritise_pump()
@@ -177,6 +181,7 @@ class RelayConnection:
             while True:
                 size = self.client.recv_into(buffer)
                 if not size:
+                    self._client_left = True
                     break
                 self.browser.sendall(self.rewriter.feed(view[:size]))
                 self.bytes_to_browser += size
@@ -236,8 +241,9 @@ class RelayConnection:
             self.client.sendall(self._frames.send_data(replies.popleft().decode()))
 
     def _say_goodbye(self) -> None:
+        """A close frame saying why, unless the close was the client's own (nobody is left to tell)."""
         with self._to_client:
-            if self._tracker.last_opcode == OPCODE_CLOSE:
+            if self._tracker.last_opcode == OPCODE_CLOSE or (self._client_left and self._close is None):
                 return
             code, reason = self._close or (BROWSER_GONE, "the browser closed the connection")
             try:

@@ -105,6 +105,19 @@ def test_abrupt_client_drop_leaves_the_browser_usable(any_api, session_factory, 
     again.close()
 
 
+def test_a_clients_own_close_is_logged_as_the_clients(broker, api, session_factory):
+    """A client that ends its socket without a close frame left by itself: the log must not blame the browser."""
+    session = session_factory(api)
+    client = RawCdp(session["cdpUrl"])
+    client.call("Browser.getVersion")
+    client.ws.sock.shutdown(socket.SHUT_WR)
+    web_log = broker.workdir / f"web-{broker.port}.log"
+    said = f"session {session['id']}: a client closed its connection"
+    wait_until(lambda: said in web_log.read_text(errors="replace"), 10, message="the client's close in the web log")
+    client.ws.sock.close()
+    assert f"session {session['id']}: relay closed a client" not in web_log.read_text(errors="replace")
+
+
 def test_several_clients_at_once(api, session_factory, pages):
     session = session_factory(api)
     clients = [RawCdp(session["cdpUrl"]) for _ in range(3)]
