@@ -8,6 +8,7 @@ machine) and S3-compatible object storage through boto3 (several machines).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -125,11 +126,17 @@ class LocalSnapshotStore:
     def _write(self, final: Path, source: Path) -> None:
         final.parent.mkdir(parents=True, exist_ok=True)
         partial = final.with_name(f".{final.name}.partial")
-        with open(source, "rb") as src, open(partial, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1024 * 1024)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(partial, final)
+        try:
+            with open(source, "rb") as src, open(partial, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1024 * 1024)
+                dst.flush()
+                os.fsync(dst.fileno())
+            os.replace(partial, final)
+        except BaseException:
+            # A full disk, say: what was written of the archive is no use to anyone, and only takes room.
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
+            raise
         folder = os.open(final.parent, os.O_RDONLY)
         try:
             os.fsync(folder)

@@ -105,6 +105,8 @@ MOVES = (CLAIM, ABANDON, READY, HAND_OVER, REQUEST_STOP, FINISH_STOP, LOSE)
 #: worker then stops it itself (tasks.lifecycle). A stop task normally starts within milliseconds; one that comes
 #: later finds the work done.
 STOP_NEVER_SENT_AFTER = 10.0
+#: A lost session's ``snapshotError`` when it had a context and its stop had not saved it.
+LOST_BEFORE_SAVE = "the session's worker was lost before its context was saved; previous snapshot kept"
 #: What a stopped session's record forgets: the hashes its connect token and live-view links are checked against
 #: (core.tokens).
 TOKEN_DEAD = {"connectTokenHash": None, "liveViewHash": None, "liveViewReadOnlyHash": None}
@@ -202,8 +204,28 @@ class SessionMachine:
         return record
 
     def lose(self, session_id: str) -> SessionRecord | None:
-        """The worker holding the browser is gone: no save is possible, the last good snapshot stays in force."""
-        record = self._apply(LOSE, session_id, stoppedAt=utcnow_iso(), stopReason=StopReason.WORKER_LOST, **TOKEN_DEAD)
+        """The worker holding the browser is gone: no save is possible, the last good snapshot stays in force.
+
+        A session with a context says so in ``snapshotError``, unless its stop had already committed the save (the
+        worker died after that). Once lost, no save of it can commit any more (``ContextRecords.commit_save``
+        requires a live session), so the answer cannot go stale after the move; only a save committed by a worker
+        that is declared lost yet still alive, in the instant between this check and the move, would be reported
+        as not saved.
+        """
+        changes = {"stoppedAt": utcnow_iso(), "stopReason": StopReason.WORKER_LOST, **TOKEN_DEAD}
+        if not self._context_saved(session_id):
+            changes["snapshotError"] = LOST_BEFORE_SAVE
+        record = self._apply(LOSE, session_id, **changes)
         if record is not None:
             self.store.events.announce_stop(session_id, StopReason.WORKER_LOST)
         return record
+
+    def _context_saved(self, session_id: str) -> bool:
+        """True unless the session has a context its stop has not saved: only that session's commit names it
+        ``lastSessionId``, and no later session can save the context while this one still holds it."""
+        record = self.store.sessions.get(session_id)
+        context_id = record.get("contextId") if record else None
+        if not context_id:
+            return True
+        context = self.store.contexts.get(context_id)
+        return context is not None and context.get("lastSessionId") == session_id

@@ -23,7 +23,7 @@ from core.states import SessionRecord, Status, StopReason
 from tasks.celery_app import celery, config
 from tasks.chromium import RunningBrowser, browser_flags
 from tasks.pool import PoolFull
-from tasks.profile_cookies import ProfileCookiesError, exited_cleanly
+from tasks.profile_cookies import ProfileCookiesError, exited_cleanly, read_profile_cookies
 from tasks.runtime import (
     contexts, dispatcher, download_archive, forwarders, gateway, intake, machine, pool, prepare_browser, project_gate,
     secret_box, store, warm_browsers,
@@ -246,8 +246,10 @@ def end_session(session_id: str, reason: StopReason) -> None:
 def _end_session(session_id: str, reason: StopReason) -> None:
     """Clients first (they get a close frame with the reason), then the context's state, then the record.
 
-    A browser that exited by itself cannot be asked for its cookies: they are read
-    from its profile instead, and only a clean exit's profile becomes a snapshot.
+    The context's cookies are read while the browser still runs and kept in memory: they reach the store only with
+    the snapshot they belong to (ContextState.save), so a save that fails leaves the context's cookies and figures
+    as they were. A browser that exited by itself cannot be asked: its cookies are read from its profile instead,
+    and only a clean exit's profile becomes a snapshot.
     """
     store.events.announce_stop(session_id, reason)
     record = store.sessions.get(session_id) or {}
@@ -256,23 +258,31 @@ def _end_session(session_id: str, reason: StopReason) -> None:
     browser = pool().get(session_id)
     closed_by_itself = browser is not None and browser.exited()
     problems: list[str] = []
+    cookies: list[dict] | None = None
+    cdp_error: Exception | None = None
     if context_id and browser is not None and not closed_by_itself:
         try:
-            contexts.sync_cookies(context_id, session_id, browser)
+            cookies = contexts.read_cookies(browser)
         except Exception as error:
-            log.exception("session %s: cookie sync failed", session_id, extra=fields)
-            problems.append(f"cookie sync failed: {error}")
+            log.warning("session %s: reading its cookies over CDP failed (%s); they are read from its profile once "
+                        "the browser has exited", session_id, error, extra=fields)
+            cdp_error = error
 
     def save(profile: Path) -> None:
-        if closed_by_itself:
+        saved_cookies = cookies
+        if saved_cookies is None:
             if not exited_cleanly(profile):
-                problems.append("the browser crashed, so its profile may be inconsistent; previous snapshot kept")
+                problems.append("the browser crashed, so its profile may be inconsistent; previous snapshot kept"
+                                if closed_by_itself else
+                                f"its cookies could not be read ({cdp_error}) and the browser did not exit cleanly; "
+                                "previous snapshot kept")
                 return
             try:
-                contexts.sync_cookies_from_profile(context_id, session_id, profile)
+                saved_cookies = read_profile_cookies(profile)
             except ProfileCookiesError as error:
-                problems.append(f"cookie sync failed: {error}")
-        problem = contexts.save(context_id, session_id, profile)
+                problems.append(f"cookie sync failed: {error}; previous snapshot kept")
+                return
+        problem = contexts.save(context_id, session_id, profile, saved_cookies)
         if problem:
             problems.append(problem)
 

@@ -1,10 +1,12 @@
 """A context's state on the worker side: restored into a new profile, saved from an ended one.
 
-Save order at stop (API.md): cookies over CDP into the store while the browser
-still runs; Chromium ends cleanly (its SQLite and LevelDB files are then
-consistent); the profile is packed and written whole under a new version; only
-then does the context's pointer move, and only after that are old versions
-deleted. A crash anywhere leaves the previous snapshot in force.
+Save order at stop (API.md): cookies read over CDP while the browser still runs
+and kept in memory (nothing is written yet); Chromium ends cleanly (its SQLite
+and LevelDB files are then consistent); the profile is packed and written whole
+under a new version; only then do the context's pointer, its cookies and its
+figures (cookieCount, snapshotBytes, lastSessionId, updatedAt) change, in one
+Redis transaction, and only after that are old versions deleted. A failure or a
+crash anywhere leaves all of them as they were: what the API says is what is saved.
 """
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ from core.metrics import RESTORE, SAVE, SNAPSHOT_BYTES_BUCKETS, SNAPSHOT_SECONDS
 from core.store import Store
 from core.store.metrics import SNAPSHOT_BYTES, SNAPSHOT_SECONDS
 from core.cdp import CdpConnection
+from core.store.contexts import SaveRefused
 from tasks.chromium import RunningBrowser
-from tasks.profile_cookies import read_profile_cookies
 from core.cookies import read_cookies
 from core.snapshots import SnapshotError, SnapshotStore, new_version, pack_profile, unpack_profile
 
@@ -61,22 +63,16 @@ class ContextState:
         self._measure(RESTORE, time.monotonic() - started, size)
         log.info("context %s: restored snapshot %s (%d bytes)", context_id, version, size)
 
-    def sync_cookies(self, context_id: str, session_id: str, browser: RunningBrowser) -> None:
+    def read_cookies(self, browser: RunningBrowser) -> list[dict]:
+        """The running browser's cookies (httpOnly and session cookies included), for :meth:`save` to commit."""
         with CdpConnection(browser.ws_url(), timeout=CDP_TIMEOUT) as conn:
-            cookies = read_cookies(conn)
-        self.store.contexts.save_cookies(context_id, session_id, cookies)
-        log.info("session %s: %d cookies synced to context %s", session_id, len(cookies), context_id,
-                 extra={"session": session_id})
+            return read_cookies(conn)
 
-    def sync_cookies_from_profile(self, context_id: str, session_id: str, profile: Path) -> None:
-        """For a browser that closed by itself: the cookies it flushed to its profile on the way out."""
-        cookies = read_profile_cookies(profile)
-        self.store.contexts.save_cookies(context_id, session_id, cookies)
-        log.info("session %s: %d cookies read from the ended profile into context %s", session_id, len(cookies),
-                 context_id, extra={"session": session_id})
+    def save(self, context_id: str, session_id: str, profile: Path, cookies: list[dict]) -> str | None:
+        """Snapshot an ended browser's profile and commit it with ``cookies``; the reason it was not saved, else None.
 
-    def save(self, context_id: str, session_id: str, profile: Path) -> str | None:
-        """Snapshot an ended browser's profile; the reason it was not saved, else None."""
+        Not saved, nothing of the context changed: not its snapshot, not its cookies, not its figures.
+        """
         archive = self._scratch_file()
         started = time.monotonic()
         try:
@@ -87,19 +83,23 @@ class ContextState:
             self._test_kill("before-archive-write")
             self.snapshots.put(context_id, version, archive)
             self._test_kill("after-archive-write")
-            dropped = self.store.contexts.point_to_snapshot(context_id, version, size, self.config.snapshot_keep)
-            if dropped is None:
+            try:
+                self.store.contexts.commit_save(context_id, session_id, version, size, cookies,
+                                                self.config.snapshot_keep)
+            except SaveRefused as refused:
                 self.snapshots.delete(context_id, version)
-                return "context was deleted during the save"
+                log.warning("session %s: context %s not saved: %s", session_id, context_id, refused,
+                            extra={"session": session_id})
+                return str(refused)
             self._measure(SAVE, time.monotonic() - started, size)
             self._delete_unused(context_id)
-            log.info("session %s: context %s saved as %s (%d bytes)", session_id, context_id, version, size,
-                     extra={"session": session_id})
+            log.info("session %s: context %s saved as %s (%d bytes, %d cookies)", session_id, context_id, version,
+                     size, len(cookies), extra={"session": session_id})
             return None
         except Exception as error:
             log.exception("session %s: context %s snapshot failed", session_id, context_id,
                           extra={"session": session_id})
-            return f"snapshot failed: {error}"
+            return f"snapshot failed: {error}; previous snapshot kept"
         finally:
             archive.unlink(missing_ok=True)
 

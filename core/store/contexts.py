@@ -5,9 +5,18 @@ import time
 from typing import Any
 
 from core.ids import utcnow_iso
-from core.states import LIVE_STATUSES
+from core.states import LIVE_STATUSES, Status
 from core.store import keys
 from core.store.base import Pipeline, RecordKind, dump, load
+
+
+#: A session whose stop may still commit its context's save. Once stopped (declared lost while its worker was cut
+#: off, say) it no longer holds the context, so its save must not land.
+SAVING_STATUSES = (Status.RUNNING, Status.STOPPING)
+
+
+class SaveRefused(RuntimeError):
+    """A save's commit that did not happen, and why; nothing was written."""
 
 
 class ContextRecords(RecordKind):
@@ -77,32 +86,35 @@ class ContextRecords(RecordKind):
 
         return self.redis.transaction(apply, key, value_from_callable=True)
 
-    def save_cookies(self, context_id: str, session_id: str, cookies: list[dict]) -> bool:
-        """The cookie record of the last save; False if the context was deleted meanwhile."""
-        if self.update(context_id, cookieCount=len(cookies), lastSessionId=session_id) is None:
-            return False
-        self.redis.set(keys.context_cookies(context_id), dump(cookies))
-        return True
-
     def cookies(self, context_id: str) -> list[dict]:
         return self._load(keys.context_cookies(context_id)) or []
 
-    def point_to_snapshot(self, context_id: str, version: str, size: int, keep: int) -> list[str] | None:
-        """Move the context to a fully written snapshot; the versions now beyond the newest ``keep``.
+    def commit_save(self, context_id: str, session_id: str, version: str, size: int, cookies: list[dict],
+                    keep: int) -> list[str]:
+        """Move the context to a fully written snapshot, with the cookies read for it, in one transaction.
 
-        None means the context is gone: the caller deletes the archive it wrote.
+        The snapshot pointer, the cookies and every figure the API shows (``cookieCount``, ``snapshotBytes``,
+        ``lastSessionId``, ``updatedAt``) change together or not at all. Returns the versions now beyond the
+        newest ``keep``. Raises :class:`SaveRefused`, with nothing written, if the context is gone or the session
+        is no longer live (ended as ``worker_lost`` while its stop was still saving: its hold is gone, a newer
+        session may own the context); the caller then deletes the archive it wrote.
         """
-        key = keys.context(context_id)
+        key, session_key = keys.context(context_id), keys.session(session_id)
 
-        def apply(pipe: Pipeline) -> list[str] | None:
+        def apply(pipe: Pipeline) -> list[str]:
             record = load(pipe.get(key))
             if record is None:
-                return None
+                raise SaveRefused("context was deleted during the save")
+            session = load(pipe.get(session_key))
+            if session is None or session["status"] not in SAVING_STATUSES:
+                raise SaveRefused("the session was ended as worker_lost before its context was saved; "
+                                  "previous snapshot kept")
             versions = [version, *record.get("snapshotVersions", [])]
             record.update(snapshotVersion=version, snapshotVersions=versions[:keep], snapshotBytes=size,
-                          updatedAt=utcnow_iso())
+                          cookieCount=len(cookies), lastSessionId=session_id, updatedAt=utcnow_iso())
             pipe.multi()
             pipe.set(key, dump(record))
+            pipe.set(keys.context_cookies(context_id), dump(cookies))
             return versions[keep:]
 
-        return self.redis.transaction(apply, key, value_from_callable=True)
+        return self.redis.transaction(apply, key, session_key, value_from_callable=True)

@@ -70,7 +70,9 @@ def test_oversized_archive_is_refused_and_previous_snapshot_kept(faults_broker, 
     assert stopped["stopReason"] == "deleted"
     assert "over the 2000 byte limit" in stopped["snapshotError"]
     record = api.get(f"/v1/contexts/{context['id']}").json()
-    assert record["snapshotBytes"] == 0 and record["cookieCount"] == 1
+    # Nothing of the refused save shows: not its cookies either (they change only with the snapshot they belong to).
+    assert record["snapshotBytes"] == 0 and record["cookieCount"] == 0 and record["lastSessionId"] is None
+    assert api.get(f"/v1/contexts/{context['id']}/cookies").json()["cookies"] == []
     assert snapshots_of(broker, context["id"]) == []
     broker.stop_worker(small)
 
