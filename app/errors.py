@@ -10,9 +10,9 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
 from app.docs import ErrorSchema
+from core.store.base import STORAGE_RETRY_AFTER
 
 JSON_METHODS = {"POST", "PUT", "PATCH"}
-STORAGE_RETRY_AFTER = "5"
 
 
 class BrokerApi(Api):

@@ -24,6 +24,7 @@ from urllib.parse import parse_qs
 import gevent
 import websocket
 from gevent.pywsgi import WSGIHandler, WSGIServer
+from redis.exceptions import RedisError
 from wsproto.utilities import RemoteProtocolError
 
 from core.browser_link import BrowserLinks
@@ -32,6 +33,7 @@ from core.environ import CLIENT_SOCKET
 from core.logs import session_fields
 from core.states import Status
 from core.store import Store
+from core.store.base import STORAGE_RETRY_AFTER
 from core.tokens import LIVE_EXPIRES_FIELD, LIVE_HASH_FIELD, live_view_access, matches, redact, token_in_query
 from proxy.live_view import BrowserCdp, LiveView, ViewerSocket
 from proxy.registry import RelayRegistry, follow_stop_announcements, renew_client_leases
@@ -77,8 +79,22 @@ class BrokerHandler(WSGIHandler):
         super().handle()
 
     def run_application(self) -> None:
+        """The app's routes, or a socket of the relay or the live view; a Redis outage is a 503 here as in the app.
+
+        Once a socket is open (101) its Redis calls are bookkeeping: an outage then is logged, never a second answer.
+        """
         # Lets a long create notice that its caller hung up (core.environ.client_gone).
         self.environ[CLIENT_SOCKET] = self.socket
+        try:
+            self._route()
+        except RedisError as error:
+            if self.status and self.status.startswith("101"):
+                log.warning("storage (Redis) unavailable while closing a socket: %s", error)
+                return
+            self._json_error(503, "Service Unavailable", f"Storage (Redis) unavailable: {error}",
+                             [("Retry-After", STORAGE_RETRY_AFTER)])
+
+    def _route(self) -> None:
         viewed = live_view_target(self.environ)
         if viewed is not None:
             return self._live_view(viewed)
@@ -173,9 +189,10 @@ class BrokerHandler(WSGIHandler):
             message = f"{msg!r} {args!r}"
         super().log_error(redact(message))
 
-    def _json_error(self, code: int, status: str, message: str) -> None:
+    def _json_error(self, code: int, status: str, message: str, headers: list[tuple[str, str]] | None = None) -> None:
         body = json.dumps({"code": code, "status": status, "message": message}).encode()
-        self.start_response(f"{code} {status}", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        self.start_response(f"{code} {status}", [("Content-Type", "application/json"),
+                                                 ("Content-Length", str(len(body))), *(headers or [])])
         self.write(body)
 
 

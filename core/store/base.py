@@ -9,6 +9,8 @@ import redis
 from core.config import Config
 
 Pipeline = redis.client.Pipeline
+#: Retry-After (seconds) on every answer refused because Redis did not answer: REST and sockets alike.
+STORAGE_RETRY_AFTER = "5"
 
 
 def connect(config: Config) -> redis.Redis:
