@@ -5,13 +5,13 @@ start the browser, as the design asks, then ends ChromeDriver (``detach``: the
 browser outlives it) once the browser answers: a ChromeDriver left listening on
 loopback takes ``POST /session`` from anyone, ``goog:chromeOptions.binary``
 (any program) and ``debuggerAddress`` (any browser) included. ``direct`` starts
-Chromium itself, which saves about 170 ms and 31 MiB a session
-(measured on this kind of machine). Either way the browser is only handed out after it
-answered a real CDP call, it runs as a user of its own
-(tasks/browser_users.py), with Chromium's sandbox unless the worker found at
-start that this host cannot give it one, and its debugger takes no socket that
-carries an ``Origin`` (no ``--remote-allow-origins``): a page's WebSocket always
-does, the relay's and the worker's never.
+Chromium itself, which saves about 170 ms and 31 MiB a session (measured on
+this kind of machine). Either way the browser is only handed out after it
+answered a real CDP call; it runs as a user of its own (tasks/browser_users.py),
+with Chromium's sandbox unless the worker found at start that this host cannot
+give it one; and its debugger takes no socket that carries an ``Origin`` (no
+``--remote-allow-origins``): a page's WebSocket always does, the relay's and
+the worker's never.
 """
 from __future__ import annotations
 
