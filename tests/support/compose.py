@@ -21,7 +21,11 @@ What compose and the image would give each container, and how it is given here:
   host outside it.
 
 The image's processes run as its ``USER`` (``broker``, made by scripts/setup.sh
-as the Dockerfile makes it) unless the service says ``user:``.
+as the Dockerfile makes it) unless the service says ``user:`` (in the file, or
+in an override, as a second ``-f`` file gives one: ``Project(overrides=...)``);
+the image's own folders stay its USER's either way, as ``install -d -o broker``
+left them in the image. ``documented_options`` reads what the file keeps in
+comments for an operator to turn on (the worker's ``# user: root``).
 
 Mapped, since this machine is not an image (said where it is done): the image's
 WORKDIR is the worktree, its Python the worktree's .venv (and the folder of the
@@ -55,6 +59,10 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 #: Mount points the image has and this machine may not: made for the run, removed after it.
 IMAGE_FOLDERS = ("/var/lib/browser-broker",)
+#: Marks an image folder a compose run made on this machine: the last run using it removes it. Another run's
+#: containers mount their own folders there (in their own mount namespaces); removing the folder under them would
+#: detach those mounts, so their workers lose BROKER_STATE_DIR and the snapshots volume mid-run.
+MADE_MARK = "user.browser-broker-compose"
 _VARIABLE = re.compile(r"\$(?:(\$)|\{(\w+)(?:(:?[-?])([^}]*))?\}|(\w+))")
 
 
@@ -101,6 +109,24 @@ def interpolate(text: str, variables: dict[str, str]) -> str:
 def compose_services() -> dict:
     """The services as compose reads them: YAML anchors and ``<<`` merge keys resolved (PyYAML's safe loader does both)."""
     return yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+
+
+#: A comment line that is a service option of its own (``    # user: root``), not prose that mentions one.
+_COMMENTED_OPTION = re.compile(r"^\s+#\s?([a-z_]+: .+)$")
+
+
+def documented_options(service: str) -> dict:
+    """The options docker-compose.yml documents for ``service`` in comment lines of their own, to turn on by hand."""
+    lines = COMPOSE_FILE.read_text().splitlines()
+    start = lines.index(f"  {service}:")
+    options: dict = {}
+    for line in lines[start + 1:]:
+        if line.strip() and not line.startswith("   "):
+            break
+        match = _COMMENTED_OPTION.match(line)
+        if match:
+            options.update(yaml.safe_load(match.group(1)))
+    return options
 
 
 def _dockerfile_instructions() -> list[tuple[str, str]]:
@@ -208,10 +234,14 @@ class Project:
     """``docker compose up`` of docker-compose.yml, with ``scale`` replicas per service, on network namespaces."""
 
     def __init__(self, workdir: Path, variables: dict[str, str], scale: dict[str, int], *, prefix: str,
-                 outside_prefix: str) -> None:
+                 outside_prefix: str, overrides: dict[str, dict] | None = None) -> None:
+        """``overrides``: {service: {option: value}} over the file's, as ``docker compose -f docker-compose.yml -f
+        override.yml`` merges a second file (an option given there replaces the file's; only whole values here)."""
         self.workdir = workdir
         self.variables = variables
         self.services = compose_services()
+        for service, options in (overrides or {}).items():
+            self.services[service] = {**self.services[service], **options}
         self.net = Network(prefix)
         self.made_folders: list[str] = []
         self._owned: dict[str, bool] = {}
@@ -238,9 +268,10 @@ class Project:
         names[container.address] = [container.hostname, *names[container.address]]
         return names
 
-    def _own(self, folder: Path, container: Container) -> None:
-        """The image's own folders belong to its user, 0700 (Dockerfile: ``install -d -o broker -g broker -m 0700``)."""
-        user = self.user(container)
+    def _own(self, folder: Path) -> None:
+        """The image's own folders belong to its USER, 0700 (Dockerfile: ``install -d -o broker -g broker -m 0700``),
+        whatever ``user:`` the service runs as: the folders were made when the image was built."""
+        user = image_user()
         if user:
             entry = pwd.getpwnam(user)
             os.chown(folder, entry.pw_uid, entry.pw_gid)
@@ -282,7 +313,7 @@ class Project:
         for folder in IMAGE_FOLDERS if self.services[container.service].get("build") else ():
             mine = own / folder.strip("/").replace("/", "_")
             mine.mkdir(parents=True)
-            self._own(mine, container)
+            self._own(mine)
             mounts[str(mine)] = folder
         for spec in self.services[container.service].get("volumes", []):
             name, _, path = spec.partition(":")
@@ -293,7 +324,7 @@ class Project:
                 (Path(next(s for s, d in mounts.items() if d == under)) / Path(path).relative_to(under)).mkdir(parents=True)
                 # A new named volume takes the image's folder's owner and mode (the Dockerfile's `install -d`).
                 if not self._owned.get(name):
-                    self._own(source, container)
+                    self._own(source)
                     self._owned[name] = True
                 mounts[str(source)] = path
             else:
@@ -354,6 +385,22 @@ class Project:
             if not os.path.exists(folder):
                 os.makedirs(folder)
                 self.made_folders.append(folder)
+                try:
+                    os.setxattr(folder, MADE_MARK, b"1")
+                except OSError:  # no user xattrs here: only this run knows it made the folder
+                    pass
+
+    def _ours_to_remove(self, folder: str) -> bool:
+        """Made by this run or another compose run (marked), and on no one's mount any more."""
+        try:
+            made = MADE_MARK in os.listxattr(folder) or folder in self.made_folders
+        except OSError:  # not there
+            return False
+        return made and not mounted_anywhere(folder)
+
+    def folders_left(self) -> list[str]:
+        """Image folders a compose run made that are still here though no container mounts them."""
+        return [folder for folder in IMAGE_FOLDERS if self._ours_to_remove(folder)]
 
     def start(self, container: Container) -> None:
         mounts = self._mounts(container)
@@ -403,8 +450,29 @@ class Project:
                     container.proc.kill()
                 container.proc.wait(30)
         self.net.remove()
-        for folder in self.made_folders:
-            os.rmdir(folder)
+        for folder in IMAGE_FOLDERS:
+            if self._ours_to_remove(folder):
+                try:
+                    os.rmdir(folder)
+                except OSError:  # gone already, or a run that started meanwhile uses it: that run removes it
+                    pass
+
+
+def mounted_anywhere(path: str) -> bool:
+    """Whether something is mounted on ``path`` in any mount namespace of the machine (read once per namespace)."""
+    seen: set[str] = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            namespace = os.readlink(f"/proc/{pid}/ns/mnt")
+            if namespace in seen:
+                continue
+            seen.add(namespace)
+            with open(f"/proc/{pid}/mountinfo") as mounts:
+                if any(line.split()[4] == path for line in mounts):
+                    return True
+        except OSError:  # ended meanwhile
+            continue
+    return False
 
 
 def published_port(spec: str) -> tuple[str, int, int]:
