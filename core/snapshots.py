@@ -123,14 +123,34 @@ class LocalSnapshotStore:
         """Every blob under ``prefix/``."""
         shutil.rmtree(self.root / prefix, ignore_errors=True)
 
+    def _hand_to_owner(self, path: Path) -> None:
+        """What a root worker writes belongs to the store folder's owner: the web process (the image's user, beside
+        a root worker in docker-compose.yml) deletes contexts and download archives there too."""
+        if os.geteuid() != 0:
+            return
+        owner = self.root.stat()
+        if owner.st_uid != 0:
+            os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
+
+    def _make_folder(self, folder: Path) -> None:
+        created = []
+        while not folder.exists() and self.root in folder.parents:
+            created.append(folder)
+            folder = folder.parent
+        for new in reversed(created):
+            new.mkdir(exist_ok=True)
+            self._hand_to_owner(new)
+
     def _write(self, final: Path, source: Path) -> None:
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._make_folder(final.parent)
         partial = final.with_name(f".{final.name}.partial")
         try:
             with open(source, "rb") as src, open(partial, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1024 * 1024)
                 dst.flush()
                 os.fsync(dst.fileno())
+            self._hand_to_owner(partial)
             os.replace(partial, final)
         except BaseException:
             # A full disk, say: what was written of the archive is no use to anyone, and only takes room.

@@ -541,8 +541,7 @@ class TestOneTenantAgainstAnothersSessionInTheWorkerContainers:
             assert_refused(tenants.attacker, url)
 
 
-@both_shapes(root_fails="a root worker writes each context's snapshot folder on the shared volume as root (0755), "
-                         "so the web process, the image's user, cannot delete it: DELETE /v1/contexts/:id answers 500")
+@both_shapes
 def test_a_context_a_worker_saved_is_deleted_by_the_web_from_the_shared_snapshots_volume(on_host, api):
     """The snapshots volume is written by the workers and emptied by the web process (DELETE /v1/contexts/:id)."""
     context = api.post("/v1/contexts", json={}).json()
