@@ -80,6 +80,9 @@ FIRST_TAB = "about:blank"
 #: Chromium's "open these pages at startup" (4) with the one page every browser starts on.
 STARTUP_PREFS = {"restore_on_startup": 4, "startup_urls": [FIRST_TAB]}
 DEVTOOLS_PORT_FILE = "DevToolsActivePort"
+#: ChromeDriver starts tried before a launch fails, when it exits at once (DRIVER_EXITED in Selenium's message).
+DRIVER_START_ATTEMPTS = 3
+DRIVER_EXITED = "unexpectedly exited"
 READY_POLL = 0.01
 EXIT_GRACE = 5.0
 
@@ -383,14 +386,21 @@ class SeleniumLauncher(_Launcher):
             # An executable path means Selenium Manager is never run, so nothing is downloaded.
             # A session of its own, as with the direct launcher: a signal to the worker's process group
             # (a process manager, a terminal's Ctrl-C) must not kill browsers before their stop flow has run.
-            service = Service(
-                executable_path=self.config.chromedriver_path, log_output=subprocess.DEVNULL,
-                env=child_env(profile_dir, user), popen_kw={"start_new_session": True, **user.popen_kwargs()},
-            )
-            try:
-                driver = webdriver.Chrome(service=service, options=options)
-            except WebDriverException as error:
-                raise LaunchError(f"ChromeDriver could not start Chromium: {error.msg}") from error
+            for attempt in range(1, DRIVER_START_ATTEMPTS + 1):
+                service = Service(
+                    executable_path=self.config.chromedriver_path, log_output=subprocess.DEVNULL,
+                    env=child_env(profile_dir, user), popen_kw={"start_new_session": True, **user.popen_kwargs()},
+                )
+                try:
+                    driver = webdriver.Chrome(service=service, options=options)
+                    break
+                except WebDriverException as error:
+                    # Selenium picks ChromeDriver's port by binding port 0 and letting it go: another socket
+                    # (a forwarder of this worker, any process on the host) can take it before ChromeDriver
+                    # binds it, and ChromeDriver then exits at once. A new port is another try.
+                    if DRIVER_EXITED not in (error.msg or "") or attempt == DRIVER_START_ATTEMPTS:
+                        raise LaunchError(f"ChromeDriver could not start Chromium: {error.msg}") from error
+                    log.warning("ChromeDriver exited at start (its port taken meanwhile?); trying another port")
             address = driver.capabilities["goog:chromeOptions"]["debuggerAddress"]
             port = int(address.rsplit(":", 1)[1])
             main = _browser_process(service.process.pid)
