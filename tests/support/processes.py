@@ -92,6 +92,8 @@ class Redis:
     def __init__(self, workdir: Path, persist: bool = False) -> None:
         self.port = free_port()
         self.workdir = workdir
+        #: Its own folder: two persistent servers of one run must not share (and load) one append-only file.
+        self.data_dir = workdir / f"redis-{self.port}"
         self.persist = persist
         self.proc: subprocess.Popen | None = None
         self.start()
@@ -99,11 +101,16 @@ class Redis:
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
-    def start(self) -> None:
+    def start(self, empty: bool = False) -> None:
+        """``empty``: whatever it persisted is deleted first, as a cache-only Redis or a failover that lost its
+        writes comes back."""
+        if empty:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.data_dir.mkdir(exist_ok=True)
         log = open(self.workdir / f"redis-{self.port}.log", "ab")
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--databases", "64",
-             "--appendonly", "yes" if self.persist else "no", "--appendfsync", "always", "--dir", str(self.workdir)],
+             "--appendonly", "yes" if self.persist else "no", "--appendfsync", "always", "--dir", str(self.data_dir)],
             stdout=log, stderr=subprocess.STDOUT,
         )
         wait_until(self._answers, 10, message="redis-server")
@@ -255,6 +262,18 @@ class Broker:
             return self.store().workers.states().get(nodename, {}).get("browsers", {})
         except RedisError:
             return {}
+
+    def browser_processes(self) -> list[psutil.Process]:
+        """This deployment's live Chromium and ChromeDriver processes: its workers' ``PORT`` (the web's) reaches
+        every browser's environment (core.config.browser_environment)."""
+        found = []
+        for proc in run_processes():
+            try:
+                if proc.environ().get("PORT") == str(self.port):
+                    found.append(proc)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return found
 
     def leftovers(self) -> list[Path]:
         """Profile directories and PID files of the workers' pools."""
