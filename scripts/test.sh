@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --with-node
 # The layers contract (pyproject.toml): app, tasks and proxy import core, never each other.
 .venv/bin/lint-imports --no-cache
-exec .venv/bin/python -m pytest "$@"
+# The 25 slowest tests close every run: where the suite's time goes is read off each CI log.
+exec .venv/bin/python -m pytest --durations=25 "$@"
