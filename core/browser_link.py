@@ -41,10 +41,6 @@ class BrowserRoute:
     url: str
     headers: tuple[tuple[str, str], ...] = ()
 
-    @property
-    def via_gateway(self) -> bool:
-        return bool(self.headers)
-
     def header_lines(self) -> list[str]:
         """The headers as websocket-client takes them."""
         return [f"{name}: {value}" for name, value in self.headers]

@@ -16,7 +16,6 @@ from app.files.service import SessionFiles
 blp = Blueprint("files", __name__, url_prefix="/v1/sessions", description="A session's downloads and uploads.")
 D404 = "No such session (or download) in the project, or its downloads' retention (BROKER_DOWNLOAD_RETENTION) ran out."
 D409 = "The session is stopping (its downloads are being archived): try again once it is stopped."
-D422 = "A bad file name (empty, '.', '..', a '/', a control character, a leading '.', over 255 bytes)."
 
 
 def files() -> SessionFiles:
