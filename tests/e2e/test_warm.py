@@ -445,7 +445,8 @@ def test_with_warm_browsers_off_nothing_launches_ahead(tight):
     wait_until(lambda: tight.browser_counts("tight@test") == {"slots": 2, "free": 2, "warm": 0, "running": 0,
                                                               "launching": 0}, WAIT, message="a heartbeat")
     assert not tight.profile_dirs() and not offers(tight, "tight@test")
-    assert not [p for p in run_processes() if str(tight.state_dir) in " ".join(p.cmdline())]
+    # A browser of this deployment names its profile, under the deployment's profiles folder, on its command line.
+    assert not [p for p in run_processes() if str(tight.profiles_dir) in " ".join(p.cmdline())]
     session = api.create_session()
     assert tight.session_profiles()[session["id"]].name == session["id"]
     assert page_tabs(session["cdpUrl"]) == ["about:blank"]
