@@ -5,6 +5,7 @@ that this run left no Chromium, ChromeDriver or profile directory behind.
 """
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import tempfile
@@ -18,6 +19,18 @@ from tests.support.api import Api
 from tests.support.pages import PageServer
 from tests.support.proxies import ProxyFactory
 from tests.support.processes import Broker, Redis, run_processes, wait_until
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI=true a skipped test fails, with its reason: CI runs as root on a machine set up by the test command,
+    so anything a test skips for (no root, no Chromium, no namespaces) is a broken set-up, not a pass."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail") and os.environ.get("CI", "").lower() == "true":
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, which must run every test: {reason}"
 
 
 @pytest.fixture(scope="session")
