@@ -82,12 +82,13 @@ def test_corrupt_snapshot_fails_the_create_with_409_and_starts_nothing(broker, a
     api.stop_session(session_factory(api, contextId=context["id"])["id"])
     (archive,) = (broker.state_dir / "snapshots" / context["id"]).glob("*.tar.zst")
     archive.write_bytes(b"not a zstd archive at all")
-    before = {s["id"] for s in api.get("/v1/sessions").json()}
-    profiles = broker.session_profiles()
+    before = broker.footprint()
     answer = api.post("/v1/sessions", json={"contextId": context["id"]})
     assert answer.status_code == 409 and "cannot be restored" in answer.json()["message"]
-    assert {s["id"] for s in api.get("/v1/sessions").json()} == before
-    assert broker.session_profiles() == profiles
+    # The refused create's record stays, stopped (the 409 names it): nothing else of it, and no browser.
+    records, launches, profiles = broker.footprint()
+    assert launches == before[1] and profiles == before[2]
+    assert all(broker.store().sessions.get(key.rsplit(":", 1)[1])["status"] != "running" for key in records - before[0])
     assert api.delete(f"/v1/contexts/{context['id']}").status_code == 204
 
 

@@ -54,11 +54,11 @@ def test_context_scopes_and_tenants(broker, api, context):
     assert context["id"] not in {c["id"] for c in stranger.get("/v1/contexts").json()}
 
 
-def test_unknown_context_on_create_is_404_and_starts_nothing(api):
-    before = api.get("/v1/sessions").json()
+def test_unknown_context_on_create_is_404_and_starts_nothing(broker, api):
+    before = broker.footprint()
     answer = api.post("/v1/sessions", json={"contextId": "ctx_" + "0" * 32})
     assert answer.status_code == 404 and "ctx_" in answer.json()["message"]
-    assert api.get("/v1/sessions").json() == before
+    assert broker.footprint() == before
 
 
 def test_state_survives_into_the_next_session_and_only_there(api, session_factory, pages, context):

@@ -17,7 +17,7 @@ EIGHTY_MB = 80 * 1024 * 1024
 @pytest.mark.parametrize("path", ["/v1/sessions", "/v1/proxies", "/v1/contexts"])
 def test_declared_body_over_the_limit_is_413_before_any_of_it_is_sent(broker, api, path):
     """The answer arrives while the client has sent only headers: nothing of the 80 MB was waited for or read."""
-    before = api.session_ids()
+    before = broker.footprint()
     with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as sock:
         sock.sendall((f"POST {path} HTTP/1.1\r\nHost: x\r\nX-API-Key: {broker.api_key}\r\n"
                       f"Content-Type: application/json\r\nContent-Length: {EIGHTY_MB}\r\n\r\n{{").encode())
@@ -25,7 +25,7 @@ def test_declared_body_over_the_limit_is_413_before_any_of_it_is_sent(broker, ap
     body = json.loads(raw)
     assert status == 413 and body["code"] == 413 and str(EIGHTY_MB) in body["message"]
     assert headers["connection"] == "close"
-    assert api.session_ids() == before
+    assert broker.footprint() == before
 
 
 def test_chunked_body_is_cut_off_at_the_limit(broker, api):
@@ -38,10 +38,10 @@ def test_chunked_body_is_cut_off_at_the_limit(broker, api):
             sent += len(piece)
             yield piece
 
-    before = api.session_ids()
+    before = broker.footprint()
     answer = api.post("/v1/sessions", data=chunks(), headers={"Content-Type": "application/json"})
     assert answer.status_code == 413 and answer.json()["code"] == 413
-    assert api.session_ids() == before
+    assert broker.footprint() == before
 
 
 def test_body_just_under_the_limit_is_read(api):
@@ -74,11 +74,11 @@ def test_session_creates_per_key_per_minute_are_capped(broker):
         assert busy.post("/v1/sessions", json={"timeout": 0}).status_code == 422
         busy.create_session()
         busy.create_session()
-        before = busy.session_ids()
+        before = broker.footprint()
         refused = busy.post("/v1/sessions", json={})
         assert refused.status_code == 429 and "2 sessions a minute" in refused.json()["message"]
         assert 1 <= int(refused.headers["Retry-After"]) <= 60
-        assert busy.session_ids() == before
+        assert broker.footprint() == before
         calm.create_session()
     finally:
         owner = Api(broker.url, key)

@@ -81,32 +81,32 @@ BAD_BODIES = [
 
 
 @pytest.mark.parametrize("body,field", BAD_BODIES)
-def test_invalid_create_body_is_422_and_starts_nothing(api, body, field):
-    before = api.session_ids()
+def test_invalid_create_body_is_422_and_starts_nothing(broker, api, body, field):
+    before = broker.footprint()
     answer = api.post("/v1/sessions", json=body)
     assert answer.status_code == 422, answer.text
     payload = answer.json()
     assert payload["code"] == 422 and payload["status"] == "Unprocessable Entity" and payload["message"]
     assert field in payload["errors"]["json"]
-    assert api.session_ids() == before
+    assert broker.footprint() == before
 
 
 @pytest.mark.parametrize(
     "data,content_type",
     [("{not json", "application/json"), ("url=http://x", "application/x-www-form-urlencoded"), ("[1,", "application/json")],
 )
-def test_malformed_body_is_400_and_starts_nothing(api, data, content_type):
-    before = api.session_ids()
+def test_malformed_body_is_400_and_starts_nothing(broker, api, data, content_type):
+    before = broker.footprint()
     answer = api.post("/v1/sessions", data=data, headers={"Content-Type": content_type})
     assert answer.status_code == 400, answer.text
     assert answer.json()["code"] == 400 and answer.json()["message"]
-    assert api.session_ids() == before
+    assert broker.footprint() == before
 
 
-def test_json_that_is_not_an_object_is_422(api):
-    before = api.session_ids()
+def test_json_that_is_not_an_object_is_422(broker, api):
+    before = broker.footprint()
     assert api.post("/v1/sessions", json=[1, 2]).status_code == 422
-    assert api.session_ids() == before
+    assert broker.footprint() == before
 
 
 def test_unknown_status_filter_is_422(api):

@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 
 from core.config import load
 from core.dispatch import LAUNCH_QUEUE
-from core.store import Store
+from core.store import Store, keys
 from tests.support import secrets
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -255,6 +255,13 @@ class Broker:
             except (OSError, ValueError, KeyError):
                 continue  # being written, renamed or removed right now
         return found
+
+    def footprint(self) -> tuple[frozenset[str], int, frozenset[str]]:
+        """Every stored session record (pending ones too), the launches waiting in the queue, and the sessions'
+        browser profiles: what a refused create must leave exactly as it was."""
+        store = self.store()
+        records = frozenset(store.redis.scan_iter(match=keys.session("*"), count=1000))
+        return records, self.waiting_launches(), frozenset(self.session_profiles())
 
     def browser_counts(self, nodename: str) -> dict[str, int]:
         """A worker's slots by use, as its last heartbeat told them."""
