@@ -10,13 +10,26 @@ wins, and the loser learns it from a ``None``.
      │                                         ▼
     pending ──claim──▶ launching ──ready──▶ running ──request_stop──▶ stopping
        │                   │                  │                         │
-       └──abandon──────────┴──▶ abandoned     └──finish_stop / lose─────┴──▶ stopped
+       └──abandon / drop───┴──▶ abandoned     └──finish_stop / lose─────┴──▶ stopped
 
 ``hand_over`` is a warm browser given to a create with nothing left to do
 (no first page to load): one move instead of ``claim`` then ``ready``.
 
 ``abandoned`` is a create that gave up before its browser was ready; users never
 see it (nor ``pending``/``launching``): to them such a session does not exist.
+
+**The create's deadline.** A create that cannot reach Redis cannot write its
+``abandon``. So the create's patience is in the store from its first write: a
+key beside the record whose TTL is the create's deadline, ``BROKER_CREATE_WAIT``
+from the write, and ``BROKER_LAUNCH_TIMEOUT`` from the claim (the create restarts
+its own clock when it hears of the claim). ``claim``, ``hand_over`` and ``ready``
+happen only before it (:attr:`Deadline.BEFORE`); Redis itself refuses one whose
+transaction commits after the key expired (an expired WATCHed key fails EXEC), so
+a move held up by a stall past the deadline is refused too, and no host's clock is
+involved. A create that gave up thus answers its error only once its ``abandon``
+is written or its deadline has passed for sure (app/sessions/service.py); a launch
+that meets a pending or launching session whose deadline has passed gives back what
+its create held (``drop``, :attr:`Deadline.PASSED`).
 """
 from __future__ import annotations
 
@@ -75,6 +88,20 @@ class Effect(Enum):
     #: The create waiting for the session hears the running record (core.store.sessions' launch events): in the
     #: move's own transaction, so it can never hear of a move that did not happen, at no extra round trip.
     TELL_CREATE = "tell_create"
+    #: The create's deadline is now BROKER_LAUNCH_TIMEOUT away (a worker took the launch; the create restarts its clock
+    #: when it hears so).
+    EXTEND_DEADLINE = "extend_deadline"
+    #: The create's deadline is over: it has its answer (running) or gave up.
+    END_DEADLINE = "end_deadline"
+
+
+class Deadline(Enum):
+    """When, relative to the create's deadline (the module docstring), a move may happen."""
+
+    #: Only while the create still waits: the session is one it will take.
+    BEFORE = "before"
+    #: Only once the create's deadline has passed: nobody will take the session any more.
+    PASSED = "passed"
 
 
 @dataclass(frozen=True)
@@ -83,23 +110,29 @@ class Move:
     sources: frozenset[Status]
     target: Status
     effects: tuple[Effect, ...] = ()
+    deadline: Deadline | None = None
 
 
-def _move(name: str, sources: set[Status], target: Status, *effects: Effect) -> Move:
-    return Move(name, frozenset(sources), target, effects)
+def _move(name: str, sources: set[Status], target: Status, *effects: Effect, deadline: Deadline | None = None) -> Move:
+    return Move(name, frozenset(sources), target, effects, deadline)
 
 
 S = Status
-CLAIM = _move("claim", {S.PENDING}, S.LAUNCHING, Effect.LEAVE_LINE)
-ABANDON = _move("abandon", {S.PENDING, S.LAUNCHING}, S.ABANDONED, Effect.LEAVE_LINE, Effect.FREE_HOLDS)
-READY = _move("ready", {S.LAUNCHING}, S.RUNNING, Effect.PERSIST, Effect.INDEX_RUNNING, Effect.TELL_CREATE)
+CLAIM = _move("claim", {S.PENDING}, S.LAUNCHING, Effect.LEAVE_LINE, Effect.EXTEND_DEADLINE, deadline=Deadline.BEFORE)
+ABANDON = _move("abandon", {S.PENDING, S.LAUNCHING}, S.ABANDONED, Effect.LEAVE_LINE, Effect.FREE_HOLDS,
+                Effect.END_DEADLINE)
+#: A launch meeting a session whose create's deadline passed before it could write its ``abandon`` (Redis was out).
+DROP = _move("drop", {S.PENDING, S.LAUNCHING}, S.ABANDONED, Effect.LEAVE_LINE, Effect.FREE_HOLDS,
+             deadline=Deadline.PASSED)
+READY = _move("ready", {S.LAUNCHING}, S.RUNNING, Effect.PERSIST, Effect.INDEX_RUNNING, Effect.TELL_CREATE,
+              Effect.END_DEADLINE, deadline=Deadline.BEFORE)
 HAND_OVER = _move("hand_over", {S.PENDING}, S.RUNNING, Effect.LEAVE_LINE, Effect.PERSIST, Effect.INDEX_RUNNING,
-                  Effect.TELL_CREATE)
+                  Effect.TELL_CREATE, Effect.END_DEADLINE, deadline=Deadline.BEFORE)
 REQUEST_STOP = _move("request_stop", {S.RUNNING}, S.STOPPING)
 FINISH_STOP = _move("finish_stop", {S.RUNNING, S.STOPPING}, S.STOPPED, Effect.UNSCHEDULE, Effect.FREE_HOLDS, Effect.RETAIN,
                     Effect.EXPIRE_DOWNLOADS)
 LOSE = _move("lose", {S.LAUNCHING, S.RUNNING, S.STOPPING}, S.STOPPED, Effect.UNSCHEDULE, Effect.FREE_HOLDS, Effect.RETAIN)
-MOVES = (CLAIM, ABANDON, READY, HAND_OVER, REQUEST_STOP, FINISH_STOP, LOSE)
+MOVES = (CLAIM, ABANDON, DROP, READY, HAND_OVER, REQUEST_STOP, FINISH_STOP, LOSE)
 #: Seconds after ``request_stop`` past which a session still stopping, with no stop under way on its worker, is taken
 #: to have had its stop task never sent (the web process died, or Redis failed, between the move and the send); its
 #: worker then stops it itself (tasks.lifecycle). A stop task normally starts within milliseconds; one that comes
@@ -180,6 +213,11 @@ class SessionMachine:
 
     def abandon(self, session_id: str) -> SessionRecord | None:
         return self._apply(ABANDON, session_id)
+
+    def drop(self, session_id: str) -> SessionRecord | None:
+        """Gives back what a create that gave up held, once its deadline has passed; None if it has not (or the
+        session is past launching, or already abandoned)."""
+        return self._apply(DROP, session_id)
 
     def ready(self, session_id: str, **browser: Any) -> SessionRecord | None:
         return self._apply(READY, session_id, **browser)

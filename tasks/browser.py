@@ -8,10 +8,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from celery.exceptions import Reject
-from celery.signals import task_received, task_revoked
+from celery.signals import task_received, task_revoked, worker_shutting_down
+from redis.exceptions import RedisError
 
 from core.browser_link import local_host_id
 from core.cdp import navigate_first_page
@@ -30,6 +33,7 @@ from tasks.runtime import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 #: Seconds a launch refused by the project gate waits before it goes back to the queue.
 OTHER_PROJECT_PAUSE = 1.0
 
@@ -46,26 +50,56 @@ def reserve_slot_on_receipt(sender, request, **_: object) -> None:
 
 @task_revoked.connect
 def free_slot_of_expired_launch(sender, request, **_: object) -> None:
-    """A launch can expire between its receipt (slot reserved) and its start; the slot comes back."""
+    """A launch can expire between its receipt (slot reserved) and its start; the slot comes back, and what its
+    create held if that create could not write its give-up."""
     if sender.name == LAUNCH_TASK:
         intake().give_back(request.args[0])
+        _drop(request.args[0])
+
+
+@worker_shutting_down.connect
+def stop_waiting_for_redis(**_: object) -> None:
+    _shutting_down.set()
+
+
+_shutting_down = threading.Event()
 
 
 @celery.task(name=LAUNCH_TASK, bind=True, acks_late=True)
 def launch(self, session_id: str, warm: str | None = None) -> None:
+    """Whatever the launch did not see through (Redis failed under it) gives back the slot reserved at receipt and
+    the project gate, unless a browser holds them: that one's record decides its fate (tasks.lifecycle)."""
+    try:
+        _launch(self.request.hostname, session_id, warm)
+    except Reject:
+        raise
+    except BaseException:
+        if pool().get(session_id) is None:
+            intake().give_back(session_id)
+            project_gate().release(session_id)
+        raise
+
+
+def _launch(hostname: str, session_id: str, warm: str | None) -> None:
     """Hands the session a warm browser when it can, else launches one in the slot reserved at receipt.
 
     ``warm`` names this worker's warm browser whose offer the create took (sent
     to this worker's own queue, no slot reserved: the warm browser holds one). A
     create that came through the shared queue and needs nothing special takes
     any warm browser still on offer (its reserved slot comes back); the rest
-    launch cold. A redelivered launch finds its session no longer pending.
+    launch cold. A redelivered launch finds its session no longer pending; a
+    launch whose create gave up (its deadline passed, core.states) is dropped,
+    and what the create held given back, whether or not the create could say so.
     """
-    record = store.sessions.get(session_id)
-    if record is None or record["status"] != Status.PENDING:
+    record, create_waits = store.sessions.get_for_launch(session_id)
+    if record is None or record["status"] != Status.PENDING or not create_waits:
         intake().give_back(session_id)
-        log.info("session %s: launch skipped, the session is no longer pending", session_id,
-                 extra={"session": session_id})
+        if record is not None and record["status"] == Status.PENDING:
+            _drop(session_id)
+            log.info("session %s: launch dropped, its create gave up", session_id, extra=session_fields(record))
+        else:
+            log.info("session %s: launch skipped, the session is no longer pending", session_id,
+                     extra={"session": session_id})
         return
     log.info("session %s: launch taken%s", session_id, f" for warm browser {warm}" if warm else "",
              extra=session_fields(record))
@@ -85,20 +119,24 @@ def launch(self, session_id: str, warm: str | None = None) -> None:
         browser = warm_browsers().take_any(session_id)
         if browser is not None:
             intake().reconcile()
-    worker = worker_queue(self.request.hostname)
+    worker = worker_queue(hostname)
     if browser is not None and not record["url"]:
-        return _finish(session_id, machine.hand_over(session_id, worker, **_running_fields(browser, record)))
+        fields = _running_fields(browser, record)
+        return _finish(session_id, _decided(session_id, worker,
+                                            lambda: machine.hand_over(session_id, worker, **fields)))
     if browser is None:
         _reserve_slot(session_id)
-    record = machine.claim(session_id, worker)
-    if record is None:
+    claimed = machine.claim(session_id, worker)
+    if claimed is None:
         if browser is None:
             intake().give_back(session_id)
             project_gate().release(session_id)
         else:
             pool().release(session_id)
+        _drop(session_id)
         log.info("session %s: launch skipped, the create already gave up", session_id, extra=session_fields(record))
         return
+    record = claimed
     store.sessions.push_launch_event(session_id, {"event": "claimed"})
     if browser is None:
         browser = _launch_cold(session_id, record)
@@ -107,11 +145,75 @@ def launch(self, session_id: str, warm: str | None = None) -> None:
         prepare_browser(session_id, browser)
     navigation_error = None
     if record["url"]:
-        navigation_error = navigate_first_page(browser.ws_url(), record["url"], config.navigate_timeout)
+        left = _create_waits_for(session_id)
+        if left is None:
+            return _finish(session_id, None)
+        navigation_error = navigate_first_page(browser.ws_url(), record["url"], min(config.navigate_timeout, left))
         if navigation_error:
             log.info("session %s: first navigation failed: %s", session_id, navigation_error,
                      extra=session_fields(record))
-    _finish(session_id, machine.ready(session_id, navigationError=navigation_error, **_running_fields(browser, record)))
+    fields = {"navigationError": navigation_error, **_running_fields(browser, record)}
+    _finish(session_id, _decided(session_id, worker, lambda: machine.ready(session_id, **fields)))
+
+
+def _decided(session_id: str, worker: str, move: Callable[[], SessionRecord | None]) -> SessionRecord | None:
+    """The outcome of the move that makes the session run, even if Redis fails under it (the browser keeps its slot
+    meanwhile). A try whose answer was lost may have happened, so each later try first reads the record; one that
+    commits after the create's deadline is refused by Redis (core.states)."""
+    tries = 0
+
+    def attempt() -> SessionRecord | None:
+        nonlocal tries
+        tries += 1
+        if tries > 1 and (record := _ran_here(session_id, worker)) is not None:
+            return record
+        return move()
+
+    return _until_redis_answers(session_id, "the move to running", attempt)
+
+
+def _until_redis_answers(session_id: str, what: str, call: Callable[[], T]) -> T:
+    """``call`` tried again every second while Redis fails (a stall, a restart), until the worker shuts down."""
+    while True:
+        try:
+            return call()
+        except RedisError as error:
+            if _shutting_down.is_set():
+                raise
+            log.warning("session %s: Redis did not answer %s (%s); trying again", session_id, what, error,
+                        extra={"session": session_id})
+            _shutting_down.wait(1)
+
+
+def _ran_here(session_id: str, worker: str) -> SessionRecord | None:
+    """The record if the session got past launching on this worker."""
+    record = store.sessions.get(session_id)
+    if record and record.get("worker") == worker and record["status"] in (Status.RUNNING, Status.STOPPING,
+                                                                           Status.STOPPED):
+        return record
+    return None
+
+
+def _create_waits_for(session_id: str) -> float | None:
+    """Before a first page that may take BROKER_NAVIGATE_TIMEOUT: how much longer the create waits (None: it gave
+    up), for no navigation outlasts the create's deadline only to have the move to running refused. When Redis
+    cannot tell, the whole BROKER_NAVIGATE_TIMEOUT (the move to running decides then)."""
+    try:
+        return store.sessions.deadline_left(session_id)
+    except RedisError:
+        return config.navigate_timeout
+
+
+def _drop(session_id: str) -> None:
+    """What a create that gave up held (project slot, context, proxy) goes back, if its deadline has passed: a
+    create that could not write its give-up (Redis was out) leaves that to the launch that meets it."""
+    try:
+        if machine.drop(session_id) is not None:
+            log.info("session %s: its create's deadline passed; what it held is given back", session_id,
+                     extra={"session": session_id})
+    except RedisError as error:
+        log.warning("session %s: could not give back what its create held (%s); it lapses with the record",
+                    session_id, error, extra={"session": session_id})
 
 
 def _not_for_this_worker(session_id: str, record: SessionRecord, warm: str | None) -> None:
@@ -186,6 +288,7 @@ def _finish(session_id: str, running: SessionRecord | None) -> None:
         log.info("session %s: the create gave up during launch; ending the browser", session_id,
                  extra={"session": session_id})
         pool().release(session_id)
+        _drop(session_id)
         return
     log.info("session %s: running (Chromium %s)", session_id, running.get("browserVersion"),
              extra=session_fields(running))
@@ -300,6 +403,8 @@ def _end_session(session_id: str, reason: StopReason) -> None:
             save(profile)
 
     pool().release(session_id, after_exit=after_exit)
-    machine.finish_stop(session_id, reason, "; ".join(problems) or None, archived,
-                        time.time() + config.download_retention)
+    # The browser is gone: the record must say so, or the session stays stopping, holding its context and project
+    # slot, with no browser left for the worker's housekeeping to notice.
+    _until_redis_answers(session_id, "the stop", lambda: machine.finish_stop(
+        session_id, reason, "; ".join(problems) or None, archived, time.time() + config.download_retention))
     log.info("session %s: stopped (%s)", session_id, reason, extra=fields)

@@ -20,6 +20,8 @@ from collections.abc import Callable
 
 from celery import Celery
 from celery.worker.consumer import Consumer
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 
 from core.dispatch import LAUNCH_QUEUE
 from core.logs import about_session
@@ -56,9 +58,22 @@ class LaunchIntake:
         self.reconcile()
 
     def reconcile(self) -> None:
-        """After a slot frees or a warm browser is ready (and on every heartbeat, as a safety net)."""
+        """After a slot frees or a warm browser is ready (and on every heartbeat, as a safety net).
+
+        With Redis failing, the word to consume again may not go out: the consumer is then taken as still off, so
+        the next heartbeat says it again (once more than needed is harmless), and the caller (a stop, a launch
+        giving its slot back) carries on. Taken as on, the worker would never take a launch again.
+        """
         with self._lock:
-            if not self._consuming and self.pool.free_slots() + self.warm_room() > 0:
-                self._consuming = True
+            if self._consuming:
+                return
+            try:
+                if self.pool.free_slots() + self.warm_room() <= 0:
+                    return
                 self.app.control.add_consumer(LAUNCH_QUEUE, destination=[self.nodename], reply=False)
-                log.info("a browser slot is free: taking launches again")
+            except (OperationalError, RedisError) as error:
+                log.warning("a browser slot is free, but Redis did not take the word to take launches again (%s); "
+                            "said again on the next heartbeat", error)
+                return
+            self._consuming = True
+            log.info("a browser slot is free: taking launches again")

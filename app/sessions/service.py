@@ -2,7 +2,10 @@
 
 A create is synchronous for the caller but never leaves a browser behind when it
 gives up: the give-up and the worker's progress are both compare-and-set moves
-on the session's status, so exactly one of them wins.
+on the session's status, so exactly one of them wins. With Redis unreachable the
+give-up cannot be written: the create then answers its error only once its
+deadline, kept in Redis since its first write, has passed for sure, and no launch
+can start the session after that (core.states).
 
 A create that needs nothing launch-time-specific takes a warm browser's offer
 when any worker has one (core.store.warm) and sends its launch to that worker's
@@ -17,6 +20,8 @@ import time
 from collections.abc import Callable
 
 from flask_smorest import abort
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
 from app.auth import owned
@@ -125,19 +130,56 @@ def create(
         raise
     offer = store.warm.take() if can_use_warm(record) else None
     store.sessions.create(record, in_line=offer is None)
-    if offer is None:
-        machine.dispatcher.send_launch(session_id)
-    else:
-        machine.dispatcher.send_warm_launch(worker_queue(offer.worker), session_id, offer.key)
+    patience = Patience(config, written=time.monotonic())
     try:
-        return _wait_until_running(machine, config, session_id, caller_gone, warm=offer is not None)
-    except BaseException:
-        store.sessions.drop_launch_events(session_id)
+        try:
+            if offer is None:
+                machine.dispatcher.send_launch(session_id)
+            else:
+                machine.dispatcher.send_warm_launch(worker_queue(offer.worker), session_id, offer.key)
+        except STORAGE_ERRORS as error:
+            # The launch may have reached Redis all the same: the create gives up as after any wait.
+            log.warning("session %s: its launch could not be sent (%s)", session_id, error,
+                        extra={"session": session_id})
+            return _give_up(machine, config, session_id, patience, "The launch could not be sent; try again.")
+        return _wait_until_running(machine, config, session_id, caller_gone, patience, warm=offer is not None)
+    except BaseException as error:
+        if not isinstance(error, STORAGE_ERRORS):
+            _forget_launch_events(store, session_id)
         raise
 
 
+#: What a Redis outage raises: the store's client, or Celery's sender (kombu) once its retries are spent.
+STORAGE_ERRORS = (RedisError, OperationalError)
+#: Seconds added to the create's deadline before this process takes it as passed without Redis's word: Redis times
+#: the deadline by its own clock (core.states), this process by its own.
+CLOCK_MARGIN = 1.0
+
+
+class Patience:
+    """The create's deadline in Redis (core.states), as this process can bound it when Redis does not answer.
+
+    Its TTL started before the record's write returned (``written``): BROKER_CREATE_WAIT, then
+    BROKER_LAUNCH_TIMEOUT from a claim, which happened before the create heard of it (``claimed``). A claim
+    the create never heard of (Redis failed first) may have come up to BROKER_CREATE_WAIT after the write.
+    """
+
+    def __init__(self, config: Config, written: float) -> None:
+        self.config = config
+        self.written = written
+        self.claimed: float | None = None
+
+    def passed_for_sure(self) -> bool:
+        if self.claimed is not None:
+            ends = self.claimed + self.config.launch_timeout
+        else:
+            ends = self.written + self.config.create_wait + self.config.launch_timeout
+        return time.monotonic() > ends + CLOCK_MARGIN
+
+
 def _wait_until_running(
-    machine: SessionMachine, config: Config, session_id: str, caller_gone: Callable[[], bool], warm: bool
+    machine: SessionMachine, config: Config, session_id: str, caller_gone: Callable[[], bool], patience: Patience,
+    warm: bool,
 ) -> SessionRecord:
     """Waits in line up to BROKER_CREATE_WAIT, then for the launch itself.
 
@@ -146,37 +188,54 @@ def _wait_until_running(
     arrives): once any worker is declared lost while this create is still in
     line, its launch is sent again. Launches are idempotent, so a copy that
     reaches a worker after the session started elsewhere does nothing.
+
+    Redis failing meanwhile is waited out, to the same deadline: the launch may
+    still come, and the give-up must be a move in Redis anyway (:func:`_settle`).
     """
     store = machine.store
     deadline = time.monotonic() + config.create_wait
-    lost_workers = store.workers.lost_count()
+    lost_workers: int | None = None
     claimed = False
     handoff_deadline = time.monotonic() + WARM_HANDOFF if warm else None
+    outage: Exception | None = None
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return _give_up(machine, config, session_id)
+            return _give_up(machine, config, session_id, patience,
+                            "No browser could be started in time; no worker has a free slot. Try again.")
         if caller_gone():
-            return _caller_left(machine, config, session_id)
-        if handoff_deadline is not None and time.monotonic() > handoff_deadline:
-            handoff_deadline = None
-            if store.sessions.join_line(session_id):
-                log.warning("session %s: the warm browser's worker did not take the launch; trying a cold launch",
-                            session_id, extra={"session": session_id})
-                machine.dispatcher.send_launch(session_id)
-        event = store.sessions.next_launch_event(session_id, timeout=1)
-        if event is None:
-            if not claimed and store.workers.lost_count() != lost_workers:
+            return _caller_left(machine, config, session_id, patience)
+        try:
+            if lost_workers is None:
                 lost_workers = store.workers.lost_count()
-                log.warning("session %s: a worker was lost while this create waited; sending its launch again",
-                            session_id, extra={"session": session_id})
-                store.sessions.join_line(session_id)
-                machine.dispatcher.send_launch(session_id)
+            if handoff_deadline is not None and time.monotonic() > handoff_deadline:
+                if store.sessions.join_line(session_id):
+                    log.warning("session %s: the warm browser's worker did not take the launch; trying a cold launch",
+                                session_id, extra={"session": session_id})
+                    machine.dispatcher.send_launch(session_id)
+                handoff_deadline = None
+            event = store.sessions.next_launch_event(session_id, timeout=1)
+            if event is None:
+                if not claimed and store.workers.lost_count() != lost_workers:
+                    lost_workers = store.workers.lost_count()
+                    log.warning("session %s: a worker was lost while this create waited; sending its launch again",
+                                session_id, extra={"session": session_id})
+                    store.sessions.join_line(session_id)
+                    machine.dispatcher.send_launch(session_id)
+                continue
+        except STORAGE_ERRORS as error:
+            if outage is None:
+                log.warning("session %s: Redis failed while the create waited (%s); waiting on", session_id, error,
+                            extra={"session": session_id})
+            outage = error
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
             continue
+        outage = None
         if event["event"] == "claimed":
             claimed = True
             handoff_deadline = None
-            deadline = time.monotonic() + config.launch_timeout
+            patience.claimed = time.monotonic()
+            deadline = patience.claimed + config.launch_timeout
         elif event["event"] == "ready":
             # The worker's last event: the list it came from is empty, so Redis has already dropped it.
             return event["session"]
@@ -186,23 +245,47 @@ def _wait_until_running(
             abort(code, message=event["message"], headers=headers)
 
 
-def _caller_left(machine: SessionMachine, config: Config, session_id: str) -> SessionRecord:
+def _settle(machine: SessionMachine, session_id: str, patience: Patience) -> SessionRecord | None:
+    """The create's give-up, before it answers an error: ``abandon`` written, or, while Redis does not answer, its
+    deadline passed for sure, after which no launch can start the session (core.states). Only then may the create
+    answer an error; the record is returned when the give-up lost the race to the launch (the session runs)."""
+    while True:
+        try:
+            if machine.abandon(session_id) is not None:
+                return None
+            return machine.store.sessions.get(session_id)
+        except RedisError as error:
+            if patience.passed_for_sure():
+                log.warning("session %s: its give-up could not be written (%s); past its deadline, no launch can take "
+                            "it", session_id, error, extra={"session": session_id})
+                raise
+            time.sleep(0.5)
+
+
+def _forget_launch_events(store: Store, session_id: str) -> None:
+    """Tidying only (the list expires by itself): not tried when Redis just failed, and a failure here must not
+    replace the create's answer."""
+    try:
+        store.sessions.drop_launch_events(session_id)
+    except RedisError:
+        pass
+
+
+def _caller_left(machine: SessionMachine, config: Config, session_id: str, patience: Patience) -> SessionRecord:
     """The caller lost its place in line; a browser already started for it is stopped at once."""
-    if machine.abandon(session_id) is None:
+    record = _settle(machine, session_id, patience)
+    if record is not None:
         machine.stop(session_id, StopReason.ERROR)
     log.info("session %s: the caller hung up before its browser was ready", session_id, extra={"session": session_id})
     abort(503, message="The caller closed the connection.", headers={"Retry-After": str(config.retry_after)})
 
 
-def _give_up(machine: SessionMachine, config: Config, session_id: str) -> SessionRecord:
-    if machine.abandon(session_id) is None:
-        record = machine.store.sessions.get(session_id)
-        if record and record["status"] == Status.RUNNING:
-            machine.store.sessions.drop_launch_events(session_id)
-            return record
+def _give_up(
+    machine: SessionMachine, config: Config, session_id: str, patience: Patience, message: str
+) -> SessionRecord:
+    record = _settle(machine, session_id, patience)
+    if record and record["status"] == Status.RUNNING:
+        _forget_launch_events(machine.store, session_id)
+        return record
     log.warning("session %s: no worker took the launch in time", session_id, extra={"session": session_id})
-    abort(
-        503,
-        message="No browser could be started in time; no worker has a free slot. Try again.",
-        headers={"Retry-After": str(config.retry_after)},
-    )
+    abort(503, message=message, headers={"Retry-After": str(config.retry_after)})

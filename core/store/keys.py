@@ -24,6 +24,11 @@ def session(session_id: str) -> str:
     return f"{PREFIX}:session:{session_id}"
 
 
+def create_deadline(session_id: str) -> str:
+    """Exists while the session's create still waits for it: its TTL is the create's deadline (core.states)."""
+    return f"{PREFIX}:session:{session_id}:create-deadline"
+
+
 def session_clients(session_id: str) -> str:
     return f"{PREFIX}:session:{session_id}:clients"
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from core.states import LIVE_STATUSES, Effect, Move, SessionRecord, Status
+from core.states import Deadline, Effect, Move, SessionRecord, Status
 from core.store import keys
 from core.store.base import Pipeline, RecordKind, dump, load
 from core.store.metrics import STOP_REASONS, count_in
@@ -21,10 +21,12 @@ class SessionRecords(RecordKind):
     def create(self, record: SessionRecord, in_line: bool = True) -> None:
         """Stored pending with a TTL, so a create abandoned by a crash leaves nothing behind for long.
 
-        ``in_line``: the create waits for a cold launch (it took no warm browser's offer).
+        With it, in the same transaction, the create's deadline (core.states): BROKER_CREATE_WAIT from this write,
+        timed by Redis. ``in_line``: the create waits for a cold launch (it took no warm browser's offer).
         """
         pipe = self.redis.pipeline()
         pipe.set(keys.session(record["id"]), dump(record), ex=int(self.config.create_lifetime), nx=True)
+        pipe.set(keys.create_deadline(record["id"]), 1, px=_ms(self.config.create_wait), nx=True)
         if in_line:
             pipe.zadd(keys.LAUNCH_LINE, {record["id"]: time.time()})
         pipe.hincrby(keys.SESSION_STATUS_ENTERED, record["status"], 1)
@@ -61,10 +63,22 @@ class SessionRecords(RecordKind):
     def get(self, session_id: str) -> SessionRecord | None:
         return self._load(keys.session(session_id))
 
-    def is_live(self, session_id: str) -> bool | None:
-        """True while the session holds what it claimed; None when no record exists (yet, or any more)."""
-        record = self.get(session_id)
-        return None if record is None else record["status"] in LIVE_STATUSES
+    def create_waits(self, session_id: str) -> bool:
+        """Whether the session's create has not yet reached its deadline (core.states): a launch for it may run."""
+        return bool(self.redis.exists(keys.create_deadline(session_id)))
+
+    def deadline_left(self, session_id: str) -> float | None:
+        """Seconds until the create's deadline; None once it has passed, or the create gave up or has its answer."""
+        left = self.redis.pttl(keys.create_deadline(session_id))
+        return left / 1000 if left > 0 else None
+
+    def get_for_launch(self, session_id: str) -> tuple[SessionRecord | None, bool]:
+        """The record and :meth:`create_waits`, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(keys.session(session_id))
+        pipe.exists(keys.create_deadline(session_id))
+        raw, waits = pipe.execute()
+        return load(raw), bool(waits)
 
     def update_running(self, session_id: str, fields: dict[str, Any]) -> SessionRecord | None:
         """Writes fields other than the status (live-view credentials, ``downloadError``) on a running session.
@@ -93,6 +107,8 @@ class SessionRecords(RecordKind):
         def apply(pipe: Pipeline) -> SessionRecord | None:
             record = load(pipe.get(key))
             if record is None or record["status"] not in move.sources:
+                return None
+            if move.deadline is not None and not _deadline_allows(pipe, move, session_id):
                 return None
             source = record["status"]
             record.update(changes, status=move.target.value)
@@ -146,6 +162,10 @@ class SessionRecords(RecordKind):
             pipe.zrem(keys.LAUNCH_LINE, session_id)
         elif effect is Effect.TELL_CREATE:
             self._queue_launch_event(pipe, session_id, {"event": "ready", "session": record})
+        elif effect is Effect.EXTEND_DEADLINE:
+            pipe.pexpire(keys.create_deadline(session_id), _ms(self.config.launch_timeout))
+        elif effect is Effect.END_DEADLINE:
+            pipe.delete(keys.create_deadline(session_id))
         elif effect is Effect.EXPIRE_DOWNLOADS:
             if record.get("downloads"):
                 pipe.zadd(keys.DOWNLOAD_EXPIRIES, {session_id: record["downloadsExpireEpoch"]})
@@ -247,6 +267,20 @@ class SessionRecords(RecordKind):
     def on_worker(self, queue: str) -> list[str]:
         """Running (or stopping) sessions whose browser the worker with this queue holds."""
         return sorted(self.redis.smembers(keys.worker_sessions(queue)))
+
+
+def _deadline_allows(pipe: Pipeline, move: Move, session_id: str) -> bool:
+    """Whether the create's deadline lets the move happen now. WATCHed: should the deadline key expire (or appear)
+    before the move's EXEC, Redis fails the EXEC and the move is judged again; so it is decided by Redis's clock at
+    the commit, not by the mover's clock at the read."""
+    key = keys.create_deadline(session_id)
+    pipe.watch(key)
+    waiting = bool(pipe.exists(key))
+    return waiting if move.deadline is Deadline.BEFORE else not waiting
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
 
 
 def _holder_id(raw: str | None) -> str | None:

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
 from core.ids import new_id, now_ms
 from core.states import (
-    CLAIM, MOVES, SessionMachine, Status, StopReason,
+    CLAIM, MOVES, Deadline, SessionMachine, Status, StopReason,
 )
-from core.store import keys
+from core.store import Store, keys
 from tests.support.processes import wait_until
 from tests.support.records import PROJECT, WORKER, new_session, running_session, status_of
 
@@ -36,7 +37,10 @@ def machine(store, dispatcher) -> SessionMachine:
 @pytest.mark.parametrize("move", MOVES, ids=lambda m: m.name)
 @pytest.mark.parametrize("start", list(Status), ids=str)
 def test_every_move_happens_from_its_sources_and_nowhere_else(store, move, start):
+    """From a create that still waits; or, for a move that needs it, one whose deadline has passed."""
     session_id = new_session(store)
+    if move.deadline is Deadline.PASSED:
+        store.redis.delete(keys.create_deadline(session_id))
     store.redis.set(keys.session(session_id), store.redis.get(keys.session(session_id)).replace(
         '"status": "pending"', f'"status": "{start.value}"'))
     before = store.sessions.get(session_id)
@@ -157,6 +161,85 @@ def test_the_create_and_its_give_up_race_and_exactly_one_wins(store, machine):
     assert machine.abandon(session_id) is not None
     assert machine.ready(session_id, expiresEpoch=time.time() + 60) is None
     assert status_of(store, session_id) == Status.ABANDONED
+
+
+# -- the create's deadline (issue 25 item 1: a create that answered an error never launches later) -----------------
+def short_lived(store: Store, create_wait: float = 0.3, launch_timeout: float = 0.3) -> SessionMachine:
+    """The same Redis, with deadlines a test can outlast."""
+    config = replace(store.config, create_wait=create_wait, launch_timeout=launch_timeout)
+    return SessionMachine(Store(config, client=store.redis))
+
+
+def holding_session(store: Store) -> tuple[str, str, str]:
+    """A pending session holding a context, a proxy and the project's one slot, as a create leaves it."""
+    context_id, proxy_id = new_id("ctx"), new_id("prx")
+    store.contexts.create({"id": context_id, "project": PROJECT})
+    store.proxies.create({"id": proxy_id, "project": PROJECT, "createdMs": now_ms()})
+    session_id = new_session(store, contextId=context_id, proxyId=proxy_id)
+    assert store.contexts.claim(context_id, session_id) is None
+    assert store.proxies.claim(proxy_id, PROJECT, session_id)
+    assert store.projects.claim_slot(PROJECT, session_id, limit=1)
+    return session_id, context_id, proxy_id
+
+
+def test_past_its_create_s_deadline_a_session_is_never_claimed_nor_handed_over_and_a_launch_drops_it(store):
+    """The create could not write its give-up (Redis down): the deadline written with the record stands for it."""
+    short = short_lived(store)
+    session_id, context_id, proxy_id = holding_session(short.store)
+    assert short.drop(session_id) is None, "a create still waiting is not dropped"
+    wait_until(lambda: not short.store.sessions.create_waits(session_id), 5, message="the create's deadline")
+
+    assert short.claim(session_id, WORKER) is None
+    assert short.hand_over(session_id, WORKER, expiresEpoch=time.time() + 60, browserWsUrl="ws://x") is None
+    assert status_of(store, session_id) == Status.PENDING
+
+    assert short.drop(session_id)["status"] == Status.ABANDONED
+    assert store.contexts.claim(context_id, "ses_next") is None
+    assert store.projects.claim_slot(PROJECT, "ses_next", limit=1)
+    assert store.proxies.delete(proxy_id) == []
+    assert store.sessions.waiting_for_launch() == 0
+    assert short.drop(session_id) is None
+
+
+def test_a_claim_gives_the_launch_a_launch_timeout_and_no_ready_passes_it(store):
+    short = short_lived(store, create_wait=30, launch_timeout=0.3)
+    session_id = new_session(short.store)
+    assert 25_000 < store.redis.pttl(keys.create_deadline(session_id)) <= 30_000
+    assert short.claim(session_id, WORKER)["status"] == Status.LAUNCHING
+    assert 0 < store.redis.pttl(keys.create_deadline(session_id)) <= 300
+    wait_until(lambda: not short.store.sessions.create_waits(session_id), 5, message="the launch's deadline")
+
+    assert short.ready(session_id, expiresEpoch=time.time() + 60, browserWsUrl="ws://x") is None
+    assert status_of(store, session_id) == Status.LAUNCHING
+    assert short.store.sessions.next_launch_event(session_id, timeout=1) is None, "the create heard of no ready"
+    assert short.drop(session_id)["status"] == Status.ABANDONED
+
+
+def test_a_move_whose_commit_comes_after_the_deadline_is_refused_by_redis(store, monkeypatch):
+    """Read before the deadline, committed after it (Redis stalled, or the mover paused, between the two): Redis
+    fails the EXEC on the expired WATCHed deadline, and the move, judged again, is refused."""
+    short = short_lived(store, create_wait=0.3)
+    session_id = new_session(short.store)
+    effect = short.store.sessions._effect
+    paused = []
+
+    def held_up(*args):
+        if not paused:
+            paused.append(store.redis.pttl(keys.create_deadline(session_id)))
+            time.sleep(0.5)
+        return effect(*args)
+
+    monkeypatch.setattr(short.store.sessions, "_effect", held_up)
+    assert short.claim(session_id, WORKER) is None
+    assert paused and paused[0] > 0, "the claim read its session before the deadline"
+    assert status_of(store, session_id) == Status.PENDING
+
+
+def test_the_create_s_own_give_up_ends_its_deadline(store, machine):
+    abandoned, running = new_session(store), running_session(machine)
+    machine.abandon(abandoned)
+    assert not store.sessions.create_waits(abandoned) and not store.sessions.create_waits(running)
+    assert machine.drop(abandoned) is None
 
 
 # -- holds ----------------------------------------------------------------------
