@@ -16,6 +16,7 @@ import pytest
 
 from tests.support import secrets as used_secrets
 from tests.support.api import Api
+from tests.support.browsing import stop_playwright_driver
 from tests.support.pages import PageServer
 from tests.support.proxies import ProxyFactory
 from tests.support.processes import Broker, Redis, run_processes, wait_until
@@ -31,6 +32,13 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped under CI=true, which must run every test: {reason}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def playwright_once():
+    """The run's one Playwright driver (tests/support/browsing.py) ends with the run."""
+    yield
+    stop_playwright_driver()
 
 
 @pytest.fixture(scope="session")

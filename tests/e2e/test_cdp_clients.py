@@ -10,9 +10,8 @@ import struct
 import psutil
 import pytest
 import websocket
-from playwright.sync_api import sync_playwright
 
-from tests.support.browsing import puppeteer_drive
+from tests.support.browsing import playwright_driver, puppeteer_drive
 from tests.support.cdp import RawCdp
 from tests.support.processes import gone, wait_until
 
@@ -32,12 +31,12 @@ def test_puppeteer_connects_and_disconnect_keeps_browser(any_api, session_factor
 
 def test_playwright_connect_over_cdp(any_api, session_factory, pages):
     session = session_factory(any_api)
-    with sync_playwright() as p:
-        browser = p.chromium.connect_over_cdp(session["cdpUrl"])
-        page = browser.contexts[0].pages[0]
-        page.goto(f"{pages.base}/page?title=playwright")
-        assert page.inner_text("h1") == "playwright"
-        browser.close()
+    p = playwright_driver()
+    browser = p.chromium.connect_over_cdp(session["cdpUrl"])
+    page = browser.contexts[0].pages[0]
+    page.goto(f"{pages.base}/page?title=playwright")
+    assert page.inner_text("h1") == "playwright"
+    browser.close()
     assert any_api.get(f"/v1/sessions/{session['id']}").json()["status"] == "running"
     cdp = RawCdp(session["cdpUrl"])
     assert cdp.call("Browser.getVersion")["product"].startswith("Chrome/")

@@ -6,10 +6,9 @@ import socket
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from core.ids import sha256_hex
-from tests.support.browsing import puppeteer_drive
+from tests.support.browsing import playwright_driver, puppeteer_drive
 from tests.support.cdp import RawCdp
 from tests.support.processes import wait_until
 from tests.support.sockets import raw_upgrade
@@ -38,14 +37,14 @@ def test_each_client_kind_connects_with_the_token(broker, api, session_factory, 
     session = session_factory(api)
     assert puppeteer_drive(session["cdpUrl"], f"{pages.base}/page?title=tok")["title"] == "tok"
     http_form = session["cdpUrl"].replace("ws://", "http://", 1)
-    with sync_playwright() as p:
-        for endpoint in (session["cdpUrl"], http_form):
-            browser = p.chromium.connect_over_cdp(endpoint)
-            page = browser.contexts[0].new_page()
-            page.goto(f"{pages.base}/page?title=pw")
-            assert page.inner_text("h1") == "pw"
-            page.close()
-            browser.close()
+    p = playwright_driver()
+    for endpoint in (session["cdpUrl"], http_form):
+        browser = p.chromium.connect_over_cdp(endpoint)
+        page = browser.contexts[0].new_page()
+        page.goto(f"{pages.base}/page?title=pw")
+        assert page.inner_text("h1") == "pw"
+        page.close()
+        browser.close()
     assert session["cdpUrl"].startswith(f"ws://127.0.0.1:{broker.port}/ws/session/{session['id']}?token=")
     cdp = RawCdp(session["cdpUrl"])
     assert cdp.call("Browser.getVersion")["product"].startswith("Chrome/")

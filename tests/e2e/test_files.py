@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import sync_playwright
 
 from core.cdp import CdpError
 from tests.support.api import Api
+from tests.support.browsing import playwright_driver
 from tests.support.cdp import RawCdp
 from tests.support.pages import download_bytes
 from tests.support.processes import ROOT, Broker, wait_until
@@ -113,26 +113,26 @@ def test_playwright_download_is_listed_under_its_own_name_and_save_as_is_not_nee
                                                                                     pages):
     session = session_factory(files_api)
     name = f"table-{secrets.token_hex(4)}.csv"
-    with sync_playwright() as p:
-        browser = p.chromium.connect_over_cdp(session["cdpUrl"])
-        page = browser.contexts[0].new_page()
-        page.goto(f"{pages.base}/page")
-        with page.expect_download() as info:
-            page.evaluate("h => { const a = document.createElement('a'); a.href = h; a.download = ''; "
-                          "document.body.append(a); a.click(); }", f"{pages.base}/download?size=777&name={name}")
-        download = info.value
-        assert download.suggested_filename == name
-        assert download.failure() is None
-        # A context of Playwright's own: its setDownloadBehavior goes to the session's folder too.
-        context = browser.new_context()
-        other = context.new_page()
-        other.goto(f"{pages.base}/page")
-        with other.expect_download() as info:
-            other.evaluate("h => { const a = document.createElement('a'); a.href = h; a.download = ''; "
-                           "document.body.append(a); a.click(); }", f"{pages.base}/download?size=778&name=ctx-{name}")
-        assert info.value.failure() is None
-        context.close()
-        browser.close()
+    p = playwright_driver()
+    browser = p.chromium.connect_over_cdp(session["cdpUrl"])
+    page = browser.contexts[0].new_page()
+    page.goto(f"{pages.base}/page")
+    with page.expect_download() as info:
+        page.evaluate("h => { const a = document.createElement('a'); a.href = h; a.download = ''; "
+                      "document.body.append(a); a.click(); }", f"{pages.base}/download?size=777&name={name}")
+    download = info.value
+    assert download.suggested_filename == name
+    assert download.failure() is None
+    # A context of Playwright's own: its setDownloadBehavior goes to the session's folder too.
+    context = browser.new_context()
+    other = context.new_page()
+    other.goto(f"{pages.base}/page")
+    with other.expect_download() as info:
+        other.evaluate("h => { const a = document.createElement('a'); a.href = h; a.download = ''; "
+                       "document.body.append(a); a.click(); }", f"{pages.base}/download?size=778&name=ctx-{name}")
+    assert info.value.failure() is None
+    context.close()
+    browser.close()
     assert complete(files_api, session["id"], name)["size"] == 777
     assert complete(files_api, session["id"], f"ctx-{name}")["size"] == 778
     assert not stray_downloads(name)
@@ -378,12 +378,12 @@ def test_json_list_page_sockets_go_through_the_relay(filed, files_api, session_f
 
 def test_playwright_connects_over_the_http_form_of_the_cdp_url(filed, files_api, session_factory, pages):
     session = session_factory(files_api)
-    with sync_playwright() as p:
-        browser = p.chromium.connect_over_cdp(session["cdpUrl"].replace("ws://", "http://"))
-        page = browser.contexts[0].new_page()
-        page.goto(f"{pages.base}/page?title=http-form")
-        assert page.title() == "http-form"
-        browser.close()
+    p = playwright_driver()
+    browser = p.chromium.connect_over_cdp(session["cdpUrl"].replace("ws://", "http://"))
+    page = browser.contexts[0].new_page()
+    page.goto(f"{pages.base}/page?title=http-form")
+    assert page.title() == "http-form"
+    browser.close()
 
 
 def test_archived_downloads_are_deleted_once_their_retention_runs_out(filed, files_api, session_factory, pages):

@@ -14,9 +14,10 @@ import time
 import pytest
 import requests
 import websocket
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 
 from tests.support.api import Api
+from tests.support.browsing import playwright_driver
 from tests.support.processes import Broker, wait_until
 from tests.support.viewer import ANIMATE, CHROMIUM, near, person_flags, pixels, wait_frames
 
@@ -45,8 +46,7 @@ def live_api(deployment) -> Api:
 
 @pytest.fixture(scope="module")
 def playwright():
-    with sync_playwright() as p:
-        yield p
+    return playwright_driver()
 
 
 @pytest.fixture(scope="module")

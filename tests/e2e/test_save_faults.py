@@ -175,7 +175,7 @@ def test_full_disk_leaves_the_context_as_it_was(deploy, workdir, pages):
     try:
         broker = deploy(51, BROKER_SNAPSHOT_URL=f"file://{mount}", **LEAN)
         api = Api(broker.url, broker.api_key)
-        worker = broker.start_worker("full-disk")
+        broker.start_worker("full-disk")
         try:
             before, before_cookies = context_at_v2(api, pages)
             folder = mount / before["id"]

@@ -5,12 +5,12 @@ import threading
 import time
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from core.store import ALL_SCOPES
 from core.cdp import CdpConnection, CdpError
 from core.cookies import replace_cookies
 from tests.support.api import ISO_Z, Api
+from tests.support.browsing import playwright_driver
 from tests.support.cdp import page_view
 from tests.support.keys import make_key
 
@@ -344,30 +344,30 @@ def test_playwright_client_keeps_working_while_cookies_are_exported_and_injected
         except BaseException as error:
             failures.append(error)
 
-    with sync_playwright() as p:
-        browser = p.chromium.connect_over_cdp(session["cdpUrl"])
-        context = browser.contexts[0]
-        page = context.pages[0]
-        worker = threading.Thread(target=churn, daemon=True)
-        worker.start()
-        for i in range(8):
-            page.goto(f"{echo}?round={i}")
-            assert page.evaluate("6 * 7") == 42
-            context.add_cookies([{"name": f"pw{i}", "value": str(i), "domain": HOST, "path": "/"}])
-        done.set()
-        worker.join(60)
-        assert not worker.is_alive() and not failures, failures
-        assert browser.is_connected()
+    p = playwright_driver()
+    browser = p.chromium.connect_over_cdp(session["cdpUrl"])
+    context = browser.contexts[0]
+    page = context.pages[0]
+    worker = threading.Thread(target=churn, daemon=True)
+    worker.start()
+    for i in range(8):
+        page.goto(f"{echo}?round={i}")
+        assert page.evaluate("6 * 7") == 42
+        context.add_cookies([{"name": f"pw{i}", "value": str(i), "domain": HOST, "path": "/"}])
+    done.set()
+    worker.join(60)
+    assert not worker.is_alive() and not failures, failures
+    assert browser.is_connected()
 
-        last = str(rounds[-1])
-        assert {c["name"]: c["value"] for c in context.cookies()}["churn"] == last
-        page.goto(echo)
-        assert {f"churn={last}", "pw7=7"} <= cookie_pairs(page.inner_text("#c"))
-        assert {f"pw{i}" for i in range(8)} <= set(by_name(export(api, session)))
+    last = str(rounds[-1])
+    assert {c["name"]: c["value"] for c in context.cookies()}["churn"] == last
+    page.goto(echo)
+    assert {f"churn={last}", "pw7=7"} <= cookie_pairs(page.inner_text("#c"))
+    assert {f"pw{i}" for i in range(8)} <= set(by_name(export(api, session)))
 
-        inject(api, session, [{"name": "only", "value": "1", "domain": HOST}], mode="replace")
-        assert [(c["name"], c["value"]) for c in context.cookies()] == [("only", "1")]
-        page.reload()
-        assert cookie_pairs(page.inner_text("#c")) == {"only=1"}
-        browser.close()
+    inject(api, session, [{"name": "only", "value": "1", "domain": HOST}], mode="replace")
+    assert [(c["name"], c["value"]) for c in context.cookies()] == [("only", "1")]
+    page.reload()
+    assert cookie_pairs(page.inner_text("#c")) == {"only=1"}
+    browser.close()
     assert api.get(f"/v1/sessions/{session['id']}").json()["status"] == "running"

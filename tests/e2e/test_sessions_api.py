@@ -6,9 +6,9 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from tests.support.api import ISO_Z
+from tests.support.browsing import playwright_driver
 
 
 
@@ -157,13 +157,13 @@ def test_docs_render_with_nothing_fetched_from_off_the_machine(api, session_fact
         elsewhere.append(route.request.url)
         return route.abort()
 
-    with sync_playwright() as p:
-        browser = p.chromium.connect_over_cdp(session["cdpUrl"])
-        page = browser.contexts[0].pages[0]
-        page.route("**/*", only_loopback)
-        page.goto(f"{broker.url}/docs")
-        page.wait_for_selector(".opblock-summary-path[data-path=\"/v1/sessions\"]", timeout=15000)
-        browser.close()
+    p = playwright_driver()
+    browser = p.chromium.connect_over_cdp(session["cdpUrl"])
+    page = browser.contexts[0].pages[0]
+    page.route("**/*", only_loopback)
+    page.goto(f"{broker.url}/docs")
+    page.wait_for_selector(".opblock-summary-path[data-path=\"/v1/sessions\"]", timeout=15000)
+    browser.close()
     assert elsewhere == []
 
 

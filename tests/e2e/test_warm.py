@@ -22,13 +22,12 @@ import psutil
 import pytest
 import requests
 from celery import Celery
-from playwright.sync_api import sync_playwright
 
 from core.cdp import CdpConnection
 from core.dispatch import worker_queue
 from tasks.warm import LAUNCH_NICENESS, OFFER_SETTLE
 from tests.support.api import Api
-from tests.support.browsing import visit
+from tests.support.browsing import playwright_driver, visit
 from tests.support.cdp import load
 from tests.support.processes import ROOT, Broker, end_process, free_port, gone, run_processes, wait_until
 from tests.support.upstreams import HttpUpstream
@@ -126,10 +125,10 @@ def test_every_browser_warm_or_cold_starts_with_one_blank_tab(any_broker, any_ap
     assert served_warm(any_broker, warm) and not served_warm(any_broker, cold)
     for session in (warm, cold):
         assert page_tabs(session["cdpUrl"]) == ["about:blank"]
-        with sync_playwright() as p:
-            browser = p.chromium.connect_over_cdp(session["cdpUrl"])
-            assert [page.url for c in browser.contexts for page in c.pages] == ["about:blank"]
-            browser.close()
+        p = playwright_driver()
+        browser = p.chromium.connect_over_cdp(session["cdpUrl"])
+        assert [page.url for c in browser.contexts for page in c.pages] == ["about:blank"]
+        browser.close()
     any_api.stop_session(cold["id"])
     assert any_api.delete(f"/v1/contexts/{context['id']}").status_code == 204
 

@@ -2,25 +2,47 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Playwright, sync_playwright
 
 from tests.support.processes import ROOT
 
 #: A frame this large must pass every hop intact (API.md: "Frames of many MB").
 BIG_FRAME = 20 * 1024 * 1024
+#: The run's Playwright driver and the network namespace it was started in.
+_driver: dict = {}
+
+
+def playwright_driver() -> Playwright:
+    """One Playwright driver for the whole run: each start costs 0.6-1.4 s, and the suite opens ~100 pages.
+
+    Its node process connects from the network namespace it started in, and tests/hosts run the test's thread
+    in a host's namespace: in another namespace the driver is started again there.
+    """
+    namespace = os.stat("/proc/thread-self/ns/net").st_ino
+    if _driver.get("namespace") != namespace:
+        stop_playwright_driver()
+        _driver.update(namespace=namespace, playwright=sync_playwright().start())
+    return _driver["playwright"]
+
+
+def stop_playwright_driver() -> None:
+    if _driver:
+        _driver["playwright"].stop()
+        _driver.clear()
 
 
 def visit(cdp_url: str, url: str, script: str | None = None):
     """Open ``url`` in a new page like a user's Playwright would; the script's value, or the page's text."""
-    with sync_playwright() as p:
-        browser = p.chromium.connect_over_cdp(cdp_url)
-        page = browser.contexts[0].new_page()
-        page.goto(url)
-        result = page.evaluate(script) if script else page.inner_text("body")
-        page.close()
-        browser.close()
+    p = playwright_driver()
+    browser = p.chromium.connect_over_cdp(cdp_url)
+    page = browser.contexts[0].new_page()
+    page.goto(url)
+    result = page.evaluate(script) if script else page.inner_text("body")
+    page.close()
+    browser.close()
     return result
 
 
@@ -35,13 +57,13 @@ def puppeteer_drive(cdp_url: str, page_url: str) -> dict:
 
 def playwright_drive(cdp_url: str, page_url: str, big_frame: int = 0) -> dict:
     """connect_over_cdp, the first tab to ``page_url``, its heading; with ``big_frame``, a string that long back from the page."""
-    with sync_playwright() as p:
-        browser = p.chromium.connect_over_cdp(cdp_url)
-        page = browser.contexts[0].pages[0]
-        page.goto(page_url)
-        result = {"heading": page.inner_text("h1")}
-        if big_frame:
-            text = page.evaluate(f"Array.from({{length: {big_frame // 8}}}, (_, i) => String(i % 9973).padStart(8, '.')).join('')")
-            result["bigFrameIntact"] = text == "".join(str(i % 9973).rjust(8, ".") for i in range(big_frame // 8))
-        browser.close()
+    p = playwright_driver()
+    browser = p.chromium.connect_over_cdp(cdp_url)
+    page = browser.contexts[0].pages[0]
+    page.goto(page_url)
+    result = {"heading": page.inner_text("h1")}
+    if big_frame:
+        text = page.evaluate(f"Array.from({{length: {big_frame // 8}}}, (_, i) => String(i % 9973).padStart(8, '.')).join('')")
+        result["bigFrameIntact"] = text == "".join(str(i % 9973).rjust(8, ".") for i in range(big_frame // 8))
+    browser.close()
     return result
