@@ -53,7 +53,8 @@ def tenants(strict, upstream) -> dict:
     proxy = victim.post("/v1/proxies", json={"server": upstream.server, "username": upstream.username,
                                              "password": upstream.password}).json()
     worker = next(iter(strict.workers))
-    wait_until(lambda: strict.browser_counts(worker).get("warm", 0) >= 1, 60, message="a warm browser on offer")
+    # On offer, not only started: a spare is offered a moment after it answers.
+    wait_until(lambda: strict.store().warm.offered_by(worker), 60, message="a warm browser on offer")
     attacker_session = attacker.create_session()
     # A context fills the profile before launch, so this one is launched cold.
     context = attacker.post("/v1/contexts", json={}).json()
