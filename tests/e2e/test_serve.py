@@ -129,7 +129,7 @@ class ExitOrder:
 
 def stopped_context_state(state: Path, context_id: str, session_id: str) -> tuple[list[dict], dict]:
     """What the stopped stack left in its Redis data file, read with a Redis of our own."""
-    redis = Redis(state)
+    redis = Redis(state, data_dir=state)
     try:
         store = Store(replace(load(), redis_url=redis.url()))
         return store.contexts.cookies(context_id), store.sessions.get(session_id)

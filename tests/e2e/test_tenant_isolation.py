@@ -31,7 +31,7 @@ ALL_SCOPES = "sessions:read,sessions:write,proxies:read,proxies:write,contexts:r
 
 @pytest.fixture(scope="module")
 def upstream(workdir):
-    server = HttpUpstream(workdir, "isolation", "victim", secrets.token_urlsafe(12)).start()
+    server = HttpUpstream(workdir, "isolation", "victim", "pw-" + secrets.token_hex(12)).start()
     yield server
     server.stop()
 

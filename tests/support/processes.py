@@ -89,11 +89,12 @@ def run_processes(names: tuple[str, ...] = BROWSER_NAMES) -> list[psutil.Process
 
 
 class Redis:
-    def __init__(self, workdir: Path, persist: bool = False) -> None:
+    def __init__(self, workdir: Path, persist: bool = False, data_dir: Path | None = None) -> None:
+        """``data_dir``: where its data is (an RDB or append-only file there is loaded); by default a folder of its
+        own, since two persistent servers of one run must not share (and load) one append-only file."""
         self.port = free_port()
         self.workdir = workdir
-        #: Its own folder: two persistent servers of one run must not share (and load) one append-only file.
-        self.data_dir = workdir / f"redis-{self.port}"
+        self.data_dir = data_dir or workdir / f"redis-{self.port}"
         self.persist = persist
         self.proc: subprocess.Popen | None = None
         self.start()

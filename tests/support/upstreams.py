@@ -74,11 +74,17 @@ class PproxyUpstream(_Upstream):
     """pproxy serving ``scheme`` with a user and password, checked on every connection."""
 
     def start(self) -> PproxyUpstream:
-        self.port = free_port()
-        self._spawn(["pproxy", "-l", f"{self.scheme}://127.0.0.1:{self.port}#{self.username}:{self.password}",
-                     "--auth", "0", "-v"])
-        wait_until(self._answers, 90, message=f"pproxy ({self.scheme})")  # its import takes seconds on a loaded machine
-        return self
+        """On a free port; again on another if pproxy exits first (the port was taken between our pick and its bind:
+        a CI run lost a whole module's upstream that way, waiting 90 s on a pproxy that had gone)."""
+        for _ in range(3):
+            self.port = free_port()
+            self._spawn(["pproxy", "-l", f"{self.scheme}://127.0.0.1:{self.port}#{self.username}:{self.password}",
+                         "--auth", "0", "-v"])
+            # Its import takes seconds on a loaded machine.
+            wait_until(lambda: self._answers() or self.proc.poll() is not None, 90, message=f"pproxy ({self.scheme})")
+            if self.proc.poll() is None:
+                return self
+        raise RuntimeError(f"pproxy ({self.scheme}) exited at start three times: {self.log_text()[-2000:]}")
 
     def targets(self) -> list[str]:
         """``host:port`` of every connection it let through to a destination, in order."""
