@@ -52,6 +52,19 @@ class LaunchIntake:
                 consumer.cancel_task_queue(LAUNCH_QUEUE)
                 log.info("all browser slots taken: launches wait in the queue")
 
+    def on_connect(self, consumer: Consumer) -> None:
+        """Each time the consumer (re)connects to Redis, on its thread (tasks/worker_state.py): the intake's choice
+        applied to the new connection. A word to consume again that went out while the connection was down, or
+        before the new one listened (Redis restarting), reached no one: the consumer stayed off while the intake took
+        it as on, and the worker took cold launches no more."""
+        with self._lock:
+            listening = LAUNCH_QUEUE in self.app.amqp.queues.consume_from
+            if self._consuming and not listening:
+                consumer.add_task_queue(LAUNCH_QUEUE)
+                log.info("reconnected: taking launches again")
+            elif not self._consuming and listening:
+                consumer.cancel_task_queue(LAUNCH_QUEUE)
+
     def give_back(self, session_id: str) -> None:
         """A slot reserved for a launch that will not start a browser (create gave up, launch failed or expired)."""
         self.pool.unreserve(session_id)

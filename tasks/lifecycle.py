@@ -145,10 +145,12 @@ def start_housekeeping(**_: object) -> None:
 def end_all_browsers(**_: object) -> None:
     """SIGTERM (a redeploy): every session goes through the normal stop flow, in parallel, within the grace period.
 
-    Warm browsers end beside them, their offers withdrawn first.
+    Warm browsers end beside them, their offers withdrawn first. Ending a browser needs no Redis: a stop whose store
+    calls fail (Redis down or unreachable at exit) ends its browser without them, and whatever browser is still held
+    when the grace runs out is ended the same way, so no Chromium outlives its worker.
     """
     _stopping.set()
-    stoppers = [threading.Thread(target=end_session, args=(session_id, StopReason.WORKER_LOST), daemon=True)
+    stoppers = [threading.Thread(target=_end_at_exit, args=(session_id,), daemon=True)
                 for session_id in pool().session_ids()]
     stoppers.append(threading.Thread(target=warm_browsers().close, args=(config.shutdown_grace,), daemon=True))
     for thread in stoppers:
@@ -156,7 +158,32 @@ def end_all_browsers(**_: object) -> None:
     deadline = time.monotonic() + config.shutdown_grace
     for thread in stoppers:
         thread.join(max(0.0, deadline - time.monotonic()))
+    for key in pool().keys():
+        log.warning("%s: its browser is still up at exit; ending it without its stop flow", key,
+                    extra={"session": key})
+        _end_browser(key)
     # Ending each browser ended its forwarder; this catches one whose launch was cut short.
     forwarders().stop_all()
     gateway().stop()
-    store.workers.forget(worker_name())
+    try:
+        store.workers.forget(worker_name())
+    except Exception as error:  # Redis down at exit: the heartbeat runs out and reapers do the rest
+        log.warning("could not remove this worker from the store at exit (%s)", error)
+
+
+def _end_at_exit(session_id: str) -> None:
+    try:
+        end_session(session_id, StopReason.WORKER_LOST)
+    except Exception:
+        log.exception("session %s: its stop failed at exit (Redis unreachable?); ending its browser without it",
+                      session_id, extra={"session": session_id})
+        _end_browser(session_id)
+
+
+def _end_browser(key: str) -> None:
+    """The browser ended and its folders deleted with no store call; a failing release hook is logged, not raised
+    (the browser has ended before any hook runs)."""
+    try:
+        pool().release(key)
+    except Exception:
+        log.exception("%s: a step after ending its browser failed", key, extra={"session": key})

@@ -58,6 +58,11 @@ class ChromiumPool:
         with self._lock:
             return [key for key in self._browsers if key not in self._spares]
 
+    def keys(self) -> list[str]:
+        """Keys of every browser held, spares included."""
+        with self._lock:
+            return list(self._browsers)
+
     def counts(self) -> dict[str, int]:
         """Slots by use; ``launching`` covers spares and sessions alike until their browser answers."""
         with self._lock:
