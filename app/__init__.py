@@ -97,5 +97,6 @@ def create_app(config: Config | None = None, store: Store | None = None, collect
                                      static_url_path=SWAGGER_UI_ASSETS.rstrip("/")))
 
     if config.bootstrap_api_key:
+        # Again whenever Redis loses it: auth.bootstrap_key_state.
         store.api_keys.ensure(config.bootstrap_api_key, name="bootstrap", project=DEFAULT_PROJECT, scopes=ALL_SCOPES)
     return app

@@ -4,7 +4,8 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from redis.exceptions import RedisError
 
-from app.extensions import store
+from app.auth import bootstrap_key_state
+from app.extensions import config, store
 
 blp = Blueprint("health", __name__)
 
@@ -19,7 +20,10 @@ BROWSER_COUNTS = ("slots", "free", "warm", "running", "launching")
 
 @blp.get("/readyz")
 def readyz():
-    """Ready means a create can succeed: Redis answers and some worker heartbeats.
+    """Ready means a create can succeed: Redis answers, some worker heartbeats, and the bootstrap key is stored.
+
+    A bootstrap key Redis lost (restarted empty) is stored again here before the answer, so a 200 never
+    stands beside an API that refuses its own key; one revoked on purpose does not make the API unready.
 
     ``browsers`` sums the live workers' slots by use, as of their last heartbeat:
     ``warm`` browsers answer a create at once, ``free`` slots take a cold launch.
@@ -28,6 +32,7 @@ def readyz():
     try:
         store().ping()
         workers = store().workers.states()
+        bootstrap_key_state(store(), config())
     except RedisError as error:
         return jsonify(status="unavailable", redis=f"unreachable: {error}", workers=None), 503
     if not workers:

@@ -134,6 +134,9 @@ class Config:
     download_max_bytes: int = field(default_factory=lambda: _int("BROKER_DOWNLOAD_MAX_BYTES", 1024 * 1024 * 1024))
     #: BROKER_DOWNLOAD_RETENTION: seconds a stopped session's downloads stay readable (in the snapshot store), then deleted.
     download_retention: int = field(default_factory=lambda: _int("BROKER_DOWNLOAD_RETENTION", 86400))
+    #: BROKER_ORPHAN_FILES_GRACE: seconds a context's snapshots or a stopped session's downloads are kept once their
+    #: record is gone (Redis lost its data), then deleted; a record back within it (Redis restored) keeps them.
+    orphan_files_grace: float = field(default_factory=lambda: _float("BROKER_ORPHAN_FILES_GRACE", 3600))
     #: BROKER_UPLOAD_MAX_BYTES: largest file one POST /v1/sessions/:id/uploads may store (its own limit, not BROKER_MAX_BODY_BYTES).
     upload_max_bytes: int = field(default_factory=lambda: _int("BROKER_UPLOAD_MAX_BYTES", 100 * 1024 * 1024))
 

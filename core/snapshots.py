@@ -96,6 +96,8 @@ class SnapshotStore(Protocol):
 
     def delete_blobs(self, prefix: str) -> None: ...
 
+    def folders(self, prefix: str = "") -> list[str]: ...
+
 
 class LocalSnapshotStore:
     """``file:///path``: each archive written to a temporary name, synced, then renamed into place."""
@@ -122,6 +124,13 @@ class LocalSnapshotStore:
     def delete_blobs(self, prefix: str) -> None:
         """Every blob under ``prefix/``."""
         shutil.rmtree(self.root / prefix, ignore_errors=True)
+
+    def folders(self, prefix: str = "") -> list[str]:
+        """Names of the folders right under ``prefix/`` (the root's by default): contexts, ``downloads``, sessions."""
+        try:
+            return sorted(p.name for p in (self.root / prefix).iterdir() if p.is_dir() and not p.is_symlink())
+        except FileNotFoundError:
+            return []
 
     def _hand_to_owner(self, path: Path) -> None:
         """What a root worker writes belongs to the store folder's owner: the web process (the image's user, beside
@@ -237,6 +246,14 @@ class S3SnapshotStore:
         for page in pages:
             for obj in page.get("Contents", []):
                 self.client.delete_object(Bucket=self.bucket, Key=obj["Key"])
+
+    def folders(self, prefix: str = "") -> list[str]:
+        """Names of the "folders" (common prefixes) right under ``prefix/``, the store's prefix by default."""
+        base = "/".join(p for p in (self.prefix, prefix.strip("/")) if p)
+        base = f"{base}/" if base else ""
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base, Delimiter="/")
+        return sorted(common["Prefix"][len(base):].rstrip("/") for page in pages
+                      for common in page.get("CommonPrefixes", []))
 
     def versions(self, context_id: str) -> list[str]:
         prefix = self._key(context_id)

@@ -54,19 +54,43 @@ def consume_own_queue(sender: str, instance, **_: object) -> None:
                     "this folder see them); with workers on several hosts set an s3:// store", config.snapshot_url)
 
 
+#: Sessions whose browser this worker holds and whose record was missing at the last look (settle_browsers_with_records).
+_unrecorded: set[str] = set()
+
+
 def settle_browsers_with_records() -> None:
     """A browser whose session is over or was declared lost (this worker was cut off meanwhile) is ended, not served;
-    a session left stopping with no stop under way (``STOP_NEVER_SENT_AFTER``) is stopped through the normal flow.
+    a session left stopping with no stop under way (``STOP_NEVER_SENT_AFTER``) is stopped through the normal flow;
+    a browser whose session has no record any more is ended like a lost session's.
 
     No context save for the first: a lost session's hold was released with its
     last good snapshot, which a newer session may already have replaced. A
     pending session's browser is a warm one being handed over (the launch task
     moves the record next, or ends the browser itself).
+
+    A record is gone when Redis lost its data (restarted empty, or failed over to a replica without the last
+    writes) or a launch outlived its pending record's TTL. Such a browser was invisible to the API, counted as
+    running, and served any client still connected to it: it goes through the stop flow as ``worker_lost`` (its
+    clients told, its downloads archived; with no record there is no context to save), once its record was missing
+    at two looks in a row, one heartbeat apart: a record is written before its browser is launched, so one look
+    would do, and the second costs a heartbeat and keeps a single odd read from ending a session.
     """
     own_queue = worker_queue(worker_name())
+    unrecorded = set()
     for session_id in pool().session_ids():
         record = store.sessions.get(session_id)
-        if record is None or record["status"] == Status.PENDING:
+        if record is None:
+            if session_id in stops_under_way:
+                continue
+            if session_id not in _unrecorded:
+                unrecorded.add(session_id)
+                continue
+            log.warning("session %s: its record is gone (Redis lost its data?); ending its browser as worker_lost",
+                        session_id, extra={"session": session_id})
+            threading.Thread(target=end_session, args=(session_id, StopReason.WORKER_LOST),
+                             name=f"stop-{session_id}", daemon=True).start()
+            continue
+        if record["status"] == Status.PENDING:
             continue
         if record["status"] not in LIVE_STATUSES or record.get("worker") != own_queue:
             log.warning("session %s: no longer this worker's (%s); ending its browser", session_id, record["status"],
@@ -78,6 +102,8 @@ def settle_browsers_with_records() -> None:
                         STOP_NEVER_SENT_AFTER, extra=session_fields(record))
             threading.Thread(target=end_session, args=(session_id, StopReason(record["stopReason"])),
                              name=f"stop-{session_id}", daemon=True).start()
+    _unrecorded.clear()
+    _unrecorded.update(unrecorded)
 
 
 def stop_expired_sessions() -> None:
@@ -108,7 +134,9 @@ def _housekeeping() -> None:
 
     After a failed round (Redis unreachable, this host cut off) the heartbeat is
     sent first, then the pool is checked against the store: sessions declared
-    lost meanwhile have their browsers ended before anything else.
+    lost meanwhile have their browsers ended before anything else. A heartbeat
+    the store did not expect (Redis lost its data, or a reaper declared this
+    worker lost and withdrew its offers) has the warm browsers offered again.
     """
     reaper = LostWorkerReaper(machine, own_name=worker_name())
     last_beat = 0.0
@@ -116,10 +144,14 @@ def _housekeeping() -> None:
         try:
             now = time.monotonic()
             if now - last_beat >= config.heartbeat_interval:
-                store.workers.heartbeat(worker_name(), {"queue": worker_queue(worker_name()), "freeSlots": pool().free_slots(),
-                                                        "browsers": browser_counts(), "gateway": gateway().address,
-                                                        "pid": os.getpid(), "isolation": isolation()})
+                known = store.workers.heartbeat(
+                    worker_name(), {"queue": worker_queue(worker_name()), "freeSlots": pool().free_slots(),
+                                    "browsers": browser_counts(), "gateway": gateway().address, "pid": os.getpid(),
+                                    "isolation": isolation()})
                 last_beat = now
+                if not known and (again := warm_browsers().offer_again()):
+                    log.warning("the store did not know this worker (Redis lost its data, or this worker was declared "
+                                "lost): its warm browsers %s are offered again", ", ".join(again))
                 settle_browsers_with_records()
             stop_expired_sessions()
             notice_closed_browsers()

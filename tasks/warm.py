@@ -181,6 +181,28 @@ class WarmBrowsers:
         count = self.ready_count()
         return count if count and self.store.sessions.waited_in_line() >= EVICT_AFTER else 0
 
+    def offer_again(self) -> list[str]:
+        """Offer every ready spare whose offer is not in the store; the keys offered.
+
+        For when the store forgot this worker (tasks.lifecycle): Redis lost its data, offers included, or a
+        reaper declared the worker lost and withdrew them. Without this a spare with no offer counts as taken by a
+        create whose launch is on its way, and sits unused until ``orphan_after`` ends it. If such a launch does
+        come, ``take`` hands the browser to one of the two creates and the other launches cold, as for any spare
+        gone by the time its launch arrives.
+        """
+        offered = self.store.warm.offered_by(self.worker())
+        again = []
+        with self._lock:
+            keys = [key for key in self._ready if key not in offered]
+        for key in keys:
+            with self._lock:
+                if key not in self._ready:
+                    continue  # taken meanwhile
+                self._unoffered_since.pop(key, None)
+            self.store.warm.offer(self.worker(), key)
+            again.append(key)
+        return again
+
     def wake(self) -> None:
         """Something changed (a take, a slot freed): the keeper looks at once rather than at its next check."""
         self._wake.set()

@@ -42,6 +42,15 @@ class RecordKind:
     def _load(self, key: str) -> Any:
         return load(self.redis.get(key))
 
+    def _existing(self, ids: list[str], key_of: Any) -> set[str]:
+        """Which of ``ids`` have a record, in one round trip."""
+        if not ids:
+            return set()
+        pipe = self.redis.pipeline(transaction=False)
+        for record_id in ids:
+            pipe.exists(key_of(record_id))
+        return {record_id for record_id, found in zip(ids, pipe.execute()) if found}
+
     def _store_indexed(self, key: str, index: str, record: dict, score: float) -> None:
         """A record and its place in its project's index, written together."""
         pipe = self.redis.pipeline()

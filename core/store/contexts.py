@@ -26,6 +26,9 @@ class ContextRecords(RecordKind):
     def get(self, context_id: str) -> dict | None:
         return self._load(keys.context(context_id))
 
+    def existing(self, context_ids: list[str]) -> set[str]:
+        return self._existing(context_ids, keys.context)
+
     def page(self, project: str, start: int, count: int) -> tuple[list[dict], int]:
         return self._page_indexed(keys.project_contexts(project), keys.context, start, count)
 

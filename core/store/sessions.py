@@ -63,6 +63,9 @@ class SessionRecords(RecordKind):
     def get(self, session_id: str) -> SessionRecord | None:
         return self._load(keys.session(session_id))
 
+    def existing(self, session_ids: list[str]) -> set[str]:
+        return self._existing(session_ids, keys.session)
+
     def create_waits(self, session_id: str) -> bool:
         """Whether the session's create has not yet reached its deadline (core.states): a launch for it may run."""
         return bool(self.redis.exists(keys.create_deadline(session_id)))

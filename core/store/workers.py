@@ -9,12 +9,13 @@ from __future__ import annotations
 from core.store import keys
 from core.store.base import RecordKind, dump, load
 
-#: Scores the worker (ARGV[1]) with Redis's time and stores its info (ARGV[2]) for ARGV[3] ms.
+#: Scores the worker (ARGV[1]) with Redis's time and stores its info (ARGV[2]) for ARGV[3] ms; 1 if the worker
+#: was not in the set before.
 _HEARTBEAT = """
 local t = redis.call('TIME')
-redis.call('ZADD', KEYS[1], tonumber(t[1]) + tonumber(t[2]) / 1000000, ARGV[1])
+local added = redis.call('ZADD', KEYS[1], tonumber(t[1]) + tonumber(t[2]) / 1000000, ARGV[1])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-return 1
+return added
 """
 #: ZREM the worker (ARGV[1]) only if its last heartbeat is over ARGV[2] seconds old by Redis's time; 1 if removed.
 _TAKE_IF_SILENT = """
@@ -28,9 +29,11 @@ return 0
 
 
 class WorkerRecords(RecordKind):
-    def heartbeat(self, worker: str, info: dict) -> None:
+    def heartbeat(self, worker: str, info: dict) -> bool:
+        """True if the store knew the worker already: False at its first heartbeat, and after Redis lost its data or
+        a reaper declared it lost (what it had offered is gone from the store too)."""
         ttl_ms = max(1, int(self.config.worker_ttl * 3000))
-        self.redis.eval(_HEARTBEAT, 2, keys.WORKERS, keys.worker(worker), worker, dump(info), ttl_ms)
+        return not self.redis.eval(_HEARTBEAT, 2, keys.WORKERS, keys.worker(worker), worker, dump(info), ttl_ms)
 
     def _now(self) -> float:
         seconds, micros = self.redis.time()

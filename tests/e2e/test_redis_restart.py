@@ -2,7 +2,7 @@
 
 The deployment has a Redis of its own, SIGKILLed while stops and creates are in flight: one launch (acks_late)
 is held in its first navigation so its message is unacknowledged for sure, another create has just answered,
-a DELETE has just answered and its stop runs. Redis then comes back within a second.
+a DELETE has just answered and its stop runs. Redis then comes back within a second, with its data or empty.
 Before the fix kombu's restore of the unacknowledged launch raised AttributeError on the closed transport, the
 worker shut down ("Unrecoverable error"), and its exit, whose every store call failed, left Chromium running
 with no worker. A worker that did reconnect could stay deaf to cold launches for good: the word to take them again,
@@ -121,6 +121,27 @@ def test_a_restart_with_its_data_keeps_every_running_session_usable(deployment, 
     wait_until(lambda: no_chromedriver_left(broker), 30, message="no ChromeDriver left")
     for session in [*running, fresh]:
         api.stop_session(session["id"], timeout=60)
+
+
+def test_a_restart_without_its_data_keeps_the_worker_and_ends_what_it_cannot_serve(deployment, pages):
+    broker, redis = deployment
+    api = Api(broker.url, broker.api_key)
+    running, deleted, restores = kill_redis_mid_flight(broker, redis, api, pages)
+    try:
+        redis.start(empty=True)
+    finally:
+        pages.release()
+    worker_survived(broker, restores)
+    assert not browsers_without_worker(broker)
+    fresh, _ = create_with_retries(api)
+    assert evaluate(fresh, "2 + 2") == 4
+    # The sessions the store forgot are ended; nothing else of theirs stays.
+    before = {s["id"] for s in [*running, deleted]}
+    wait_until(lambda: not before & set(broker.session_profiles()), 30, message="the forgotten sessions' browsers")
+    wait_until(lambda: no_chromedriver_left(broker), 30, message="no ChromeDriver left")
+    for session in running:
+        assert api.get(f"/v1/sessions/{session['id']}").status_code == 404
+    api.stop_session(fresh["id"], timeout=60)
 
 
 def test_a_worker_stopped_while_redis_is_down_ends_every_browser(deployment):
