@@ -26,7 +26,7 @@ from tests.support.processes import TEST_FLAGS
 GIB = 2**30
 MIB = 2**20
 SETTLE = 5.0
-#: Launch flags tried for memory. The defaults (tasks/chromium.py) carry the one kept (the network service in
+#: Launch flags tried for memory. The defaults (tasks/chromium_flags.py) carry the one kept (the network service in
 #: the browser process); "network-process" undoes it, the others try what was measured and left out.
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "selenium": ("selenium", []),

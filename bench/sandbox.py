@@ -20,7 +20,9 @@ from pathlib import Path
 from bench.common import summary, tree_memory
 from core.config import load
 from tasks.browser_users import BrowserUser, BrowserUsers
-from tasks.chromium import browser_flags, make_launcher, session_temp_dir
+from tasks.chromium_flags import browser_flags
+from tasks.launchers import make_launcher
+from tasks.running_browser import session_temp_dir
 from tasks.confinement import start_checks
 from tests.support.processes import TEST_FLAGS
 

@@ -23,7 +23,9 @@ import psutil
 from core.config import load
 from bench.common import evaluate_round_trips, pct, running_broker, summary, tree_memory
 from tasks.browser_users import BrowserUsers
-from tasks.chromium import RunningBrowser, browser_flags, make_launcher, session_temp_dir
+from tasks.chromium_flags import browser_flags
+from tasks.launchers import make_launcher
+from tasks.running_browser import RunningBrowser, session_temp_dir
 from tasks.confinement import start_checks
 from tests.support.cdp import RawCdp
 from tests.support.processes import TEST_FLAGS

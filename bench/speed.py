@@ -34,7 +34,7 @@ from playwright.sync_api import Playwright, sync_playwright
 
 from bench.common import pct, running_broker
 from bench.sessions import bare_launcher
-from tasks.chromium import RunningBrowser
+from tasks.running_browser import RunningBrowser
 from tests.support.api import Api
 from tests.support.cdp import RawCdp
 from tests.support.pages import PageServer

@@ -1,7 +1,7 @@
 """A session's files: the one folder its browser downloads into, the one it reads uploads from, and their names.
 
 Both folders are inside the browser's own temp folder (its HOME and TMPDIR,
-tasks/chromium.py), which belongs to the browser's user alone and is deleted
+tasks/launchers/base.py), which belongs to the browser's user alone and is deleted
 with the browser: nothing of a session's files outlives it on the worker. At
 stop the downloads move to the snapshot store (core/snapshots.py) and stay
 readable for BROKER_DOWNLOAD_RETENTION.
@@ -96,7 +96,7 @@ def open_folder(folder: Path, owner: int | None = None) -> int:
     """A descriptor of ``folder`` (the caller closes it), opened so that no link is followed; FileNotFoundError
     if it is not there, UnsafeFolder if it is a link, not a directory, or not ``owner``'s (None: any owner).
 
-    The browser's user owns both a session folder and the temp folder that holds it (tasks/chromium.py), and
+    The browser's user owns both a session folder and the temp folder that holds it (tasks/launchers/base.py), and
     the temp folder sits in the sticky /tmp, where its owner may rename it: so both are opened with O_NOFOLLOW,
     the session folder relative to the temp folder's descriptor. Every later step (list, stat, open, create,
     rename) is relative to the descriptor returned, so replacing a name with a link afterwards changes nothing.

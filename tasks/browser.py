@@ -24,7 +24,8 @@ from core.logs import session_fields
 from core.snapshots import SnapshotError, SnapshotNotHere
 from core.states import SessionRecord, Status, StopReason
 from tasks.celery_app import celery, config
-from tasks.chromium import RunningBrowser, browser_flags
+from tasks.chromium_flags import browser_flags
+from tasks.running_browser import RunningBrowser
 from tasks.pool import PoolFull
 from tasks.profile_cookies import ProfileCookiesError, exited_cleanly, read_profile_cookies
 from tasks.runtime import (

@@ -35,7 +35,9 @@ import psutil
 from core.cdp import CdpConnection
 from core.config import Config
 from tasks.browser_users import BrowserUsers
-from tasks.chromium import DirectLauncher, browser_flags, process_tree, session_temp_dir
+from tasks.chromium_flags import browser_flags
+from tasks.launchers.direct import DirectLauncher
+from tasks.running_browser import process_tree, session_temp_dir
 
 log = logging.getLogger(__name__)
 

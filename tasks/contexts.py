@@ -23,7 +23,7 @@ from core.store import Store
 from core.store.metrics import SNAPSHOT_BYTES, SNAPSHOT_SECONDS
 from core.cdp import CdpConnection
 from core.store.contexts import SaveRefused
-from tasks.chromium import RunningBrowser
+from tasks.running_browser import RunningBrowser
 from core.cookies import read_cookies
 from core.snapshots import SnapshotError, SnapshotStore, new_version, pack_profile, unpack_profile
 

@@ -2,7 +2,7 @@
 
 Where a download lands is decided in three places, and all three name the session's folder:
 
-1. **The profile's preferences** (tasks/chromium.py ``start_on_blank``): ``download.default_directory``.
+1. **The profile's preferences** (tasks/chromium_flags.py ``start_on_blank``): ``download.default_directory``.
    Chromium uses it whenever no CDP client has set a behaviour, and falls back to it for the default
    browser context when the client that set one disconnects (CDP's setting lives only as long as the
    connection that made it: measured on Chromium 156).
@@ -33,7 +33,7 @@ from pathlib import Path
 import websocket
 
 from core.files import folder_bytes
-from tasks.chromium import RunningBrowser
+from tasks.running_browser import RunningBrowser
 
 log = logging.getLogger(__name__)
 

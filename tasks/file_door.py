@@ -36,7 +36,7 @@ import h11
 
 from core.files import (DOWNLOADS, PARTIAL_SUFFIX, UPLOADS, BadName, UnsafeFile, UnsafeFolder, check_name, exists,
                         folder_bytes, free_name, list_folder, mime_type, open_file, open_folder)
-from tasks.chromium import RunningBrowser
+from tasks.running_browser import RunningBrowser
 
 log = logging.getLogger(__name__)
 

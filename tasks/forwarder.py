@@ -54,7 +54,7 @@ from core.logs import about_session
 from core.proxy_address import split_host_port
 from core.upstream import Upstream
 from core.store import Store
-from tasks.chromium import proxy_flags
+from tasks.chromium_flags import proxy_flags
 
 log = logging.getLogger(__name__)
 

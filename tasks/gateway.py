@@ -41,7 +41,7 @@ from core.browser_link import FILES_PATH, GATEWAY_PREFIX
 from core.config import Config
 from core.gateway_auth import CDP, FILES, HEADER, GatewayKey
 from core.logs import about_session
-from tasks.chromium import RunningBrowser
+from tasks.running_browser import RunningBrowser
 from tasks.file_door import FileDoor
 
 log = logging.getLogger(__name__)

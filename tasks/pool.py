@@ -16,7 +16,8 @@ from pathlib import Path
 import psutil
 
 from core.logs import about_session
-from tasks.chromium import Launcher, RunningBrowser, end_processes, process_tree, session_temp_dir
+from tasks.launchers.base import Launcher
+from tasks.running_browser import RunningBrowser, end_processes, process_tree, session_temp_dir
 
 log = logging.getLogger(__name__)
 ProfileStep = Callable[[Path], None]

@@ -16,7 +16,9 @@ from core.states import SessionMachine
 from core.store import Store
 from tasks.celery_app import celery, config
 from tasks.browser_users import BrowserUsers, NoBrowserUser
-from tasks.chromium import RunningBrowser, browser_flags, make_launcher
+from tasks.chromium_flags import browser_flags
+from tasks.launchers import make_launcher
+from tasks.running_browser import RunningBrowser
 from tasks.confinement import ConfinementError, start_checks
 from tasks.contexts import ContextState
 from tasks.downloads import DownloadGuards

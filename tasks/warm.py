@@ -32,7 +32,7 @@ from websocket import WebSocketException
 from core.cdp import CdpConnection, CdpError
 from core.ids import new_id
 from core.store import Store
-from tasks.chromium import RunningBrowser
+from tasks.running_browser import RunningBrowser
 from tasks.pool import ChromiumPool, PoolFull
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import pytest
 
 from core.config import load as load_config
 from tasks.browser_users import BrowserUsers
-from tasks.chromium import hand_back
+from tasks.launchers.base import hand_back
 from tests.support.cdp import RawCdp
 from tests.support.processes import Broker, end_process, wait_until
 from tests.support.browsing import visit

@@ -10,7 +10,7 @@ import base64
 
 from playwright.sync_api import Browser, Page
 
-from tasks.chromium import BASE_FLAGS
+from tasks.chromium_flags import BASE_FLAGS
 from tests.support.processes import TEST_FLAGS
 
 CHROMIUM = "/usr/bin/chromium"

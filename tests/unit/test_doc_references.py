@@ -2,7 +2,7 @@
 
 Looked for in README.md and docs/*.md (all of their text), and in the comments and docstrings of the
 code (app, core, tasks, proxy, bench, scripts, tests, and the deployment files at the top):
-- a repository path: a top folder of this repository, then the rest (``tasks/chromium.py``,
+- a repository path: a top folder of this repository, then the rest (``tasks/chromium_flags.py``,
   ``tests/hosts/``), not inside a URL and not an absolute path (``/etc/…``, ``/tmp/…``, ``~/…``);
 - a document by its bare name (``API.md``): at the top or in docs/;
 - a README section cited as the README, a comma, then its name in double quotes: a heading or a bold
