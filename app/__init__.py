@@ -17,7 +17,7 @@ from core.download_archive import DownloadArchive
 from core.egress import EgressPolicy
 from core.snapshots import open_snapshot_store
 from core.dispatch import Dispatcher, make_celery
-from core.states import SessionMachine
+from core.session_machine import SessionMachine
 from core.store import ALL_SCOPES, DEFAULT_PROJECT, Store
 from core.tokens import ConnectTokens, LiveViewTokens
 

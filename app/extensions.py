@@ -8,7 +8,7 @@ from core.config import Config
 from app.errors import BrokerApi
 from core.crypto import SecretBox
 from core.egress import EgressPolicy
-from core.states import SessionMachine
+from core.session_machine import SessionMachine
 from core.store import Store
 from core.tokens import ConnectTokens, LiveViewTokens
 

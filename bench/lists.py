@@ -12,7 +12,8 @@ import time
 
 from bench.common import running_broker, summary
 from core.ids import new_id, now_ms, utcnow_iso
-from core.states import SessionMachine, Status, StopReason
+from core.session_machine import SessionMachine
+from core.states import Status, StopReason
 
 WORKER = "browsers.worker.bench@lists"
 

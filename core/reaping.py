@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from core.dispatch import worker_queue
 from core.logs import session_fields
-from core.states import SessionMachine
+from core.session_machine import SessionMachine
 
 log = logging.getLogger(__name__)
 #: Seconds between two looks, in every process that reaps.

@@ -1,10 +1,12 @@
-"""The session state machine: every status, every allowed move, and what each move does to the indexes.
+"""The session state machine's table: every status, every allowed move, and what each move does besides.
 
-Read this table to know how a session can change; nothing else in the code
-writes a session's status. A move is a compare-and-set in the store: it happens
-only if the record is in one of the move's sources, so of two racing moves
-(a create giving up while a worker finishes the launch, two DELETEs) exactly one
-wins, and the loser learns it from a ``None``.
+Read this table to know how a session can change. It is data only, beneath the
+store: :mod:`core.session_machine` applies the moves, and :mod:`core.store.sessions`
+carries each out, effects included, as one compare-and-set transaction; nothing
+else writes a session's status. A move happens only if the record is in one of
+the move's sources, so of two racing moves (a create giving up while a worker
+finishes the launch, two DELETEs, a stop and a lost worker's reaper) exactly one
+wins, and the loser learns it from a ``None`` and has no effect at all.
 
      ┌────────────────hand_over────────────────┐
      │                                         ▼
@@ -33,16 +35,9 @@ its create held (``drop``, :attr:`Deadline.PASSED`).
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from enum import Enum, StrEnum
-from typing import TYPE_CHECKING, Any, TypedDict
-
-from core.ids import utcnow_iso
-
-if TYPE_CHECKING:
-    from core.dispatch import Dispatcher
-    from core.store import Store
+from typing import TypedDict
 
 
 class Status(StrEnum):
@@ -93,6 +88,11 @@ class Effect(Enum):
     EXTEND_DEADLINE = "extend_deadline"
     #: The create's deadline is over: it has its answer (running) or gave up.
     END_DEADLINE = "end_deadline"
+    #: Every web process closes the session's CDP clients now, with the stop reason (core.store.events), if the move
+    #: takes the session out of running: only a running session has clients (the relay admits no other), and a
+    #: stopping one's were told when it left running. In the move's own transaction, like TELL_CREATE: once per
+    #: session, and never for a move that lost.
+    ANNOUNCE_STOP = "announce_stop"
 
 
 class Deadline(Enum):
@@ -128,21 +128,17 @@ READY = _move("ready", {S.LAUNCHING}, S.RUNNING, Effect.PERSIST, Effect.INDEX_RU
               Effect.END_DEADLINE, deadline=Deadline.BEFORE)
 HAND_OVER = _move("hand_over", {S.PENDING}, S.RUNNING, Effect.LEAVE_LINE, Effect.PERSIST, Effect.INDEX_RUNNING,
                   Effect.TELL_CREATE, Effect.END_DEADLINE, deadline=Deadline.BEFORE)
-REQUEST_STOP = _move("request_stop", {S.RUNNING}, S.STOPPING)
-FINISH_STOP = _move("finish_stop", {S.RUNNING, S.STOPPING}, S.STOPPED, Effect.UNSCHEDULE, Effect.FREE_HOLDS, Effect.RETAIN,
-                    Effect.EXPIRE_DOWNLOADS)
-LOSE = _move("lose", {S.LAUNCHING, S.RUNNING, S.STOPPING}, S.STOPPED, Effect.UNSCHEDULE, Effect.FREE_HOLDS, Effect.RETAIN)
+REQUEST_STOP = _move("request_stop", {S.RUNNING}, S.STOPPING, Effect.ANNOUNCE_STOP)
+FINISH_STOP = _move("finish_stop", {S.RUNNING, S.STOPPING}, S.STOPPED, Effect.ANNOUNCE_STOP, Effect.UNSCHEDULE,
+                    Effect.FREE_HOLDS, Effect.RETAIN, Effect.EXPIRE_DOWNLOADS)
+LOSE = _move("lose", {S.LAUNCHING, S.RUNNING, S.STOPPING}, S.STOPPED, Effect.ANNOUNCE_STOP, Effect.UNSCHEDULE,
+             Effect.FREE_HOLDS, Effect.RETAIN)
 MOVES = (CLAIM, ABANDON, DROP, READY, HAND_OVER, REQUEST_STOP, FINISH_STOP, LOSE)
 #: Seconds after ``request_stop`` past which a session still stopping, with no stop under way on its worker, is taken
 #: to have had its stop task never sent (the web process died, or Redis failed, between the move and the send); its
 #: worker then stops it itself (tasks.lifecycle). A stop task normally starts within milliseconds; one that comes
 #: later finds the work done.
 STOP_NEVER_SENT_AFTER = 10.0
-#: A lost session's ``snapshotError`` when it had a context and its stop had not saved it.
-LOST_BEFORE_SAVE = "the session's worker was lost before its context was saved; previous snapshot kept"
-#: What a stopped session's record forgets: the hashes its connect token and live-view links are checked against
-#: (core.tokens).
-TOKEN_DEAD = {"connectTokenHash": None, "liveViewHash": None, "liveViewReadOnlyHash": None}
 
 
 class SessionRecord(TypedDict, total=False):
@@ -196,74 +192,3 @@ class SessionRecord(TypedDict, total=False):
     #: What the stop archived (name, size, state, mimeType, modifiedAt each) and when that archive is deleted.
     downloads: list[dict]
     downloadsExpireEpoch: float
-
-
-class SessionMachine:
-    """The moves as calls: the API, the worker's tasks and its housekeeping all go through here."""
-
-    def __init__(self, store: Store, dispatcher: Dispatcher | None = None) -> None:
-        self.store = store
-        self.dispatcher = dispatcher
-
-    def _apply(self, move: Move, session_id: str, **changes: Any) -> SessionRecord | None:
-        return self.store.sessions.move(session_id, move, changes)
-
-    def claim(self, session_id: str, worker: str) -> SessionRecord | None:
-        return self._apply(CLAIM, session_id, worker=worker)
-
-    def abandon(self, session_id: str) -> SessionRecord | None:
-        return self._apply(ABANDON, session_id)
-
-    def drop(self, session_id: str) -> SessionRecord | None:
-        """Gives back what a create that gave up held, once its deadline has passed; None if it has not (or the
-        session is past launching, or already abandoned)."""
-        return self._apply(DROP, session_id)
-
-    def ready(self, session_id: str, **browser: Any) -> SessionRecord | None:
-        return self._apply(READY, session_id, **browser)
-
-    def hand_over(self, session_id: str, worker: str, **browser: Any) -> SessionRecord | None:
-        return self._apply(HAND_OVER, session_id, worker=worker, **browser)
-
-    def stop(self, session_id: str, reason: StopReason) -> SessionRecord | None:
-        """Ask the owning worker to stop a running session; idempotent (a second call finds it stopping)."""
-        record = self._apply(REQUEST_STOP, session_id, stopReason=reason, stopRequestedEpoch=time.time())
-        if record is not None and self.dispatcher is not None:
-            self.dispatcher.send_stop(record["worker"], session_id, reason)
-        return record
-
-    def finish_stop(self, session_id: str, reason: StopReason, snapshot_error: str | None,
-                    downloads: list[dict] | None = None, downloads_expire: float | None = None) -> SessionRecord | None:
-        """The browser is gone, its context saved and its downloads archived: the session is stopped and its clients told."""
-        archived = {"downloads": downloads, "downloadsExpireEpoch": downloads_expire} if downloads else {}
-        record = self._apply(FINISH_STOP, session_id, stoppedAt=utcnow_iso(), stopReason=reason,
-                             snapshotError=snapshot_error, **archived, **TOKEN_DEAD)
-        self.store.events.announce_stop(session_id, reason)
-        return record
-
-    def lose(self, session_id: str) -> SessionRecord | None:
-        """The worker holding the browser is gone: no save is possible, the last good snapshot stays in force.
-
-        A session with a context says so in ``snapshotError``, unless its stop had already committed the save (the
-        worker died after that). Once lost, no save of it can commit any more (``ContextRecords.commit_save``
-        requires a live session), so the answer cannot go stale after the move; only a save committed by a worker
-        that is declared lost yet still alive, in the instant between this check and the move, would be reported
-        as not saved.
-        """
-        changes = {"stoppedAt": utcnow_iso(), "stopReason": StopReason.WORKER_LOST, **TOKEN_DEAD}
-        if not self._context_saved(session_id):
-            changes["snapshotError"] = LOST_BEFORE_SAVE
-        record = self._apply(LOSE, session_id, **changes)
-        if record is not None:
-            self.store.events.announce_stop(session_id, StopReason.WORKER_LOST)
-        return record
-
-    def _context_saved(self, session_id: str) -> bool:
-        """True unless the session has a context its stop has not saved: only that session's commit names it
-        ``lastSessionId``, and no later session can save the context while this one still holds it."""
-        record = self.store.sessions.get(session_id)
-        context_id = record.get("contextId") if record else None
-        if not context_id:
-            return True
-        context = self.store.contexts.get(context_id)
-        return context is not None and context.get("lastSessionId") == session_id

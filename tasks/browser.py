@@ -355,7 +355,7 @@ def _end_session(session_id: str, reason: StopReason) -> None:
     as they were. A browser that exited by itself cannot be asked: its cookies are read from its profile instead,
     and only a clean exit's profile becomes a snapshot.
     """
-    store.events.announce_stop(session_id, reason)
+    machine.begin_stop(session_id, reason)
     record = store.sessions.get(session_id) or {}
     fields = {**session_fields(record), "session": session_id}
     context_id = record.get("contextId")

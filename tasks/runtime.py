@@ -12,7 +12,7 @@ from core.egress import EgressPolicy
 from core.dispatch import Dispatcher
 from core.gateway_auth import GatewayKey
 from core.snapshots import open_snapshot_store
-from core.states import SessionMachine
+from core.session_machine import SessionMachine
 from core.store import Store
 from tasks.celery_app import celery, config
 from tasks.browser_users import BrowserUsers, NoBrowserUser

@@ -28,7 +28,8 @@ from app.auth import owned
 from core.config import Config
 from core.dispatch import can_use_warm, worker_queue
 from core.ids import new_id, now_ms, utcnow_iso
-from core.states import VISIBLE_STATUSES, SessionMachine, SessionRecord, Status, StopReason
+from core.session_machine import SessionMachine
+from core.states import VISIBLE_STATUSES, SessionRecord, Status, StopReason
 from core.store import Store
 from core.tokens import ConnectTokens, LiveViewTokens
 

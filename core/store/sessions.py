@@ -14,6 +14,7 @@ from typing import Any
 from core.states import Deadline, Effect, Move, SessionRecord, Status
 from core.store import keys
 from core.store.base import Pipeline, RecordKind, dump, load
+from core.store.events import queue_stop_announcement
 from core.store.metrics import STOP_REASONS, count_in
 
 
@@ -122,7 +123,7 @@ class SessionRecords(RecordKind):
             pipe.multi()
             pipe.set(key, dump(record), keepttl=True)
             for effect in move.effects:
-                self._effect(pipe, effect, record, holder if holder_is_us else None)
+                self._effect(pipe, effect, source, record, holder if holder_is_us else None)
             self._count_move(pipe, source, record)
             return record
 
@@ -136,7 +137,8 @@ class SessionRecords(RecordKind):
         if record["status"] == Status.STOPPED:
             count_in(pipe, STOP_REASONS, record.get("stopReason") or "unknown")
 
-    def _effect(self, pipe: Pipeline, effect: Effect, record: SessionRecord, own_holder: str | None) -> None:
+    def _effect(self, pipe: Pipeline, effect: Effect, source: str, record: SessionRecord,
+                own_holder: str | None) -> None:
         session_id, project = record["id"], record["project"]
         if effect is Effect.PERSIST:
             pipe.persist(keys.session(session_id))
@@ -165,6 +167,9 @@ class SessionRecords(RecordKind):
             pipe.zrem(keys.LAUNCH_LINE, session_id)
         elif effect is Effect.TELL_CREATE:
             self._queue_launch_event(pipe, session_id, {"event": "ready", "session": record})
+        elif effect is Effect.ANNOUNCE_STOP:
+            if source == Status.RUNNING:
+                queue_stop_announcement(pipe, session_id, record.get("stopReason") or "unknown")
         elif effect is Effect.EXTEND_DEADLINE:
             pipe.pexpire(keys.create_deadline(session_id), _ms(self.config.launch_timeout))
         elif effect is Effect.END_DEADLINE:

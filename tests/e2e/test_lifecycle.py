@@ -15,7 +15,8 @@ import websocket
 from celery import Celery
 
 from core.dispatch import LAUNCH_QUEUE, LAUNCH_TASK, STOP_TASK
-from core.states import STOP_NEVER_SENT_AFTER, SessionMachine, Status, StopReason
+from core.session_machine import SessionMachine
+from core.states import STOP_NEVER_SENT_AFTER, Status, StopReason
 from core.store import Store, keys
 from tests.support.api import Api
 from tests.support.cdp import RawCdp

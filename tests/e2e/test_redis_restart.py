@@ -19,7 +19,7 @@ import time
 import pytest
 import requests
 
-from core.states import SessionMachine
+from core.session_machine import SessionMachine
 from tests.support.api import Api
 from tests.support.cdp import evaluate
 from tests.support.pages import PageServer

@@ -4,7 +4,8 @@ from __future__ import annotations
 import time
 
 from core.ids import new_id, now_ms, utcnow_iso
-from core.states import SessionMachine, Status
+from core.session_machine import SessionMachine
+from core.states import Status
 from core.store import Store
 
 PROJECT = "p"

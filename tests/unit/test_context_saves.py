@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from core.ids import new_id
-from core.states import LOST_BEFORE_SAVE, SessionMachine
+from core.session_machine import LOST_BEFORE_SAVE, SessionMachine
 from core.store.contexts import SaveRefused
 from tests.support.records import PROJECT, running_session
 

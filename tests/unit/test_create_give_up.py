@@ -12,7 +12,8 @@ import pytest
 from redis.exceptions import RedisError
 
 from app.sessions.service import CLOCK_MARGIN, Patience, _settle
-from core.states import SessionMachine, Status
+from core.session_machine import SessionMachine
+from core.states import Status
 from core.store import Store
 from tests.support.processes import free_port
 from tests.support.records import new_session, running_session, status_of

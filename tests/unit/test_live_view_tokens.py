@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from core.states import SessionMachine, StopReason
+from core.session_machine import SessionMachine
+from core.states import StopReason
 from core.tokens import ConnectTokens, LiveViewTokens, live_view_access
 from tests.support.records import running_session
 

@@ -12,7 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core.logs import EventFields, KnownProjects, formatter, session_fields
 from core.metrics import CREATE_BUCKETS, SAVE, SNAPSHOT_BYTES_BUCKETS, StoreFigures
-from core.states import SessionMachine, StopReason
+from core.session_machine import SessionMachine
+from core.states import StopReason
 from core.store.metrics import ALL, CREATE_SECONDS, CREATES, SNAPSHOT_BYTES
 from tests.support.records import PROJECT, WORKER, new_session, running_session
 

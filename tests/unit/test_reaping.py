@@ -8,7 +8,7 @@ import pytest
 from redis.exceptions import RedisError
 
 from core.reaping import LostWorkerReaper
-from core.states import SessionMachine
+from core.session_machine import SessionMachine
 from core.store import Store
 from tests.support.processes import free_port
 from tests.support.records import WORKER, running_session, status_of

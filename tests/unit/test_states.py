@@ -7,9 +7,8 @@ from dataclasses import replace
 import pytest
 
 from core.ids import new_id, now_ms
-from core.states import (
-    CLAIM, MOVES, Deadline, SessionMachine, Status, StopReason,
-)
+from core.session_machine import SessionMachine
+from core.states import CLAIM, MOVES, Deadline, Status, StopReason
 from core.store import Store, keys
 from tests.support.processes import wait_until
 from tests.support.records import PROJECT, WORKER, new_session, running_session, status_of
