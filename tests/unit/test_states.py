@@ -10,6 +10,7 @@ from core.ids import new_id, now_ms
 from core.session_machine import SessionMachine
 from core.states import CLAIM, MOVES, Deadline, Status, StopReason
 from core.store import Store, keys
+from tests.support.announcements import announcements
 from tests.support.processes import wait_until
 from tests.support.records import PROJECT, WORKER, new_session, running_session, status_of
 
@@ -36,20 +37,28 @@ def machine(store, dispatcher) -> SessionMachine:
 @pytest.mark.parametrize("move", MOVES, ids=lambda m: m.name)
 @pytest.mark.parametrize("start", list(Status), ids=str)
 def test_every_move_happens_from_its_sources_and_nowhere_else(store, move, start):
-    """From a create that still waits; or, for a move that needs it, one whose deadline has passed."""
+    """From a create that still waits; or, for a move that needs it, one whose deadline has passed.
+
+    The stop is announced by the move that takes a session out of running, and by no other: a stopping session's
+    clients heard it when it left running, and no move that did not happen announces anything.
+    """
     session_id = new_session(store)
     if move.deadline is Deadline.PASSED:
         store.redis.delete(keys.create_deadline(session_id))
     store.redis.set(keys.session(session_id), store.redis.get(keys.session(session_id)).replace(
         '"status": "pending"', f'"status": "{start.value}"'))
     before = store.sessions.get(session_id)
-    result = store.sessions.move(session_id, move, {"worker": WORKER, "createdMs": before["createdMs"]})
+    with announcements(store) as heard:
+        result = store.sessions.move(session_id, move, {"worker": WORKER, "createdMs": before["createdMs"],
+                                                        "stopReason": "deleted"})
     if start in move.sources:
         assert result is not None and result["status"] == move.target
         assert status_of(store, session_id) == move.target
     else:
         assert result is None
         assert store.sessions.get(session_id) == before
+    leaves_running = start == Status.RUNNING and start in move.sources and move.target != Status.RUNNING
+    assert heard == ([{"sessionId": session_id, "reason": "deleted"}] if leaves_running else [])
 
 
 def test_a_move_on_a_session_that_does_not_exist_writes_nothing(store):
