@@ -77,10 +77,11 @@ def create_app(config: Config | None = None, store: Store | None = None, collect
     from app.relay_info import blp as relay_blp, public_protocol, upgrades as relay_upgrades
     from app.sessions.resources import blp as sessions_blp
     from app.proxies.schemas import PROXY_CREATE_RULES, ProxyCreateSchema
-    from app.sessions.schemas import COOKIE_RULES, CookieSchema
+    from app.sessions.schemas import BROWSER_OPTION_RULES, COOKIE_RULES, CookieSchema, SessionCreateSchema
 
     docs.register_schemas(api, {"Cookie": (CookieSchema, COOKIE_RULES),
-                                "ProxyCreate": (ProxyCreateSchema, PROXY_CREATE_RULES)})
+                                "ProxyCreate": (ProxyCreateSchema, PROXY_CREATE_RULES),
+                                "SessionCreate": (SessionCreateSchema, BROWSER_OPTION_RULES)})
     api.register_blueprint(sessions_blp)
     api.register_blueprint(files_blp)
     api.register_blueprint(proxies_blp)

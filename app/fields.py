@@ -15,7 +15,7 @@ from typing import Any
 from marshmallow import ValidationError, fields
 
 #: An id the broker issued: its prefix and 32 lower-case hex digits (core.ids.new_id).
-ID_PATTERNS = {prefix: rf"^{prefix}_[0-9a-f]{{32}}$" for prefix in ("ses", "ctx", "prx", "key")}
+ID_PATTERNS = {prefix: rf"^{prefix}_[0-9a-f]{{32}}$" for prefix in ("ses", "ctx", "prx", "key", "ext")}
 
 
 def id_field(prefix: str, description: str) -> fields.String:

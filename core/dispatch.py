@@ -14,6 +14,7 @@ import logging
 from celery import Celery
 from kombu.exceptions import OperationalError
 
+from core.browser_options import needs_launch
 from core.config import Config
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,10 @@ STOP_TASK = "browser.stop"
 def can_use_warm(record: dict) -> bool:
     """A warm browser was launched with the common flags and an empty profile: only a session needing neither fits.
 
-    A context fills the profile before launch, a proxy adds launch flags.
+    A context fills the profile before launch, a proxy or extensions add launch flags.
     """
-    return not record.get("contextId") and not record.get("proxyId")
+    return not record.get("contextId") and not record.get("proxyId") and not needs_launch(
+        record.get("browserOptions") or {})
 
 
 def worker_queue(nodename: str) -> str:

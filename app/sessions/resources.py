@@ -51,7 +51,7 @@ class Sessions(MethodView):
     @blp.arguments(SessionCreateSchema, required=False)
     @blp.response(201, SessionSchema)
     @responds(blp, "createSession", 400, 404, 409, 422, 429,
-              d404="No such context or proxy in the project; no browser was started.",
+              d404="No such context, proxy or extension in the project; no browser was started.",
               d409="The context is in use by a running session, or its snapshot cannot be restored.",
               d429="The project's session cap (projects set --max-sessions) or the key's creates per minute "
                    "(BROKER_SESSION_CREATES_PER_MINUTE).",

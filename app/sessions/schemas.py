@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import re
+import zoneinfo
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from app.extensions import config
 from app.fields import ID_PATTERNS, PatternString, StrictBoolean, StrictInteger, UnixSeconds, id_field
+from core.browser_options import RESOURCE_TYPES
 from core.states import VISIBLE_STATUSES, StopReason
 from core.cookies import SAME_SITE_VALUES
 
@@ -22,7 +24,121 @@ FIRST_URL = r"^https?://[^\x00-\x20\x7f]+$"
 ISO_TIMESTAMP = {"format": "date-time"}
 
 
-class SessionCreateSchema(Schema):
+#: Chromium's own bounds for a viewport are far wider; beyond these a page is no longer a screen.
+MAX_VIEWPORT = 10000
+MIN_SCALE = 0.1
+MAX_SCALE = 10
+#: A BCP 47 language tag as Chromium's locale override and Accept-Language take it: ``fr``, ``fr-FR``, ``zh-Hant-TW``.
+LOCALE = r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$"
+#: Printable ASCII: what an HTTP header value may carry (no CR or LF, so no header of one's own smuggled in).
+USER_AGENT = r"^[\x20-\x7e]+$"
+MAX_USER_AGENT = 1024
+#: An HTTP header name (RFC 9110's token) and value.
+HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+HEADER_VALUE = r"^[\x20-\x7e\t]*$"
+MAX_HEADERS = 50
+MAX_HEADER_VALUE = 8192
+#: IANA time zone names, as this host's tz database knows them (each taken by Chromium 156, checked).
+TIMEZONES = sorted(zoneinfo.available_timezones() - {"Factory", "localtime", "posixrules"})
+MAX_EXTENSIONS = 10
+
+
+class ViewportSchema(Schema):
+    """The page's size in CSS pixels, as a screen of that size would give it (``innerWidth``, ``innerHeight``)."""
+
+    width = StrictInteger(required=True, validate=validate.Range(min=1, max=MAX_VIEWPORT))
+    height = StrictInteger(required=True, validate=validate.Range(min=1, max=MAX_VIEWPORT))
+    deviceScaleFactor = fields.Float(
+        load_default=1, validate=validate.Range(min=MIN_SCALE, max=MAX_SCALE),
+        metadata={"description": "`devicePixelRatio`; screenshots are this many device pixels per CSS pixel."},
+    )
+    mobile = StrictBoolean(load_default=False, metadata={"description": "Emulate a phone: the meta viewport, "
+                                                                          "overlay scrollbars, `Sec-CH-UA-Mobile: ?1`."})
+
+    @pre_load
+    def number_not_bool(self, data: Any, **_: Any) -> Any:
+        """``true`` is not a scale factor (Python counts it as 1)."""
+        if isinstance(data, dict) and isinstance(data.get("deviceScaleFactor"), bool):
+            raise ValidationError({"deviceScaleFactor": ["Not a valid number."]})
+        return data
+
+
+class GeolocationSchema(Schema):
+    latitude = fields.Float(required=True, validate=validate.Range(min=-90, max=90))
+    longitude = fields.Float(required=True, validate=validate.Range(min=-180, max=180))
+    accuracy = fields.Float(load_default=100, validate=validate.Range(min=0),
+                            metadata={"description": "Metres (default 100)."})
+
+    @pre_load
+    def numbers_not_bools(self, data: Any, **_: Any) -> Any:
+        if isinstance(data, dict):
+            wrong = {k: ["Not a valid number."] for k in ("latitude", "longitude", "accuracy")
+                     if isinstance(data.get(k), bool)}
+            if wrong:
+                raise ValidationError(wrong)
+        return data
+
+
+#: What the fields alone cannot state in the OpenAPI document: the extra headers' names.
+BROWSER_OPTION_RULES = {"allOf": [{"properties": {"extraHTTPHeaders": {"propertyNames": {"pattern": HEADER_NAME}}}}]}
+
+
+class BrowserOptionsSchema(Schema):
+    """What every target of the session gets (the first tab, tabs and popups a page opens, contexts a client
+    creates), before any of the page's own scripts run, until a client sets its own. Each one given replaces the
+    project's default for it (PUT /v1/session-defaults)."""
+
+    viewport = fields.Nested(ViewportSchema,
+                             metadata={"description": "Default: Chromium's 800×600 at scale 1."})
+    userAgent = PatternString(
+        USER_AGENT, "Must be printable ASCII.", validate=validate.Length(max=MAX_USER_AGENT),
+        metadata={"description": "`navigator.userAgent` and the User-Agent header (client hints are left out). "
+                                 "Default: Chromium's own with `HeadlessChrome` replaced by `Chrome`, client hints "
+                                 "to match (unless the deployment keeps Chromium's: BROKER_HEADLESS_USER_AGENT)."},
+    )
+    locale = PatternString(
+        LOCALE, "Must be a language tag like en-US or fr.", validate=validate.Length(max=35),
+        metadata={"description": "`navigator.language(s)`, `Accept-Language` and `Intl`'s default locale."},
+    )
+    timezoneId = fields.String(validate=validate.OneOf(
+        TIMEZONES, error="Must be an IANA time zone name, like Europe/Paris."),
+                               metadata={"description": "An IANA time zone, like Europe/Paris."})
+    geolocation = fields.Nested(GeolocationSchema,
+                                metadata={"description": "Where `navigator.geolocation` says the browser is; the "
+                                                         "permission is granted to every site."})
+    extraHTTPHeaders = fields.Dict(
+        keys=PatternString(HEADER_NAME, "Must be an HTTP header name."),
+        values=PatternString(HEADER_VALUE, "Must be printable ASCII (no line breaks).",
+                             validate=validate.Length(max=MAX_HEADER_VALUE)),
+        metadata={"description": "Sent with every request of every page. Answers show their names only "
+                                 "(`browserOptions.extraHTTPHeaderNames`): values often carry credentials.",
+                  "maxProperties": MAX_HEADERS},
+    )
+    blockResources = fields.List(
+        fields.String(validate=validate.OneOf(list(RESOURCE_TYPES))),
+        validate=validate.Length(max=len(RESOURCE_TYPES)),
+        metadata={"description": "Resource types never requested (for jobs that only read pages).",
+                  "uniqueItems": True},
+    )
+    extensionIds = fields.List(
+        PatternString(ID_PATTERNS["ext"], "Must be an id like ext_ and 32 hex digits."),
+        validate=validate.Length(max=MAX_EXTENSIONS),
+        metadata={"description": "Extensions of the project (POST /v1/extensions) to load. Needs a launch of its "
+                                 "own: the session never takes a warm browser.", "uniqueItems": True},
+    )
+
+    @validates_schema
+    def no_repeats(self, data: dict, **_: Any) -> None:
+        """BROWSER_OPTION_RULES, in Python."""
+        errors = {name: ["Each item at most once."] for name in ("blockResources", "extensionIds")
+                  if data.get(name) and len(set(data[name])) != len(data[name])}
+        if len(data.get("extraHTTPHeaders") or {}) > MAX_HEADERS:
+            errors["extraHTTPHeaders"] = [f"At most {MAX_HEADERS} headers."]
+        if errors:
+            raise ValidationError(errors)
+
+
+class SessionCreateSchema(BrowserOptionsSchema):
     contextId = id_field("ctx", "Context to restore now and save at stop.")
     proxyId = id_field("prx", "Proxy every request goes through.")
     url = fields.String(
@@ -98,11 +214,39 @@ class SessionSchema(Schema):
         allow_none=True,
         metadata={"description": "Why the first navigation (`url`) failed: a network error or an HTTP status; null if it loaded."},
     )
+    browserOptions = fields.Nested(
+        "ShownBrowserOptionsSchema", required=True, allow_none=True,
+        metadata={"description": "The options the session's browser got: the create's own over the project's "
+                                 "defaults. Null for a session created before options existed."},
+    )
+    launch = fields.String(
+        required=True, allow_none=True, metadata={"enum": ["warm", "cold"], "description": (
+            "`warm`: a browser launched ahead of need served the create; `cold`: one was launched for it (a "
+            "context, a proxy or extensions need their own launch, or no warm browser was free). Null until "
+            "running.")},
+    )
     downloadError = fields.String(
         required=True, allow_none=True, dump_default=None,
         metadata={"description": "Set when a download was cancelled because the session's downloads reached "
                                  "BROKER_DOWNLOAD_MAX_BYTES; null otherwise."},
     )
+
+
+class ShownBrowserOptionsSchema(Schema):
+    """A session's browser options as answers show them; null where none was set."""
+
+    viewport = fields.Nested(ViewportSchema, required=True, allow_none=True)
+    userAgent = fields.String(required=True, allow_none=True, metadata={
+        "description": "As the create or defaults gave it; null: the deployment's default."})
+    locale = fields.String(required=True, allow_none=True)
+    timezoneId = fields.String(required=True, allow_none=True)
+    geolocation = fields.Nested(GeolocationSchema, required=True, allow_none=True)
+    extraHTTPHeaderNames = fields.List(fields.String(), required=True,
+                                       metadata={"description": "The extra headers' names; values are never shown."})
+    blockResources = fields.List(fields.String(metadata={"enum": list(RESOURCE_TYPES)}), required=True,
+                                 allow_none=True)
+    extensionIds = fields.List(fields.String(metadata={"pattern": ID_PATTERNS["ext"]}), required=True,
+                               allow_none=True)
 
 
 # -- session cookies ------------------------------------------------------

@@ -25,6 +25,8 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
 from app.auth import owned
+from app.sessions import browser_options
+from core.browser_options import shown
 from core.config import Config
 from core.dispatch import can_use_warm, worker_queue
 from core.ids import new_id, now_ms, utcnow_iso
@@ -59,6 +61,8 @@ def public(record: SessionRecord, config: Config, tokens: ConnectTokens, live: L
         "cdpUrl": config.cdp_url(record["id"], tokens.token_for(record)) if drive else None,
         "liveViewUrl": config.live_view_url(record["id"], control, read_only=False) if running and drive else None,
         "liveViewReadOnlyUrl": config.live_view_url(record["id"], watch, read_only=True) if running else None,
+        "browserOptions": shown(record["browserOptions"]) if "browserOptions" in record else None,
+        "launch": record.get("launch"),
     }
 
 
@@ -104,6 +108,7 @@ def create(
 ) -> SessionRecord:
     """The live-view credential is in the record from the start, so the answer needs no second write to carry it."""
     store = machine.store
+    options = browser_options.for_create(store, project, body)
     session_id = new_id("ses")
     record: SessionRecord = {
         "id": session_id,
@@ -123,6 +128,8 @@ def create(
         "stopReason": None,
         "snapshotError": None,
         "navigationError": None,
+        "browserOptions": options,
+        "launch": None,
     }
     try:
         _claim(store, config, project, body, session_id)

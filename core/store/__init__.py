@@ -16,6 +16,7 @@ from core.store.contexts import ContextRecords
 from core.store.events import StopEvents
 from core.store.metrics import MetricRecords
 from core.store.projects import DEFAULT_PROJECT, ProjectRecords
+from core.store.extensions import ExtensionRecords
 from core.store.protocol import CdpProtocol
 from core.store.proxies import ProxyRecords
 from core.store.rates import RecentCreates
@@ -44,3 +45,4 @@ class Store:
 
     def ping(self) -> bool:
         return bool(self.redis.ping())
+        self.extensions = ExtensionRecords(self.redis, config)
