@@ -6,10 +6,12 @@ from urllib.parse import quote
 from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from werkzeug.exceptions import default_exceptions
 
 from app.auth import current_project, require_scope
 from app.docs import responds
-from app.extensions import config
+from app.extensions import api, config
+from app.files.errors import DownloadNotFound, FilesError, FileTooLarge, InvalidUpload, WorkerFailed, WrongSessionState
 from app.files.schemas import UPLOAD_FORM, DownloadListSchema, UploadSchema
 from app.files.service import SessionFiles
 
@@ -18,8 +20,21 @@ D404 = "No such session (or download) in the project, or its downloads' retentio
 D409 = "The session is stopping (its downloads are being archived): try again once it is stopped."
 
 
+#: Each failure of the files service as an HTTP status: the only place the two meet.
+STATUS_OF: dict[type[FilesError], int] = {DownloadNotFound: 404, WrongSessionState: 409, FileTooLarge: 413,
+                                          InvalidUpload: 422, WorkerFailed: 502}
+
+
 def files() -> SessionFiles:
     return current_app.extensions["broker.files"]
+
+
+@blp.errorhandler(FilesError)
+def answer_files_error(error: FilesError):
+    """The API's JSON error shape (app/errors.py), as ``abort(status, message=…, errors=…)`` would give it."""
+    http_error = default_exceptions[STATUS_OF[type(error)]]()
+    http_error.data = {"message": error.message, **({"errors": error.fields} if error.fields else {})}
+    return api.handle_http_exception(http_error)
 
 
 def _binary(description: str, media: str = "*/*") -> dict:

@@ -6,6 +6,8 @@ Running: every call goes to the worker's gateway (core/browser_link.py
 go to the worker as they arrive, parsed out of the multipart body by
 Werkzeug's sans-IO decoder, never held whole here. Stopped: the files the stop
 archived (core/download_archive.py), until BROKER_DOWNLOAD_RETENTION runs out.
+
+A call that cannot be done raises one of app/files/errors.py; the blueprint answers it.
 """
 from __future__ import annotations
 
@@ -15,13 +17,14 @@ import logging
 import time
 import zipfile
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 from urllib.parse import quote, urlsplit
 
-from flask_smorest import abort
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, File, MultipartDecoder, NeedData
 
+from app.files.errors import (DownloadNotFound, FilesError, FileTooLarge, InvalidUpload, WorkerFailed,
+                              WrongSessionState)
 from app.sessions.service import get_visible
 from core.browser_link import BrowserLinks
 from core.download_archive import DownloadArchive
@@ -35,6 +38,10 @@ CHUNK = 256 * 1024
 DOOR_TIMEOUT = 60.0
 #: The multipart part that carries the file.
 FILE_PART = "file"
+#: The file door's refusals, as the same failures here (tasks/file_door.py answers these statuses); any other is
+#: the worker's own failure.
+DOOR_REFUSALS: dict[int, type[FilesError]] = {404: DownloadNotFound, 409: WrongSessionState, 413: FileTooLarge,
+                                              422: InvalidUpload}
 
 
 class _Chunks:
@@ -72,7 +79,7 @@ def _name(name: str) -> str:
     try:
         return check_name(name)
     except BadName as error:
-        abort(422, message=f"Bad file name: {error}.", errors={"path": {"name": [str(error)]}})
+        raise InvalidUpload(f"Bad file name: {error}.", {"path": {"name": [str(error)]}}) from error
 
 
 class SessionFiles:
@@ -100,33 +107,32 @@ class SessionFiles:
             conn.close()
             self._gone(record, error)
 
-    def _gone(self, record: SessionRecord, error: Exception) -> None:
+    def _gone(self, record: SessionRecord, error: Exception) -> NoReturn:
         current = self.store.sessions.get(record["id"])
         if current is None or current["status"] != Status.RUNNING:
-            abort(409, message=f"Session {record['id']} stopped during the call; try again once it is stopped.")
+            raise WrongSessionState(f"Session {record['id']} stopped during the call; try again once it is stopped.")
         log.warning("session %s: its worker's file door cannot be reached: %s", record["id"], error)
-        abort(502, message="The session's worker cannot be reached.")
+        raise WorkerFailed("The session's worker cannot be reached.")
 
     @staticmethod
-    def _relay_error(answer: http.client.HTTPResponse) -> None:
-        """The door's JSON error, as the API's own."""
+    def _relay_error(answer: http.client.HTTPResponse) -> NoReturn:
+        """The door's JSON error, as the same failure here."""
         try:
             body = json.loads(answer.read())
             message = body["message"]
         except (ValueError, KeyError):
             message = "The session's worker refused the call."
         answer.close()
-        status = answer.status if answer.status in (404, 409, 413, 422) else 502
-        abort(status, message=message)
+        raise DOOR_REFUSALS.get(answer.status, WorkerFailed)(message)
 
     # -- reads ---------------------------------------------------------------------
     def _readable(self, project: str, session_id: str) -> SessionRecord:
         record = get_visible(self.store, project, session_id)
         if record["status"] == Status.STOPPING:
-            abort(409, message=f"Session {session_id} is stopping; its downloads are readable again once it is stopped.")
+            raise WrongSessionState(f"Session {session_id} is stopping; its downloads are readable again once it is stopped.")
         if record["status"] == Status.STOPPED and record.get("downloads") and \
                 time.time() > record.get("downloadsExpireEpoch", 0):
-            abort(404, message=f"The downloads of session {session_id} were deleted (BROKER_DOWNLOAD_RETENTION).")
+            raise DownloadNotFound(f"The downloads of session {session_id} were deleted (BROKER_DOWNLOAD_RETENTION).")
         return record
 
     def listing(self, project: str, session_id: str) -> dict:
@@ -154,7 +160,7 @@ class SessionFiles:
             return _read_all(answer), entry
         entry = next((d for d in record.get("downloads") or [] if d["name"] == name), None)
         if entry is None:
-            abort(404, message=f"Session {session_id} has no download named {name}.")
+            raise DownloadNotFound(f"Session {session_id} has no download named {name}.")
         return _read_all(self._archived(session_id, name)), entry
 
     def _archived(self, session_id: str, name: str) -> BinaryIO:
@@ -162,7 +168,8 @@ class SessionFiles:
             return self.archive.open(session_id, name)
         except SnapshotError as error:
             log.warning("session %s: archived download %s cannot be read: %s", session_id, name, error)
-            abort(404, message=f"The archived download {name} of session {session_id} cannot be read here ({error}).")
+            raise DownloadNotFound(f"The archived download {name} of session {session_id} cannot be read here ({error}).") \
+                from error
 
     def zip_all(self, project: str, session_id: str) -> Iterator[bytes]:
         listing = self.listing(project, session_id)
@@ -187,27 +194,28 @@ class SessionFiles:
         """Streams the ``file`` part to the worker; a body refused anywhere leaves nothing stored."""
         record = get_visible(self.store, project, session_id)
         if record["status"] != Status.RUNNING:
-            abort(409, message=f"Session {session_id} is {record['status']}; uploads need a running session.")
+            raise WrongSessionState(f"Session {session_id} is {record['status']}; uploads need a running session.")
         kind, options = parse_options_header(content_type)
         if kind != "multipart/form-data" or not options.get("boundary"):
-            abort(422, message="The body must be multipart/form-data with a `file` part.",
-                  errors={"files": {FILE_PART: ["Missing data for required field."]}})
+            raise InvalidUpload("The body must be multipart/form-data with a `file` part.",
+                                {"files": {FILE_PART: ["Missing data for required field."]}})
         decoder = MultipartDecoder(options["boundary"].encode(), max_parts=64)
         try:
             part = _find_file_part(decoder, body)
         except ValueError as error:
-            abort(422, message=f"The multipart body is malformed ({error}).")
+            raise InvalidUpload(f"The multipart body is malformed ({error}).") from error
         if part is None:
-            abort(422, message="The multipart body has no `file` part (a file, with a filename).",
-                  errors={"files": {FILE_PART: ["Missing data for required field."]}})
+            raise InvalidUpload("The multipart body has no `file` part (a file, with a filename).",
+                                {"files": {FILE_PART: ["Missing data for required field."]}})
         name = _name(part.filename)
         sent = _Counter(max_bytes)
         try:
             answer = self._door(record, "PUT", f"uploads/{quote(name)}", sent.wrap(_part_data(decoder, body)))
         except (_Truncated, ValueError) as error:
             if sent.over:
-                abort(413, message=f"The file is over {max_bytes} bytes, the most accepted (BROKER_UPLOAD_MAX_BYTES).")
-            abort(422, message=f"The multipart body is malformed ({error}); nothing was stored.")
+                raise FileTooLarge(f"The file is over {max_bytes} bytes, the most accepted (BROKER_UPLOAD_MAX_BYTES).") \
+                    from error
+            raise InvalidUpload(f"The multipart body is malformed ({error}); nothing was stored.") from error
         if answer.status != 201:
             self._relay_error(answer)
         stored = json.loads(answer.read())
