@@ -1,6 +1,6 @@
 """One CDP client socket ↔ one browser socket.
 
-Both legs are WebSockets whose handshakes wsproto does; after that the relay
+Both legs are WebSockets whose handshakes wsproto does (proxy/handshake.py); after that the relay
 splices bytes, unchanged, in both directions: a client's masked frames are valid
 for Chromium as they stand, and Chromium's unmasked frames are valid for the
 client. Nothing is decoded or buffered whole, so a 256 MiB frame passes in
@@ -17,23 +17,18 @@ import logging
 import os
 import socket
 import struct
-from urllib.parse import urlsplit
 
 import gevent
 from gevent.monkey import get_original
 from gevent.threadpool import ThreadPool
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, RejectConnection, Request
 from wsproto.frame_protocol import CloseReason, FrameProtocol
 
-from core.browser_link import BrowserRoute
 from proxy.download_rewrite import DownloadRewriter
 from proxy.frames import OPCODE_CLOSE, FrameTracker
 
 log = logging.getLogger(__name__)
 
 BUFFER_SIZE = 256 * 1024
-HANDSHAKE_TIMEOUT = 10.0
 CLOSE_GRACE = 2.0
 #: CDP clients one web process relays at once (two OS threads each; more wait for a thread).
 MAX_CLIENTS = 500
@@ -50,54 +45,6 @@ _os_socket = get_original("socket", "socket")
 _native_thread_id = get_original("threading", "get_native_id")
 #: The pumps are OS threads: a gevent lock (what ``threading.Lock`` is once patched) must not be shared by them.
 _os_lock = get_original("_thread", "allocate_lock")
-
-
-class HandshakeError(RuntimeError):
-    pass
-
-
-def _tune(sock: socket.socket) -> None:
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def connect_browser(route: BrowserRoute) -> socket.socket:
-    """Open the browser-level CDP socket, as ``puppeteer.connect`` would: on loopback, or through the worker's gateway.
-
-    Either way the answer to the upgrade is Chromium's own; the gateway only
-    checks the credential in ``route.headers`` first.
-    """
-    parts = urlsplit(route.url)
-    sock = socket.create_connection((parts.hostname, parts.port), timeout=HANDSHAKE_TIMEOUT)
-    try:
-        _tune(sock)
-        ws = WSConnection(ConnectionType.CLIENT)
-        request = Request(host=f"{parts.hostname}:{parts.port}", target=parts.path, extra_headers=list(route.headers))
-        sock.sendall(ws.send(request))
-        while True:
-            data = sock.recv(4096)
-            if not data:
-                raise HandshakeError("the browser closed the connection during the handshake")
-            ws.receive_data(data)
-            for event in ws.events():
-                if isinstance(event, AcceptConnection):
-                    sock.settimeout(None)
-                    return sock
-                if isinstance(event, RejectConnection):
-                    raise HandshakeError(f"the browser refused the WebSocket ({event.status_code})")
-    except BaseException:
-        sock.close()
-        raise
-
-
-def accept_client(sock: socket.socket, environ: dict) -> None:
-    """Answer the client's already-parsed upgrade request with 101; raises on an invalid handshake."""
-    ws = WSConnection(ConnectionType.SERVER)
-    headers = [(key[5:].replace("_", "-").lower(), value) for key, value in environ.items() if key.startswith("HTTP_")]
-    ws.initiate_upgrade_connection(headers, environ.get("PATH_INFO", "/"))
-    if not any(isinstance(event, Request) for event in ws.events()):
-        raise HandshakeError("not a WebSocket upgrade request")
-    _tune(sock)
-    sock.sendall(ws.send(AcceptConnection()))
 
 
 def _shutdown(sock: socket.socket, how: int = socket.SHUT_RDWR) -> None:

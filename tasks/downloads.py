@@ -23,15 +23,12 @@ cancelled (Chromium deletes the partial file) and reported once through ``on_ove
 """
 from __future__ import annotations
 
-import itertools
-import json
 import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import websocket
-
+from core.cdp import CdpConnection
 from core.files import folder_bytes
 from tasks.running_browser import RunningBrowser
 
@@ -47,48 +44,37 @@ class DownloadGuard:
         self.folder: Path = browser.downloads_dir
         self.cap = cap
         self.on_over = on_over
-        self._ids = itertools.count(1)
         self._contexts: set[str] = set()
         #: In-progress downloads: guid → (bytes announced, 0 when unknown; bytes received so far).
         self._running: dict[str, tuple[int, int]] = {}
         self._cancelled: set[str] = set()
-        self._ws = websocket.create_connection(browser.ws_url(), timeout=10, skip_utf8_validation=True,
-                                               suppress_origin=True)
-        self._send(SET_BEHAVIOR, {"behavior": "allow", "downloadPath": str(self.folder), "eventsEnabled": True})
-        self._send("Target.setDiscoverTargets", {"discover": True})
-        self._ws.settimeout(POLL)
+        self._cdp = CdpConnection(browser.ws_url(), timeout=10)
+        self._cdp.subscribe(self._on)
+        self._cdp.send(SET_BEHAVIOR, {"behavior": "allow", "downloadPath": str(self.folder), "eventsEnabled": True})
+        self._cdp.send("Target.setDiscoverTargets", {"discover": True})
         self._thread = threading.Thread(target=self._run, name="download-guard", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
         try:
-            self._ws.shutdown()
+            self._cdp.abort()
         except Exception:  # already gone with the browser
             pass
 
-    def _send(self, method: str, params: dict) -> None:
-        self._ws.send(json.dumps({"id": next(self._ids), "method": method, "params": params}))
-
     def _run(self) -> None:
-        try:
-            while True:
-                try:
-                    message = json.loads(self._ws.recv())
-                except websocket.WebSocketTimeoutException:
-                    message = {}
-                self._on(message)
-                if self._running:
-                    self._check_size()
-        except (OSError, websocket.WebSocketException, ValueError):
-            return
+        """Until the browser ends: events as they come (``_on``), and the folder's size every POLL besides."""
+        while self._cdp.listen(POLL):
+            if self._running:
+                self._check_size()
 
     def _on(self, message: dict) -> None:
-        method, params = message.get("method"), message.get("params", {})
+        """Each event, on the guard's thread; a download's size is looked at as soon as it is announced."""
+        method, params = message["method"], message.get("params", {})
         if method in ("Target.targetCreated", "Target.targetInfoChanged"):
             context = params.get("targetInfo", {}).get("browserContextId")
             if context and context not in self._contexts:
                 self._contexts.add(context)
-                self._send(SET_BEHAVIOR, {"behavior": "allow", "downloadPath": str(self.folder),
+                self._cdp.send(SET_BEHAVIOR, {"behavior": "allow", "downloadPath": str(self.folder),
                                           "browserContextId": context, "eventsEnabled": True})
         elif method == "Browser.downloadWillBegin":
             self._running[params["guid"]] = (0, 0)
@@ -98,6 +84,8 @@ class DownloadGuard:
                 self._running.pop(guid, None)
             elif guid in self._running:
                 self._running[guid] = (params.get("totalBytes") or 0, params.get("receivedBytes") or 0)
+        if self._running:
+            self._check_size()
 
     def _check_size(self) -> None:
         """Announced sizes count in full before a byte is written: a download that cannot fit is stopped at once."""
@@ -108,7 +96,7 @@ class DownloadGuard:
             self._cancelled.add(guid)
             self._running.pop(guid, None)
             for context in [None, *self._contexts]:
-                self._send("Browser.cancelDownload", {"guid": guid, **({"browserContextId": context} if context else {})})
+                self._cdp.send("Browser.cancelDownload", {"guid": guid, **({"browserContextId": context} if context else {})})
             self.on_over(f"a download was cancelled: the session's downloads may hold at most {self.cap} bytes "
                          "(BROKER_DOWNLOAD_MAX_BYTES)")
 
