@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 from wsproto.utilities import RemoteProtocolError
 
 from core.browser_link import BrowserLinks
+from core.cdp import CdpConnection
 from core.config import Config
 from core.environ import CLIENT_SOCKET
 from core.logs import session_fields
@@ -35,9 +36,11 @@ from core.states import Status
 from core.store import Store
 from core.store.base import STORAGE_RETRY_AFTER
 from core.tokens import LIVE_EXPIRES_FIELD, LIVE_HASH_FIELD, live_view_access, matches, redact, token_in_query
-from proxy.live_view import BrowserCdp, LiveView, ViewerSocket
+from proxy.handshake import HandshakeError, accept_upgrade, connect_browser
+from proxy.live_socket import ViewerSocket
+from proxy.live_view import CALL_TIMEOUT, LiveView
 from proxy.registry import RelayRegistry, follow_stop_announcements, renew_client_leases
-from proxy.relay import HandshakeError, RelayConnection, accept_client, connect_browser, detach
+from proxy.relay import RelayConnection, detach
 
 log = logging.getLogger("proxy.server")
 #: gevent's access log and error lines, through logging (so in the process's format, tokens redacted).
@@ -113,7 +116,7 @@ class BrokerHandler(WSGIHandler):
         # The client counts before it hears 101: a client that has its socket is never idle.
         sessions.client_connected(session_id, client_id, self.server.config.client_lease)
         try:
-            accept_client(self.socket, self.environ)
+            accept_upgrade(self.socket, self.environ)
         except (RemoteProtocolError, HandshakeError) as error:
             browser.close()
             sessions.client_disconnected(session_id, client_id, record.get("idleTimeout"))
@@ -141,14 +144,15 @@ class BrokerHandler(WSGIHandler):
         if access is None or record["status"] != Status.RUNNING:
             return super().run_application()
         try:
-            cdp = BrowserCdp(self.server.links.route(record))
+            route = self.server.links.route(record)
+            cdp = CdpConnection(route.url, timeout=CALL_TIMEOUT, header=route.header_lines())
         except (OSError, websocket.WebSocketException) as error:
             log.warning("session %s: live view cannot reach its browser: %s", session_id, error,
                         extra=session_fields(record))
             return self._json_error(502, "Bad Gateway", "The session's browser cannot be reached.")
         try:
             viewer = ViewerSocket.accept(self.socket, self.environ)
-        except (ValueError, RemoteProtocolError) as error:
+        except (HandshakeError, RemoteProtocolError) as error:
             cdp.close()
             return self._json_error(400, "Bad Request", f"Invalid WebSocket handshake: {error}")
         self.close_connection = True
