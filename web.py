@@ -18,7 +18,7 @@ from core.download_archive import sweep_forever  # noqa: E402
 from core.orphan_files import OrphanFiles, sweep_forever as sweep_orphans_forever  # noqa: E402
 from core.snapshots import open_snapshot_store  # noqa: E402
 from core.reaping import LostWorkerReaper, reap_forever  # noqa: E402
-from core.states import SessionMachine  # noqa: E402
+from core.session_machine import SessionMachine  # noqa: E402
 from core.store import Store  # noqa: E402
 from proxy.metrics import RelayFigures  # noqa: E402
 from proxy.registry import RelayRegistry  # noqa: E402
