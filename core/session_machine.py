@@ -14,7 +14,8 @@ from typing import Any
 from core.dispatch import Dispatcher
 from core.ids import utcnow_iso
 from core.states import (
-    ABANDON, CLAIM, DROP, FINISH_STOP, HAND_OVER, LOSE, READY, REQUEST_STOP, Move, SessionRecord, StopReason,
+    ABANDON, CLAIM, DROP, FINISH_STOP, HAND_OVER, LOSE, READY, REQUEST_STOP, Move, SessionRecord, Status,
+    StopReason,
 )
 from core.store import Store
 
@@ -34,7 +35,10 @@ class SessionMachine:
         self.dispatcher = dispatcher
 
     def _apply(self, move: Move, session_id: str, **changes: Any) -> SessionRecord | None:
-        return self.store.sessions.move(session_id, move, changes)
+        record = self.store.sessions.move(session_id, move, changes)
+        if record is not None and move.target in (Status.STOPPING, Status.STOPPED):
+            self.store.session_events.status_changed(record)
+        return record
 
     def claim(self, session_id: str, worker: str) -> SessionRecord | None:
         return self._apply(CLAIM, session_id, worker=worker)

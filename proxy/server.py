@@ -127,11 +127,16 @@ class BrokerHandler(WSGIHandler):
                                self.server.config.relay_ping_interval, record.get("downloadsPath"))
         self.server.registry.add(conn)
         log.info("session %s: CDP client %s connected", session_id, client_id, extra=session_fields(record))
+        sessions_log = self.server.store.session_events
         try:
+            sessions_log.add(session_id, "client_connected", client=client_id, address=self.client_address[0],
+                             userAgent=self.environ.get("HTTP_USER_AGENT"))
             conn.run()
         finally:
             self.server.registry.remove(conn)
             sessions.client_disconnected(session_id, client_id, record.get("idleTimeout"))
+            sessions_log.add(session_id, "client_disconnected", client=client_id,
+                             bytesToBrowser=conn.bytes_to_browser, bytesToClient=conn.bytes_to_client)
             log.info("session %s: CDP client %s disconnected (%d bytes to the browser, %d to the client)", session_id,
                      client_id, conn.bytes_to_browser, conn.bytes_to_client, extra=session_fields(record))
 
@@ -170,6 +175,7 @@ class BrokerHandler(WSGIHandler):
 
         log.info("session %s: live view opened%s", session_id, " (read-only)" if read_only else "",
                  extra=session_fields(record))
+        store.session_events.add(session_id, "live_view_opened", readOnly=read_only, address=self.client_address[0])
 
         def automated() -> bool:
             return store.sessions.connected_clients(session_id) > 0
@@ -180,6 +186,7 @@ class BrokerHandler(WSGIHandler):
                  config.live_view_busy_fps, why_not_any_more, automated,
                  expires_at=record.get(LIVE_EXPIRES_FIELD)).run()
         log.info("session %s: live view closed", session_id, extra=session_fields(record))
+        store.session_events.add(session_id, "live_view_closed", readOnly=read_only)
 
     def format_request(self) -> str:
         """The access log line, with the connect token of a CDP URL redacted."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import g, request
+from flask import Response, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
@@ -14,7 +14,8 @@ from app.docs import links_to, responds
 from app.extensions import config, connect_tokens, live_view_tokens, machine, store
 from app.metrics import CREATED
 from app.paging import paginated
-from app.sessions import cookies, service
+from app.sessions import cookies, events, service
+from app.sessions.log_schemas import EventPageSchema, EventQuerySchema, StreamQuerySchema
 from core.environ import client_gone
 from core.logs import session_fields
 from core.states import StopReason
@@ -136,3 +137,42 @@ class SessionCookies(MethodView):
         """
         return cookies.inject(store(), current_project(), session_id, body["cookies"], body["mode"],
                               config().cookie_max_bytes)
+
+
+@blp.route("/<ses_id:session_id>/events")
+class SessionEvents(MethodView):
+    @require_scope("sessions:read")
+    @blp.arguments(EventQuerySchema, location="query")
+    @blp.response(200, EventPageSchema)
+    @responds(blp, "listSessionEvents", 404, 422)
+    def get(self, query: dict, session_id: str):
+        """The session's event log, oldest first: pass the answer's `next` as `since` for what came after.
+
+        Every session has one, recorded or not: `created`, `navigation`, `console`, `page_error`,
+        `request_failed`, `tab_opened`/`tab_closed`, `download_started`/`_finished`/`_cancelled`,
+        `client_connected`/`_disconnected`, `live_view_opened`/`_closed`, `stopped`. Kept as long as
+        the session's record (BROKER_SESSION_RETENTION).
+        """
+        return events.page(store(), current_project(), session_id, query["since"], query["limit"])
+
+
+@blp.route("/<ses_id:session_id>/events/stream")
+class SessionEventStream(MethodView):
+    @require_scope("sessions:read")
+    @blp.arguments(StreamQuerySchema, location="query")
+    @responds(blp, "streamSessionEvents", 404, 422)
+    @blp.doc(responses={"200": {"description": "Server-Sent Events: `id` the cursor, `event` the type, `data` the "
+                                               "event as JSON; the stream ends after `stopped`.",
+                                "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
+    def get(self, query: dict, session_id: str):
+        """The same events as Server-Sent Events, as they happen, until the session stops; `since` or
+        `Last-Event-ID` resumes after an event."""
+        since = query["since"] or _cursor(request.headers.get("Last-Event-ID"))
+        body = events.stream(store(), current_project(), session_id, since)
+        return Response(body, 200, {"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+                        mimetype="text/event-stream", direct_passthrough=True)
+
+
+def _cursor(header: str | None) -> str | None:
+    """A `Last-Event-ID` that is no event id is ignored (the stream starts from the first)."""
+    return header if header and events.CURSOR.fullmatch(header) else None

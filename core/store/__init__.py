@@ -2,8 +2,10 @@
 
 ``Store(config)`` opens one connection pool and hands it to each kind:
 ``store.sessions``, ``.contexts``, ``.proxies``, ``.api_keys``, ``.projects``,
-``.workers``, ``.warm``, ``.events``, ``.recent_creates``, ``.metrics``, ``.cdp_protocol``. Key names live in
-:mod:`core.store.keys`; a session's status changes only through :mod:`core.states`.
+``.workers``, ``.warm``, ``.events``, ``.recent_creates``, ``.metrics``, ``.cdp_protocol``,
+``.session_events``, ``.recordings``. Key names live in
+:mod:`core.store.keys`; a session's status changes only through :mod:`core.session_machine`, by the table in
+:mod:`core.states`.
 """
 from __future__ import annotations
 
@@ -14,12 +16,14 @@ from core.store.apikeys import ALL_SCOPES, ApiKeyRecords
 from core.store.base import connect
 from core.store.contexts import ContextRecords
 from core.store.events import StopEvents
+from core.store.extensions import ExtensionRecords
 from core.store.metrics import MetricRecords
 from core.store.projects import DEFAULT_PROJECT, ProjectRecords
-from core.store.extensions import ExtensionRecords
 from core.store.protocol import CdpProtocol
 from core.store.proxies import ProxyRecords
 from core.store.rates import RecentCreates
+from core.store.recordings import RecordingRecords
+from core.store.session_events import SessionEvents
 from core.store.sessions import SessionRecords
 from core.store.warm import WarmOffers
 from core.store.workers import WorkerRecords
@@ -42,7 +46,9 @@ class Store:
         self.recent_creates = RecentCreates(self.redis, config)
         self.metrics = MetricRecords(self.redis, config)
         self.cdp_protocol = CdpProtocol(self.redis, config)
+        self.extensions = ExtensionRecords(self.redis, config)
+        self.session_events = SessionEvents(self.redis, config)
+        self.recordings = RecordingRecords(self.redis, config)
 
     def ping(self) -> bool:
         return bool(self.redis.ping())
-        self.extensions = ExtensionRecords(self.redis, config)

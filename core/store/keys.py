@@ -33,6 +33,20 @@ def session_clients(session_id: str) -> str:
     return f"{PREFIX}:session:{session_id}:clients"
 
 
+def session_events(session_id: str) -> str:
+    """A session's event log (a stream: core.store.session_events)."""
+    return f"{PREFIX}:session:{session_id}:events"
+
+
+def recording_chunks(session_id: str) -> str:
+    """A session's recording: its chunks in the snapshot store, in order (a list: core.store.recordings)."""
+    return f"{PREFIX}:session:{session_id}:recording"
+
+
+#: Stopped sessions' recordings (score: when they are to be deleted), swept by core/recordings.py.
+RECORDING_EXPIRIES = f"{PREFIX}:recording-expiries"
+
+
 def launch_events(session_id: str) -> str:
     return f"{PREFIX}:launch-events:{session_id}"
 
