@@ -134,19 +134,12 @@ class Config:
     download_max_bytes: int = field(default_factory=lambda: _int("BROKER_DOWNLOAD_MAX_BYTES", 1024 * 1024 * 1024))
     #: BROKER_DOWNLOAD_RETENTION: seconds a stopped session's downloads stay readable (in the snapshot store), then deleted.
     download_retention: int = field(default_factory=lambda: _int("BROKER_DOWNLOAD_RETENTION", 86400))
-    #: BROKER_EVENTS_MAX: most events one session's log keeps (the oldest go first).
-    events_max: int = field(default_factory=lambda: _int("BROKER_EVENTS_MAX", 10000))
-    #: BROKER_EVENTS_PAGE_MAX: console messages, page errors and failed requests each, per session, in its log.
-    events_page_max: int = field(default_factory=lambda: _int("BROKER_EVENTS_PAGE_MAX", 500))
     #: BROKER_RECORDING: whether a create that says nothing about ``recording`` records the session.
     recording: bool = field(default_factory=lambda: _bool("BROKER_RECORDING", False))
     #: BROKER_RECORDING_MAX_BYTES: most bytes (gzipped) one session's recording may hold; past it, a marker and no more.
     recording_max_bytes: int = field(default_factory=lambda: _int("BROKER_RECORDING_MAX_BYTES", 64 * 1024 * 1024))
     #: BROKER_RECORDING_CHUNK_SECONDS: how often a running session's recording is written to the snapshot store.
     recording_chunk_seconds: float = field(default_factory=lambda: _float("BROKER_RECORDING_CHUNK_SECONDS", 5))
-    #: BROKER_RRWEB_DIR: rrweb and rrweb-player as scripts/setup.sh installs them (assets/rrweb's lock file).
-    rrweb_dir: Path = field(default_factory=lambda: Path(_str(
-        "BROKER_RRWEB_DIR", str(Path(__file__).resolve().parent.parent / "assets" / "rrweb" / "node_modules"))))
     #: BROKER_ORPHAN_FILES_GRACE: seconds a context's snapshots or a stopped session's downloads are kept once their
     #: record is gone (Redis lost its data), then deleted; a record back within it (Redis restored) keeps them.
     orphan_files_grace: float = field(default_factory=lambda: _float("BROKER_ORPHAN_FILES_GRACE", 3600))

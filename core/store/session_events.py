@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 CURSOR = re.compile(r"^\d{1,15}-\d{1,10}$")
 #: A running session's stream outlives the longest session (86400 s) by a day, then lapses if nobody stopped it.
 RUNNING_TTL = 2 * 86400
+#: Most events one session's log keeps; past it the oldest go (XADD's approximate trim).
+EVENTS_MAX = 10000
 STOPPING = "stopping"
 STOPPED = "stopped"
 
@@ -38,7 +40,7 @@ class SessionEvents(RecordKind):
         event = {"type": kind, "at": utcnow_iso(), **{k: v for k, v in fields.items() if v is not None}}
         key = keys.session_events(session_id)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.xadd(key, {"e": json.dumps(event)}, maxlen=self.config.events_max, approximate=True)
+        pipe.xadd(key, {"e": json.dumps(event)}, maxlen=EVENTS_MAX, approximate=True)
         if kind == STOPPED:
             pipe.expire(key, self.config.session_retention)
         else:
