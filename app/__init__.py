@@ -68,6 +68,7 @@ def create_app(config: Config | None = None, store: Store | None = None, collect
     api.init_app(app)
     routing.register(app, api)
 
+    from app.browser_extensions.resources import blp as extensions_blp
     from app.contexts.resources import blp as contexts_blp
     from app.files.resources import blp as files_blp
     from app.health import blp as health_blp
@@ -75,6 +76,7 @@ def create_app(config: Config | None = None, store: Store | None = None, collect
     from app.pages import blp as pages_blp
     from app.proxies.resources import blp as proxies_blp
     from app.relay_info import blp as relay_blp, public_protocol, upgrades as relay_upgrades
+    from app.session_defaults.resources import blp as session_defaults_blp
     from app.sessions.resources import blp as sessions_blp
     from app.proxies.schemas import PROXY_CREATE_RULES, ProxyCreateSchema
     from app.sessions.schemas import BROWSER_OPTION_RULES, COOKIE_RULES, CookieSchema, SessionCreateSchema
@@ -87,6 +89,8 @@ def create_app(config: Config | None = None, store: Store | None = None, collect
     api.register_blueprint(proxies_blp)
     api.register_blueprint(contexts_blp)
     api.register_blueprint(keys_blp)
+    api.register_blueprint(extensions_blp)
+    api.register_blueprint(session_defaults_blp)
     api.register_blueprint(relay_blp)
     api.register_blueprint(public_protocol)
     docs.state_limits(api, config)

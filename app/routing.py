@@ -10,7 +10,7 @@ from app.fields import ID_PATTERNS
 from core.files import NAME_PATTERN
 
 #: Converter name in URL rules → the id prefix it takes (``<ses_id:session_id>``).
-CONVERTERS = {"ses_id": "ses", "ctx_id": "ctx", "prx_id": "prx", "key_id": "key"}
+CONVERTERS = {"ses_id": "ses", "ctx_id": "ctx", "prx_id": "prx", "key_id": "key", "ext_id": "ext"}
 
 
 def _converter(prefix: str) -> type[BaseConverter]:

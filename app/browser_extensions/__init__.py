@@ -1,0 +1,1 @@
+"""Browser extensions a project uploads for its sessions (POST/GET/DELETE /v1/extensions)."""

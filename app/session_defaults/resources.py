@@ -1,0 +1,40 @@
+"""Session defaults: GET and PUT /v1/session-defaults, the browser options a project's creates start from."""
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+
+from app.auth import current_project, require_scope
+from app.docs import responds
+from app.extensions import store
+from app.sessions.browser_options import DEFAULTS
+from app.sessions.schemas import BrowserOptionsSchema, ShownBrowserOptionsSchema
+from core.browser_options import merged, shown
+
+blp = Blueprint("session_defaults", __name__, url_prefix="/v1/session-defaults",
+                description="The browser options every create of the project starts from.")
+
+
+@blp.route("")
+class SessionDefaults(MethodView):
+    @require_scope("keys:admin")
+    @blp.response(200, ShownBrowserOptionsSchema)
+    @responds(blp, "getSessionDefaults")
+    def get(self):
+        """The project's defaults (extra headers by name only); null where none is set."""
+        return shown(store().projects.settings(current_project()).get(DEFAULTS) or {})
+
+    @require_scope("keys:admin")
+    @blp.arguments(BrowserOptionsSchema)
+    @blp.response(200, ShownBrowserOptionsSchema)
+    @responds(blp, "putSessionDefaults", 400, 404, 422, d404="An extension the project does not have.")
+    def put(self, body: dict):
+        """Replace the project's defaults: a create's own option wins over its default, field by field of the body
+        (a create's `viewport` replaces the default viewport whole); `{}` clears them all."""
+        project = current_project()
+        defaults = merged({}, body)
+        missing = store().extensions.missing(project, defaults.get("extensionIds") or [])
+        if missing:
+            abort(404, message=f"No extension {missing[0]} in this project.")
+        store().projects.set_settings(project, **{DEFAULTS: defaults})
+        return shown(defaults)
