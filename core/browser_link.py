@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from core import test_hooks
 from core.config import Config
 from core.gateway_auth import CDP, FILES, HEADER, GatewayKey
 
@@ -49,9 +50,10 @@ class BrowserRoute:
 class BrowserLinks:
     """Routes to sessions' browsers for one process; the credential is computed here, never stored or logged."""
 
-    def __init__(self, config: Config, key: GatewayKey) -> None:
+    def __init__(self, config: Config, key: GatewayKey, hooks: test_hooks.Hooks | None = None) -> None:
         self.config = config
         self.key = key
+        self.hooks = hooks or test_hooks.load()
 
     @classmethod
     def from_config(cls, config: Config) -> BrowserLinks:
@@ -64,7 +66,7 @@ class BrowserLinks:
         """The browser-level CDP socket of a running session's browser, or that of its page target ``page``."""
         gateway = record.get("gateway")
         path = f"/devtools/page/{page}" if page else ""
-        if not gateway or (self.is_local(record) and not self.config.gateway_always):
+        if not gateway or (self.is_local(record) and not self.hooks.gateway_always):
             url = record["browserWsUrl"]
             return BrowserRoute(url[: url.index("/devtools/")] + path if page else url)
         session_id = record["id"]

@@ -1,7 +1,8 @@
 """Every setting of every process, read once from the environment.
 
 Each field names its variable and default; the README's configuration table is
-this file in prose. Nothing else in the code reads ``os.environ``.
+this file in prose. Nothing else in the code reads ``os.environ``, but for the hooks only tests set
+(core/test_hooks.py).
 """
 from __future__ import annotations
 
@@ -94,8 +95,6 @@ class Config:
     gateway_bind: str = field(default_factory=lambda: _str("BROKER_GATEWAY_BIND", ""))
     #: BROKER_GATEWAY_PORT: port of the worker's gateway; 0: a free port, advertised with each session.
     gateway_port: int = field(default_factory=lambda: _int("BROKER_GATEWAY_PORT", 0))
-    #: BROKER_GATEWAY_ALWAYS: 1: the web process goes through the gateway even to a browser on its own host.
-    gateway_always: bool = field(default_factory=lambda: _bool("BROKER_GATEWAY_ALWAYS", False))
     #: BROKER_HEARTBEAT_INTERVAL: seconds between a worker's heartbeats.
     heartbeat_interval: float = field(default_factory=lambda: _float("BROKER_HEARTBEAT_INTERVAL", 5))
     #: BROKER_WORKER_TTL: a worker silent this long counts as gone; its sessions end as worker_lost within 3× this.
@@ -156,8 +155,6 @@ class Config:
     snapshot_keep: int = field(default_factory=lambda: _int("BROKER_SNAPSHOT_KEEP", 2))
     #: BROKER_SNAPSHOT_MAX_BYTES: a larger profile archive is refused (the previous snapshot stays).
     snapshot_max_bytes: int = field(default_factory=lambda: _int("BROKER_SNAPSHOT_MAX_BYTES", 200 * 1024 * 1024))
-    #: BROKER_TEST_KILL_AT: tests only: the worker SIGKILLs itself at this point of a save, to prove crash safety.
-    test_kill_at: str = field(default_factory=lambda: _str("BROKER_TEST_KILL_AT", ""))
 
     #: BROKER_ENV: ``production`` or ``development``; only development may run without BROKER_SECRET_KEY or the Chromium policy.
     env: str = field(default_factory=lambda: _str("BROKER_ENV", "production"))

@@ -20,6 +20,7 @@ from pathlib import Path
 from core.config import Config
 from core.metrics import RESTORE, SAVE, SNAPSHOT_BYTES_BUCKETS, SNAPSHOT_SECONDS_BUCKETS
 from core.store import Store
+from core import test_hooks
 from core.store.metrics import SNAPSHOT_BYTES, SNAPSHOT_SECONDS
 from core.cdp import CdpConnection
 from core.store.contexts import SaveRefused
@@ -32,8 +33,10 @@ CDP_TIMEOUT = 10.0
 
 
 class ContextState:
-    def __init__(self, config: Config, store: Store, snapshots: SnapshotStore) -> None:
+    def __init__(self, config: Config, store: Store, snapshots: SnapshotStore,
+                 hooks: test_hooks.Hooks | None = None) -> None:
         self.config = config
+        self.hooks = hooks or test_hooks.load()
         self.store = store
         self.snapshots = snapshots
         self.scratch = config.state_dir / "scratch"
@@ -122,6 +125,6 @@ class ContextState:
                 self.snapshots.delete(context_id, version)
 
     def _test_kill(self, point: str) -> None:
-        if self.config.test_kill_at == point:
+        if self.hooks.kill_at == point:
             log.warning("BROKER_TEST_KILL_AT=%s: killing this worker now", point)
             os.kill(os.getpid(), signal.SIGKILL)
