@@ -155,6 +155,9 @@ class Config:
     snapshot_keep: int = field(default_factory=lambda: _int("BROKER_SNAPSHOT_KEEP", 2))
     #: BROKER_SNAPSHOT_MAX_BYTES: a larger profile archive is refused (the previous snapshot stays).
     snapshot_max_bytes: int = field(default_factory=lambda: _int("BROKER_SNAPSHOT_MAX_BYTES", 200 * 1024 * 1024))
+    #: BROKER_HEADLESS_USER_AGENT: ``hide`` (sessions' default user agent says Chrome where Chromium's says
+    #: HeadlessChrome) or ``keep`` (Chromium's own).
+    headless_user_agent: str = field(default_factory=lambda: _str("BROKER_HEADLESS_USER_AGENT", "hide"))
 
     #: BROKER_ENV: ``production`` or ``development``; only development may run without BROKER_SECRET_KEY or the Chromium policy.
     env: str = field(default_factory=lambda: _str("BROKER_ENV", "production"))
