@@ -15,6 +15,7 @@ from app import create_app  # noqa: E402
 from core.config import load  # noqa: E402
 from core.logs import configure as configure_logging  # noqa: E402
 from core.download_archive import sweep_forever  # noqa: E402
+from core.recordings import Recordings, sweep_forever as sweep_recordings_forever  # noqa: E402
 from core.orphan_files import OrphanFiles, sweep_forever as sweep_orphans_forever  # noqa: E402
 from core.snapshots import open_snapshot_store  # noqa: E402
 from core.reaping import LostWorkerReaper, reap_forever  # noqa: E402
@@ -35,6 +36,7 @@ def main() -> None:
     # Reaping needs no live worker: the only worker's sessions end as worker_lost too (core/reaping.py).
     gevent.spawn(reap_forever, LostWorkerReaper(SessionMachine(store)), gevent.sleep)
     gevent.spawn(sweep_forever, app.extensions["broker.files"].archive, store, gevent.sleep)
+    gevent.spawn(sweep_recordings_forever, Recordings(open_snapshot_store(config), store), gevent.sleep)
     # Snapshots and download archives whose record Redis lost are deleted after a grace (core/orphan_files.py).
     gevent.spawn(sweep_orphans_forever, OrphanFiles(open_snapshot_store(config), store, config.orphan_files_grace),
                  gevent.sleep)

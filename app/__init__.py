@@ -74,6 +74,7 @@ def create_app(config: Config | None = None, store: Store | None = None, collect
     from app.health import blp as health_blp
     from app.keys.resources import blp as keys_blp
     from app.pages import blp as pages_blp
+    from app.pages.replay import blp as replay_blp
     from app.proxies.resources import blp as proxies_blp
     from app.relay_info import blp as relay_blp, public_protocol, upgrades as relay_upgrades
     from app.session_defaults.resources import blp as session_defaults_blp
@@ -98,6 +99,7 @@ def create_app(config: Config | None = None, store: Store | None = None, collect
     metrics.register(app, collectors)
     app.register_blueprint(relay_upgrades)
     app.register_blueprint(pages_blp)
+    app.register_blueprint(replay_blp)
     app.register_blueprint(Blueprint("swagger_ui_assets", __name__, static_folder=swagger_ui_bundle.swagger_ui_path,
                                      static_url_path=SWAGGER_UI_ASSETS.rstrip("/")))
 

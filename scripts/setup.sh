@@ -2,7 +2,7 @@
 # Installs whatever is missing for running and testing Browser Broker on Debian; safe to run again.
 # As root it also creates the users browsers run as and installs Chromium's managed policy.
 # Chromium, ChromeDriver and Redis come from Debian's packages; Python packages are pinned by
-# constraints.txt; the Node test client is pinned by tests/js/package-lock.json.
+# constraints.txt; rrweb by assets/rrweb/package-lock.json; the Node test client by tests/js/package-lock.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,9 +13,10 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
+# npm installs rrweb for session recordings (assets/rrweb) and, for the tests, the Node clients.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ "$want_node" = "--with-node" ]; then
-  command -v node >/dev/null || missing+=(nodejs)
-  command -v npm >/dev/null || missing+=(npm)
   # The multi-host tests build hosts from network namespaces (ip netns) with hostnames of their own (unshare).
   command -v ip >/dev/null || missing+=(iproute2)
   command -v unshare >/dev/null || missing+=(util-linux)
@@ -59,6 +60,13 @@ if [ ! -f "$stamp" ]; then
 fi
 
 # As for Python: the lock file's hash names what is installed, so a changed lock installs again.
+# rrweb and rrweb-player: the worker injects the one into recorded pages, the web serves the other (/replay).
+rrweb_stamp="assets/rrweb/node_modules/.installed-$(sha256sum < assets/rrweb/package-lock.json | cut -c1-16)"
+if [ ! -f "$rrweb_stamp" ]; then
+  echo "setup: installing rrweb and rrweb-player (pinned by assets/rrweb/package-lock.json)"
+  (cd assets/rrweb && npm ci --no-audit --no-fund --loglevel=error)
+  touch "$rrweb_stamp"
+fi
 node_stamp="tests/js/node_modules/.installed-$(sha256sum < tests/js/package-lock.json | cut -c1-16)"
 if [ "$want_node" = "--with-node" ] && [ ! -f "$node_stamp" ]; then
   echo "setup: installing the Node test clients (puppeteer-core without a browser download, chrome-remote-interface)"

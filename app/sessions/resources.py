@@ -14,7 +14,7 @@ from app.docs import links_to, responds
 from app.extensions import config, connect_tokens, live_view_tokens, machine, store
 from app.metrics import CREATED
 from app.paging import paginated
-from app.sessions import cookies, events, service
+from app.sessions import cookies, events, recording, service
 from app.sessions.log_schemas import EventPageSchema, EventQuerySchema, StreamQuerySchema
 from core.environ import client_gone
 from core.logs import session_fields
@@ -176,3 +176,29 @@ class SessionEventStream(MethodView):
 def _cursor(header: str | None) -> str | None:
     """A `Last-Event-ID` that is no event id is ignored (the stream starts from the first)."""
     return header if header and events.CURSOR.fullmatch(header) else None
+
+
+@blp.route("/<ses_id:session_id>/recording")
+class SessionRecording(MethodView):
+    @require_scope("sessions:read")
+    @responds(blp, "getSessionRecording", 404, 503, d404="No such session in the project, or it was not recorded "
+                                                        "(or its recording was deleted, or its retention ran out).")
+    @blp.doc(responses={"200": {"description": "One JSON array of rrweb events (each with `tabId`), sent gzipped "
+                                               "(`Content-Encoding: gzip`) as it is read.",
+                                "content": {"application/json": {"schema": {"type": "array", "items": {}}}}}})
+    def get(self, session_id: str):
+        """The session's recording: rrweb events, oldest first, each naming its tab (`tabId`).
+
+        While the session runs: the chunks written so far (every BROKER_RECORDING_CHUNK_SECONDS).
+        After the stop: all of it, for BROKER_DOWNLOAD_RETENTION. `recordingUrl` replays it in a page.
+        """
+        body = recording.read(current_project(), session_id)
+        return Response(body, 200, {"Content-Encoding": "gzip", "Cache-Control": "no-store"},
+                        mimetype="application/json", direct_passthrough=True)
+
+    @require_scope("sessions:write")
+    @blp.response(204)
+    @responds(blp, "deleteSessionRecording", 404, 409, d409="The session has not stopped yet.")
+    def delete(self, session_id: str):
+        """Delete the recording of a stopped session now; its `recordingUrl` stops working."""
+        recording.delete(current_project(), session_id)

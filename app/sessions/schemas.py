@@ -159,6 +159,11 @@ class SessionCreateSchema(BrowserOptionsSchema):
         validate=validate.Range(min=1, max=MAX_TIMEOUT),
         metadata={"description": "Stop after this many seconds with no CDP client connected."},
     )
+    recording = StrictBoolean(
+        load_default=None, allow_none=True,
+        metadata={"description": "Record every page of the session (rrweb, in a world the pages cannot see) for "
+                                 "`GET …/recording` and the replay page; default BROKER_RECORDING."},
+    )
 
 
 class SessionListQuerySchema(Schema):
@@ -224,6 +229,14 @@ class SessionSchema(Schema):
             "`warm`: a browser launched ahead of need served the create; `cold`: one was launched for it (a "
             "context, a proxy or extensions need their own launch, or no warm browser was free). Null until "
             "running.")},
+    )
+    recording = fields.Boolean(required=True, dump_default=False,
+                               metadata={"description": "Whether the session is recorded."})
+    recordingUrl = fields.String(
+        required=True, allow_none=True, dump_default=None,
+        metadata={"pattern": r"^https?://[^?]+/replay/ses_[0-9a-f]{32}\?token=[A-Za-z0-9_-]{43}$",
+                  "description": "A page that replays the recording (read-only, no API key): its `token` opens this "
+                                 "replay only, as long as the recording is kept. Null unless recorded."},
     )
     downloadError = fields.String(
         required=True, allow_none=True, dump_default=None,

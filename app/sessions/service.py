@@ -33,6 +33,7 @@ from core.ids import new_id, now_ms, utcnow_iso
 from core.session_machine import SessionMachine
 from core.states import VISIBLE_STATUSES, SessionRecord, Status, StopReason
 from core.store import Store
+from core.replay_links import SALT_FIELD as REPLAY_SALT, ReplayLinks
 from core.tokens import ConnectTokens, LiveViewTokens
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,16 @@ def public(record: SessionRecord, config: Config, tokens: ConnectTokens, live: L
         "liveViewReadOnlyUrl": config.live_view_url(record["id"], watch, read_only=True) if running else None,
         "browserOptions": shown(record["browserOptions"]) if "browserOptions" in record else None,
         "launch": record.get("launch"),
+        "recording": bool(record.get("recording")),
+        "recordingUrl": _recording_url(record, config, store),
     }
+
+
+def _recording_url(record: SessionRecord, config: Config, store: Store) -> str | None:
+    """Read-only, like the live view's watching link, but for as long as the recording is kept."""
+    if not record.get(REPLAY_SALT) or store.recordings.deleted(record["id"]):
+        return None
+    return ReplayLinks.from_config(config).url_for(record)
 
 
 def get_visible(store: Store, project: str, session_id: str) -> SessionRecord:
@@ -130,7 +140,10 @@ def create(
         "navigationError": None,
         "browserOptions": options,
         "launch": None,
+        "recording": config.recording if body.get("recording") is None else body["recording"],
     }
+    if record["recording"]:
+        record.update(ReplayLinks.issue())
     try:
         _claim(store, config, project, body, session_id)
     except HTTPException:

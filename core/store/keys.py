@@ -43,6 +43,11 @@ def recording_chunks(session_id: str) -> str:
     return f"{PREFIX}:session:{session_id}:recording"
 
 
+def recording_deleted(session_id: str) -> str:
+    """Exists once a session's recording was deleted (DELETE …/recording): its replay link is dead too."""
+    return f"{PREFIX}:session:{session_id}:recording-deleted"
+
+
 #: Stopped sessions' recordings (score: when they are to be deleted), swept by core/recordings.py.
 RECORDING_EXPIRIES = f"{PREFIX}:recording-expiries"
 

@@ -27,11 +27,16 @@ class RecordingRecords(RecordKind):
         return [json.loads(raw) for raw in self.redis.lrange(keys.recording_chunks(session_id), 0, -1)]
 
     def forget(self, session_id: str) -> None:
-        """DELETE of the recording: no chunk is listed any more (the blobs go at once, by the caller)."""
+        """DELETE of the recording: no chunk is listed any more (the blobs go at once, by the caller), and the
+        session says so as long as its record is kept."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.delete(keys.recording_chunks(session_id))
         pipe.zrem(keys.RECORDING_EXPIRIES, session_id)
+        pipe.set(keys.recording_deleted(session_id), 1, ex=self.config.session_retention)
         pipe.execute()
+
+    def deleted(self, session_id: str) -> bool:
+        return bool(self.redis.exists(keys.recording_deleted(session_id)))
 
     def take_expired(self, now: float) -> list[str]:
         """Sessions whose recording's retention ran out, each handed to one sweeper only."""

@@ -1,0 +1,355 @@
+"""What happens inside a session's browser, for its event log and its recording: one CDP connection per browser.
+
+The watch attaches to every page target (tabs, popups, pages of new browser contexts: ``Target.setAutoAttach``,
+browser-wide, each new one paused until the watch has set it up) and turns what the pages report into the
+session's events (core.store.session_events): navigations with their status or error, console messages, uncaught
+page errors, failed requests (network errors, and answers of 400 or more), tabs opened and closed. Console
+messages, page errors and failed requests are capped per session (``PAGE_EVENTS_MAX`` each): past the cap one
+``capped`` event says so.
+
+A recorded session (``recording: true``) also gets rrweb in every page, in an isolated world
+(``Page.addScriptToEvaluateOnNewDocument`` with ``worldName``, ``runImmediately`` for documents already open):
+the page's scripts share the DOM with it but none of its JavaScript, so they can neither find nor stop it. It
+reports through a binding that exists only in that world (``Runtime.addBinding`` with ``executionContextName``);
+the watch buffers the events and writes them as chunks to the snapshot store every
+BROKER_RECORDING_CHUNK_SECONDS and at the stop (core/recordings.py).
+
+A warm browser is watched from the moment it is ready, under its warm key, and its events are dropped until a
+session takes it (:meth:`SessionWatch.begin`), so a hand-over waits for no CDP connection. The reader thread only
+reads and sends: store writes go through a queue to a writer thread, so a slow Redis never holds a new tab paused.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import queue
+import threading
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from core.cdp import CdpConnection
+from core.config import Config
+from core.recordings import RECORDER_BUNDLE, Recordings, capped_marker
+from core.store import Store
+from tasks.running_browser import RunningBrowser
+
+log = logging.getLogger(__name__)
+#: The isolated world the recorder runs in, and the binding only that world sees.
+WORLD = "__bb_recorder"
+BINDING = "__bbRecorderEmit"
+RECORDER = Path(__file__).with_name("recorder.js")
+#: Longest text kept of one console message or page error.
+TEXT_MAX = 2000
+#: Store writes waiting for the writer thread; past this, events are dropped (and counted in the log).
+QUEUE_MAX = 10000
+#: Raw bytes of buffered recording past which a chunk is written before its time.
+EARLY_CHUNK_BYTES = 4 * 1024 * 1024
+#: Console messages, page errors and failed requests each, per session, in its log.
+PAGE_EVENTS_MAX = 500
+
+
+@functools.cache
+def recorder_source() -> str:
+    """rrweb's bundle (which defines ``rrweb`` in the world it runs in) followed by the broker's recorder."""
+    return f"{RECORDER_BUNDLE.read_text()}\n;{RECORDER.read_text()}"
+
+
+class Recording:
+    """One session's recording on its way to the snapshot store: events buffered, written a chunk at a time."""
+
+    def __init__(self, session_id: str, recordings: Recordings, max_bytes: int, on_capped: Callable[[], None]) -> None:
+        self.session_id = session_id
+        self.recordings = recordings
+        self.max_bytes = max_bytes
+        self.on_capped = on_capped
+        self._lock = threading.Lock()
+        self._lines: list[bytes] = []
+        self._pending_bytes = 0
+        self._stored = 0
+        self._number = 0
+        self.capped = False
+        #: Set when enough is buffered for a chunk before its time.
+        self.full = threading.Event()
+
+    def take(self, tab: str, payload: str) -> None:
+        try:
+            events = json.loads(payload)
+        except ValueError:
+            return
+        with self._lock:
+            if self.capped:
+                return
+            for event in events if isinstance(events, list) else []:
+                if isinstance(event, dict):
+                    line = json.dumps({**event, "tabId": tab}, separators=(",", ":")).encode()
+                    self._lines.append(line)
+                    self._pending_bytes += len(line)
+            if self._pending_bytes > EARLY_CHUNK_BYTES:
+                self.full.set()
+
+    def flush(self) -> None:
+        """Writes what is buffered as one chunk; once the store holds BROKER_RECORDING_MAX_BYTES, a marker ends it."""
+        with self._lock:
+            lines, self._lines, self._pending_bytes = self._lines, [], 0
+            self.full.clear()
+            if not lines or self.capped:
+                return
+            number = self._number
+            self._number += 1
+        try:
+            self._stored += self.recordings.write_chunk(self.session_id, number, lines)
+        except Exception:
+            log.exception("session %s: a chunk of its recording could not be written (%d events lost)",
+                          self.session_id, len(lines), extra={"session": self.session_id})
+            return
+        if self._stored >= self.max_bytes:
+            with self._lock:
+                self.capped = True
+                self._lines = []
+                number = self._number
+            self.recordings.write_chunk(self.session_id, number, [json.dumps(capped_marker(self.max_bytes)).encode()],
+                                        capped=True)
+            self.on_capped()
+
+
+class SessionWatch:
+    def __init__(self, browser: RunningBrowser, store: Store, config: Config, recordings: Recordings) -> None:
+        self.store = store
+        self.config = config
+        self.recordings = recordings
+        self.session_id: str | None = None
+        self.recording: Recording | None = None
+        self._lock = threading.Lock()
+        #: Attached page targets: flat session id → target id (the tab's id in events and recordings).
+        self._pages: dict[str, str] = {}
+        self._tabs: set[str] = set()
+        #: Requests under way: (flat session, request id) → what a failure event names.
+        self._requests: dict[tuple[str, str], dict] = {}
+        #: Main documents' HTTP status or network error by loader id, until their navigation is reported.
+        self._documents: dict[str, dict] = {}
+        self._counts: Counter[str] = Counter()
+        self._writes: queue.Queue[tuple[str, str, dict] | None] = queue.Queue(QUEUE_MAX)
+        self._closed = threading.Event()
+        self._cdp = CdpConnection(browser.ws_url(), timeout=10)
+        self._cdp.subscribe(self._on_event)
+        self._cdp.send("Target.setDiscoverTargets", {"discover": True})
+        self._cdp.auto_attach(wait_for_debugger=True, filter=[{"type": "page"}])
+        threading.Thread(target=self._cdp.listen, name="session-watch", daemon=True).start()
+        threading.Thread(target=self._write_events, name="session-watch-writer", daemon=True).start()
+
+    # -- the session -------------------------------------------------------------------
+    def begin(self, record: dict) -> None:
+        """The browser is the session's from now on: its events are logged, and recorded if it asked."""
+        session_id = record["id"]
+        recording = bool(record.get("recording"))
+        self._emit_for(session_id, "created", url=record.get("url"), contextId=record.get("contextId"),
+                       proxyId=record.get("proxyId"), recording=recording)
+        with self._lock:
+            self.session_id = session_id
+            if recording:
+                self.recording = Recording(session_id, self.recordings, self.config.recording_max_bytes,
+                                           lambda: self._emit("recording_capped",
+                                                              maxBytes=self.config.recording_max_bytes))
+                threading.Thread(target=self._write_chunks, name="session-recording", daemon=True).start()
+            pages = list(self._pages)
+        if recording:
+            for page in pages:
+                self._install_recorder(page)
+
+    def close(self) -> None:
+        """The browser has ended: the recording's last chunk is written, then the connection goes."""
+        self._closed.set()
+        if self.recording is not None:
+            self.recording.flush()
+        self._writes.put(None)
+        self._cdp.abort()
+
+    # -- pages -------------------------------------------------------------------------
+    def _install_recorder(self, page: str) -> None:
+        self._cdp.send("Runtime.addBinding", {"name": BINDING, "executionContextName": WORLD}, page)
+        self._cdp.send("Page.addScriptToEvaluateOnNewDocument",
+                       {"source": recorder_source(), "worldName": WORLD,
+                        "runImmediately": True}, page)
+
+    def _attached(self, params: dict) -> None:
+        page, info = params["sessionId"], params["targetInfo"]
+        with self._lock:
+            self._pages[page] = info["targetId"]
+            recording = self.recording is not None
+        for method in ("Page.enable", "Network.enable", "Runtime.enable"):
+            self._cdp.send(method, None, page)
+        if recording:
+            self._install_recorder(page)
+        self._cdp.send("Runtime.runIfWaitingForDebugger", None, page)
+
+    def _on_event(self, message: dict) -> None:
+        method, params, page = message["method"], message.get("params", {}), message.get("sessionId")
+        if page is None:
+            return self._on_browser_event(method, params)
+        tab = self._pages.get(page)
+        if tab is None:
+            return
+        if method == "Runtime.bindingCalled":
+            if params.get("name") == BINDING and self.recording is not None:
+                self.recording.take(tab, params.get("payload", ""))
+        elif method == "Network.requestWillBeSent":
+            request = params.get("request", {})
+            self._requests[(page, params["requestId"])] = {
+                "url": request.get("url"), "method": request.get("method"), "loaderId": params.get("loaderId"),
+                "frameId": params.get("frameId")}
+        elif method == "Network.responseReceived":
+            self._on_response(page, tab, params)
+        elif method == "Network.loadingFinished":
+            self._requests.pop((page, params["requestId"]), None)
+        elif method == "Network.loadingFailed":
+            self._on_failure(page, tab, params)
+        elif method == "Page.frameNavigated":
+            frame = params.get("frame", {})
+            if not frame.get("parentId"):
+                # A failed load commits an error page: the URL that failed is its unreachableUrl.
+                self._emit("navigation", tabId=tab, url=frame.get("unreachableUrl") or frame.get("url"),
+                           **self._documents.pop(frame.get("loaderId"), {}))
+        elif method == "Page.navigatedWithinDocument":
+            if params.get("frameId") == tab:
+                self._emit("navigation", tabId=tab, url=params.get("url"), sameDocument=True)
+        elif method == "Runtime.consoleAPICalled":
+            self._emit_capped("console", tabId=tab, level=params.get("type"),
+                              text=_console_text(params.get("args", [])), **_where(params.get("stackTrace")))
+        elif method == "Runtime.exceptionThrown":
+            details = params.get("exceptionDetails", {})
+            text = (details.get("exception") or {}).get("description") or details.get("text")
+            self._emit_capped("page_error", tabId=tab, text=_clip(text), url=details.get("url"),
+                              line=details.get("lineNumber"))
+
+    def _on_browser_event(self, method: str, params: dict) -> None:
+        if method == "Target.attachedToTarget":
+            self._attached(params)
+        elif method == "Target.detachedFromTarget":
+            with self._lock:
+                self._pages.pop(params.get("sessionId"), None)
+        elif method == "Target.targetCreated":
+            info = params.get("targetInfo", {})
+            if info.get("type") == "page":
+                self._tabs.add(info["targetId"])
+                self._emit("tab_opened", tabId=info["targetId"], url=info.get("url") or None,
+                           openerId=info.get("openerId"))
+        elif method == "Target.targetDestroyed":
+            if params.get("targetId") in self._tabs:
+                self._tabs.discard(params["targetId"])
+                self._emit("tab_closed", tabId=params["targetId"])
+
+    def _on_response(self, page: str, tab: str, params: dict) -> None:
+        response = params.get("response", {})
+        status = response.get("status") or 0
+        if params.get("type") == "Document" and params.get("frameId") == tab:
+            self._documents[params.get("loaderId", "")] = {"status": status}
+        elif status >= 400:
+            request = self._requests.get((page, params["requestId"]), {})
+            self._emit_capped("request_failed", tabId=tab, url=response.get("url"), method=request.get("method"),
+                              resourceType=params.get("type"), status=status)
+
+    def _on_failure(self, page: str, tab: str, params: dict) -> None:
+        """A main document's failure is its navigation's (reported once the error page commits); one cancelled (a
+        download, a navigation replaced by another) is no failure."""
+        request = self._requests.pop((page, params["requestId"]), {})
+        if params.get("canceled"):
+            return
+        if params.get("type") == "Document" and request.get("frameId") == tab and request.get("loaderId"):
+            self._documents[request["loaderId"]] = {"error": params.get("errorText")}
+            return
+        self._emit_capped("request_failed", tabId=tab, url=request.get("url"), method=request.get("method"),
+                          resourceType=params.get("type"), error=params.get("errorText"),
+                          blockedReason=params.get("blockedReason"))
+
+    # -- writing -----------------------------------------------------------------------
+    def _emit_capped(self, kind: str, **fields: object) -> None:
+        self._counts[kind] += 1
+        count, cap = self._counts[kind], PAGE_EVENTS_MAX
+        if count <= cap:
+            self._emit(kind, **fields)
+        elif count == cap + 1:
+            self._emit("capped", what=kind, max=cap)
+
+    def _emit(self, kind: str, **fields: object) -> None:
+        if self.session_id is not None:
+            self._emit_for(self.session_id, kind, **fields)
+
+    def _emit_for(self, session_id: str, kind: str, **fields: object) -> None:
+        try:
+            self._writes.put_nowait((session_id, kind, fields))
+        except queue.Full:
+            self._counts["dropped"] += 1
+
+    def _write_events(self) -> None:
+        while (item := self._writes.get()) is not None:
+            session_id, kind, fields = item
+            try:
+                self.store.session_events.add(session_id, kind, **fields)
+            except Exception as error:
+                log.warning("session %s: a %s event was not logged (%s)", session_id, kind, error,
+                            extra={"session": session_id})
+
+    def _write_chunks(self) -> None:
+        recording = self.recording
+        while recording is not None and not self._closed.is_set():
+            recording.full.wait(self.config.recording_chunk_seconds)
+            if not self._closed.is_set():
+                recording.flush()
+
+
+def _clip(text: object) -> str | None:
+    return None if text is None else str(text)[:TEXT_MAX]
+
+
+def _console_text(args: list[dict]) -> str | None:
+    parts = [str(a["value"]) if "value" in a else a.get("description") or a.get("type", "") for a in args]
+    return _clip(" ".join(parts))
+
+
+def _where(stack: dict | None) -> dict:
+    frames = (stack or {}).get("callFrames") or []
+    return {"url": frames[0].get("url") or None, "line": frames[0].get("lineNumber")} if frames else {}
+
+
+class SessionWatches:
+    """The watches of one worker's browsers, by session id, or by a warm browser's key until it is handed over."""
+
+    def __init__(self, store: Store, config: Config, recordings: Recordings) -> None:
+        self.store = store
+        self.config = config
+        self.recordings = recordings
+        self._lock = threading.Lock()
+        self._watches: dict[str, SessionWatch] = {}
+
+    def start(self, key: str, browser: RunningBrowser) -> None:
+        try:
+            watch = SessionWatch(browser, self.store, self.config, self.recordings)
+        except Exception:  # the browser answered a moment ago: its session runs, without an event log of its pages
+            log.exception("%s: the session watch could not connect", key)
+            return
+        with self._lock:
+            old = self._watches.pop(key, None)
+            self._watches[key] = watch
+        if old is not None:
+            old.close()
+
+    def rekey(self, old: str, new: str) -> None:
+        with self._lock:
+            watch = self._watches.pop(old, None)
+            if watch is not None:
+                self._watches[new] = watch
+
+    def begin(self, record: dict) -> None:
+        """Before the session runs (and before its first navigation): its events are logged from here on."""
+        with self._lock:
+            watch = self._watches.get(record["id"])
+        if watch is not None:
+            watch.begin(record)
+
+    def stop(self, key: str) -> None:
+        with self._lock:
+            watch = self._watches.pop(key, None)
+        if watch is not None:
+            watch.close()
