@@ -27,7 +27,7 @@ def readyz():
 
     ``browsers`` sums the live workers' slots by use, as of their last heartbeat:
     ``warm`` browsers answer a create at once, ``free`` slots take a cold launch.
-    ``isolation`` says, per worker, how its browsers are kept apart (tasks/runtime.py ``isolation``).
+    ``isolation`` says, per worker, how its browsers are kept apart (tasks/worker.py ``Worker.isolation``).
     """
     try:
         store().ping()

@@ -10,28 +10,27 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
+from celery import shared_task
 from celery.exceptions import Reject
-from celery.signals import task_received, task_revoked, worker_shutting_down
 from redis.exceptions import RedisError
 
 from core.browser_link import local_host_id
 from core.cdp import navigate_first_page
-from core.dispatch import LAUNCH_TASK, STOP_TASK, can_use_warm, worker_queue
+from core.dispatch import LAUNCH_TASK, STOP_TASK, can_use_warm
 from core.ids import iso_after
 from core.logs import session_fields
 from core.snapshots import SnapshotError, SnapshotNotHere
 from core.states import SessionRecord, Status, StopReason
-from tasks.celery_app import celery, config
 from tasks.chromium_flags import browser_flags
 from tasks.running_browser import RunningBrowser
 from tasks.pool import PoolFull
 from tasks.profile_cookies import ProfileCookiesError, exited_cleanly, read_profile_cookies
-from tasks.runtime import (
-    contexts, dispatcher, download_archive, forwarders, gateway, intake, machine, pool, prepare_browser, project_gate,
-    secret_box, store, warm_browsers,
-)
+from tasks.worker_task import WorkerTask
+
+if TYPE_CHECKING:
+    from tasks.worker import Worker
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -39,49 +38,26 @@ T = TypeVar("T")
 OTHER_PROJECT_PAUSE = 1.0
 
 
-@task_received.connect
-def reserve_slot_on_receipt(sender, request, **_: object) -> None:
-    """On the consumer's thread, before it reads another message: see :mod:`tasks.intake`.
-
-    A launch for one of this worker's warm browsers reserves nothing: that browser holds its slot.
-    """
-    if request.name == LAUNCH_TASK and not request.kwargs.get("warm"):
-        intake().received(sender, request.args[0])
+@shared_task(name=LAUNCH_TASK, base=WorkerTask, bind=True, acks_late=True)
+def launch(self: WorkerTask, session_id: str, warm: str | None = None) -> None:
+    launch_session(self.worker, session_id, warm)
 
 
-@task_revoked.connect
-def free_slot_of_expired_launch(sender, request, **_: object) -> None:
-    """A launch can expire between its receipt (slot reserved) and its start; the slot comes back, and what its
-    create held if that create could not write its give-up."""
-    if sender.name == LAUNCH_TASK:
-        intake().give_back(request.args[0])
-        _drop(request.args[0])
-
-
-@worker_shutting_down.connect
-def stop_waiting_for_redis(**_: object) -> None:
-    _shutting_down.set()
-
-
-_shutting_down = threading.Event()
-
-
-@celery.task(name=LAUNCH_TASK, bind=True, acks_late=True)
-def launch(self, session_id: str, warm: str | None = None) -> None:
+def launch_session(worker: Worker, session_id: str, warm: str | None = None) -> None:
     """Whatever the launch did not see through (Redis failed under it) gives back the slot reserved at receipt and
     the project gate, unless a browser holds them: that one's record decides its fate (tasks.lifecycle)."""
     try:
-        _launch(self.request.hostname, session_id, warm)
+        _launch(worker, session_id, warm)
     except Reject:
         raise
     except BaseException:
-        if pool().get(session_id) is None:
-            intake().give_back(session_id)
-            project_gate().release(session_id)
+        if worker.pool.get(session_id) is None:
+            worker.intake.give_back(session_id)
+            worker.project_gate.release(session_id)
         raise
 
 
-def _launch(hostname: str, session_id: str, warm: str | None) -> None:
+def _launch(worker: Worker, session_id: str, warm: str | None) -> None:
     """Hands the session a warm browser when it can, else launches one in the slot reserved at receipt.
 
     ``warm`` names this worker's warm browser whose offer the create took (sent
@@ -92,11 +68,11 @@ def _launch(hostname: str, session_id: str, warm: str | None) -> None:
     launch whose create gave up (its deadline passed, core.states) is dropped,
     and what the create held given back, whether or not the create could say so.
     """
-    record, create_waits = store.sessions.get_for_launch(session_id)
+    record, create_waits = worker.store.sessions.get_for_launch(session_id)
     if record is None or record["status"] != Status.PENDING or not create_waits:
-        intake().give_back(session_id)
+        worker.intake.give_back(session_id)
         if record is not None and record["status"] == Status.PENDING:
-            _drop(session_id)
+            drop(worker, session_id)
             log.info("session %s: launch dropped, its create gave up", session_id, extra=session_fields(record))
         else:
             log.info("session %s: launch skipped, the session is no longer pending", session_id,
@@ -104,60 +80,60 @@ def _launch(hostname: str, session_id: str, warm: str | None) -> None:
         return
     log.info("session %s: launch taken%s", session_id, f" for warm browser {warm}" if warm else "",
              extra=session_fields(record))
-    if not project_gate().admit(session_id, record["project"]):
-        return _not_for_this_worker(session_id, record, warm)
+    if not worker.project_gate.admit(session_id, record["project"]):
+        return _not_for_this_worker(worker, session_id, record, warm)
     browser = None
     if warm is not None:
-        browser = warm_browsers().take(warm, session_id)
+        browser = worker.warm.take(warm, session_id)
         if browser is None:
-            project_gate().release(session_id)
+            worker.project_gate.release(session_id)
             log.info("session %s: warm browser %s is gone; the launch goes to the shared queue", session_id, warm,
                      extra=session_fields(record))
-            if store.sessions.join_line(session_id):
-                dispatcher.send_launch(session_id)
+            if worker.store.sessions.join_line(session_id):
+                worker.dispatcher.send_launch(session_id)
             return
     elif can_use_warm(record):
-        browser = warm_browsers().take_any(session_id)
+        browser = worker.warm.take_any(session_id)
         if browser is not None:
-            intake().reconcile()
-    worker = worker_queue(hostname)
+            worker.intake.reconcile()
     if browser is not None and not record["url"]:
-        fields = _running_fields(browser, record)
-        return _finish(session_id, _decided(session_id, worker,
-                                            lambda: machine.hand_over(session_id, worker, **fields)))
+        fields = _running_fields(worker, browser, record)
+        return _finish(worker, session_id, _decided(
+            worker, session_id, lambda: worker.machine.hand_over(session_id, worker.queue, **fields)))
     if browser is None:
-        _reserve_slot(session_id)
-    claimed = machine.claim(session_id, worker)
+        _reserve_slot(worker, session_id)
+    claimed = worker.machine.claim(session_id, worker.queue)
     if claimed is None:
         if browser is None:
-            intake().give_back(session_id)
-            project_gate().release(session_id)
+            worker.intake.give_back(session_id)
+            worker.project_gate.release(session_id)
         else:
-            pool().release(session_id)
-        _drop(session_id)
+            worker.pool.release(session_id)
+        drop(worker, session_id)
         log.info("session %s: launch skipped, the create already gave up", session_id, extra=session_fields(record))
         return
     record = claimed
-    store.sessions.push_launch_event(session_id, {"event": "claimed"})
+    worker.store.sessions.push_launch_event(session_id, {"event": "claimed"})
     if browser is None:
-        browser = _launch_cold(session_id, record)
+        browser = _launch_cold(worker, session_id, record)
         if browser is None:
             return
-        prepare_browser(session_id, browser)
+        worker.prepare_browser(session_id, browser)
     navigation_error = None
     if record["url"]:
-        left = _create_waits_for(session_id)
+        left = _create_waits_for(worker, session_id)
         if left is None:
-            return _finish(session_id, None)
-        navigation_error = navigate_first_page(browser.ws_url(), record["url"], min(config.navigate_timeout, left))
+            return _finish(worker, session_id, None)
+        navigation_error = navigate_first_page(browser.ws_url(), record["url"],
+                                               min(worker.config.navigate_timeout, left))
         if navigation_error:
             log.info("session %s: first navigation failed: %s", session_id, navigation_error,
                      extra=session_fields(record))
-    fields = {"navigationError": navigation_error, **_running_fields(browser, record)}
-    _finish(session_id, _decided(session_id, worker, lambda: machine.ready(session_id, **fields)))
+    fields = {"navigationError": navigation_error, **_running_fields(worker, browser, record)}
+    _finish(worker, session_id, _decided(worker, session_id, lambda: worker.machine.ready(session_id, **fields)))
 
 
-def _decided(session_id: str, worker: str, move: Callable[[], SessionRecord | None]) -> SessionRecord | None:
+def _decided(worker: Worker, session_id: str, move: Callable[[], SessionRecord | None]) -> SessionRecord | None:
     """The outcome of the move that makes the session run, even if Redis fails under it (the browser keeps its slot
     meanwhile). A try whose answer was lost may have happened, so each later try first reads the record; one that
     commits after the create's deadline is refused by Redis (core.states)."""
@@ -166,50 +142,50 @@ def _decided(session_id: str, worker: str, move: Callable[[], SessionRecord | No
     def attempt() -> SessionRecord | None:
         nonlocal tries
         tries += 1
-        if tries > 1 and (record := _ran_here(session_id, worker)) is not None:
+        if tries > 1 and (record := _ran_here(worker, session_id)) is not None:
             return record
         return move()
 
-    return _until_redis_answers(session_id, "the move to running", attempt)
+    return _until_redis_answers(worker, session_id, "the move to running", attempt)
 
 
-def _until_redis_answers(session_id: str, what: str, call: Callable[[], T]) -> T:
+def _until_redis_answers(worker: Worker, session_id: str, what: str, call: Callable[[], T]) -> T:
     """``call`` tried again every second while Redis fails (a stall, a restart), until the worker shuts down."""
     while True:
         try:
             return call()
         except RedisError as error:
-            if _shutting_down.is_set():
+            if worker.shutting_down.is_set():
                 raise
             log.warning("session %s: Redis did not answer %s (%s); trying again", session_id, what, error,
                         extra={"session": session_id})
-            _shutting_down.wait(1)
+            worker.shutting_down.wait(1)
 
 
-def _ran_here(session_id: str, worker: str) -> SessionRecord | None:
+def _ran_here(worker: Worker, session_id: str) -> SessionRecord | None:
     """The record if the session got past launching on this worker."""
-    record = store.sessions.get(session_id)
-    if record and record.get("worker") == worker and record["status"] in (Status.RUNNING, Status.STOPPING,
+    record = worker.store.sessions.get(session_id)
+    if record and record.get("worker") == worker.queue and record["status"] in (Status.RUNNING, Status.STOPPING,
                                                                            Status.STOPPED):
         return record
     return None
 
 
-def _create_waits_for(session_id: str) -> float | None:
+def _create_waits_for(worker: Worker, session_id: str) -> float | None:
     """Before a first page that may take BROKER_NAVIGATE_TIMEOUT: how much longer the create waits (None: it gave
     up), for no navigation outlasts the create's deadline only to have the move to running refused. When Redis
     cannot tell, the whole BROKER_NAVIGATE_TIMEOUT (the move to running decides then)."""
     try:
-        return store.sessions.deadline_left(session_id)
+        return worker.store.sessions.deadline_left(session_id)
     except RedisError:
-        return config.navigate_timeout
+        return worker.config.navigate_timeout
 
 
-def _drop(session_id: str) -> None:
+def drop(worker: Worker, session_id: str) -> None:
     """What a create that gave up held (project slot, context, proxy) goes back, if its deadline has passed: a
     create that could not write its give-up (Redis was out) leaves that to the launch that meets it."""
     try:
-        if machine.drop(session_id) is not None:
+        if worker.machine.drop(session_id) is not None:
             log.info("session %s: its create's deadline passed; what it held is given back", session_id,
                      extra={"session": session_id})
     except RedisError as error:
@@ -217,21 +193,21 @@ def _drop(session_id: str) -> None:
                     session_id, error, extra={"session": session_id})
 
 
-def _not_for_this_worker(session_id: str, record: SessionRecord, warm: str | None) -> None:
+def _not_for_this_worker(worker: Worker, session_id: str, record: SessionRecord, warm: str | None) -> None:
     """Another project's sessions run on this worker's shared user (tasks/project_gate.py): the launch goes back
     to the shared queue, after a pause so a lone worker does not spin on it until the create gives up."""
-    intake().give_back(session_id)
+    worker.intake.give_back(session_id)
     log.info("session %s: this worker's browsers share one user and serve project %s now; the launch goes back to "
-             "the queue", session_id, project_gate().project(), extra=session_fields(record))
+             "the queue", session_id, worker.project_gate.project(), extra=session_fields(record))
     if warm is not None:
-        if store.sessions.join_line(session_id):
-            dispatcher.send_launch(session_id)
+        if worker.store.sessions.join_line(session_id):
+            worker.dispatcher.send_launch(session_id)
         return
     time.sleep(OTHER_PROJECT_PAUSE)
     raise Reject("this worker serves another project now", requeue=True)
 
 
-def _reserve_slot(session_id: str) -> None:
+def _reserve_slot(worker: Worker, session_id: str) -> None:
     """The slot reserved at receipt, a free one, or that of a warm browser ended for it.
 
     Without any (the intake's consumer switch makes that rare) the launch goes back
@@ -240,38 +216,38 @@ def _reserve_slot(session_id: str) -> None:
     """
     while True:
         try:
-            pool().reserve(session_id)
+            worker.pool.reserve(session_id)
             return
         except PoolFull:
-            if warm_browsers().make_room(session_id):
+            if worker.warm.make_room(session_id):
                 continue
             raise Reject("no free browser slot", requeue=True) from None
 
 
-def _launch_cold(session_id: str, record: SessionRecord) -> RunningBrowser | None:
+def _launch_cold(worker: Worker, session_id: str, record: SessionRecord) -> RunningBrowser | None:
     """Start the session's own browser (its context restored, its proxy routed); None once the failure is recorded."""
     context_id = record["contextId"]
-    prepare = (lambda profile: contexts.restore(context_id, profile)) if context_id else None
+    prepare = (lambda profile: worker.contexts.restore(context_id, profile)) if context_id else None
     try:
-        flags = browser_flags(config, forwarders().route(record, store, secret_box))
-        return pool().acquire(session_id, flags, timeout=config.launch_timeout, prepare=prepare)
+        flags = browser_flags(worker.config, worker.forwarders.route(record, worker.store, worker.secret_box))
+        return worker.pool.acquire(session_id, flags, timeout=worker.config.launch_timeout, prepare=prepare)
     except SnapshotNotHere as error:
-        _fail(session_id, f"Context {context_id} cannot be restored here: {error}.", code=409)
+        _fail(worker, session_id, f"Context {context_id} cannot be restored here: {error}.", code=409)
     except SnapshotError as error:
-        _fail(session_id, f"Context {context_id} cannot be restored ({error}); delete the context to start over.",
-              code=409)
+        _fail(worker, session_id,
+              f"Context {context_id} cannot be restored ({error}); delete the context to start over.", code=409)
     except Exception as error:
         log.exception("session %s: launch failed", session_id, extra=session_fields(record))
-        _fail(session_id, f"The browser failed to start: {error}")
+        _fail(worker, session_id, f"The browser failed to start: {error}")
     return None
 
 
-def _running_fields(browser: RunningBrowser, record: SessionRecord) -> dict:
+def _running_fields(worker: Worker, browser: RunningBrowser, record: SessionRecord) -> dict:
     """What a running session's record learns from its browser and this worker."""
     return {
         "browserWsUrl": browser.ws_url(),
         "hostId": local_host_id(),
-        "gateway": gateway().address,
+        "gateway": worker.gateway.address,
         "browserVersion": browser.version,
         "userAgent": browser.user_agent,
         "browserJsVersion": browser.js_version,
@@ -283,25 +259,25 @@ def _running_fields(browser: RunningBrowser, record: SessionRecord) -> dict:
     }
 
 
-def _finish(session_id: str, running: SessionRecord | None) -> None:
+def _finish(worker: Worker, session_id: str, running: SessionRecord | None) -> None:
     """The waiting create heard the running record in the move itself (Effect.TELL_CREATE); or end the browser it left."""
     if running is None:
         log.info("session %s: the create gave up during launch; ending the browser", session_id,
                  extra={"session": session_id})
-        pool().release(session_id)
-        _drop(session_id)
+        worker.pool.release(session_id)
+        drop(worker, session_id)
         return
     log.info("session %s: running (Chromium %s)", session_id, running.get("browserVersion"),
              extra=session_fields(running))
 
 
-def _fail(session_id: str, message: str, code: int = 503) -> None:
+def _fail(worker: Worker, session_id: str, message: str, code: int = 503) -> None:
     """Whatever step failed, the slot, the forwarder and the project gate are given back."""
-    forwarders().stop(session_id)
-    intake().give_back(session_id)
-    project_gate().release(session_id)
-    machine.abandon(session_id)
-    store.sessions.push_launch_event(session_id, {"event": "failed", "message": message, "code": code})
+    worker.forwarders.stop(session_id)
+    worker.intake.give_back(session_id)
+    worker.project_gate.release(session_id)
+    worker.machine.abandon(session_id)
+    worker.store.sessions.push_launch_event(session_id, {"event": "failed", "message": message, "code": code})
 
 
 class StopsUnderWay:
@@ -329,25 +305,22 @@ class StopsUnderWay:
             return session_id in self._ids
 
 
-stops_under_way = StopsUnderWay()
+@shared_task(name=STOP_TASK, base=WorkerTask, bind=True)
+def stop(self: WorkerTask, session_id: str, reason: str) -> None:
+    end_session(self.worker, session_id, StopReason(reason))
 
 
-@celery.task(name=STOP_TASK)
-def stop(session_id: str, reason: str) -> None:
-    end_session(session_id, StopReason(reason))
-
-
-def end_session(session_id: str, reason: StopReason) -> None:
-    if not stops_under_way.begin(session_id):
+def end_session(worker: Worker, session_id: str, reason: StopReason) -> None:
+    if not worker.stops_under_way.begin(session_id):
         log.info("session %s: a stop is already under way here", session_id, extra={"session": session_id})
         return
     try:
-        _end_session(session_id, reason)
+        _end_session(worker, session_id, reason)
     finally:
-        stops_under_way.end(session_id)
+        worker.stops_under_way.end(session_id)
 
 
-def _end_session(session_id: str, reason: StopReason) -> None:
+def _end_session(worker: Worker, session_id: str, reason: StopReason) -> None:
     """Clients first (they get a close frame with the reason), then the context's state, then the record.
 
     The context's cookies are read while the browser still runs and kept in memory: they reach the store only with
@@ -355,18 +328,18 @@ def _end_session(session_id: str, reason: StopReason) -> None:
     as they were. A browser that exited by itself cannot be asked: its cookies are read from its profile instead,
     and only a clean exit's profile becomes a snapshot.
     """
-    machine.begin_stop(session_id, reason)
-    record = store.sessions.get(session_id) or {}
+    worker.machine.begin_stop(session_id, reason)
+    record = worker.store.sessions.get(session_id) or {}
     fields = {**session_fields(record), "session": session_id}
     context_id = record.get("contextId")
-    browser = pool().get(session_id)
+    browser = worker.pool.get(session_id)
     closed_by_itself = browser is not None and browser.exited()
     problems: list[str] = []
     cookies: list[dict] | None = None
     cdp_error: Exception | None = None
     if context_id and browser is not None and not closed_by_itself:
         try:
-            cookies = contexts.read_cookies(browser)
+            cookies = worker.contexts.read_cookies(browser)
         except Exception as error:
             log.warning("session %s: reading its cookies over CDP failed (%s); they are read from its profile once "
                         "the browser has exited", session_id, error, extra=fields)
@@ -386,7 +359,7 @@ def _end_session(session_id: str, reason: StopReason) -> None:
             except ProfileCookiesError as error:
                 problems.append(f"cookie sync failed: {error}; previous snapshot kept")
                 return
-        problem = contexts.save(context_id, session_id, profile, saved_cookies)
+        problem = worker.contexts.save(context_id, session_id, profile, saved_cookies)
         if problem:
             problems.append(problem)
 
@@ -396,16 +369,17 @@ def _end_session(session_id: str, reason: StopReason) -> None:
         """Downloads first: the browser has exited, so every file in the folder is as complete as it will be."""
         if browser is not None:
             try:
-                archived.extend(download_archive.save(session_id, browser.downloads_dir, owner=browser.user.uid))
+                archived.extend(worker.download_archive.save(session_id, browser.downloads_dir,
+                                                             owner=browser.user.uid))
             except Exception as error:
                 log.exception("session %s: archiving its downloads failed", session_id, extra=fields)
                 problems.append(f"archiving downloads failed: {error}")
         if context_id:
             save(profile)
 
-    pool().release(session_id, after_exit=after_exit)
+    worker.pool.release(session_id, after_exit=after_exit)
     # The browser is gone: the record must say so, or the session stays stopping, holding its context and project
     # slot, with no browser left for the worker's housekeeping to notice.
-    _until_redis_answers(session_id, "the stop", lambda: machine.finish_stop(
-        session_id, reason, "; ".join(problems) or None, archived, time.time() + config.download_retention))
+    _until_redis_answers(worker, session_id, "the stop", lambda: worker.machine.finish_stop(
+        session_id, reason, "; ".join(problems) or None, archived, time.time() + worker.config.download_retention))
     log.info("session %s: stopped (%s)", session_id, reason, extra=fields)

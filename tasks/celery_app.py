@@ -2,10 +2,10 @@
 
 Queue names and settings come from :mod:`core.dispatch`, which the web process
 uses to send; this module adds only the task modules the worker runs, its bootsteps
-(tasks/worker_state.py: browser counts in ``inspect stats`` for Flower, the
-launch queue after a reconnection), the logging every process shares
-(core.logs), and a guard that keeps a Redis outage or restart from ending
-the worker (tasks/broker_guard.py).
+(tasks/worker_steps.py: the worker object built, started and stopped, its browser
+counts in ``inspect stats`` for Flower, the launch queue after a reconnection) and
+the logging every process shares (core.logs). Importing it builds nothing else: the
+worker's parts are built when Celery starts the worker (tasks/worker.py).
 """
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from celery.signals import setup_logging
 from core.config import load
 from core.dispatch import make_celery
 from core.logs import configure
-from tasks import broker_guard
+from tasks.worker_steps import BrowserWorker, LaunchQueueOnConnect
+from tasks.worker_task import attached
 
-broker_guard.install()
 config = load()
-celery = make_celery(config, include=["tasks.browser", "tasks.lifecycle"])
-celery.steps["worker"].add("tasks.worker_state:BrowserCounts")
-celery.steps["consumer"].add("tasks.worker_state:LaunchQueueOnConnect")
+celery = make_celery(config, include=["tasks.browser"])
+celery.steps["worker"].add(BrowserWorker)
+celery.steps["consumer"].add(LaunchQueueOnConnect)
 
 
 @setup_logging.connect
@@ -30,6 +30,6 @@ def log_like_every_process(**_: object) -> None:
 
 
 def _worker_name() -> str | None:
-    from tasks.runtime import current_worker_name  # runtime imports this module: looked up once logging runs
-
-    return current_worker_name()
+    """None until the worker is built (Celery's first log lines)."""
+    worker = attached(celery)
+    return worker.name if worker is not None else None

@@ -53,7 +53,7 @@ class LaunchIntake:
                 log.info("all browser slots taken: launches wait in the queue")
 
     def on_connect(self, consumer: Consumer) -> None:
-        """Each time the consumer (re)connects to Redis, on its thread (tasks/worker_state.py): the intake's choice
+        """Each time the consumer (re)connects to Redis, on its thread (tasks/worker_steps.py): the intake's choice
         applied to the new connection. A word to consume again that went out while the connection was down, or
         before the new one listened (Redis restarting), reached no one: the consumer stayed off while the intake took
         it as on, and the worker took cold launches no more."""

@@ -16,3 +16,52 @@ def store(redis_server) -> Store:
     store = Store(config)
     store.redis.flushdb()
     return store
+
+
+@pytest.fixture(scope="session")
+def devtools():
+    """The fake browsers' debugger (tests/unit/worker_fakes.py), shared by every in-process worker test."""
+    from tests.unit.worker_fakes import FakeDevTools
+
+    server = FakeDevTools()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def make_worker(redis_server, devtools, tmp_path):
+    """Builds workers (tasks/worker.py) the way the worker's bootstep does, but with a fake launcher, on database 12
+    of the suite's Redis, emptied first; each test's workers are stopped and their fake browsers ended after it.
+
+    ``make_worker(started=False, **settings)`` returns the worker with only its gateway listening (every running
+    session's record names it), or, ``started``, after its whole start (tasks/worker.py ``Worker.start``:
+    leftovers, housekeeping and warm keeper included); ``worker.pool.launcher`` is its FakeLauncher.
+    """
+    from core.dispatch import make_celery
+    from tasks.worker import Worker
+    from tests.unit.worker_fakes import FakeLauncher, FakeUsers
+
+    built: list[Worker] = []
+
+    def make(name: str = "w@test", started: bool = False, **settings) -> Worker:
+        config = replace(load(), **{
+            "redis_url": redis_server.url(12), "state_dir": tmp_path / "state", "profiles_dir": tmp_path / "profiles",
+            "snapshot_url": f"file://{tmp_path / 'snapshots'}", "secret_key": "worker-tests-secret-key",
+            "pool_size": 2, "warm_browsers": 0, "create_wait": 5, "launch_timeout": 5, "worker_host": "127.0.0.1",
+            "gateway_bind": "127.0.0.1", "gateway_port": 0, "shutdown_grace": 5, **settings})
+        if not built:
+            Store(config).redis.flushdb()
+        worker = Worker(config, make_celery(config), name, FakeLauncher(devtools), FakeUsers())
+        built.append(worker)
+        if started:
+            worker.start()
+        else:
+            worker.gateway.start()
+        return worker
+
+    yield make
+    for worker in built:
+        worker.stop()
+        for browser in worker.pool.launcher.alive():
+            browser.handle.kill()
+            browser.handle.wait(5)

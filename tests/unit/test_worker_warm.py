@@ -1,0 +1,71 @@
+"""Warm browsers on a started worker object with fake browsers (tasks/warm.py through tasks/worker.py): refill, the
+hand-over to a create that took an offer, and a dead spare never handed out. tests/e2e/test_warm.py keeps the
+same promises with real Chromium."""
+from __future__ import annotations
+
+import time
+
+from core.states import Status
+from tasks.browser import launch_session
+from tests.support.records import new_session
+
+
+def test_the_keeper_fills_up_to_the_wanted_count_and_offers_each_spare(make_worker):
+    worker = make_worker(started=True, warm_browsers=2, pool_size=3)
+
+    _wait(lambda: len(worker.store.warm.offered_by(worker.name)) == 2, "two warm browsers on offer")
+
+    assert worker.pool.counts() == {"slots": 3, "free": 1, "warm": 2, "running": 0, "launching": 0}
+    assert set(worker.store.warm.offered_by(worker.name)) == set(worker.pool.keys())
+    # Each spare got what every browser gets before a client may reach it: its forwarder and its download guard.
+    for key in worker.pool.keys():
+        assert worker.forwarders.port(key) is not None and key in worker.download_guards._guards
+
+
+def test_a_create_that_took_an_offer_gets_that_browser_and_the_keeper_refills(make_worker):
+    worker = make_worker(started=True, warm_browsers=1)
+    _wait(lambda: worker.store.warm.offered_by(worker.name), "a warm browser on offer")
+    offer = worker.store.warm.take()
+    assert offer is not None and offer.worker == worker.name
+    spare = worker.pool.get(offer.key)
+    session_id = new_session(worker.store)
+
+    launch_session(worker, session_id, warm=offer.key)
+
+    record = worker.store.sessions.get(session_id)
+    assert (record["status"], record["worker"]) == (Status.RUNNING, worker.queue)
+    assert worker.pool.get(session_id) is spare and worker.pool.get(offer.key) is None
+    assert record["browserWsUrl"] == spare.ws_url()
+    # The browser's forwarder and download guard follow it to the session; its PID file too.
+    assert worker.forwarders.port(session_id) is not None and worker.forwarders.port(offer.key) is None
+    assert session_id in worker.download_guards._guards
+    assert (worker.pool.root / f"{session_id}.pids").exists()
+    assert len(worker.pool.launcher.started) == 1, "no launch for the create"
+    _wait(lambda: worker.store.warm.offered_by(worker.name), "a new warm browser on offer after the hand-over")
+    assert worker.pool.counts()["running"] == 1 and worker.pool.counts()["warm"] == 1
+
+
+def test_a_spare_that_died_is_never_handed_out_and_is_replaced(make_worker):
+    worker = make_worker(started=True, warm_browsers=1)
+    _wait(lambda: worker.store.warm.offered_by(worker.name), "a warm browser on offer")
+    (dead_key,) = worker.pool.keys()
+    dead = worker.pool.get(dead_key)
+    dead.handle.kill()
+    dead.handle.wait(5)
+    session_id = new_session(worker.store)
+
+    launch_session(worker, session_id)  # through the cold queue: it would take any spare on offer
+
+    browser = worker.pool.get(session_id)
+    assert browser is not None and browser is not dead, "the session launched a browser of its own"
+    assert worker.store.sessions.get(session_id)["status"] == Status.RUNNING
+    _wait(lambda: worker.pool.get(dead_key) is None, "the dead spare ended")
+    _wait(lambda: worker.store.warm.offered_by(worker.name), "a new warm browser on offer")
+    assert dead_key not in worker.store.warm.offered_by(worker.name)
+
+
+def _wait(condition, what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
+        time.sleep(0.05)
