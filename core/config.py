@@ -65,6 +65,9 @@ class Config:
     pool_size: int = field(default_factory=lambda: _int("BROKER_POOL_SIZE", 4))
     #: BROKER_WARM_BROWSERS: browsers each worker keeps launched ahead of need, within its pool (0 turns warm browsers off).
     warm_browsers: int = field(default_factory=lambda: _int("BROKER_WARM_BROWSERS", 1))
+    #: BROKER_WARM_HANDOFF: seconds a create that took a warm browser's offer waits for that worker to claim the
+    #: launch before it also joins the line for a cold launch (the warm worker died a moment ago, or its browser did).
+    warm_handoff: float = field(default_factory=lambda: _float("BROKER_WARM_HANDOFF", 3))
     #: BROKER_LAUNCHER: ``selenium`` (ChromeDriver starts Chromium) or ``direct`` (no ChromeDriver).
     launcher: str = field(default_factory=lambda: _str("BROKER_LAUNCHER", "selenium"))
     #: BROKER_CHROMIUM_PATH: the Chromium binary (Debian's wrapper by default).
@@ -85,6 +88,9 @@ class Config:
     browser_user: str = field(default_factory=lambda: _str("BROKER_BROWSER_USER", "bb-browser"))
     #: BROKER_CHROMIUM_SANDBOX: ``auto`` (Chromium's sandbox if this host allows it, else --no-sandbox, logged), ``on`` or ``off``.
     chromium_sandbox: str = field(default_factory=lambda: _str("BROKER_CHROMIUM_SANDBOX", "auto"))
+    #: BROKER_SANDBOX_SETTLE: seconds the worker's start check gives a renderer to put its seccomp filter on
+    #: before it counts as unsandboxed (a renderer applies it a moment after it starts; more on a loaded machine).
+    sandbox_settle: float = field(default_factory=lambda: _float("BROKER_SANDBOX_SETTLE", 5))
     #: BROKER_CHROMIUM_POLICY_DIR: where Chromium reads managed policy; the worker checks the broker's policy is there.
     chromium_policy_dir: Path = field(
         default_factory=lambda: Path(_str("BROKER_CHROMIUM_POLICY_DIR", "/etc/chromium/policies/managed"))
@@ -101,6 +107,11 @@ class Config:
     worker_ttl: float = field(default_factory=lambda: _float("BROKER_WORKER_TTL", 20))
     #: BROKER_SHUTDOWN_GRACE: seconds a worker told to stop (SIGTERM) has to stop its sessions, contexts saved.
     shutdown_grace: float = field(default_factory=lambda: _float("BROKER_SHUTDOWN_GRACE", 25))
+    #: BROKER_STOP_NEVER_SENT_AFTER: seconds after a stop was requested past which a session still stopping, with no
+    #: stop under way on its worker, is taken to have had its stop task never sent (the web process died, or Redis
+    #: failed, between the move and the send): its worker then stops it itself. A stop task normally starts within
+    #: milliseconds; one that comes later finds the work done.
+    stop_never_sent_after: float = field(default_factory=lambda: _float("BROKER_STOP_NEVER_SENT_AFTER", 10))
     #: BROKER_RELAY_PING_INTERVAL: seconds of client silence before the relay pings it.
     relay_ping_interval: float = field(default_factory=lambda: _float("BROKER_RELAY_PING_INTERVAL", 20))
     #: BROKER_CLIENT_LEASE: seconds a CDP client counts as connected unless its web process renews it (a third of it).

@@ -134,11 +134,6 @@ FINISH_STOP = _move("finish_stop", {S.RUNNING, S.STOPPING}, S.STOPPED, Effect.AN
 LOSE = _move("lose", {S.LAUNCHING, S.RUNNING, S.STOPPING}, S.STOPPED, Effect.ANNOUNCE_STOP, Effect.UNSCHEDULE,
              Effect.FREE_HOLDS, Effect.RETAIN)
 MOVES = (CLAIM, ABANDON, DROP, READY, HAND_OVER, REQUEST_STOP, FINISH_STOP, LOSE)
-#: Seconds after ``request_stop`` past which a session still stopping, with no stop under way on its worker, is taken
-#: to have had its stop task never sent (the web process died, or Redis failed, between the move and the send); its
-#: worker then stops it itself (tasks.lifecycle). A stop task normally starts within milliseconds; one that comes
-#: later finds the work done.
-STOP_NEVER_SENT_AFTER = 10.0
 
 
 class SessionRecord(TypedDict, total=False):

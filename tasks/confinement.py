@@ -47,8 +47,6 @@ BLOCKED = "net::ERR_BLOCKED_BY_ADMINISTRATOR"
 #: Seccomp mode 2 (filter) in /proc/PID/status: Chromium's sandbox is around that process.
 SECCOMP_FILTER = "2"
 PROBE_TIMEOUT = 10.0
-#: How long a renderer may take to put its seccomp filter on (seconds, on a loaded machine).
-SANDBOX_SETTLE = 5.0
 
 
 class ConfinementError(RuntimeError):
@@ -133,13 +131,14 @@ def _look_at(procs: list[psutil.Process]) -> tuple[list[int], set[int]]:
     return renderers, uids
 
 
-def _sandboxed(pids: list[int]) -> tuple[bool, set[int]]:
+def _sandboxed(pids: list[int], settle: float) -> tuple[bool, set[int]]:
     """Whether every renderer runs under seccomp, and every process's uid.
 
     A renderer applies its seccomp filter a moment after it starts (Chromium keeps a
-    spare one starting), so a renderer without one counts only once it stays so.
+    spare one starting), so a renderer without one counts only once it stays so for
+    ``settle`` seconds (BROKER_SANDBOX_SETTLE).
     """
-    deadline = time.monotonic() + SANDBOX_SETTLE
+    deadline = time.monotonic() + settle
     while True:
         renderers, uids = _look_at(process_tree(pids))
         modes = {mode for mode in map(_seccomp, renderers) if mode}  # "" is a renderer that ended meanwhile
@@ -169,7 +168,7 @@ def probe(config: Config, users: BrowserUsers, worker_dir: Path, sandbox: bool) 
                 opened = [url for url in ("chrome://version/", readable.as_uri())
                           if conn.call("Page.navigate", {"url": url}, session).get("errorText") != BLOCKED]
                 conn.call("Page.navigate", {"url": "data:text/html,<title>renderer</title>"}, session)
-            sandboxed, uids = _sandboxed(browser.pids)
+            sandboxed, uids = _sandboxed(browser.pids, config.sandbox_settle)
             return Probe(started=True, sandboxed=sandboxed, opened=opened, uids=uids)
         finally:
             launcher.stop(browser)

@@ -10,7 +10,7 @@ can start the session after that (core.states).
 A create that needs nothing launch-time-specific takes a warm browser's offer
 when any worker has one (core.store.warm) and sends its launch to that worker's
 own queue; the rest join the line for a cold launch. Should the warm worker not
-claim the launch within ``WARM_HANDOFF`` (it died a moment ago, or its browser
+claim the launch within BROKER_WARM_HANDOFF (it died a moment ago, or its browser
 did), the create joins the line as well: the claim decides which launch wins.
 """
 from __future__ import annotations
@@ -37,8 +37,6 @@ from core.replay_links import SALT_FIELD as REPLAY_SALT, ReplayLinks
 from core.tokens import ConnectTokens, LiveViewTokens
 
 log = logging.getLogger(__name__)
-#: Seconds a launch sent to a warm browser's worker has to be claimed before the create also goes to the cold queue.
-WARM_HANDOFF = 3.0
 
 
 def public(record: SessionRecord, config: Config, tokens: ConnectTokens, live: LiveViewTokens, store: Store,
@@ -217,7 +215,7 @@ def _wait_until_running(
     deadline = time.monotonic() + config.create_wait
     lost_workers: int | None = None
     claimed = False
-    handoff_deadline = time.monotonic() + WARM_HANDOFF if warm else None
+    handoff_deadline = time.monotonic() + config.warm_handoff if warm else None
     outage: Exception | None = None
     while True:
         remaining = deadline - time.monotonic()

@@ -257,6 +257,11 @@ def bare(deploy) -> Broker:
     return deploy(6, web=False)
 
 
+#: BROKER_SANDBOX_SETTLE (5 s by default) for workers whose renderers can never be sandboxed (``--no-sandbox``):
+#: the start check waits this long for a seccomp filter that never comes.
+NEVER_SANDBOXED_SETTLE = "1"
+
+
 def refusal(broker: Broker, name: str, **env: str) -> str:
     """The log of a worker that must exit at start rather than take any launch."""
     worker = broker.spawn_worker(name, **env)
@@ -275,12 +280,14 @@ def test_a_worker_without_the_chromium_policy_does_not_start(bare, tmp_path):
 
 
 def test_sandbox_on_refuses_a_browser_whose_renderers_are_not_sandboxed(bare):
-    log = refusal(bare, "forcedon", BROKER_CHROMIUM_SANDBOX="on", BROKER_CHROMIUM_EXTRA_FLAGS="--no-sandbox")
+    log = refusal(bare, "forcedon", BROKER_CHROMIUM_SANDBOX="on", BROKER_CHROMIUM_EXTRA_FLAGS="--no-sandbox",
+                  BROKER_SANDBOX_SETTLE=NEVER_SANDBOXED_SETTLE)
     assert "BROKER_CHROMIUM_SANDBOX=on, but Chromium's sandbox does not work here" in log
 
 
 def test_without_a_usable_sandbox_the_worker_says_so_and_runs_unsandboxed(bare):
-    nodename = bare.start_worker("fallback", BROKER_CHROMIUM_EXTRA_FLAGS="--no-sandbox")
+    nodename = bare.start_worker("fallback", BROKER_CHROMIUM_EXTRA_FLAGS="--no-sandbox",
+                                 BROKER_SANDBOX_SETTLE=NEVER_SANDBOXED_SETTLE)
     log = bare.worker_log("fallback")
     assert "CHROMIUM SANDBOX OFF: this host cannot give Chromium its sandbox" in log
     assert "Chromium sandbox OFF; managed policy in force" in log

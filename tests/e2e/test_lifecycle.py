@@ -16,7 +16,7 @@ from celery import Celery
 
 from core.dispatch import LAUNCH_QUEUE, LAUNCH_TASK, STOP_TASK
 from core.session_machine import SessionMachine
-from core.states import STOP_NEVER_SENT_AFTER, Status, StopReason
+from core.states import Status, StopReason
 from core.store import Store, keys
 from tests.support.api import Api
 from tests.support.cdp import RawCdp
@@ -25,6 +25,8 @@ from tests.support.browsing import visit
 
 POOL = 2
 WAIT = 6
+#: BROKER_STOP_NEVER_SENT_AFTER (10 s by default), shortened: a stop that is never sent is finished this soon.
+STOP_NEVER_SENT_AFTER = 3
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,8 @@ def life(brokers, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("life")
     redis = Redis(workdir, persist=True)
     broker = Broker(redis, workdir, "bb_" + secrets.token_urlsafe(24),
-                    BROKER_POOL_SIZE=str(POOL), BROKER_CREATE_WAIT=str(WAIT), BROKER_RETRY_AFTER="3")
+                    BROKER_POOL_SIZE=str(POOL), BROKER_CREATE_WAIT=str(WAIT), BROKER_RETRY_AFTER="3",
+                    BROKER_STOP_NEVER_SENT_AFTER=str(STOP_NEVER_SENT_AFTER))
     brokers.append(broker)
     broker.start_web()
     broker.start_worker("a")
