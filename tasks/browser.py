@@ -97,6 +97,7 @@ def _launch(worker: Worker, session_id: str, warm: str | None) -> None:
         if browser is not None:
             worker.intake.reconcile()
     if browser is not None and not record["url"]:
+        worker.session_watches.begin(record)
         fields = _running_fields(worker, browser, record)
         return _finish(worker, session_id, _decided(
             worker, session_id, lambda: worker.machine.hand_over(session_id, worker.queue, **fields)))
@@ -119,6 +120,7 @@ def _launch(worker: Worker, session_id: str, warm: str | None) -> None:
         if browser is None:
             return
         worker.prepare_browser(session_id, browser)
+    worker.session_watches.begin(record)
     navigation_error = None
     if record["url"]:
         left = _create_waits_for(worker, session_id)

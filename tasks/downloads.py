@@ -55,6 +55,10 @@ class DownloadGuard:
         self._thread = threading.Thread(target=self._run, name="download-guard", daemon=True)
         self._thread.start()
 
+    def subscribe(self, callback: Callable[[dict], None]) -> None:
+        """``callback(event)`` for each download event (begin, progress) the guard reads."""
+        self._cdp.subscribe(callback, "Browser.downloadWillBegin", "Browser.downloadProgress")
+
     def close(self) -> None:
         try:
             self._cdp.abort()
@@ -112,6 +116,8 @@ class DownloadGuards:
         self.on_over = on_over
         self._lock = threading.Lock()
         self._guards: dict[str, DownloadGuard] = {}
+        #: Told of every download event with the key its guard has then (the session's event log).
+        self.listeners: list[Callable[[str, dict], None]] = []
 
     def start(self, key: str, browser: RunningBrowser) -> None:
         """``key``: the session's id, or a warm browser's key until ``rekey`` gives it the session's."""
@@ -127,11 +133,17 @@ class DownloadGuards:
                 self.on_over(owner, message)
 
         guard = DownloadGuard(browser, self.cap, over)
+        for listener in self.listeners:
+            guard.subscribe(lambda event, tell=listener: tell(self._key_of(guard), event))
         with self._lock:
             old = self._guards.pop(key, None)
             self._guards[key] = guard
         if old is not None:
             old.close()
+
+    def _key_of(self, guard: DownloadGuard | None) -> str | None:
+        with self._lock:
+            return next((k for k, g in self._guards.items() if g is guard), None)
 
     def rekey(self, old: str, new: str) -> None:
         with self._lock:

@@ -46,6 +46,8 @@ TEXT_MAX = 2000
 QUEUE_MAX = 10000
 #: Raw bytes of buffered recording past which a chunk is written before its time.
 EARLY_CHUNK_BYTES = 4 * 1024 * 1024
+#: Seconds a closing watch waits for its events to be logged.
+CLOSE_WAIT = 5.0
 #: Console messages, page errors and failed requests each, per session, in its log.
 PAGE_EVENTS_MAX = 500
 
@@ -137,7 +139,8 @@ class SessionWatch:
         self._cdp.send("Target.setDiscoverTargets", {"discover": True})
         self._cdp.auto_attach(wait_for_debugger=True, filter=[{"type": "page"}])
         threading.Thread(target=self._cdp.listen, name="session-watch", daemon=True).start()
-        threading.Thread(target=self._write_events, name="session-watch-writer", daemon=True).start()
+        self._writer = threading.Thread(target=self._write_events, name="session-watch-writer", daemon=True)
+        self._writer.start()
 
     # -- the session -------------------------------------------------------------------
     def begin(self, record: dict) -> None:
@@ -159,12 +162,14 @@ class SessionWatch:
                 self._install_recorder(page)
 
     def close(self) -> None:
-        """The browser has ended: the recording's last chunk is written, then the connection goes."""
+        """The browser has ended: the recording's last chunk is written and the events heard are logged (before the
+        stop's own ``stopped``, which comes once this returns), then the connection goes."""
         self._closed.set()
+        self._cdp.abort()
         if self.recording is not None:
             self.recording.flush()
         self._writes.put(None)
-        self._cdp.abort()
+        self._writer.join(CLOSE_WAIT)
 
     # -- pages -------------------------------------------------------------------------
     def _install_recorder(self, page: str) -> None:
@@ -263,6 +268,16 @@ class SessionWatch:
                           resourceType=params.get("type"), error=params.get("errorText"),
                           blockedReason=params.get("blockedReason"))
 
+    def download_event(self, method: str, params: dict) -> None:
+        guid = params.get("guid")
+        if method == "Browser.downloadWillBegin":
+            self._emit("download_started", guid=guid, url=params.get("url"), name=params.get("suggestedFilename"),
+                       tabId=params.get("frameId"))
+        elif params.get("state") == "completed":
+            self._emit("download_finished", guid=guid, bytes=params.get("receivedBytes"))
+        elif params.get("state") == "canceled":
+            self._emit("download_cancelled", guid=guid, bytes=params.get("receivedBytes"))
+
     # -- writing -----------------------------------------------------------------------
     def _emit_capped(self, kind: str, **fields: object) -> None:
         self._counts[kind] += 1
@@ -347,6 +362,13 @@ class SessionWatches:
             watch = self._watches.get(record["id"])
         if watch is not None:
             watch.begin(record)
+
+    def download_event(self, key: str | None, message: dict) -> None:
+        """From the browser's download guard (tasks/downloads.py), which alone hears downloads."""
+        with self._lock:
+            watch = self._watches.get(key) if key else None
+        if watch is not None:
+            watch.download_event(message["method"], message.get("params", {}))
 
     def stop(self, key: str) -> None:
         with self._lock:

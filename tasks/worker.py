@@ -27,6 +27,7 @@ from core.config import Config
 from core.crypto import SecretBox
 from core.dispatch import LAUNCH_TASK, Dispatcher, worker_queue
 from core.download_archive import DownloadArchive
+from core.recordings import Recordings
 from core.egress import EgressPolicy
 from core.gateway_auth import GatewayKey
 from core.session_machine import SessionMachine
@@ -39,6 +40,7 @@ from tasks.chromium_flags import browser_flags
 from tasks.confinement import ConfinementError, start_checks
 from tasks.contexts import ContextState
 from tasks.downloads import DownloadGuards
+from tasks.session_watch import SessionWatches
 from tasks.forwarder import Forwarders
 from tasks.gateway import Gateway
 from tasks.intake import LaunchIntake
@@ -80,6 +82,8 @@ class Worker:
         # What each browser has beside it: its forwarder, its download guard.
         self.forwarders = Forwarders(EgressPolicy.parse(config.egress_allow), config.proxy_connect_timeout)
         self.download_guards = DownloadGuards(config.download_max_bytes, self._report_download_error)
+        self.session_watches = SessionWatches(self.store, config, Recordings(open_snapshot_store(config), self.store))
+        self.download_guards.listeners.append(self.session_watches.download_event)
         # The browsers: the pool, its warm spares, the intake of launches, the gateway web processes reach them by.
         root = config.profiles_dir / name
         if launcher is None:
@@ -92,10 +96,11 @@ class Worker:
         self.intake = LaunchIntake(app, name, self.pool, self.warm.room)
         self.gateway = Gateway(config, GatewayKey.from_config(config), self.pool.get)
         # What ends with each browser, whichever path ends it (or its launch), and follows a warm one to its session.
-        self.pool.release_hooks += [self.forwarders.stop, self.download_guards.stop, self.project_gate.release,
+        self.pool.release_hooks += [self.forwarders.stop, self.download_guards.stop, self.session_watches.stop,
+                                    self.project_gate.release,
                                     lambda _: self.intake.reconcile(), lambda _: self.warm.wake()]
         self.pool.failed_launch_hooks.append(self.forwarders.stop)
-        self.pool.rekey_hooks += [self.forwarders.rekey, self.download_guards.rekey]
+        self.pool.rekey_hooks += [self.forwarders.rekey, self.download_guards.rekey, self.session_watches.rekey]
         # The sessions' flows (tasks/browser.py) and the periodic work (tasks/lifecycle.py).
         self.stops_under_way = StopsUnderWay()
         #: Set when the worker is told to shut down: a flow waiting for Redis to answer gives up then.
@@ -223,6 +228,7 @@ class Worker:
             self.download_guards.start(key, browser)
         except Exception:  # the browser answered a moment ago; without a guard the profile's folder still holds
             log.exception("%s: the download guard could not connect", key)
+        self.session_watches.start(key, browser)
         if self.store.cdp_protocol.version() == browser.version:
             return
         try:
