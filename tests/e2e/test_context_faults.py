@@ -4,6 +4,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import boto3
 import pytest
@@ -16,9 +17,19 @@ STATE = "state()"
 
 
 @pytest.fixture(scope="module")
-def faults_broker(deploy) -> Broker:
-    """Its own deployment (Redis database 2), so tests choose which worker runs which session."""
+def faults_deployment(deploy) -> Broker:
+    """Its own deployment (Redis database 2) with no worker of its own: each test starts the workers it needs."""
     return deploy(2)
+
+
+@pytest.fixture
+def faults_broker(faults_deployment) -> Iterator[Broker]:
+    """The deployment with no worker running, at the start of each test and after it, whatever the test left."""
+    broker = faults_deployment
+    assert not broker.workers, f"workers a previous test left running: {list(broker.workers)}"
+    yield broker
+    for nodename in list(broker.workers):
+        broker.stop_worker(nodename)
 
 
 def snapshots_of(broker: Broker, context_id: str) -> list[str]:
@@ -60,8 +71,6 @@ def test_worker_killed_between_archive_write_and_pointer_move_keeps_old_snapshot
 
 def test_oversized_archive_is_refused_and_previous_snapshot_kept(faults_broker, pages):
     broker, api = faults_broker, Api(faults_broker.url, faults_broker.api_key)
-    for nodename in list(broker.workers):
-        broker.stop_worker(nodename)
     small = broker.start_worker("small", BROKER_SNAPSHOT_MAX_BYTES="2000")
     context = api.post("/v1/contexts", json={}).json()
     session = api.create_session(contextId=context["id"])
@@ -74,7 +83,6 @@ def test_oversized_archive_is_refused_and_previous_snapshot_kept(faults_broker, 
     assert record["snapshotBytes"] == 0 and record["cookieCount"] == 0 and record["lastSessionId"] is None
     assert api.get(f"/v1/contexts/{context['id']}/cookies").json()["cookies"] == []
     assert snapshots_of(broker, context["id"]) == []
-    broker.stop_worker(small)
 
 
 def test_corrupt_snapshot_fails_the_create_with_409_and_starts_nothing(broker, api, session_factory, pages):
