@@ -34,7 +34,8 @@ _GUARDED = "_browser_broker_closed_transport_guard"
 
 
 def install() -> None:
-    """Idempotent; the worker's app module calls it once it is imported."""
+    """Idempotent; the worker's bootstep (tasks/worker_steps.py) calls it when Celery builds the worker, before the
+    consumer's first connection: importing the app module patches nothing."""
     channel = kombu_redis.Channel
     original = channel._connparams
     if getattr(original, _GUARDED, False):

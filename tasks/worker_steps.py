@@ -59,14 +59,12 @@ class BrowserWorker(bootsteps.StartStopStep):
             return
         parent.pool.stop()
         worker.stop()
-        attach(parent.app, None)
 
     def terminate(self, parent: WorkController) -> None:
         """A cold shutdown waits for no task, but still ends every browser: none outlives its worker."""
         worker = attached(parent.app)
         if worker is not None:
             worker.stop()
-            attach(parent.app, None)
 
     def info(self, parent: WorkController) -> dict:
         """Read when someone asks (``celery inspect stats``, Flower's refresh), so always current; nothing sent

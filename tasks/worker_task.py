@@ -12,12 +12,12 @@ from celery import Celery, Task
 if TYPE_CHECKING:
     from tasks.worker import Worker
 
-#: The app's attribute that holds its worker while the worker runs.
+#: The app's attribute that holds its worker.
 _ATTRIBUTE = "browser_worker"
 
 
-def attach(app: Celery, worker: Worker | None) -> None:
-    """The worker the app's tasks run against from now on (None once it has stopped)."""
+def attach(app: Celery, worker: Worker) -> None:
+    """The worker the app's tasks run against from now on; it stays attached once stopped (the process ends)."""
     setattr(app, _ATTRIBUTE, worker)
 
 
