@@ -38,6 +38,9 @@ Nobody reads for the connection by itself: whoever waits reads. ``call`` reads u
 ``wait_event`` until its event, ``listen`` until its time is up or the connection ends (for a connection
 whose events matter between calls). When several threads wait at once, one reads and hands the others
 what is theirs, so calls from many threads or greenlets may share a connection another one ``listen``s on.
+No reader thread of its own: the worker's many one-call connections cost none, and a connection nobody
+waits on reads nothing (tests read its socket raw, for close frames and pings). A callback that raises is
+logged; the reading goes on.
 
 Errors: ``CdpError`` is the browser's own error answer. The transport's are websocket-client's:
 ``WebSocketTimeoutException`` (no answer within the timeout), ``WebSocketConnectionClosedException``
