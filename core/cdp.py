@@ -181,16 +181,26 @@ class CdpConnection:
     def close(self) -> None:
         """The closing handshake (never raising: a connection already gone is closed); a connection another
         thread is reading is aborted instead, as one socket cannot have two readers."""
+        me = threading.get_ident()
         with self._state:
-            reading = self._reader not in (None, threading.get_ident())
-        if reading:
+            reader = self._reader
+            if reader in (None, me):
+                # The handshake reads the browser's answer: nobody else may start reading meanwhile.
+                self._reader = me
+        if reader not in (None, me):
             self.abort()
-        else:
+            return
+        try:
             self._ws.close(timeout=CLOSE_TIMEOUT)
+        finally:
+            self._end("the connection was closed")
+            with self._state:
+                self._reader = reader
 
     def abort(self) -> None:
         """Drops the connection without the closing handshake, which a hung browser would never answer; a thread
         blocked reading it wakes up."""
+        self._end("the connection was aborted")
         self._ws.abort()
         self._ws.shutdown()
 
