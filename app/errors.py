@@ -47,9 +47,9 @@ def _message(error: HTTPException, errors: dict | None) -> str:
     return error.description or error.name
 
 
-#: The one path whose body is not JSON (multipart: app/files/resources.py). Matched by path, not endpoint: a
-#: wrong method or a malformed id there must still get its 405 or 404, not a 400 about JSON.
-NOT_JSON_PATHS = re.compile(r"^/v1/sessions/[^/]+/uploads$")
+#: The paths whose body is not JSON (multipart: app/files/resources.py, app/browser_extensions/resources.py). Matched
+#: by path, not endpoint: a wrong method or a malformed id there must still get its 405 or 404, not a 400 about JSON.
+NOT_JSON_PATHS = re.compile(r"^/v1/sessions/[^/]+/uploads$|^/v1/extensions$")
 
 
 def require_json_body() -> None:

@@ -98,7 +98,8 @@ def _launch(worker: Worker, session_id: str, warm: str | None) -> None:
             worker.intake.reconcile()
     if browser is not None and not record["url"]:
         worker.session_watches.begin(record)
-        fields = _running_fields(worker, browser, record)
+        options = worker.browser_options.start(session_id, browser, record)
+        fields = {**_running_fields(worker, browser, record), **options}
         return _finish(worker, session_id, _decided(
             worker, session_id, lambda: worker.machine.hand_over(session_id, worker.queue, **fields)))
     if browser is None:
@@ -121,6 +122,7 @@ def _launch(worker: Worker, session_id: str, warm: str | None) -> None:
             return
         worker.prepare_browser(session_id, browser)
     worker.session_watches.begin(record)
+    options = worker.browser_options.start(session_id, browser, record)
     navigation_error = None
     if record["url"]:
         left = _create_waits_for(worker, session_id)
@@ -131,7 +133,7 @@ def _launch(worker: Worker, session_id: str, warm: str | None) -> None:
         if navigation_error:
             log.info("session %s: first navigation failed: %s", session_id, navigation_error,
                      extra=session_fields(record))
-    fields = {"navigationError": navigation_error, **_running_fields(worker, browser, record)}
+    fields = {"navigationError": navigation_error, **_running_fields(worker, browser, record), **options}
     _finish(worker, session_id, _decided(worker, session_id, lambda: worker.machine.ready(session_id, **fields)))
 
 
@@ -231,7 +233,8 @@ def _launch_cold(worker: Worker, session_id: str, record: SessionRecord) -> Runn
     context_id = record["contextId"]
     prepare = (lambda profile: worker.contexts.restore(context_id, profile)) if context_id else None
     try:
-        flags = browser_flags(worker.config, worker.forwarders.route(record, worker.store, worker.secret_box))
+        extra, prepare = worker.browser_options.launch_parts(record, worker.pool.profile_dir(session_id), prepare)
+        flags = browser_flags(worker.config, worker.forwarders.route(record, worker.store, worker.secret_box) + extra)
         return worker.pool.acquire(session_id, flags, timeout=worker.config.launch_timeout, prepare=prepare)
     except SnapshotNotHere as error:
         _fail(worker, session_id, f"Context {context_id} cannot be restored here: {error}.", code=409)

@@ -86,6 +86,14 @@ def sandbox_flags(flags: list[str], sandbox: bool) -> list[str]:
     return flags if sandbox else [*flags, NO_SANDBOX_FLAG]
 
 
+def extension_flags(folders: list[Path]) -> list[str]:
+    """These unpacked extensions and no other. Debian's Chromium 156 still takes ``--load-extension`` in
+    ``--headless=new`` (Google's branded Chrome dropped it); CDP's ``Extensions.loadUnpacked`` would need
+    ``--remote-debugging-pipe``, which the broker's debugger socket is not."""
+    paths = ",".join(str(folder) for folder in folders)
+    return [f"--load-extension={paths}", f"--disable-extensions-except={paths}"]
+
+
 def proxy_flags(proxy_url: str) -> list[str]:
     """Every request through ``proxy_url``, loopback included, and no WebRTC UDP around it.
 

@@ -37,6 +37,7 @@ from core.store import Store
 from tasks.browser import StopsUnderWay, drop, end_session
 from tasks.browser_users import BrowserUsers, NoBrowserUser
 from tasks.chromium_flags import browser_flags
+from tasks.browser_options import BrowserOptions
 from tasks.confinement import ConfinementError, start_checks
 from tasks.contexts import ContextState
 from tasks.downloads import DownloadGuards
@@ -85,6 +86,7 @@ class Worker:
         self.session_watches = SessionWatches(self.store, config, Recordings(open_snapshot_store(config), self.store))
         self.download_guards.listeners.append(self.session_watches.download_event)
         # The browsers: the pool, its warm spares, the intake of launches, the gateway web processes reach them by.
+        self.browser_options = BrowserOptions(config, open_snapshot_store(config))
         root = config.profiles_dir / name
         if launcher is None:
             launcher = make_launcher(config, self.users, start_checks(config, self.users, root))
@@ -97,7 +99,7 @@ class Worker:
         self.gateway = Gateway(config, GatewayKey.from_config(config), self.pool.get)
         # What ends with each browser, whichever path ends it (or its launch), and follows a warm one to its session.
         self.pool.release_hooks += [self.forwarders.stop, self.download_guards.stop, self.session_watches.stop,
-                                    self.project_gate.release,
+                                    self.browser_options.stop, self.project_gate.release,
                                     lambda _: self.intake.reconcile(), lambda _: self.warm.wake()]
         self.pool.failed_launch_hooks.append(self.forwarders.stop)
         self.pool.rekey_hooks += [self.forwarders.rekey, self.download_guards.rekey, self.session_watches.rekey]

@@ -43,40 +43,33 @@ TIMEZONES = sorted(zoneinfo.available_timezones() - {"Factory", "localtime", "po
 MAX_EXTENSIONS = 10
 
 
+class StrictNumber(fields.Float):
+    """A JSON number: not a string of digits, not ``true`` (which Python counts as 1)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class ViewportSchema(Schema):
     """The page's size in CSS pixels, as a screen of that size would give it (``innerWidth``, ``innerHeight``)."""
 
     width = StrictInteger(required=True, validate=validate.Range(min=1, max=MAX_VIEWPORT))
     height = StrictInteger(required=True, validate=validate.Range(min=1, max=MAX_VIEWPORT))
-    deviceScaleFactor = fields.Float(
+    deviceScaleFactor = StrictNumber(
         load_default=1, validate=validate.Range(min=MIN_SCALE, max=MAX_SCALE),
         metadata={"description": "`devicePixelRatio`; screenshots are this many device pixels per CSS pixel."},
     )
     mobile = StrictBoolean(load_default=False, metadata={"description": "Emulate a phone: the meta viewport, "
                                                                           "overlay scrollbars, `Sec-CH-UA-Mobile: ?1`."})
 
-    @pre_load
-    def number_not_bool(self, data: Any, **_: Any) -> Any:
-        """``true`` is not a scale factor (Python counts it as 1)."""
-        if isinstance(data, dict) and isinstance(data.get("deviceScaleFactor"), bool):
-            raise ValidationError({"deviceScaleFactor": ["Not a valid number."]})
-        return data
-
 
 class GeolocationSchema(Schema):
-    latitude = fields.Float(required=True, validate=validate.Range(min=-90, max=90))
-    longitude = fields.Float(required=True, validate=validate.Range(min=-180, max=180))
-    accuracy = fields.Float(load_default=100, validate=validate.Range(min=0),
+    latitude = StrictNumber(required=True, validate=validate.Range(min=-90, max=90))
+    longitude = StrictNumber(required=True, validate=validate.Range(min=-180, max=180))
+    accuracy = StrictNumber(load_default=100, validate=validate.Range(min=0),
                             metadata={"description": "Metres (default 100)."})
-
-    @pre_load
-    def numbers_not_bools(self, data: Any, **_: Any) -> Any:
-        if isinstance(data, dict):
-            wrong = {k: ["Not a valid number."] for k in ("latitude", "longitude", "accuracy")
-                     if isinstance(data.get(k), bool)}
-            if wrong:
-                raise ValidationError(wrong)
-        return data
 
 
 #: What the fields alone cannot state in the OpenAPI document: the extra headers' names.

@@ -57,6 +57,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         self.server.hits.append(url.path)  # type: ignore[attr-defined]
+        self.server.heard.append((self.path, dict(self.headers)))  # type: ignore[attr-defined]
         if url.path == "/tall":
             return self._html(TALL_PAGE.format(height=int(query.get("height", 3000))))
         if url.path == "/echo-cookies":
@@ -66,6 +67,8 @@ class _Handler(BaseHTTPRequestHandler):
             flags = f"; Path=/{'; HttpOnly' if 'httponly' in query else ''}{persistent}"
             extra = [("Set-Cookie", f"{query['name']}={query['value']}{flags}")]
             return self._html("<title>set</title>ok", extra)
+        if url.path == "/with-image":
+            return self._html(f'<!doctype html><title>image</title><img src="/pixel.png?{html.escape(query["tag"])}">')
         if url.path == "/live":
             return self._html(LIVE_PAGE)
         if url.path == "/state":
@@ -116,6 +119,8 @@ class PageServer:
         self.host = host
         self.httpd = ThreadingHTTPServer((host, 0), _Handler)
         self.httpd.hits = []  # type: ignore[attr-defined]
+        #: Each request's path with its query, and its headers as they arrived.
+        self.httpd.heard = []  # type: ignore[attr-defined]
         self.httpd.released = threading.Event()  # type: ignore[attr-defined]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
@@ -127,6 +132,10 @@ class PageServer:
     @property
     def hits(self) -> list[str]:
         return self.httpd.hits  # type: ignore[attr-defined]
+
+    def headers_of(self, path: str) -> list[dict[str, str]]:
+        """The headers of every request for ``path`` (with its query), as the server received them."""
+        return [headers for heard, headers in self.httpd.heard if heard == path]  # type: ignore[attr-defined]
 
     def hold(self) -> None:
         """From now on ``/hold`` answers only after :meth:`release`."""

@@ -1,0 +1,247 @@
+"""A session's browser options, held for every target of its browser, from the worker.
+
+One CDP connection per session's browser, open for the browser's life, auto-attaches
+browser-wide with ``waitForDebuggerOnStart``: every new target (the first tab, tabs
+and popups a page opens, pages of contexts a client creates, their out-of-process
+iframes and workers) stops before its first script, gets the session's overrides
+on its own flat session, and only then runs (``Runtime.runIfWaitingForDebugger``).
+So no page of the session ever runs a script under Chromium's defaults, and no
+client has to repeat the options per tab. The overrides belong to this connection's
+sessions: they hold while the browser runs, and a client's own override of the same
+setting on its own session takes over where Chromium lets it (viewport, user agent,
+headers; Chromium allows one time zone and one locale override per page, so a
+client's own is refused while the session's holds).
+
+Every session gets this connection, with options or without: the default user agent
+says ``Chrome`` where headless Chromium's says ``HeadlessChrome``, with client hints
+that match (BROKER_HEADLESS_USER_AGENT=keep leaves Chromium's own). Extensions are
+the one option applied at launch: unpacked from the snapshot store into the
+browser's own temp folder, named by ``--load-extension`` (tasks/chromium_flags.py).
+"""
+from __future__ import annotations
+
+import logging
+import platform
+import threading
+from pathlib import Path
+
+from websocket import WebSocketException
+
+from core.browser_options import RESOURCE_TYPES
+from core.cdp import CdpConnection
+from core.config import Config
+from core.extension_files import unpack
+from core.snapshots import SnapshotError, SnapshotStore
+from tasks.chromium_flags import extension_flags
+from tasks.pool import ProfileStep
+from tasks.running_browser import RunningBrowser, session_temp_dir
+from tasks.warm import KEY_PREFIX as WARM_PREFIX
+
+log = logging.getLogger(__name__)
+
+#: Targets whose pages render: every override applies to them.
+PAGES = ("page", "iframe")
+#: Targets that run scripts without a page: only what their network and user agent see applies.
+WORKERS = ("worker", "shared_worker", "service_worker")
+#: Browser-wide auto-attach: CDP's default filter, and the omnibox popups headless Chromium builds as hidden pages.
+TARGET_FILTER = [{"type": "browser", "exclude": True}, {"type": "tab", "exclude": True},
+                 {"type": "browser_ui", "exclude": True}, {}]
+#: Seconds the worker waits for the browser's answers while it sets a session up.
+SETUP_TIMEOUT = 10.0
+#: Chromium's GREASE brand (components/embedder_support/user_agent_utils.cc), seeded by the major version.
+GREASE_CHARS = (" ", "(", ":", "-", ".", "/", ")", ";", "=", "?", "_")
+GREASE_VERSIONS = ("8", "99", "24")
+#: Where each browser's extensions are unpacked, inside its temp folder (its user's, deleted with it).
+EXTENSIONS_FOLDER = "extensions"
+ARCHITECTURES = {"x86_64": ("x86", "64"), "amd64": ("x86", "64"), "aarch64": ("arm", "64"), "arm64": ("arm", "64")}
+
+
+def user_agent_metadata(full_version: str, mobile: bool) -> dict:
+    """Client hints (``navigator.userAgentData``, ``Sec-CH-UA*``) as Chromium itself gives them, which an override
+    without metadata would drop: its brand, the GREASE brand and their order from the major version."""
+    major = int(full_version.split(".")[0] or 0)
+    grease = {"brand": f"Not{GREASE_CHARS[major % 11]}A{GREASE_CHARS[(major + 1) % 11]}Brand",
+              "version": GREASE_VERSIONS[major % 3]}
+    chromium = {"brand": "Chromium", "version": str(major)}
+    brands = [grease, chromium] if major % 2 == 0 else [chromium, grease]
+    full = [{"brand": b["brand"], "version": full_version if b is chromium else f"{grease['version']}.0.0.0"}
+            for b in brands]
+    architecture, bitness = ARCHITECTURES.get(platform.machine().lower(), ("", ""))
+    return {"brands": brands, "fullVersionList": full, "fullVersion": full_version, "platform": "Linux",
+            "platformVersion": "", "architecture": architecture, "model": "", "mobile": mobile, "bitness": bitness,
+            "wow64": False}
+
+
+def user_agent_override(config: Config, browser: RunningBrowser, options: dict) -> dict | None:
+    """``Emulation.setUserAgentOverride``'s parameters, or None to leave Chromium's user agent alone."""
+    locale = options.get("locale")
+    # Chromium adds the q-values itself: "fr-FR,fr" is sent as "fr-FR,fr;q=0.9".
+    accept = {"acceptLanguage": f"{locale},{locale.split('-')[0]}" if "-" in locale else locale} if locale else {}
+    if options.get("userAgent"):
+        return {"userAgent": options["userAgent"], **accept}
+    hide = config.headless_user_agent != "keep"
+    if not hide and not accept:
+        return None
+    mobile = bool((options.get("viewport") or {}).get("mobile"))
+    agent = browser.user_agent.replace("HeadlessChrome/", "Chrome/") if hide else browser.user_agent
+    full_version = browser.version.split("/")[-1]
+    return {"userAgent": agent, **accept, "userAgentMetadata": user_agent_metadata(full_version, mobile)}
+
+
+class SessionOptions:
+    """One browser's connection and the commands each new target of it gets."""
+
+    def __init__(self, config: Config, browser: RunningBrowser, options: dict) -> None:
+        self.options = options
+        self.user_agent = user_agent_override(config, browser, options)
+        self._lock = threading.Lock()
+        self._contexts: set[str] = set()
+        self._page_sessions: list[str] = []
+        self.cdp = CdpConnection(browser.ws_url(), timeout=SETUP_TIMEOUT)
+        try:
+            self.cdp.subscribe(self._attached, "Target.attachedToTarget")
+            if options.get("blockResources"):
+                self.cdp.subscribe(self._paused, "Fetch.requestPaused")
+            # Every other event (the network's, with extra headers) is read and let go, never kept.
+            self.cdp.subscribe(lambda _: None)
+            # Targets already open (the first tab) are attached now, not stopped: their overrides are confirmed
+            # below, before the session is handed out.
+            self.cdp.auto_attach(wait_for_debugger=True, filter=TARGET_FILTER)
+            with self._lock:
+                existing = list(self._page_sessions)
+            # A renderer runs a session's commands in order: its answer to this one means the overrides hold. (Not
+            # Runtime.evaluate: on a fresh tab it builds the page's script context first, ~160 ms.)
+            for session in existing:
+                self.cdp.call("Runtime.getIsolateId", None, session)
+        except BaseException:
+            self.cdp.abort()
+            raise
+        self._thread = threading.Thread(target=self.cdp.listen, name="browser-options", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.cdp.abort()
+
+    def _attached(self, event: dict) -> None:
+        """On the reading thread: only sends (a session's commands run in order, the last one lets the target run)."""
+        params = event["params"]
+        session, info = params["sessionId"], params["targetInfo"]
+        kind, context = info.get("type"), info.get("browserContextId")
+        try:
+            if context and self.options.get("geolocation"):
+                with self._lock:
+                    new_context = context not in self._contexts
+                    self._contexts.add(context)
+                if new_context:
+                    self.cdp.send("Browser.grantPermissions",
+                                  {"permissions": ["geolocation"], "browserContextId": context})
+            if kind in PAGES:
+                self._page(session, top=kind == "page" and "sessionId" not in event)
+            elif kind in WORKERS:
+                self._network(session)
+            if params.get("waitingForDebugger"):
+                self.cdp.send("Runtime.runIfWaitingForDebugger", None, session)
+        except (WebSocketException, OSError):
+            return
+
+    def _page(self, session: str, top: bool) -> None:
+        options, send = self.options, self.cdp.send
+        viewport = options.get("viewport")
+        if viewport and top:
+            send("Emulation.setDeviceMetricsOverride", {
+                "width": viewport["width"], "height": viewport["height"],
+                "deviceScaleFactor": viewport.get("deviceScaleFactor", 1), "mobile": viewport.get("mobile", False),
+                "screenWidth": viewport["width"], "screenHeight": viewport["height"]}, session)
+            if viewport.get("mobile"):
+                send("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 5}, session)
+        if self.user_agent:
+            send("Emulation.setUserAgentOverride", self.user_agent, session)
+        if options.get("locale"):
+            send("Emulation.setLocaleOverride", {"locale": options["locale"]}, session)
+        if options.get("timezoneId"):
+            send("Emulation.setTimezoneOverride", {"timezoneId": options["timezoneId"]}, session)
+        if options.get("geolocation"):
+            where = options["geolocation"]
+            send("Emulation.setGeolocationOverride", {"latitude": where["latitude"], "longitude": where["longitude"],
+                                                      "accuracy": where.get("accuracy", 100)}, session)
+        self._network(session)
+        # This target's own children (out-of-process iframes, workers) stop for their overrides too.
+        send("Target.setAutoAttach", {"autoAttach": True, "waitForDebuggerOnStart": True, "flatten": True}, session)
+        if top:
+            with self._lock:
+                self._page_sessions.append(session)
+
+    def _network(self, session: str) -> None:
+        """Headers and blocked types live in the network domains, which pages and workers both have."""
+        options, send = self.options, self.cdp.send
+        if options.get("extraHTTPHeaders"):
+            # Chromium adds extra headers only for a session with the network domain on (checked on 156).
+            send("Network.enable", {"maxTotalBufferSize": 0, "maxResourceBufferSize": 0}, session)
+            send("Network.setExtraHTTPHeaders", {"headers": options["extraHTTPHeaders"]}, session)
+        if options.get("blockResources"):
+            send("Fetch.enable", {"patterns": [{"resourceType": RESOURCE_TYPES[name], "requestStage": "Request"}
+                                               for name in options["blockResources"]]}, session)
+
+    def _paused(self, event: dict) -> None:
+        """Only blocked types are paused (Fetch.enable's patterns): each fails before a byte is sent."""
+        try:
+            self.cdp.send("Fetch.failRequest", {"requestId": event["params"]["requestId"],
+                                                "errorReason": "BlockedByClient"}, event.get("sessionId"))
+        except (WebSocketException, OSError):
+            return
+
+
+class BrowserOptions:
+    """The worker's: each session's options by session id, from hand-over (or launch) until its browser ends."""
+
+    def __init__(self, config: Config, snapshots: SnapshotStore) -> None:
+        self.config = config
+        self.snapshots = snapshots
+        self._lock = threading.Lock()
+        self._sessions: dict[str, SessionOptions] = {}
+
+    def start(self, session_id: str, browser: RunningBrowser, record: dict) -> dict:
+        """Before the session is handed out (and before its first page): the record's fields that say what it got.
+
+        A browser that does not take the connection runs without its options, said in the log: it answered CDP
+        a moment ago, and a create is better answered than held for it."""
+        try:
+            applied = SessionOptions(self.config, browser, record.get("browserOptions") or {})
+        except Exception:
+            log.exception("session %s: its browser options could not be applied", session_id,
+                          extra={"session": session_id})
+        else:
+            with self._lock:
+                old = self._sessions.pop(session_id, None)
+                self._sessions[session_id] = applied
+            if old is not None:
+                old.close()
+        # A warm browser keeps the profile folder it was launched with, named after its warm key.
+        return {"launch": "warm" if browser.profile_dir.name.startswith(WARM_PREFIX) else "cold"}
+
+    def stop(self, session_id: str) -> None:
+        with self._lock:
+            applied = self._sessions.pop(session_id, None)
+        if applied is not None:
+            applied.close()
+
+    def launch_parts(self, record: dict, profile_dir: Path, prepare: ProfileStep | None
+                     ) -> tuple[list[str], ProfileStep | None]:
+        """A cold launch's extra flags, and ``prepare`` (the profile's step before launch) followed by unpacking the
+        session's extensions into the browser's temp folder, which its user is given with everything in it."""
+        ids = (record.get("browserOptions") or {}).get("extensionIds") or []
+        if not ids:
+            return [], prepare
+        folders = [session_temp_dir(profile_dir) / EXTENSIONS_FOLDER / extension_id for extension_id in ids]
+
+        def unpack_all(profile: Path) -> None:
+            if prepare is not None:
+                prepare(profile)
+            for extension_id, folder in zip(ids, folders):
+                try:
+                    unpack(self.snapshots, extension_id, folder)
+                except SnapshotError as error:
+                    raise RuntimeError(f"extension {extension_id} cannot be read from the snapshot store "
+                                       f"({error}); deleted meanwhile?") from error
+
+        return extension_flags(folders), unpack_all
