@@ -19,8 +19,10 @@ import urllib.request
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from celery import Celery
+from celery import Celery, Task
 from celery.signals import task_received, task_revoked, worker_shutting_down
+from celery.worker.consumer import Consumer
+from celery.worker.request import Request
 from redis.exceptions import RedisError
 
 from core.config import Config
@@ -35,9 +37,9 @@ from core.snapshots import open_snapshot_store
 from core.states import StopReason
 from core.store import Store
 from tasks.browser import StopsUnderWay, drop, end_session
+from tasks.browser_options import BrowserOptions
 from tasks.browser_users import BrowserUsers, NoBrowserUser
 from tasks.chromium_flags import browser_flags
-from tasks.browser_options import BrowserOptions
 from tasks.confinement import ConfinementError, start_checks
 from tasks.contexts import ContextState
 from tasks.downloads import DownloadGuards
@@ -84,9 +86,9 @@ class Worker:
         self.forwarders = Forwarders(EgressPolicy.parse(config.egress_allow), config.proxy_connect_timeout)
         self.download_guards = DownloadGuards(config.download_max_bytes, self._report_download_error)
         self.session_watches = SessionWatches(self.store, config, Recordings(open_snapshot_store(config), self.store))
+        self.browser_options = BrowserOptions(config, open_snapshot_store(config))
         self.download_guards.listeners.append(self.session_watches.download_event)
         # The browsers: the pool, its warm spares, the intake of launches, the gateway web processes reach them by.
-        self.browser_options = BrowserOptions(config, open_snapshot_store(config))
         root = config.profiles_dir / name
         if launcher is None:
             launcher = make_launcher(config, self.users, start_checks(config, self.users, root))
@@ -204,13 +206,13 @@ class Worker:
         task_revoked.disconnect(self._on_task_revoked)
         worker_shutting_down.disconnect(self._on_shutting_down)
 
-    def _on_task_received(self, sender: object, request: object, **_: object) -> None:
+    def _on_task_received(self, sender: Consumer, request: Request, **_: object) -> None:
         """Before the consumer reads another message: see :mod:`tasks.intake`. A launch for one of this worker's
         warm browsers reserves nothing: that browser holds its slot."""
         if request.name == LAUNCH_TASK and not request.kwargs.get("warm"):
             self.intake.received(sender, request.args[0])
 
-    def _on_task_revoked(self, sender: object, request: object, **_: object) -> None:
+    def _on_task_revoked(self, sender: Task, request: Request, **_: object) -> None:
         """A launch can expire between its receipt (slot reserved) and its start; the slot comes back, and what its
         create held if that create could not write its give-up."""
         if sender.name == LAUNCH_TASK:
