@@ -28,7 +28,7 @@ class Launcher(Protocol):
 
 
 class BaseLauncher:
-    """A launcher knows how to start and end Chromium's processes, never which flags they get (tasks/chromium_flags.py)."""
+    """A launcher starts and ends Chromium's processes; which flags they get is tasks/chromium_flags.py's."""
 
     def __init__(self, config: Config, users: BrowserUsers, sandbox: bool) -> None:
         self.config = config
