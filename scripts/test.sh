@@ -3,11 +3,14 @@
 # real Celery workers and real headless Chromium, all started (and stopped) by the suite itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh --with-node
+# Two test workers run their deployments' browsers side by side, each as a browser user of its own: 64, not 32.
+BB_BROWSER_USERS="${BB_BROWSER_USERS:-64}" bash scripts/setup.sh --with-node
 # The layers contract (pyproject.toml): app, tasks and proxy import core, never each other.
 .venv/bin/lint-imports --no-cache
 # Two pytest-xdist workers (BB_TEST_WORKERS, 0 for none): most of a test's time is spent waiting on processes,
 # browsers and timeouts, so two run side by side on two cores. --dist loadfile keeps each test file on one worker,
-# so a module's deployment is started once; the slowest files go out first (tests/conftest.py, docs/TESTING.md).
+# so a module's deployment is started once; the slowest files go out first (tests/conftest.py, docs/TESTING.md),
+# in that order (--no-loadscope-reorder: xdist would otherwise send the files with the most tests first).
 # The 25 slowest tests close every run: where the suite's time goes is read off each CI log.
-exec .venv/bin/python -m pytest -n "${BB_TEST_WORKERS:-2}" --dist loadfile --durations=25 "$@"
+echo "setup and lint took ${SECONDS} s"
+exec .venv/bin/python -m pytest -n "${BB_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder --durations=25 "$@"

@@ -22,6 +22,35 @@ from tests.support.proxies import ProxyFactory
 from tests.support.processes import Broker, Redis, run_processes, wait_until
 
 
+#: The slowest test files, slowest first (per-file totals of a full run, docs/TESTING.md). Run in this order, the two
+#: pytest-xdist workers (scripts/test.sh, --dist loadfile) each take the longest file left when they free up, so
+#: neither is still on a long file while the other has run out; every other file keeps its place after these.
+SLOWEST_FIRST = (
+    "tests/e2e/test_warm.py",
+    "tests/hosts/test_many_hosts.py",
+    "tests/e2e/test_save_faults.py",
+    "tests/hosts/test_compose.py",
+    "tests/e2e/test_lifecycle.py",
+    "tests/e2e/test_live_view.py",
+    "tests/e2e/test_redis_restart.py",
+    "tests/e2e/test_host_isolation.py",
+    "tests/e2e/test_redis_loss.py",
+    "tests/e2e/test_given_up_creates.py",
+    "tests/e2e/test_tenant_isolation.py",
+    "tests/e2e/test_proxy_routing.py",
+    "tests/e2e/test_session_cookies.py",
+    "tests/e2e/test_context_faults.py",
+    "tests/e2e/test_cdp_clients.py",
+    "tests/e2e/test_files.py",
+)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The slowest files first (SLOWEST_FIRST); a file's own tests stay together and in their order."""
+    rank = {path: place for place, path in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Under CI=true a skipped test fails, with its reason: CI runs as root on a machine set up by the test command,
@@ -81,6 +110,9 @@ def deploy(brokers, workdir, redis_server) -> Iterator[Callable[..., Broker]]:
     made: list[Broker] = []
 
     def start(db: int, web: bool = True, **env: str) -> Broker:
+        # Empty first: an earlier module may have used the same database number, and whatever it left (sessions,
+        # workers, launches) must not count here, whichever order the files run in.
+        redis_server.client(db).flushdb()
         broker = Broker(redis_server, workdir, "bb_" + secrets.token_urlsafe(24), db, **env)
         brokers.append(broker)
         made.append(broker)

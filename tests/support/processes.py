@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import psutil
+import redis
 import requests
 from redis.exceptions import RedisError
 
@@ -101,6 +102,9 @@ class Redis:
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def client(self, db: int = 0) -> redis.Redis:
+        return redis.Redis.from_url(self.url(db))
 
     def start(self, empty: bool = False) -> None:
         """``empty``: whatever it persisted is deleted first, as a cache-only Redis or a failover that lost its
