@@ -5,6 +5,10 @@ code (app, core, tasks, proxy, bench, scripts, tests, and the deployment files a
 - a repository path: a top folder of this repository, then the rest (``tasks/chromium_flags.py``,
   ``tests/hosts/``), not inside a URL and not an absolute path (``/etc/…``, ``/tmp/…``, ``~/…``);
 - a document by its bare name (``API.md``): at the top or in docs/;
+- a Python file by its bare name (``pool.py``, as a folder's list of its modules names them): a file of
+  this repository, wherever it is (NOT_OURS lists the few that name someone else's);
+- a module by its dotted name (``core.states``, ``tasks.lifecycle.Housekeeping``): the module exists, and
+  so does the first name after it, as a word of its source (so a renamed module or a moved constant shows);
 - a README section cited as the README, a comma, then its name in double quotes: a heading or a bold
   paragraph lead of the README;
 - a Markdown link of a document, relative to that document.
@@ -32,6 +36,14 @@ TOP_FOLDERS = "app|core|tasks|proxy|bench|scripts|tests|docs|\\.ci"
 URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.I)
 PATH = re.compile(rf"(?<![\w./~$@-])((?:{TOP_FOLDERS})/[\w.-]*(?:/[\w.-]+)*/?)")
 DOCUMENT_NAME = re.compile(r"(?<![\w./-])([\w-]+\.md)\b")
+PYTHON_FILE = re.compile(r"(?<![\w./~$@-])(\w+\.py)\b")
+FILE_NAME = re.compile(r"[\w.]+\.(?:py|md|json|sh|toml|ya?ml|m?js|html|css|txt|log)")
+MODULE = re.compile(r"(?<![\w./-])((?:app|core|tasks|proxy|bench|tests)(?:\.[A-Za-z_]\w*)+)")
+#: Python file names the text means as someone else's, never as a file of this repository.
+NOT_OURS = {
+    "example.py": "the user's own script in the README's examples",
+    "proxy.py": "a proxy server on PyPI whose package would shadow the broker's proxy/ (tests/support/upstreams.py)",
+}
 SECTION = re.compile(r"""README, ["“]([^"”]+)["”]""")
 LINK = re.compile(r"\]\(([^)#\s]+)")
 HASH_COMMENT = re.compile(r"(?:^|\s)#(.*)$", re.M)
@@ -87,6 +99,29 @@ def files_read() -> list[Path]:
     return [*DOCUMENTS, *code, *(ROOT / name for name in DEPLOYMENT_FILES if (ROOT / name).is_file())]
 
 
+@functools.cache
+def python_file_names() -> frozenset[str]:
+    files = [*ROOT.glob("*.py"), *(path for folder in CODE_FOLDERS for path in (ROOT / folder).rglob("*.py"))]
+    return frozenset(path.name for path in files if not SKIPPED_PARTS & set(path.relative_to(ROOT).parts))
+
+
+def module_exists(dotted: str) -> bool:
+    """``a.b.c``: the longest run of packages and a module, then (if any name is left) that name in its source."""
+    path = ROOT
+    parts = dotted.split(".")
+    for index, part in enumerate(parts):
+        if (path / part).is_dir():
+            path = path / part
+            continue
+        source = path / f"{part}.py"
+        if source.is_file():
+            rest = parts[index + 1:]
+            return not rest or re.search(rf"\b{re.escape(rest[0])}\b", source.read_text()) is not None
+        init = path / "__init__.py"  # a name a package's __init__ defines or imports
+        return init.is_file() and re.search(rf"\b{re.escape(part)}\b", init.read_text()) is not None
+    return True
+
+
 def readme_sections() -> list[str]:
     text = README.read_text()
     return [*re.findall(r"^#+\s+(.+)$", text, re.M), *re.findall(r"^\*\*([^*]+)\*\*", text, re.M)]
@@ -115,6 +150,14 @@ def references() -> list[tuple[Reference, bool]]:
                 target = match[1].rstrip(".")
                 found.append((Reference(name, line_of(text, first_line, match.start()), target),
                               (ROOT / target).exists()))
+            for match in PYTHON_FILE.finditer(text):
+                found.append((Reference(name, line_of(text, first_line, match.start()), match[1]),
+                              match[1] in python_file_names() or match[1] in NOT_OURS))
+            for match in MODULE.finditer(text):
+                target = match[1].rstrip(".")
+                if FILE_NAME.fullmatch(target):  # proxy.py: a file name, taken above
+                    continue
+                found.append((Reference(name, line_of(text, first_line, match.start()), target), module_exists(target)))
             for match in DOCUMENT_NAME.finditer(text):
                 exists = (ROOT / match[1]).exists() or (ROOT / "docs" / match[1]).exists()
                 found.append((Reference(name, line_of(text, first_line, match.start()), match[1]), exists))
@@ -132,6 +175,8 @@ def test_the_search_finds_references_of_each_kind():
     assert ("docs/ARCHITECTURE.md", "../README.md") in found
     assert ("tasks/file_door.py", "tasks/gateway.py") in found  # a docstring
     assert ("scripts/setup.sh", 'README, "Security"') in found  # a shell comment
+    assert ("tasks/confinement.py", "browser_users.py") in found  # a bare file name
+    assert ("app/sessions/service.py", "core.states") in found  # a dotted module
     assert not [r for r in found if r[1].startswith(("etc/", "tmp/", "usr/"))]
 
 
