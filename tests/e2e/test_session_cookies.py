@@ -81,9 +81,8 @@ def test_domain_filter_matches_the_site_and_its_subdomains_only(api, session_fac
 
 
 @pytest.mark.parametrize("domain", ["http://example.com", "example.com/path", "exa mple.com", "example.com:80", ""])
-def test_bad_domain_filter_is_422(api, session_factory, domain):
-    session = session_factory(api)
-    answer = api.get(cookies_path(session), params={"domain": domain})
+def test_bad_domain_filter_is_422(api, seeded, domain):
+    answer = api.get(cookies_path(seeded), params={"domain": domain})
     assert answer.status_code == 422, answer.text
     assert "domain" in answer.json()["errors"]["query"]
 
