@@ -219,18 +219,23 @@ class WarmBrowsers:
         self._closed.set()
         self._wake.set()
         self._taken.set()
-        try:
-            self.store.warm.forget(self.worker())
-        except Exception:  # Redis down at shutdown: the offers point at a worker that stops heartbeating
-            log.exception("could not withdraw the warm browsers' offers")
+        self._withdraw_offers()
         if self._thread is not None:
             self._thread.join(timeout)
+            # A spare the keeper was making ready offered itself after the first withdrawal.
+            self._withdraw_offers()
         with self._lock:
             spares = dict(self._ready)
             self._ready.clear()
         for key, spare in spares.items():
             spare.close()
             self.pool.release(key)
+
+    def _withdraw_offers(self) -> None:
+        try:
+            self.store.warm.forget(self.worker())
+        except Exception:  # Redis down at shutdown: the offers point at a worker that stops heartbeating
+            log.exception("could not withdraw the warm browsers' offers")
 
     def _keep(self) -> None:
         if os.geteuid() == 0:  # only a privileged worker can set a session's browser back to 0
