@@ -6,12 +6,10 @@
   const binding = globalThis.__bbRecorderEmit;
   if (window.top !== window || typeof binding !== "function" || globalThis.__bbRecording) return;
   globalThis.__bbRecording = true;
-  const FLUSH_MS = 250;
+  // Events of one task go in one binding call, at its end (a microtask): nothing waits on a timer that a
+  // navigation would cut short, and a burst (a mutation storm) is still one message.
   let pending = [];
-  let timer = null;
   const flush = () => {
-    timer = null;
-    if (pending.length === 0) return;
     const batch = pending;
     pending = [];
     try {
@@ -23,8 +21,7 @@
   const start = () => {
     rrweb.record({
       emit(event) {
-        pending.push(event);
-        if (timer === null) timer = setTimeout(flush, FLUSH_MS);
+        if (pending.push(event) === 1) queueMicrotask(flush);
       },
       // Typed text is what a debugging team needs to see; passwords stay masked (rrweb's default).
       maskInputOptions: { password: true },
@@ -33,7 +30,6 @@
       recordCanvas: false,
       collectFonts: false,
     });
-    addEventListener("pagehide", flush);
   };
   // Before the document has loaded, rrweb takes its first snapshot once it has (DOMContentLoaded).
   start();

@@ -15,6 +15,8 @@
     if (!tabs.has(event.tabId)) tabs.set(event.tabId, []);
     tabs.get(event.tabId).push(event);
   }
+  // Chunks keep the order the worker heard the events in; the player needs each tab's in time order.
+  for (const tabEvents of tabs.values()) tabEvents.sort((a, b) => a.timestamp - b.timestamp);
   const select = document.getElementById("tabs");
   for (const [tab, tabEvents] of tabs) {
     const option = document.createElement("option");

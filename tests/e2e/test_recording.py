@@ -1,0 +1,183 @@
+"""Recordings (issue 28): a recorded session's pages replay in a real browser, the pages cannot find the recorder, and
+a lost worker keeps what it wrote.
+
+One deployment (Redis database 57) writing a chunk every second, and a page server of the module's own: a form
+whose page script hunts for the recorder, and the page the form leads to, which greets the typed name.
+"""
+from __future__ import annotations
+
+import gzip
+import http.server
+import json
+import signal
+import threading
+import time
+from html import escape
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from tests.support.api import Api
+from tests.support.browsing import playwright_driver
+from tests.support.processes import Broker, wait_until
+from tests.support.viewer import CHROMIUM, person_flags
+
+TYPED = "Ada Lovelace typed this"
+#: What a page's own script can try: find the recorder by any global name, reach its binding, remove it.
+HUNT = """<script>
+const found = Object.getOwnPropertyNames(window).filter((k) => /rrweb|bbRecord|^__bb/i.test(k));
+if (typeof rrweb !== 'undefined') found.push('rrweb');
+if (typeof __bbRecorderEmit !== 'undefined') found.push('binding');
+try { delete window.rrweb; delete window.__bbRecorderEmit; } catch (e) {}
+document.addEventListener('DOMContentLoaded', () => {
+  document.getElementById('found').textContent = found.length ? found.join(',') : 'nothing';
+  setTimeout(() => { document.getElementById('after').textContent = 'changed after the hunt'; }, 300);
+});
+</script>"""
+FORM = f"""<!doctype html><title>form</title>{HUNT}
+<p id=found></p><p id=after></p>
+<form action="/second"><input id=name name=name autocomplete=off><button id=go>Go</button></form>"""
+
+
+class _Pages(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        if url.path == "/second":
+            name = parse_qs(url.query).get("name", [""])[0]
+            body = f"<!doctype html><title>second</title><h1 id=hello>Hello, {escape(name)}</h1>"
+        else:
+            body = FORM
+        data = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture(scope="module")
+def site():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Pages)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def recorded(deploy) -> Broker:
+    broker = deploy(57, BROKER_RECORDING_CHUNK_SECONDS="1")
+    broker.start_worker("recorder")
+    return broker
+
+
+@pytest.fixture
+def rec_api(recorded) -> Api:
+    return Api(recorded.url, recorded.api_key)
+
+
+def fill_and_follow(cdp_url: str, site: str) -> str:
+    """A user's Playwright script: types into the form, clicks through to the second page; what the hunt found."""
+    browser = playwright_driver().chromium.connect_over_cdp(cdp_url)
+    try:
+        page = browser.contexts[0].pages[0]
+        page.goto(f"{site}/form")
+        page.wait_for_function("() => document.getElementById('after').textContent !== ''")
+        found = page.inner_text("#found")
+        page.type("#name", TYPED, delay=20)
+        page.click("#go")
+        page.wait_for_selector("#hello")
+        time.sleep(0.5)
+        return found
+    finally:
+        browser.close()
+
+
+def recording_of(api: Api, session_id: str) -> list[dict]:
+    answer = api.get(f"/v1/sessions/{session_id}/recording")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Content-Encoding"] == "gzip" and answer.headers["Content-Type"] == "application/json"
+    return answer.json()
+
+
+def test_a_recorded_session_replays_in_a_real_browser_with_the_typed_text(rec_api, session_factory, site):
+    session = session_factory(rec_api, recording=True)
+    assert session["recording"] is True and session["recordingUrl"].startswith(f"{rec_api.base}/replay/{session['id']}?token=")
+    assert fill_and_follow(session["cdpUrl"], site) == "nothing", "the page's own script found the recorder"
+    rec_api.stop_session(session["id"])
+
+    events = recording_of(rec_api, session["id"])
+    text = json.dumps(events)
+    assert TYPED in text and "changed after the hunt" in text, "typing and the DOM change after the hunt recorded"
+    assert [e["type"] for e in events].count(2) >= 2, "a full snapshot for each page"
+    assert len({e["tabId"] for e in events}) == 1
+    assert any(e["type"] == 3 and e["data"].get("source") == 5 and e["data"].get("text") == TYPED for e in events)
+
+    answer = requests.get(session["recordingUrl"], timeout=30)
+    assert answer.status_code == 200 and "script-src 'self'" in answer.headers["Content-Security-Policy"]
+    assert requests.get(session["recordingUrl"] + "x", timeout=30).status_code == 404
+    with playwright_driver().chromium.launch(executable_path=CHROMIUM, args=person_flags()) as person:
+        page = person.new_page()
+        page.goto(session["recordingUrl"])
+        page.wait_for_function("() => window.bbReplay && window.bbReplay.player", timeout=30_000)
+        frame = "document.querySelector('.replayer-wrapper iframe').contentDocument"
+        page.evaluate("() => window.bbReplay.player.goto(0, true)")
+        page.wait_for_function(f"() => {frame}.getElementById('name')?.value === {json.dumps(TYPED)}",
+                               polling="raf", timeout=20_000)
+        page.wait_for_function(f"() => ({frame}.getElementById('hello')?.textContent || '').includes({json.dumps(TYPED)})",
+                               timeout=20_000)
+
+
+def test_an_unrecorded_session_has_no_recording(rec_api, session_factory):
+    session = session_factory(rec_api)
+    assert session["recording"] is False and session["recordingUrl"] is None
+    answer = rec_api.get(f"/v1/sessions/{session['id']}/recording")
+    assert answer.status_code == 404 and answer.json()["code"] == 404
+
+
+def test_a_deleted_recording_is_gone_and_its_link_dead(rec_api, session_factory, site):
+    session = session_factory(rec_api, recording=True, url=f"{site}/form")
+    assert rec_api.delete(f"/v1/sessions/{session['id']}/recording").status_code == 409, "running: not yet"
+    rec_api.stop_session(session["id"])
+    assert recording_of(rec_api, session["id"])
+    assert rec_api.delete(f"/v1/sessions/{session['id']}/recording").status_code == 204
+    assert rec_api.get(f"/v1/sessions/{session['id']}/recording").status_code == 404
+    assert rec_api.get(f"/v1/sessions/{session['id']}").json()["recordingUrl"] is None
+    assert requests.get(session["recordingUrl"], timeout=30).status_code == 404
+    assert rec_api.delete(f"/v1/sessions/{session['id']}/recording").status_code == 404
+
+
+def test_bad_recording_input_gets_422_and_starts_nothing(rec_api):
+    before = rec_api.session_ids()
+    answer = rec_api.post("/v1/sessions", json={"recording": "yes"})
+    assert answer.status_code == 422 and "recording" in answer.json()["errors"]["json"]
+    assert rec_api.session_ids() == before
+
+
+def test_a_lost_worker_keeps_the_chunks_written_before(recorded, rec_api, site):
+    """Last in the module: it SIGKILLs the module's worker, then starts it again to end what it left."""
+    session = rec_api.create_session(recording=True)
+    browser = playwright_driver().chromium.connect_over_cdp(session["cdpUrl"])
+    page = browser.contexts[0].pages[0]
+    page.goto(f"{site}/form")
+    page.type("#name", TYPED, delay=10)
+    wait_until(lambda: TYPED in json.dumps(recording_of(rec_api, session["id"])), 20,
+               message="the typed text in a chunk written while the session runs")
+    before = recording_of(rec_api, session["id"])
+    # Killed between launches: a browser a SIGKILLed worker was still launching has no PID file to be ended by.
+    wait_until(lambda: recorded.store().warm.offered_by("recorder@test"), 60, message="the warm browser refilled")
+    recorded.stop_worker("recorder@test", signal.SIGKILL)
+    browser.close()
+    recorded.start_worker("recorder")
+    # The killed life's heartbeat still counts for a few seconds: the new one is up once it says so.
+    wait_until(lambda: recorded.worker_log("recorder").count("recorder@test ready.") == 2, 60,
+               message="the worker's new life, which ends what the killed one left")
+    assert rec_api.wait_status(session["id"], "stopped", timeout=60)["stopReason"] == "worker_lost"
+    after = recording_of(rec_api, session["id"])
+    assert after[:len(before)] == before and TYPED in json.dumps(after)
+    raw = requests.get(f"{rec_api.base}/v1/sessions/{session['id']}/recording", stream=True, timeout=30,
+                       headers=dict(rec_api.http.headers))
+    assert json.loads(gzip.decompress(raw.raw.read())) == after, "one gzip stream, whatever the chunks"
