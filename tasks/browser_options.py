@@ -204,9 +204,14 @@ class BrowserOptions:
         """Before the session is handed out (and before its first page): the record's fields that say what it got.
 
         A browser that does not take the connection runs without its options, said in the log: it answered CDP
-        a moment ago, and a create is better answered than held for it."""
+        a moment ago, and a create is better answered than held for it. A warm browser keeps the profile folder
+        it was launched with, named after its warm key."""
+        options = record.get("browserOptions") or {}
+        launch = {"launch": "warm" if browser.profile_dir.name.startswith(WARM_PREFIX) else "cold"}
+        if not options and self.config.headless_user_agent == "keep":
+            return launch  # nothing to hold: no connection at all
         try:
-            applied = SessionOptions(self.config, browser, record.get("browserOptions") or {})
+            applied = SessionOptions(self.config, browser, options)
         except Exception:
             log.exception("session %s: its browser options could not be applied", session_id,
                           extra={"session": session_id})
@@ -216,8 +221,7 @@ class BrowserOptions:
                 self._sessions[session_id] = applied
             if old is not None:
                 old.close()
-        # A warm browser keeps the profile folder it was launched with, named after its warm key.
-        return {"launch": "warm" if browser.profile_dir.name.startswith(WARM_PREFIX) else "cold"}
+        return launch
 
     def stop(self, session_id: str) -> None:
         with self._lock:
