@@ -148,8 +148,6 @@ class Config:
     recording: bool = field(default_factory=lambda: _bool("BROKER_RECORDING", False))
     #: BROKER_RECORDING_MAX_BYTES: most bytes (gzipped) one session's recording may hold; past it, a marker and no more.
     recording_max_bytes: int = field(default_factory=lambda: _int("BROKER_RECORDING_MAX_BYTES", 64 * 1024 * 1024))
-    #: BROKER_RECORDING_CHUNK_SECONDS: how often a running session's recording is written to the snapshot store.
-    recording_chunk_seconds: float = field(default_factory=lambda: _float("BROKER_RECORDING_CHUNK_SECONDS", 5))
     #: BROKER_ORPHAN_FILES_GRACE: seconds a context's snapshots or a stopped session's downloads are kept once their
     #: record is gone (Redis lost its data), then deleted; a record back within it (Redis restored) keeps them.
     orphan_files_grace: float = field(default_factory=lambda: _float("BROKER_ORPHAN_FILES_GRACE", 3600))

@@ -1,7 +1,7 @@
 """Session recordings in the snapshot store (file:// or s3://), beside the sessions' downloads.
 
 A recording is a run of chunks, ``recordings/<session id>/<n>.ndjson.gz``: each the rrweb events one worker
-buffered for BROKER_RECORDING_CHUNK_SECONDS, one JSON object a line, gzipped, written whole before the store's list
+buffered for 5 s (tasks/session_watch.py), one JSON object a line, gzipped, written whole before the store's list
 of chunks names it (core.store.recordings). So a worker that is killed loses what it had not written yet, at most
 one chunk, and a reader, while the session runs or after, sees only whole chunks.
 

@@ -12,7 +12,7 @@ A recorded session (``recording: true``) also gets rrweb in every page, in an is
 the page's scripts share the DOM with it but none of its JavaScript, so they can neither find nor stop it. It
 reports through a binding that exists only in that world (``Runtime.addBinding`` with ``executionContextName``);
 the watch buffers the events and writes them as chunks to the snapshot store every
-BROKER_RECORDING_CHUNK_SECONDS and at the stop (core/recordings.py).
+``CHUNK_SECONDS`` and at the stop (core/recordings.py).
 
 A warm browser is watched from the moment it is ready, under its warm key, and its events are dropped until a
 session takes it (:meth:`SessionWatch.begin`), so a hand-over waits for no CDP connection. The reader thread only
@@ -46,6 +46,8 @@ TEXT_MAX = 2000
 QUEUE_MAX = 10000
 #: Raw bytes of buffered recording past which a chunk is written before its time.
 EARLY_CHUNK_BYTES = 4 * 1024 * 1024
+#: Seconds between two chunks of a running session's recording: a lost worker loses at most this much.
+CHUNK_SECONDS = 5.0
 #: Seconds a closing watch waits for its events to be logged.
 CLOSE_WAIT = 5.0
 #: Console messages, page errors and failed requests each, per session, in its log.
@@ -309,7 +311,7 @@ class SessionWatch:
     def _write_chunks(self) -> None:
         recording = self.recording
         while recording is not None and not self._closed.is_set():
-            recording.full.wait(self.config.recording_chunk_seconds)
+            recording.full.wait(CHUNK_SECONDS)
             if not self._closed.is_set():
                 recording.flush()
 

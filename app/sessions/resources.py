@@ -189,7 +189,7 @@ class SessionRecording(MethodView):
     def get(self, session_id: str):
         """The session's recording: rrweb events, oldest first, each naming its tab (`tabId`).
 
-        While the session runs: the chunks written so far (every BROKER_RECORDING_CHUNK_SECONDS).
+        While the session runs: the chunks written so far (one every 5 s).
         After the stop: all of it, for BROKER_DOWNLOAD_RETENTION. `recordingUrl` replays it in a page.
         """
         body = recording.read(current_project(), session_id)

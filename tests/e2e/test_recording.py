@@ -1,7 +1,7 @@
 """Recordings (issue 28): a recorded session's pages replay in a real browser, the pages cannot find the recorder, and
 a lost worker keeps what it wrote.
 
-One deployment (Redis database 57) writing a chunk every second, and a page server of the module's own: a form
+One deployment (Redis database 57) and a page server of the module's own: a form
 whose page script hunts for the recorder, and the page the form leads to, which greets the typed name.
 """
 from __future__ import annotations
@@ -69,7 +69,7 @@ def site():
 
 @pytest.fixture(scope="module")
 def recorded(deploy) -> Broker:
-    broker = deploy(57, BROKER_RECORDING_CHUNK_SECONDS="1")
+    broker = deploy(57)
     broker.start_worker("recorder")
     return broker
 
