@@ -28,7 +28,8 @@ def test_a_browser_whose_record_is_gone_ends_at_the_second_look(make_worker):
     assert worker.pool.get(session_id) is browser, "one look is not enough"
     worker.housekeeping.settle_browsers_with_records()
 
-    _wait(lambda: worker.pool.get(session_id) is None, "the ghost's browser ended")
+    _wait(lambda: worker.pool.get(session_id) is None and session_id not in worker.stops_under_way,
+          "the ghost's stop flow done")
     assert browser.handle.poll() is not None
     assert worker.forwarders.port(session_id) is None
 
