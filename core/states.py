@@ -60,6 +60,8 @@ class StopReason(StrEnum):
     TIMEOUT = "timeout"
     WORKER_LOST = "worker_lost"
     BROWSER_CLOSED = "browser_closed"
+    #: Its worker was told to stop (SIGTERM: a deploy, a platform restart) and the session did not move.
+    SHUTDOWN = "shutdown"
     ERROR = "error"
 
 

@@ -93,17 +93,19 @@ class Worker:
         if launcher is None:
             launcher = make_launcher(config, self.users, start_checks(config, self.users, root))
         self.pool = ChromiumPool(launcher, config.pool_size, root)
-        self.warm = WarmBrowsers(self.pool, self.store, lambda: self.name, config.warm_browsers, self._warm_flags,
-                                 config.launch_timeout, on_ready=lambda: self.intake.reconcile(),
+        self.warm = WarmBrowsers(self.pool, self.store, lambda: self.name, config.warm_browsers, config.warm_window,
+                                 self._warm_flags, config.launch_timeout, on_ready=lambda: self.intake.reconcile(),
                                  prepare=self.prepare_browser)
         #: A warm browser is room too, for creates that waited: a plain one takes it, any other ends it for its slot.
-        self.intake = LaunchIntake(app, name, self.pool, self.warm.room)
+        self.intake = LaunchIntake(app, name, self.pool, self.warm.room, self.store)
         self.gateway = Gateway(config, GatewayKey.from_config(config), self.pool.get)
         # What ends with each browser, whichever path ends it (or its launch), and follows a warm one to its session.
         self.pool.release_hooks += [self.forwarders.stop, self.download_guards.stop, self.session_watches.stop,
                                     self.browser_options.stop, self.project_gate.release,
                                     lambda _: self.intake.reconcile(), lambda _: self.warm.wake()]
         self.pool.failed_launch_hooks.append(self.forwarders.stop)
+        self.pool.cold_launch_hooks.append(self.intake.launched_cold)
+        self.pool.rekey_hooks.append(lambda _, session_id: self.intake.forget(session_id))
         self.pool.rekey_hooks += [self.forwarders.rekey, self.download_guards.rekey, self.session_watches.rekey]
         # The sessions' flows (tasks/browser.py) and the periodic work (tasks/lifecycle.py).
         self.stops_under_way = StopsUnderWay()
@@ -181,7 +183,7 @@ class Worker:
 
     def _end_at_exit(self, session_id: str) -> None:
         try:
-            end_session(self, session_id, StopReason.WORKER_LOST)
+            end_session(self, session_id, StopReason.SHUTDOWN)
         except Exception:
             log.exception("session %s: its stop failed at exit (Redis unreachable?); ending its browser without it",
                           session_id, extra={"session": session_id})
@@ -208,9 +210,11 @@ class Worker:
 
     def _on_task_received(self, sender: Consumer, request: Request, **_: object) -> None:
         """Before the consumer reads another message: see :mod:`tasks.intake`. A launch for one of this worker's
-        warm browsers reserves nothing: that browser holds its slot."""
-        if request.name == LAUNCH_TASK and not request.kwargs.get("warm"):
-            self.intake.received(sender, request.args[0])
+        warm browsers reserves nothing: that browser holds its slot. Either is demand the warm keeper follows."""
+        if request.name == LAUNCH_TASK:
+            self.warm.saw_create()
+            if not request.kwargs.get("warm"):
+                self.intake.received(sender, request.args[0])
 
     def _on_task_revoked(self, sender: Task, request: Request, **_: object) -> None:
         """A launch can expire between its receipt (slot reserved) and its start; the slot comes back, and what its

@@ -168,6 +168,7 @@ def test_sigterm_stops_sessions_through_the_normal_flow(life, api, pages):
     life.stop_worker("c@test")
     stopped = api.get(f"/v1/sessions/{session['id']}").json()
     assert stopped["status"] == "stopped" and stopped["snapshotError"] is None
+    assert stopped["stopReason"] == "shutdown"
     life.start_worker("a")
     again = api.create_session(contextId=context["id"])
     assert visit(again["cdpUrl"], f"{pages.base}/state", "state()")["local"] == "graceful"

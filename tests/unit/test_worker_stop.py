@@ -53,7 +53,7 @@ def test_a_worker_told_to_stop_ends_every_session_through_the_stop_flow_and_ever
 
     for session_id in sessions:
         record = worker.store.sessions.get(session_id)
-        assert (record["status"], record["stopReason"]) == (Status.STOPPED, StopReason.WORKER_LOST)
+        assert (record["status"], record["stopReason"]) == (Status.STOPPED, StopReason.SHUTDOWN)
     assert worker.pool.launcher.alive() == [], "no browser outlives its worker"
     assert worker.pool.keys() == []
     assert worker.store.warm.offered_by(worker.name) == set(), "the warm browsers' offers are withdrawn"
