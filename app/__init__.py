@@ -80,11 +80,10 @@ def create_app(config: Config | None = None, store: Store | None = None, collect
     from app.session_defaults.resources import blp as session_defaults_blp
     from app.sessions.resources import blp as sessions_blp
     from app.proxies.schemas import PROXY_CREATE_RULES, ProxyCreateSchema
-    from app.sessions.schemas import BROWSER_OPTION_RULES, COOKIE_RULES, CookieSchema, SessionCreateSchema
+    from app.sessions.schemas import COOKIE_RULES, CookieSchema, state_header_names
 
     docs.register_schemas(api, {"Cookie": (CookieSchema, COOKIE_RULES),
-                                "ProxyCreate": (ProxyCreateSchema, PROXY_CREATE_RULES),
-                                "SessionCreate": (SessionCreateSchema, BROWSER_OPTION_RULES)})
+                                "ProxyCreate": (ProxyCreateSchema, PROXY_CREATE_RULES)})
     api.register_blueprint(sessions_blp)
     api.register_blueprint(files_blp)
     api.register_blueprint(proxies_blp)
@@ -95,6 +94,7 @@ def create_app(config: Config | None = None, store: Store | None = None, collect
     api.register_blueprint(relay_blp)
     api.register_blueprint(public_protocol)
     docs.state_limits(api, config)
+    state_header_names(api.spec.components.schemas)
     app.register_blueprint(health_blp)
     metrics.register(app, collectors)
     app.register_blueprint(relay_upgrades)

@@ -1,6 +1,7 @@
 """Session defaults: GET and PUT /v1/session-defaults, the browser options a project's creates start from."""
 from __future__ import annotations
 
+from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
@@ -31,6 +32,9 @@ class SessionDefaults(MethodView):
     def put(self, body: dict):
         """Replace the project's defaults: a create's own option wins over its default, field by field of the body
         (a create's `viewport` replaces the default viewport whole); `{}` clears them all."""
+        if not request.get_data():
+            abort(422, message="Send the defaults as a JSON object ({} clears them).",
+                  errors={"json": {"_schema": ["A JSON object is required."]}})
         project = current_project()
         defaults = merged({}, body)
         missing = store().extensions.missing(project, defaults.get("extensionIds") or [])

@@ -72,10 +72,6 @@ class GeolocationSchema(Schema):
                             metadata={"description": "Metres (default 100)."})
 
 
-#: What the fields alone cannot state in the OpenAPI document: the extra headers' names.
-BROWSER_OPTION_RULES = {"allOf": [{"properties": {"extraHTTPHeaders": {"propertyNames": {"pattern": HEADER_NAME}}}}]}
-
-
 class BrowserOptionsSchema(Schema):
     """What every target of the session gets (the first tab, tabs and popups a page opens, contexts a client
     creates), before any of the page's own scripts run, until a client sets its own. Each one given replaces the
@@ -129,6 +125,16 @@ class BrowserOptionsSchema(Schema):
             errors["extraHTTPHeaders"] = [f"At most {MAX_HEADERS} headers."]
         if errors:
             raise ValidationError(errors)
+
+
+def state_header_names(components: dict[str, dict]) -> None:
+    """Into the OpenAPI document, what a field's own metadata cannot carry there: the extra headers' names, as
+    ``patternProperties`` (which generators of test data follow, where some ignore ``propertyNames``), in every
+    schema that takes browser options."""
+    for name in ("BrowserOptions", "SessionCreate"):
+        headers = components[name]["properties"]["extraHTTPHeaders"]
+        headers["patternProperties"] = {HEADER_NAME: headers.pop("additionalProperties")}
+        headers["additionalProperties"] = False
 
 
 class SessionCreateSchema(BrowserOptionsSchema):
