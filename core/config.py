@@ -13,6 +13,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.capacity import auto_pool_size
+
 
 def _str(name: str, default: str) -> str:
     return os.environ.get(name, default)
@@ -24,6 +26,10 @@ def _int(name: str, default: int) -> int:
 
 def _float(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
+
+
+def _pool_size(value: str) -> int:
+    return auto_pool_size() if value.strip().lower() == "auto" else int(value)
 
 
 def _bool(name: str, default: bool) -> bool:
@@ -61,10 +67,15 @@ class Config:
     retry_after: int = field(default_factory=lambda: _int("BROKER_RETRY_AFTER", 5))
     #: BROKER_SESSION_RETENTION: seconds a stopped session's record stays readable.
     session_retention: int = field(default_factory=lambda: _int("BROKER_SESSION_RETENTION", 7 * 86400))
-    #: BROKER_POOL_SIZE: browsers one worker runs at once.
-    pool_size: int = field(default_factory=lambda: _int("BROKER_POOL_SIZE", 4))
-    #: BROKER_WARM_BROWSERS: browsers each worker keeps launched ahead of need, within its pool (0 turns warm browsers off).
+    #: BROKER_POOL_SIZE: browsers one worker runs at once; ``auto``: min(cores x 4, available memory / 300 MB)
+    #: (core/capacity.py).
+    pool_size: int = field(default_factory=lambda: _pool_size(_str("BROKER_POOL_SIZE", "auto")))
+    #: BROKER_WARM_BROWSERS: the fewest browsers each worker keeps launched ahead of need, within its pool (0 turns
+    #: warm browsers off); more while creates come (BROKER_WARM_WINDOW).
     warm_browsers: int = field(default_factory=lambda: _int("BROKER_WARM_BROWSERS", 1))
+    #: BROKER_WARM_WINDOW: seconds of recent creates a worker sizes its warm browsers on (tasks/warm_demand.py);
+    #: after that long without one it is back to BROKER_WARM_BROWSERS.
+    warm_window: float = field(default_factory=lambda: _float("BROKER_WARM_WINDOW", 60))
     #: BROKER_WARM_HANDOFF: seconds a create that took a warm browser's offer waits for that worker to claim the
     #: launch before it also joins the line for a cold launch (the warm worker died a moment ago, or its browser did).
     warm_handoff: float = field(default_factory=lambda: _float("BROKER_WARM_HANDOFF", 3))

@@ -17,12 +17,14 @@ from prometheus_client.utils import floatToGoString
 from core.states import Status
 from core.store import Store
 from core.store.metrics import (
-    ALL, CREATE_SECONDS, CREATES, SNAPSHOT_BYTES, SNAPSHOT_SECONDS, STOP_REASONS, HistogramValues,
+    ALL, CREATE_PATHS, CREATE_SECONDS, CREATES, LAUNCH_WAIT_SECONDS, WARM_OFFERS, SNAPSHOT_BYTES, SNAPSHOT_SECONDS, STOP_REASONS, HistogramValues,
 )
 
 PREFIX = "broker_"
 #: A create waits for a launch (warm hand-over ~0.1 s, cold launch ~1 s) up to BROKER_CREATE_WAIT + launch timeout.
 CREATE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+#: A cold create waits in line milliseconds with a slot free, seconds (up to BROKER_CREATE_WAIT) without.
+LAUNCH_WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 SNAPSHOT_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 #: A fresh profile packs to ~100 KB; BROKER_SNAPSHOT_MAX_BYTES defaults to 200 MB.
 SNAPSHOT_BYTES_BUCKETS = (16e3, 64e3, 256e3, 1e6, 4e6, 16e6, 64e6, 256e6)
@@ -87,6 +89,22 @@ class StoreFigures(Collector):
         yield creates
         yield _histogram(PREFIX + "session_create_seconds", "Time from a create's request to its answer.", None,
                          {ALL: self.store.metrics.histogram(CREATE_SECONDS, ALL, CREATE_BUCKETS)})
+        paths = CounterMetricFamily(PREFIX + "session_create_paths", "Sessions started, by how their browser came: "
+                                    "warm (a spare), cold (launched at once), queued (launched once a slot freed).",
+                                    labels=["path"])
+        counted = self.store.metrics.counter(CREATE_PATHS)
+        for path in ("warm", "cold", "queued"):
+            paths.add_metric([path], counted.get(path, 0))
+        yield paths
+        offers = CounterMetricFamily(PREFIX + "warm_offers", "Creates that could use a warm browser, by whether one "
+                                     "was on offer (hit) or not (miss).", labels=["result"])
+        counted = self.store.metrics.counter(WARM_OFFERS)
+        for result in ("hit", "miss"):
+            offers.add_metric([result], counted.get(result, 0))
+        yield offers
+        yield _histogram(PREFIX + "launch_wait_seconds", "Time a cold create waited in line until a worker took its "
+                         "launch.", None, {ALL: self.store.metrics.histogram(LAUNCH_WAIT_SECONDS, ALL,
+                                                                             LAUNCH_WAIT_BUCKETS)})
 
     def _launch_line(self) -> Metric:
         return GaugeMetricFamily(PREFIX + "launch_queue_depth", "Creates waiting for a worker to take a cold launch.",
@@ -100,6 +118,12 @@ class StoreFigures(Collector):
             for use in SLOT_USES:
                 slots.add_metric([worker, use], counts.get(use, 0))
         yield slots
+        target = GaugeMetricFamily(PREFIX + "worker_warm_target", "Warm browsers each live worker wants now (follows "
+                                   "its recent creates; at least BROKER_WARM_BROWSERS), as of its last heartbeat.",
+                                   labels=["worker"])
+        for worker, state in sorted(self.store.workers.states().items()):
+            target.add_metric([worker], state.get("browsers", {}).get("warmTarget", 0))
+        yield target
         isolation = GaugeMetricFamily(PREFIX + "worker_isolation", "1 for each live worker, labelled with how its "
                                       "browsers are kept apart: users (per-browser or shared) and network "
                                       "(forwarder: each browser's own, under the egress policy).",

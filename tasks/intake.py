@@ -11,6 +11,10 @@ A slot that frees turns the consumer back on through Celery's remote control
 (``add_consumer`` addressed to this worker only), which the consumer applies on
 its own thread. So does a warm browser, once a create has waited in line a
 moment (tasks.warm): a plain create takes it, any other ends it for its slot.
+
+How long each cold create waited in line is read at receipt and counted once its
+browser is up (``broker_launch_wait_seconds``, and the create's path: ``cold`` or
+``queued``); a launch that found a spare instead counts as warm (tasks.warm).
 """
 from __future__ import annotations
 
@@ -25,23 +29,39 @@ from redis.exceptions import RedisError
 
 from core.dispatch import LAUNCH_QUEUE
 from core.logs import about_session
+from core.metrics import LAUNCH_WAIT_BUCKETS
+from core.store import Store
+from core.store.metrics import CREATE_PATHS, LAUNCH_WAIT_SECONDS, ALL
 from tasks.pool import ChromiumPool, PoolFull
 
 log = logging.getLogger(__name__)
+#: A launch received this long after its create joined the line waited for a slot (``queued``): with a slot free, a
+#: consumer receives it within milliseconds, tens of them on a loaded machine.
+QUEUED_AFTER = 0.5
 
 
 class LaunchIntake:
-    def __init__(self, app: Celery, nodename: str, pool: ChromiumPool, warm_room: Callable[[], int]) -> None:
+    def __init__(self, app: Celery, nodename: str, pool: ChromiumPool, warm_room: Callable[[], int],
+                 store: Store) -> None:
         self.app = app
         self.nodename = nodename
         self.pool = pool
         self.warm_room = warm_room
+        self.store = store
         self._lock = threading.Lock()
         self._consuming = True
+        #: Seconds each received cold launch's create had waited in line, until its browser is up.
+        self._waited: dict[str, float] = {}
 
     def received(self, consumer: Consumer, session_id: str) -> None:
         """A launch message arrived: its slot is taken now, and the last slot stops the consumer before its next read."""
+        try:
+            waited = self.store.sessions.waited_in_line(session_id)
+        except RedisError:
+            waited = None
         with self._lock:
+            if waited is not None:
+                self._waited[session_id] = waited
             try:
                 self.pool.reserve(session_id)
             except PoolFull:
@@ -65,8 +85,27 @@ class LaunchIntake:
             elif not self._consuming and listening:
                 consumer.cancel_task_queue(LAUNCH_QUEUE)
 
+    def launched_cold(self, session_id: str) -> None:
+        """The session's own browser is up: its create's path and wait are counted (never failing the launch)."""
+        with self._lock:
+            waited = self._waited.pop(session_id, None)
+        if waited is None:
+            return
+        try:
+            self.store.metrics.count(CREATE_PATHS, "queued" if waited >= QUEUED_AFTER else "cold")
+            self.store.metrics.observe(LAUNCH_WAIT_SECONDS, ALL, waited, LAUNCH_WAIT_BUCKETS)
+        except RedisError as error:
+            log.warning("session %s: its launch's figures were not counted (%s)", session_id, error,
+                        extra=about_session(session_id))
+
+    def forget(self, session_id: str) -> None:
+        """A received launch that took a spare instead (counted as warm) or will start no browser."""
+        with self._lock:
+            self._waited.pop(session_id, None)
+
     def give_back(self, session_id: str) -> None:
         """A slot reserved for a launch that will not start a browser (create gave up, launch failed or expired)."""
+        self.forget(session_id)
         self.pool.unreserve(session_id)
         self.reconcile()
 

@@ -127,7 +127,8 @@ class Housekeeping:
                 if now - last_beat >= worker.config.heartbeat_interval:
                     known = worker.store.workers.heartbeat(
                         worker.name, {"queue": worker.queue, "freeSlots": worker.pool.free_slots(),
-                                      "browsers": worker.pool.counts(), "gateway": worker.gateway.address,
+                                      "browsers": {**worker.pool.counts(), "warmTarget": worker.warm.target},
+                                      "gateway": worker.gateway.address,
                                       "pid": os.getpid(), "isolation": worker.isolation()})
                     last_beat = now
                     if not known and (again := worker.warm.offer_again()):

@@ -46,6 +46,8 @@ class ChromiumPool:
         self.release_hooks: list[Callable[[str], None]] = []
         #: Called with the key when its launch failed: what was made for that browser alone ends here too.
         self.failed_launch_hooks: list[Callable[[str], None]] = []
+        #: Called with the session id once a browser launched for it (not a spare handed to it) is up.
+        self.cold_launch_hooks: list[Callable[[str], None]] = []
         #: Called with the old and new key once a spare's browser is held for a session.
         self.rekey_hooks: list[Callable[[str, str], None]] = []
         root.mkdir(parents=True, exist_ok=True)
@@ -189,6 +191,9 @@ class ChromiumPool:
             self._reserved.discard(session_id)
             self._browsers[session_id] = browser
         log.info("%s: browser up on port %s", session_id, browser.port, extra=about_session(session_id))
+        if not spare:
+            for hook in self.cold_launch_hooks:
+                hook(session_id)
         return browser
 
     def release(self, session_id: str, after_exit: ProfileStep | None = None) -> bool:

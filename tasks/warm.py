@@ -10,8 +10,11 @@ is never returned to the pool, so no session sees another's cookies, storage,
 history or tabs.
 
 A background keeper refills after each take (once the session just handed
-out has had a moment to itself), one launch at a time, but never takes the
-last free slot while a create waits in line for a cold launch. A new spare is
+out has had a moment to itself), one launch at a time, up to a target that
+follows the creates this worker sees (tasks.warm_demand): BROKER_WARM_BROWSERS
+when quiet, more under a stream or after a burst, never more than the free
+slots and memory allow, and never taking the last free slot while a create
+waits in line for a cold launch. Spares beyond the target (a quiet spell) end. A new spare is
 offered as soon as CDP answers when no other is on offer; beside one that is,
 it is offered once it has settled, or as soon as a create takes a spare. Every
 few seconds the keeper asks each spare for a CDP answer: one that crashed or
@@ -29,11 +32,14 @@ from collections.abc import Callable
 
 from websocket import WebSocketException
 
+from core.capacity import browsers_memory_allows
 from core.cdp import CdpConnection, CdpError
 from core.ids import new_id
 from core.store import Store
+from core.store.metrics import CREATE_PATHS
 from tasks.running_browser import RunningBrowser
 from tasks.pool import ChromiumPool, PoolFull
+from tasks.warm_demand import WarmDemand
 
 log = logging.getLogger(__name__)
 
@@ -107,15 +113,20 @@ class WarmBrowsers:
     """Thread-safe: launch tasks take spares while the keeper thread refills and checks them."""
 
     def __init__(
-        self, pool: ChromiumPool, store: Store, worker: Callable[[], str], wanted: int, flags: Callable[[str], list[str]],
-        launch_timeout: float, on_ready: Callable[[], None], prepare: Callable[[str, RunningBrowser], None],
+        self, pool: ChromiumPool, store: Store, worker: Callable[[], str], floor: int, window: float,
+        flags: Callable[[str], list[str]], launch_timeout: float, on_ready: Callable[[], None],
+        prepare: Callable[[str, RunningBrowser], None],
     ) -> None:
-        """``flags``: a spare's launch flags, made for its key (its own forwarder). ``prepare``: what every browser gets before a client may reach it (its download guard), done for a
-        spare before it is offered, so not during a create's hand-over."""
+        """``floor``: spares kept however quiet (0: none at all); ``window``: seconds of creates the target follows.
+        ``flags``: a spare's launch flags, made for its key (its own forwarder). ``prepare``: what every browser gets
+        before a client may reach it (its download guard), done for a spare before it is offered, so not during a
+        create's hand-over."""
         self.pool = pool
         self.store = store
         self.worker = worker
-        self.wanted = wanted
+        self.demand = WarmDemand(floor, window, settle=REFILL_SETTLE + OFFER_SETTLE)
+        #: The spares wanted as of the keeper's last look (the heartbeat reports it).
+        self.target = floor
         self.flags = flags
         self.launch_timeout = launch_timeout
         self.on_ready = on_ready
@@ -203,13 +214,18 @@ class WarmBrowsers:
             again.append(key)
         return again
 
+    def saw_create(self) -> None:
+        """A launch reached this worker (warm or cold): demand the target follows."""
+        self.demand.saw_create(time.monotonic())
+        self._wake.set()
+
     def wake(self) -> None:
         """Something changed (a take, a slot freed): the keeper looks at once rather than at its next check."""
         self._wake.set()
 
     # -- the keeper ---------------------------------------------------------------
     def start(self) -> None:
-        if self.wanted <= 0:
+        if self.demand.floor <= 0:
             return
         self._thread = threading.Thread(target=self._keep, name="warm-browsers", daemon=True)
         self._thread.start()
@@ -246,6 +262,7 @@ class WarmBrowsers:
             try:
                 if time.monotonic() >= next_check:
                     self._check()
+                    self._shrink()
                     next_check = time.monotonic() + CHECK_INTERVAL
                 if not self._refill():
                     backoff = FAILURE_BACKOFF
@@ -263,21 +280,21 @@ class WarmBrowsers:
         while not self._closed.is_set():
             if time.monotonic() < self._last_hand_over + REFILL_SETTLE:
                 return True
-            with self._lock:
-                missing = self.wanted - len(self._ready)
-            if missing <= 0 or self.pool.free_slots() <= self.store.sessions.waiting_for_launch():
+            if self._update_target() - self.ready_count() <= 0:
                 return True
             key = new_id(KEY_PREFIX)
             try:
                 self.pool.reserve(key, spare=True)
             except PoolFull:
                 return True
+            started = time.monotonic()
             try:
                 browser = self.pool.acquire(key, self.flags(key), self.launch_timeout, spare=True)
             except Exception:
                 self.pool.unreserve(key)
                 log.exception("%s: a warm browser failed to start", key)
                 return False
+            self.demand.saw_launch(time.monotonic() - started)
             self._settle(key)
             if self._closed.is_set():
                 self.pool.release(key)
@@ -290,6 +307,27 @@ class WarmBrowsers:
                 return False
             self._make_ready(key, spare)
         return True
+
+    def _update_target(self) -> int:
+        """The ceiling is the slots spares hold or could take (less one per create in line for a cold launch) and
+        what memory allows beside the browsers already up."""
+        ready = self.ready_count()
+        room = min(self.pool.free_slots() - self.store.sessions.waiting_for_launch(), browsers_memory_allows())
+        self.target = self.demand.target(time.monotonic(), ceiling=ready + max(0, room))
+        return self.target
+
+    def _shrink(self) -> None:
+        """Spares beyond the target (creates slowed down, or slots are needed) end, the longest ready first."""
+        extra = self.ready_count() - self._update_target()
+        with self._lock:
+            keys = list(self._ready)[:max(0, extra)]
+        for key in keys:
+            if self.store.warm.withdraw(self.worker(), key):
+                spare = self._pop(key)
+                if spare is not None:
+                    log.info("%s: ended, beyond the %d warm browsers wanted now", key, self.target)
+                    spare.close()
+                    self.pool.release(key)
 
     def _settle(self, key: str) -> None:
         """Holds a new spare back for OFFER_SETTLE while another is on offer; a take ends the wait."""
@@ -360,4 +398,7 @@ class WarmBrowsers:
         self._last_hand_over = time.monotonic()
         self._taken.set()
         self._wake.set()
-        return self.pool.rekey(key, session_id)
+        browser = self.pool.rekey(key, session_id)
+        if browser is not None:
+            self.store.metrics.count(CREATE_PATHS, "warm")
+        return browser

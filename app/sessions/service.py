@@ -33,6 +33,7 @@ from core.ids import new_id, now_ms, utcnow_iso
 from core.session_machine import SessionMachine
 from core.states import VISIBLE_STATUSES, SessionRecord, Status, StopReason
 from core.store import Store
+from core.store.metrics import WARM_OFFERS
 from core.replay_links import SALT_FIELD as REPLAY_SALT, ReplayLinks
 from core.tokens import ConnectTokens, LiveViewTokens
 
@@ -148,6 +149,8 @@ def create(
         _release_claims(store, body, session_id)
         raise
     offer = store.warm.take() if can_use_warm(record) else None
+    if can_use_warm(record):
+        store.metrics.count(WARM_OFFERS, "hit" if offer else "miss")
     store.sessions.create(record, in_line=offer is None)
     patience = Patience(config, written=time.monotonic())
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from core.states import Status
+from tasks import warm
 from tasks.browser import launch_session
 from tests.support.records import new_session
 
@@ -62,6 +63,42 @@ def test_a_spare_that_died_is_never_handed_out_and_is_replaced(make_worker):
     _wait(lambda: worker.pool.get(dead_key) is None, "the dead spare ended")
     _wait(lambda: worker.store.warm.offered_by(worker.name), "a new warm browser on offer")
     assert dead_key not in worker.store.warm.offered_by(worker.name)
+
+
+def test_creates_raise_the_spares_up_to_the_free_slots_and_a_quiet_window_brings_them_back_to_the_floor(
+        make_worker, monkeypatch):
+    monkeypatch.setattr(warm, "OFFER_SETTLE", 0.1)
+    monkeypatch.setattr(warm, "CHECK_INTERVAL", 0.2)
+    worker = make_worker(started=True, warm_browsers=1, pool_size=4, warm_window=3)
+    _wait(lambda: len(worker.store.warm.offered_by(worker.name)) == 1, "the floor's warm browser on offer")
+
+    for _ in range(6):  # a burst of launches reaching this worker (tasks/worker.py's task_received)
+        worker.warm.saw_create()
+
+    _wait(lambda: len(worker.store.warm.offered_by(worker.name)) == 4, "a spare in every slot")
+    assert worker.warm.target == 4, "six creates wanted six; four slots allow four"
+    _wait(lambda: len(worker.store.warm.offered_by(worker.name)) == 1, "back at the floor after a quiet window")
+    assert worker.warm.target == 1 and worker.pool.counts()["warm"] == 1
+    assert len(worker.pool.launcher.stopped) == 3
+
+
+def test_a_create_that_took_a_spare_counts_as_warm_and_a_cold_one_as_cold(make_worker):
+    from core.store.metrics import CREATE_PATHS
+
+    worker = make_worker(started=True, warm_browsers=1)
+    _wait(lambda: worker.store.warm.offered_by(worker.name), "a warm browser on offer")
+    offer = worker.store.warm.take()
+    launch_session(worker, new_session(worker.store), warm=offer.key)
+    cold = new_session(worker.store)
+    worker.intake.received(_NoConsumer(), cold)
+    launch_session(worker, cold)  # the keeper has not refilled yet (it lets the hand-over settle first)
+
+    assert worker.store.metrics.counter(CREATE_PATHS) == {"warm": 1, "cold": 1}
+
+
+class _NoConsumer:
+    def cancel_task_queue(self, queue: str) -> None:
+        pass
 
 
 def _wait(condition, what: str, timeout: float = 10) -> None:
