@@ -1,10 +1,12 @@
 """Offers of warm browsers: which worker has a browser launched and waiting, and handing each to one create.
 
 One Redis list holds one entry per ready warm browser, ``[worker, key]``. A
-create takes an entry with one atomic script that skips entries of workers
+create takes an entry with one atomic script that drops entries of workers
 whose heartbeat is older than ``BROKER_WORKER_TTL`` (their browsers died with
 them), so two creates never get the same browser and none is sent to a dead
-worker. The worker withdraws an offer before it uses or ends that browser
+worker. Of the live workers' offers it takes the oldest of the least loaded
+worker (fewest browsers running or launching, as of its last heartbeat): a
+session should not share two cores with more pages than it must. The worker withdraws an offer before it uses or ends that browser
 itself; a withdraw that finds the entry gone tells it a create is on its way.
 """
 from __future__ import annotations
@@ -15,17 +17,35 @@ from dataclasses import dataclass
 from core.store import keys
 from core.store.base import RecordKind
 
-#: Pops entries until one of a worker that heartbeat within ARGV[1] seconds by Redis's clock (the one
-#: heartbeats are scored with); entries of silent workers are dropped on the way.
+#: Takes the oldest entry of the least loaded worker that heartbeat within ARGV[1] seconds by Redis's clock (the one
+#: heartbeats are scored with); a worker's load is read from its heartbeat's record (key ARGV[2] .. name); entries
+#: of silent workers are dropped on the way.
 _TAKE = """
 local t = redis.call('TIME')
 local since = tonumber(t[1]) + tonumber(t[2]) / 1000000 - tonumber(ARGV[1])
-while true do
-  local offer = redis.call('LPOP', KEYS[1])
-  if not offer then return false end
-  local beat = redis.call('ZSCORE', KEYS[2], cjson.decode(offer)[1])
-  if beat and tonumber(beat) >= since then return offer end
+local loads = {}
+local best, best_load = nil, nil
+for _, offer in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local worker = cjson.decode(offer)[1]
+  local beat = redis.call('ZSCORE', KEYS[2], worker)
+  if not beat or tonumber(beat) < since then
+    redis.call('LREM', KEYS[1], 1, offer)
+  else
+    if loads[worker] == nil then
+      loads[worker] = 0
+      local info = redis.call('GET', ARGV[2] .. worker)
+      if info then
+        local browsers = cjson.decode(info)['browsers']
+        if type(browsers) == 'table' then
+          loads[worker] = (tonumber(browsers['running']) or 0) + (tonumber(browsers['launching']) or 0)
+        end
+      end
+    end
+    if best_load == nil or loads[worker] < best_load then best, best_load = offer, loads[worker] end
+  end
 end
+if best then redis.call('LREM', KEYS[1], 1, best) end
+return best or false
 """
 
 
@@ -52,8 +72,8 @@ class WarmOffers(RecordKind):
         return bool(self.redis.lrem(keys.WARM_OFFERS, 1, _entry(worker, key)))
 
     def take(self) -> WarmOffer | None:
-        """The oldest offer of a live worker, for exactly one caller; None when there is none."""
-        raw = self._take(keys=[keys.WARM_OFFERS, keys.WORKERS], args=[self.config.worker_ttl])
+        """The oldest offer of the least loaded live worker, for exactly one caller; None when there is none."""
+        raw = self._take(keys=[keys.WARM_OFFERS, keys.WORKERS], args=[self.config.worker_ttl, keys.worker("")])
         if not raw:
             return None
         worker, key = json.loads(raw)
