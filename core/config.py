@@ -118,6 +118,11 @@ class Config:
     worker_ttl: float = field(default_factory=lambda: _float("BROKER_WORKER_TTL", 20))
     #: BROKER_SHUTDOWN_GRACE: seconds a worker told to stop (SIGTERM) has to stop its sessions, contexts saved.
     shutdown_grace: float = field(default_factory=lambda: _float("BROKER_SHUTDOWN_GRACE", 25))
+    #: BROKER_MOVABLE: whether a create that says nothing about ``movable`` may move to another worker when its own
+    #: stops (SIGTERM) instead of ending as ``shutdown``.
+    movable: bool = field(default_factory=lambda: _bool("BROKER_MOVABLE", False))
+    #: BROKER_MOVE_WAIT: seconds a CDP client connecting to a moving session waits for it to run again.
+    move_wait: float = field(default_factory=lambda: _float("BROKER_MOVE_WAIT", 30))
     #: BROKER_STOP_NEVER_SENT_AFTER: seconds after a stop was requested past which a session still stopping, with no
     #: stop under way on its worker, is taken to have had its stop task never sent (the web process died, or Redis
     #: failed, between the move and the send): its worker then stops it itself. A stop task normally starts within

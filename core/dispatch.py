@@ -24,6 +24,8 @@ LAUNCH_QUEUE = "browsers.launch"
 WORKER_QUEUE_PREFIX = "browsers.worker."
 LAUNCH_TASK = "browser.launch"
 STOP_TASK = "browser.stop"
+#: A session saved by a worker told to stop, for any worker to run again (tasks/moving.py).
+RELAUNCH_TASK = "browser.relaunch"
 
 
 def can_use_warm(record: dict) -> bool:
@@ -101,6 +103,10 @@ class Dispatcher:
         """To the worker holding the warm browser ``warm_key``, on its own queue; expires like a cold launch."""
         self.celery.send_task(LAUNCH_TASK, args=[session_id], kwargs={"warm": warm_key}, queue=worker_queue_name,
                               expires=self.config.create_wait)
+
+    def send_relaunch(self, session_id: str, state: str) -> None:
+        """To the shared queue, never expiring: the session waits, running and moving, for a worker to take it."""
+        self.celery.send_task(RELAUNCH_TASK, args=[session_id, state], queue=LAUNCH_QUEUE)
 
     def send_stop(self, worker_queue_name: str, session_id: str, reason: str) -> None:
         self.celery.send_task(STOP_TASK, args=[session_id, str(reason)], queue=worker_queue_name)

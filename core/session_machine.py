@@ -14,8 +14,8 @@ from typing import Any
 from core.dispatch import Dispatcher
 from core.ids import utcnow_iso
 from core.states import (
-    ABANDON, CLAIM, DROP, FINISH_STOP, HAND_OVER, LOSE, READY, REQUEST_STOP, Move, SessionRecord, Status,
-    StopReason,
+    ABANDON, BEGIN_MOVE, CLAIM, DROP, FINISH_STOP, HAND_OVER, LOSE, READY, REQUEST_STOP, SETTLE_MOVE, Move,
+    SessionRecord, Status, StopReason,
 )
 from core.store import Store
 
@@ -82,6 +82,15 @@ class SessionMachine:
         archived = {"downloads": downloads, "downloadsExpireEpoch": downloads_expire} if downloads else {}
         return self._apply(FINISH_STOP, session_id, stoppedAt=utcnow_iso(), stopReason=reason,
                            snapshotError=snapshot_error, **archived, **TOKEN_DEAD)
+
+    def begin_move(self, session_id: str, moves: list[float], **changes: Any) -> SessionRecord | None:
+        """A worker told to stop moves the session away (tasks/moving.py): it stays running, moving, its clients
+        closed with 1012 in the move, before its state is saved; ``moves``: when it moved, this move included."""
+        return self._apply(BEGIN_MOVE, session_id, moving=True, moveEpochs=moves, **changes)
+
+    def settle_move(self, session_id: str, worker: str, **browser: Any) -> SessionRecord | None:
+        """The session runs again on ``worker``; None (and the caller ends its browser) if it stopped meanwhile."""
+        return self._apply(SETTLE_MOVE, session_id, worker=worker, moving=False, moveState=None, **browser)
 
     def lose(self, session_id: str) -> SessionRecord | None:
         """The worker holding the browser is gone: no save is possible, the last good snapshot stays in force.

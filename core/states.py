@@ -14,6 +14,9 @@ wins, and the loser learns it from a ``None`` and has no effect at all.
        │                   │                  │                         │
        └──abandon / drop───┴──▶ abandoned     └──finish_stop / lose─────┴──▶ stopped
 
+``begin_move`` and ``settle_move`` keep a session ``running`` (``moving`` set, then cleared) while it moves from a
+worker told to stop to another (tasks/moving.py).
+
 ``hand_over`` is a warm browser given to a create with nothing left to do
 (no first page to load): one move instead of ``claim`` then ``ready``.
 
@@ -62,6 +65,8 @@ class StopReason(StrEnum):
     BROWSER_CLOSED = "browser_closed"
     #: Its worker was told to stop (SIGTERM: a deploy, a platform restart) and the session did not move.
     SHUTDOWN = "shutdown"
+    #: It moved BROKER_MOVE_LIMIT times within BROKER_MOVE_WINDOW (its workers kept stopping) and was not moved again.
+    MOVE_LIMIT = "move_limit"
     ERROR = "error"
 
 
@@ -95,6 +100,12 @@ class Effect(Enum):
     #: stopping one's were told when it left running. In the move's own transaction, like TELL_CREATE: once per
     #: session, and never for a move that lost.
     ANNOUNCE_STOP = "announce_stop"
+    #: Every web process closes the session's CDP clients with 1012 (service restart): it is moving, and they may
+    #: reconnect to the same URL (tasks/moving.py).
+    ANNOUNCE_MOVE = "announce_move"
+    #: Out of its worker's session set: a moving session is no worker's, so neither the reaper of its old worker nor
+    #: that worker's successor (same name) ends it as lost; INDEX_RUNNING puts it in its new worker's set.
+    LEAVE_WORKER = "leave_worker"
 
 
 class Deadline(Enum):
@@ -135,7 +146,11 @@ FINISH_STOP = _move("finish_stop", {S.RUNNING, S.STOPPING}, S.STOPPED, Effect.AN
                     Effect.FREE_HOLDS, Effect.RETAIN, Effect.EXPIRE_DOWNLOADS)
 LOSE = _move("lose", {S.LAUNCHING, S.RUNNING, S.STOPPING}, S.STOPPED, Effect.ANNOUNCE_STOP, Effect.UNSCHEDULE,
              Effect.FREE_HOLDS, Effect.RETAIN)
-MOVES = (CLAIM, ABANDON, DROP, READY, HAND_OVER, REQUEST_STOP, FINISH_STOP, LOSE)
+#: A worker told to stop hands a movable running session back to the queue: it stays running, ``moving`` set.
+BEGIN_MOVE = _move("begin_move", {S.RUNNING}, S.RUNNING, Effect.ANNOUNCE_MOVE, Effect.LEAVE_WORKER)
+#: Another worker (or the same one's successor) runs it again from its saved state: ``moving`` cleared.
+SETTLE_MOVE = _move("settle_move", {S.RUNNING}, S.RUNNING, Effect.INDEX_RUNNING)
+MOVES = (CLAIM, ABANDON, DROP, READY, HAND_OVER, REQUEST_STOP, FINISH_STOP, LOSE, BEGIN_MOVE, SETTLE_MOVE)
 
 
 class SessionRecord(TypedDict, total=False):
@@ -189,3 +204,11 @@ class SessionRecord(TypedDict, total=False):
     #: What the stop archived (name, size, state, mimeType, modifiedAt each) and when that archive is deleted.
     downloads: list[dict]
     downloadsExpireEpoch: float
+    #: May move to another worker when its own stops (BROKER_MOVABLE by default).
+    movable: bool
+    #: Saved and handed back to the queue, not yet running on its next worker.
+    moving: bool
+    #: When the session was moved (Unix seconds), newest last, within BROKER_MOVE_WINDOW: for the crash-loop limit.
+    moveEpochs: list[float]
+    #: The blob key of the saved state it moves with (core/store/moves.py); never shown to users.
+    moveState: str | None

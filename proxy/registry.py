@@ -51,9 +51,9 @@ class RelayRegistry:
         return {TO_BROWSER: self.closed_bytes[TO_BROWSER] + sum(c.bytes_to_browser for c in live),
                 TO_CLIENT: self.closed_bytes[TO_CLIENT] + sum(c.bytes_to_client for c in live)}
 
-    def close_session(self, session_id: str, reason: str) -> None:
+    def close_session(self, session_id: str, reason: str, code: int = GOING_AWAY) -> None:
         for conn in list(self._by_session.get(session_id, ())):
-            conn.close(GOING_AWAY, reason)
+            conn.close(code, reason)
 
     def close_all(self, reason: str, timeout: float) -> None:
         """Returns once every client has had its close frame, or after ``timeout``.
@@ -72,7 +72,11 @@ def follow_stop_announcements(store: Store, registry: RelayRegistry) -> None:
     while True:
         try:
             for announcement in store.events.stop_announcements():
-                registry.close_session(announcement["sessionId"], f"session stopped: {announcement['reason']}")
+                if "code" in announcement:  # a move (core.store.events): the clients may reconnect to the same URL
+                    registry.close_session(announcement["sessionId"], "session moving to another worker; reconnect",
+                                           announcement["code"])
+                else:
+                    registry.close_session(announcement["sessionId"], f"session stopped: {announcement['reason']}")
         except Exception as error:
             log.warning("stop announcements interrupted (%s); resubscribing", error)
             gevent.sleep(RETRY_DELAY)

@@ -106,6 +106,13 @@ class BrokerHandler(WSGIHandler):
         token = token_in_query(self.environ.get("QUERY_STRING", ""))
         if record is None or record["status"] != Status.RUNNING or not matches(record, token):
             return super().run_application()
+        if record.get("moving"):  # to another worker (API.md, Moving): the client waits for it, BROKER_MOVE_WAIT at most
+            record = self.server.store.moves.wait_settled(session_id, self.server.config.move_wait)
+            if record is None or record["status"] != Status.RUNNING or not matches(record, token):
+                return super().run_application()
+            if record.get("moving"):
+                return self._json_error(503, "Service Unavailable", "The session is moving to another worker and "
+                                        "is not running there yet; try again.", [("Retry-After", "5")])
         try:
             browser = connect_browser(self.server.links.route(record, page=page))
         except (OSError, HandshakeError) as error:

@@ -18,7 +18,7 @@ from tasks.worker_steps import BrowserWorker, LaunchQueueOnConnect
 from tasks.worker_task import attached
 
 config = load()
-celery = make_celery(config, include=["tasks.browser"])
+celery = make_celery(config, include=["tasks.browser", "tasks.moving"])
 celery.steps["worker"].add(BrowserWorker)
 celery.steps["consumer"].add(LaunchQueueOnConnect)
 

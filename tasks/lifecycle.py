@@ -71,8 +71,8 @@ class Housekeeping:
                 threading.Thread(target=end_session, args=(worker, session_id, StopReason.WORKER_LOST),
                                  name=f"stop-{session_id}", daemon=True).start()
                 continue
-            if record["status"] == Status.PENDING:
-                continue
+            if record["status"] == Status.PENDING or record.get("moving"):
+                continue  # a warm browser being handed over, or a moved session being relaunched here (tasks/moving.py)
             if record["status"] not in LIVE_STATUSES or record.get("worker") != worker.queue:
                 log.warning("session %s: no longer this worker's (%s); ending its browser", session_id,
                             record["status"], extra=session_fields(record))

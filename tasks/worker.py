@@ -50,6 +50,7 @@ from tasks.intake import LaunchIntake
 from tasks.launchers import make_launcher
 from tasks.launchers.base import Launcher
 from tasks.lifecycle import Housekeeping
+from tasks.moving import Mover
 from tasks.pool import ChromiumPool
 from tasks.project_gate import ProjectGate
 from tasks.running_browser import RunningBrowser
@@ -78,6 +79,8 @@ class Worker:
         self.machine = SessionMachine(self.store, self.dispatcher)
         self.contexts = ContextState(config, self.store, open_snapshot_store(config))
         self.download_archive = DownloadArchive(open_snapshot_store(config))
+        #: Where a moving session's saved state goes (tasks/moving.py).
+        self.snapshots = open_snapshot_store(config)
         # Who the browsers run as, and what that allows.
         self.users = users if users is not None else _browser_users(config)
         #: Enforced only where browsers share the worker's user and BROKER_SHARED_USER_PROJECTS is not ``any``.
@@ -112,6 +115,7 @@ class Worker:
         #: Set when the worker is told to shut down: a flow waiting for Redis to answer gives up then.
         self.shutting_down = threading.Event()
         self.housekeeping = Housekeeping(self)
+        self.mover = Mover(self)
 
     # -- start and stop ------------------------------------------------------------
     def start(self) -> None:
@@ -182,7 +186,10 @@ class Worker:
             log.warning("could not remove this worker from the store at exit (%s)", error)
 
     def _end_at_exit(self, session_id: str) -> None:
+        """A movable session moves to another worker (tasks/moving.py); any other ends as ``shutdown``."""
         try:
+            if self.mover.leave(session_id):
+                return
             end_session(self, session_id, StopReason.SHUTDOWN)
         except Exception:
             log.exception("session %s: its stop failed at exit (Redis unreachable?); ending its browser without it",

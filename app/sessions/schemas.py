@@ -163,6 +163,11 @@ class SessionCreateSchema(BrowserOptionsSchema):
         metadata={"description": "Record every page of the session (rrweb, in a world the pages cannot see) for "
                                  "`GET …/recording` and the replay page; default BROKER_RECORDING."},
     )
+    movable = StrictBoolean(
+        load_default=None, allow_none=True,
+        metadata={"description": "May move to another worker when its own stops (a deploy, a restart), keeping its "
+                                 "id, `cdpUrl` and live-view links; default BROKER_MOVABLE."},
+    )
 
 
 class SessionListQuerySchema(Schema):
@@ -231,6 +236,13 @@ class SessionSchema(Schema):
     )
     recording = fields.Boolean(required=True, dump_default=False,
                                metadata={"description": "Whether the session is recorded."})
+    movable = fields.Boolean(required=True, dump_default=False,
+                             metadata={"description": "Whether the session moves to another worker when its own "
+                                                      "stops, instead of ending as `shutdown`."})
+    moving = fields.Boolean(
+        required=True, dump_default=False,
+        metadata={"description": "Saved by a worker that stopped and not yet running on the next: still `running`; "
+                                 "a CDP connect meanwhile waits for it (BROKER_MOVE_WAIT)."})
     recordingUrl = fields.String(
         required=True, allow_none=True, dump_default=None,
         metadata={"pattern": r"^https?://[^?]+/replay/ses_[0-9a-f]{32}\?token=[A-Za-z0-9_-]{43}$",

@@ -65,6 +65,8 @@ def public(record: SessionRecord, config: Config, tokens: ConnectTokens, live: L
         "launch": record.get("launch"),
         "recording": bool(record.get("recording")),
         "recordingUrl": _recording_url(record, config, store),
+        "movable": bool(record.get("movable")),
+        "moving": bool(record.get("moving")),
     }
 
 
@@ -140,6 +142,7 @@ def create(
         "browserOptions": options,
         "launch": None,
         "recording": config.recording if body.get("recording") is None else body["recording"],
+        "movable": config.movable if body.get("movable") is None else body["movable"],
     }
     if record["recording"]:
         record.update(ReplayLinks.issue())

@@ -18,6 +18,7 @@ from core.store.contexts import ContextRecords
 from core.store.events import StopEvents
 from core.store.extensions import ExtensionRecords
 from core.store.metrics import MetricRecords
+from core.store.moves import MoveRecords
 from core.store.projects import DEFAULT_PROJECT, ProjectRecords
 from core.store.protocol import CdpProtocol
 from core.store.proxies import ProxyRecords
@@ -49,6 +50,7 @@ class Store:
         self.extensions = ExtensionRecords(self.redis, config)
         self.session_events = SessionEvents(self.redis, config)
         self.recordings = RecordingRecords(self.redis, config)
+        self.moves = MoveRecords(self.redis, config)
 
     def ping(self) -> bool:
         return bool(self.redis.ping())

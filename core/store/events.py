@@ -12,9 +12,17 @@ from core.store import keys
 from core.store.base import Pipeline, RecordKind
 
 
-def queue_stop_announcement(pipe: Pipeline, session_id: str, reason: str) -> None:
-    """Into a transaction: Redis publishes it when, and only if, the transaction commits."""
-    pipe.publish(keys.STOP_CHANNEL, json.dumps({"sessionId": session_id, "reason": str(reason)}))
+#: The close code for clients of a session that moves (RFC 6455's "service restart"): reconnect, it comes back.
+SERVICE_RESTART = 1012
+
+
+def queue_stop_announcement(pipe: Pipeline, session_id: str, reason: str, code: int | None = None) -> None:
+    """Into a transaction: Redis publishes it when, and only if, the transaction commits. ``code``: the close code
+    the clients get, when not the relay's own for a stop (1001)."""
+    announcement = {"sessionId": session_id, "reason": str(reason)}
+    if code is not None:
+        announcement["code"] = code
+    pipe.publish(keys.STOP_CHANNEL, json.dumps(announcement))
 
 
 class StopEvents(RecordKind):

@@ -14,7 +14,7 @@ from typing import Any
 from core.states import Deadline, Effect, Move, SessionRecord, Status
 from core.store import keys
 from core.store.base import Pipeline, RecordKind, dump, load
-from core.store.events import queue_stop_announcement
+from core.store.events import SERVICE_RESTART, queue_stop_announcement
 from core.store.metrics import STOP_REASONS, count_in
 
 
@@ -170,6 +170,10 @@ class SessionRecords(RecordKind):
         elif effect is Effect.ANNOUNCE_STOP:
             if source == Status.RUNNING:
                 queue_stop_announcement(pipe, session_id, record.get("stopReason") or "unknown")
+        elif effect is Effect.ANNOUNCE_MOVE:
+            queue_stop_announcement(pipe, session_id, "moving", code=SERVICE_RESTART)
+        elif effect is Effect.LEAVE_WORKER:
+            pipe.srem(keys.worker_sessions(record["worker"]), session_id)
         elif effect is Effect.EXTEND_DEADLINE:
             pipe.pexpire(keys.create_deadline(session_id), _ms(self.config.launch_timeout))
         elif effect is Effect.END_DEADLINE:

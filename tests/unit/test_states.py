@@ -8,7 +8,7 @@ import pytest
 
 from core.ids import new_id, now_ms
 from core.session_machine import SessionMachine
-from core.states import CLAIM, MOVES, Deadline, Status, StopReason
+from core.states import CLAIM, MOVES, Deadline, Effect, Status, StopReason
 from core.store import Store, keys
 from tests.support.announcements import announcements
 from tests.support.processes import wait_until
@@ -58,7 +58,9 @@ def test_every_move_happens_from_its_sources_and_nowhere_else(store, move, start
         assert result is None
         assert store.sessions.get(session_id) == before
     leaves_running = start == Status.RUNNING and start in move.sources and move.target != Status.RUNNING
-    assert heard == ([{"sessionId": session_id, "reason": "deleted"}] if leaves_running else [])
+    moves_away = start in move.sources and Effect.ANNOUNCE_MOVE in move.effects
+    assert heard == ([{"sessionId": session_id, "reason": "deleted"}] if leaves_running else
+                     [{"sessionId": session_id, "reason": "moving", "code": 1012}] if moves_away else [])
 
 
 def test_a_move_on_a_session_that_does_not_exist_writes_nothing(store):

@@ -1,0 +1,251 @@
+"""Sessions that outlive their worker: saved on SIGTERM, relaunched by another worker with the same id and URLs.
+
+Leaving (:meth:`Mover.leave`, from the worker's stop): the record moves to running+moving first (``begin_move``: its
+CDP clients are closed with 1012 in that move, and a client connecting from then on waits in the relay), then the
+open tabs' URLs and the cookies are read over CDP while the browser runs, Chromium ends cleanly, and its whole
+profile is packed into the snapshot store under ``moves/<session id>/<version>/`` beside a small JSON of the tabs
+and cookies (session cookies included: Chromium keeps those in memory only). A session with a context saves into
+it too, as a stop would. Only then is the relaunch sent to the shared launch queue, which every worker consumes,
+this one's successor under the same name included.
+
+Arriving (:meth:`Mover.arrive`, the relaunch task): one worker claims the relaunch, launches a browser in the
+unpacked profile (its proxy routed as at create), sets the cookies, opens the tabs, and writes its own browser's
+address over the old one (``settle_move``): the connect token and live-view credentials are the record's, so the
+``cdpUrl`` and live-view links stay as they were. What cannot move ends: a session past its timeout, one whose save
+failed, one moved MOVE_LIMIT times within MOVE_WINDOW (``move_limit``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from celery import shared_task
+from celery.exceptions import Reject
+
+from core.cdp import CdpConnection, navigate_first_page
+from core.cookies import merge_cookies, read_cookies
+from core.dispatch import RELAUNCH_TASK
+from core.logs import session_fields
+from core.snapshots import new_version, pack_profile, unpack_profile
+from core.states import SessionRecord, Status, StopReason
+from tasks.browser import _running_fields, end_session
+from tasks.chromium_flags import browser_flags
+from tasks.pool import PoolFull
+from tasks.running_browser import RunningBrowser
+from tasks.worker_task import WorkerTask
+
+if TYPE_CHECKING:
+    from tasks.worker import Worker
+
+log = logging.getLogger(__name__)
+CDP_TIMEOUT = 10.0
+#: The blob names under a move's folder.
+PROFILE_BLOB = "profile.tar.zst"
+STATE_BLOB = "state.json"
+#: A download still being written when the browser ended: Chromium's partial file.
+PARTIAL_DOWNLOAD = ".crdownload"
+DOWNLOAD_LOST = "a download in progress was lost when the session moved to another worker"
+#: A session moved this many times within MOVE_WINDOW seconds (a crash loop: each worker it lands on stops) ends as
+#: ``move_limit`` at its next move instead. Constants, not settings: no deploy cadence comes near 3 in 10 minutes.
+MOVE_LIMIT = 3
+MOVE_WINDOW = 600.0
+#: Seconds a relaunch refused here (no slot, another project's browsers) waits before it goes back to the queue.
+REQUEUE_PAUSE = 1.0
+
+
+@shared_task(name=RELAUNCH_TASK, base=WorkerTask, bind=True, acks_late=True)
+def relaunch(self: WorkerTask, session_id: str, state: str) -> None:
+    self.worker.mover.arrive(session_id, state)
+
+
+class Mover:
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    # -- leaving: the worker was told to stop ------------------------------------------
+    def leave(self, session_id: str) -> bool:
+        """Move the session away; False if it cannot move (the caller stops it as ``shutdown``). A session at its
+        move limit is stopped here, as ``move_limit``."""
+        worker = self.worker
+        record = worker.store.sessions.get(session_id)
+        browser = worker.pool.get(session_id)
+        if not self._may_move(record, browser):
+            return False
+        now = time.time()
+        moves = [epoch for epoch in record.get("moveEpochs") or [] if now - epoch < MOVE_WINDOW]
+        if len(moves) >= MOVE_LIMIT:
+            log.warning("session %s: moved %d times within %.0f s; stopped instead of moved again", session_id,
+                        len(moves), MOVE_WINDOW, extra=session_fields(record))
+            end_session(worker, session_id, StopReason.MOVE_LIMIT)
+            return True
+        started = time.monotonic()
+        try:
+            tabs, cookies = _tabs(browser), _cookies(browser)
+        except Exception as error:
+            log.warning("session %s: its tabs or cookies could not be read (%s); it stops instead of moving",
+                        session_id, error, extra=session_fields(record))
+            return False
+        lost = {"downloadError": DOWNLOAD_LOST} if _downloading(browser.downloads_dir) else {}
+        if worker.machine.begin_move(session_id, moves + [now], **lost) is None:
+            return False
+        state = f"moves/{session_id}/{new_version()}"
+        problems: list[str] = []
+
+        def after_exit(profile: Path) -> None:
+            try:
+                self._save(state, profile, {"tabs": tabs, "cookies": cookies, "savedAt": now})
+            except Exception as error:
+                log.exception("session %s: saving it for the move failed", session_id, extra=session_fields(record))
+                problems.append(f"its state could not be saved for the move ({error})")
+                return
+            if record.get("contextId"):
+                problem = worker.contexts.save(record["contextId"], session_id, profile, cookies)
+                if problem:
+                    log.warning("session %s: its context was not saved at the move: %s", session_id, problem,
+                                extra=session_fields(record))
+
+        worker.pool.release(session_id, after_exit=after_exit)
+        if problems:
+            worker.snapshots.delete_blobs(state)
+            worker.machine.finish_stop(session_id, StopReason.SHUTDOWN, "; ".join(problems))
+            return True
+        worker.store.sessions.update_running(session_id, {"moveState": state})
+        worker.dispatcher.send_relaunch(session_id, state)
+        log.info("session %s: saved in %.2f s (%d tabs, %d cookies) and handed back to the queue to move",
+                 session_id, time.monotonic() - started, len(tabs), len(cookies), extra=session_fields(record))
+        return True
+
+    def _may_move(self, record: SessionRecord | None, browser: RunningBrowser | None) -> bool:
+        """Movable, running here with a live browser, and not past its timeout (that one ends as it would)."""
+        return (record is not None and bool(record.get("movable")) and record["status"] == Status.RUNNING
+                and not record.get("moving") and record.get("worker") == self.worker.queue
+                and record.get("expiresEpoch", 0) > time.time() and browser is not None and not browser.exited())
+
+    def _save(self, state: str, profile: Path, saved: dict) -> None:
+        with tempfile.TemporaryDirectory(dir=self._scratch()) as scratch:
+            archive, about = Path(scratch) / PROFILE_BLOB, Path(scratch) / STATE_BLOB
+            pack_profile(profile, archive)
+            about.write_text(json.dumps(saved))
+            self.worker.snapshots.put_blob(f"{state}/{PROFILE_BLOB}", archive)
+            self.worker.snapshots.put_blob(f"{state}/{STATE_BLOB}", about)
+
+    def _scratch(self) -> Path:
+        folder = self.worker.config.state_dir / "scratch"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    # -- arriving: the relaunch task ----------------------------------------------------
+    def arrive(self, session_id: str, state: str) -> None:
+        worker = self.worker
+        record = worker.store.sessions.get(session_id)
+        if record is None or not record.get("moving") or record.get("moveState") != state:
+            log.info("session %s: relaunch skipped, it is not moving from %s", session_id, state,
+                     extra={"session": session_id})
+            return
+        if record["status"] == Status.STOPPING:  # stopped (DELETE, timeout) while it moved: nothing to stop here
+            worker.machine.finish_stop(session_id, StopReason(record["stopReason"]), None)
+            worker.snapshots.delete_blobs(state)
+            return
+        if record["status"] != Status.RUNNING:
+            worker.snapshots.delete_blobs(state)
+            return
+        if worker.shutting_down.is_set():
+            raise Reject("this worker is stopping", requeue=True)
+        if not worker.store.moves.claim_relaunch(session_id, state, worker.config.launch_timeout + 60):
+            log.info("session %s: another worker relaunches it", session_id, extra=session_fields(record))
+            return
+        if not worker.project_gate.admit(session_id, record["project"]):
+            worker.store.moves.release_relaunch(session_id, state)
+            time.sleep(REQUEUE_PAUSE)
+            raise Reject("this worker serves another project now", requeue=True)
+        try:
+            browser = self._launch(session_id, state, record)
+        except PoolFull:
+            worker.project_gate.release(session_id)
+            worker.store.moves.release_relaunch(session_id, state)
+            time.sleep(REQUEUE_PAUSE)
+            raise Reject("no free browser slot for a moving session", requeue=True) from None
+        except Exception as error:
+            log.exception("session %s: its relaunch after the move failed", session_id, extra=session_fields(record))
+            worker.forwarders.stop(session_id)
+            worker.project_gate.release(session_id)
+            worker.machine.finish_stop(session_id, StopReason.ERROR, f"its relaunch after a move failed: {error}")
+            worker.snapshots.delete_blobs(state)
+            return
+        fields = {**_running_fields(worker, browser, record), **worker.browser_options.start(session_id, browser, record)}
+        for kept in ("expiresAt", "expiresEpoch"):  # its timeout runs from its create, not from the move
+            fields.pop(kept)
+        if worker.machine.settle_move(session_id, worker.queue, **fields) is None:
+            log.info("session %s: stopped while it moved; ending the browser", session_id, extra={"session": session_id})
+            worker.pool.release(session_id)
+        else:
+            log.info("session %s: running again after its move", session_id, extra=session_fields(record))
+        worker.snapshots.delete_blobs(state)
+
+    def _launch(self, session_id: str, state: str, record: SessionRecord) -> RunningBrowser:
+        """The browser in the saved profile, its cookies and tabs put back; raises PoolFull with no slot free."""
+        worker = self.worker
+        while True:
+            try:
+                worker.pool.reserve(session_id)
+                break
+            except PoolFull:
+                if not worker.warm.make_room(session_id):
+                    raise
+        saved: dict = {}
+
+        def unpack(profile: Path) -> None:
+            with tempfile.TemporaryDirectory(dir=self._scratch()) as scratch:
+                archive = Path(scratch) / PROFILE_BLOB
+                with worker.snapshots.open_blob(f"{state}/{PROFILE_BLOB}") as blob, open(archive, "wb") as out:
+                    shutil.copyfileobj(blob, out)
+                unpack_profile(archive, profile)
+                with worker.snapshots.open_blob(f"{state}/{STATE_BLOB}") as blob:
+                    saved.update(json.load(blob))
+
+        extra, prepare = worker.browser_options.launch_parts(record, worker.pool.profile_dir(session_id), unpack)
+        flags = browser_flags(worker.config, worker.forwarders.route(record, worker.store, worker.secret_box) + extra)
+        browser = worker.pool.acquire(session_id, flags, timeout=worker.config.launch_timeout, prepare=prepare)
+        worker.prepare_browser(session_id, browser)
+        _put_back(browser, saved.get("cookies") or [], saved.get("tabs") or [], worker.config.navigate_timeout)
+        return browser
+
+
+def _tabs(browser: RunningBrowser) -> list[str]:
+    """The open pages' URLs, oldest first (Chromium lists the newest first)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{browser.port}/json/list", timeout=CDP_TIMEOUT) as answer:
+        targets = json.load(answer)
+    return [target["url"] for target in reversed(targets) if target.get("type") == "page"]
+
+
+def _cookies(browser: RunningBrowser) -> list[dict]:
+    with CdpConnection(browser.ws_url(), timeout=CDP_TIMEOUT) as conn:
+        return read_cookies(conn)
+
+
+def _downloading(folder: Path) -> bool:
+    try:
+        return any(entry.name.endswith(PARTIAL_DOWNLOAD) for entry in folder.iterdir())
+    except OSError:
+        return False
+
+
+def _put_back(browser: RunningBrowser, cookies: list[dict], tabs: list[str], timeout: float) -> None:
+    """Cookies before any page loads; the first tab in the browser's first page, the others in new ones. A page
+    that fails to load is still open at its URL, as it would be after a reload that failed."""
+    if cookies:
+        with CdpConnection(browser.ws_url(), timeout=CDP_TIMEOUT) as conn:
+            merge_cookies(conn, cookies)
+    pages = [url for url in tabs if url and url != "about:blank"]
+    if not pages:
+        return
+    navigate_first_page(browser.ws_url(), pages[0], timeout)
+    with CdpConnection(browser.ws_url(), timeout=CDP_TIMEOUT) as conn:
+        for url in pages[1:]:
+            conn.call("Target.createTarget", {"url": url})

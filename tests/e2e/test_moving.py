@@ -1,0 +1,162 @@
+"""Sessions that outlive their worker (API.md, "Moving"): SIGTERM moves a movable session to another worker, or to the
+same worker's successor under its name, with the same id and cdpUrl; its client reconnects and finds its page as
+it left it; the API never says ``stopped`` meanwhile."""
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import websocket
+
+from tests.support.api import Api
+from tests.support.processes import Broker, Redis, wait_until
+
+JS = Path(__file__).resolve().parents[1] / "js"
+#: Seconds the whole move may take here (save, relaunch, restore) on a loaded 2-core machine.
+MOVE_BOUND = 60
+
+
+@pytest.fixture(scope="module")
+def moving(brokers, tmp_path_factory):
+    """A deployment of its own: its workers come and go test by test."""
+    workdir = tmp_path_factory.mktemp("moving")
+    redis = Redis(workdir)
+    broker = Broker(redis, workdir, "bb_" + secrets.token_urlsafe(24), BROKER_POOL_SIZE="2",
+                    BROKER_WARM_BROWSERS="0", BROKER_MOVE_WAIT=str(MOVE_BOUND))
+    brokers.append(broker)
+    broker.start_web()
+    yield broker
+    broker.stop()
+    redis.stop()
+
+
+@pytest.fixture
+def api(moving) -> Api:
+    api = Api(moving.url, moving.api_key)
+    yield api
+    for session in api.get("/v1/sessions", params={"status": "running"}).json():
+        api.delete(f"/v1/sessions/{session['id']}")
+    for nodename in list(moving.workers):
+        moving.stop_worker(nodename)
+
+
+class StatusWatch:
+    """Polls the session through the API until told to stop: every status it answered, and whether it said moving."""
+
+    def __init__(self, api: Api, session_id: str) -> None:
+        self.api, self.session_id = api, session_id
+        self.seen: list[tuple[str, bool]] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            answer = self.api.get(f"/v1/sessions/{self.session_id}")
+            if answer.status_code == 200:
+                self.seen.append((answer.json()["status"], answer.json()["moving"]))
+            time.sleep(0.1)
+
+    def stop(self) -> list[tuple[str, bool]]:
+        self._done.set()
+        self._thread.join(5)
+        return self.seen
+
+
+def logged_in_client(cdp_url: str, page_url: str) -> subprocess.Popen:
+    """tests/js/moving.mjs, once it has logged in."""
+    client = subprocess.Popen(["node", "moving.mjs", cdp_url, page_url], cwd=JS, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    assert json.loads(client.stdout.readline()) == {"ready": True}, client.stderr.read()
+    return client
+
+
+def close_code(cdp_url: str) -> threading.Thread:
+    """A raw client's close frame, read in the background: the move's is 1012 (service restart)."""
+    ws = websocket.create_connection(cdp_url, timeout=MOVE_BOUND)
+    frames: list[bytes] = []
+
+    def read() -> None:
+        while (frame := ws.recv_frame()).opcode != websocket.ABNF.OPCODE_CLOSE:
+            pass
+        frames.append(frame.data)
+        ws.close()
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.frames = frames  # type: ignore[attr-defined]
+    thread.start()
+    return thread
+
+
+def move_and_check(moving: Broker, api: Api, pages, session: dict, leave: callable) -> dict:
+    client = logged_in_client(session["cdpUrl"], f"{pages.base}/state")
+    raw = close_code(session["cdpUrl"])
+    watch = StatusWatch(api, session["id"])
+    leave()
+    out, err = client.communicate(timeout=MOVE_BOUND + 30)
+    seen = watch.stop()
+    assert client.returncode == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["found"], result
+    assert result["local"] == "logged-in" and result["idb"] == "logged-in", result
+    assert "sid=s3cret" in result["cookie"] and "js_cookie=logged-in" in result["cookie"], result
+    assert {status for status, _ in seen} == {"running"}, "the API never answers other than running while it moves"
+    assert (("running", True) in seen), "the API said it was moving"
+    raw.join(MOVE_BOUND)
+    assert raw.frames and int.from_bytes(raw.frames[0][:2], "big") == 1012, raw.frames
+    after = api.get(f"/v1/sessions/{session['id']}").json()
+    assert after["status"] == "running" and after["moving"] is False
+    assert after["cdpUrl"] == session["cdpUrl"] and after["liveViewUrl"] == session["liveViewUrl"]
+    return {**after, "backAfterMs": result["backAfterMs"]}
+
+
+def test_sigterm_moves_a_session_to_another_worker(moving, api, pages):
+    first = moving.start_worker("first")
+    session = api.create_session(movable=True)
+    assert session["movable"] is True and session["moving"] is False
+    second = moving.start_worker("second")
+    after = move_and_check(moving, api, pages, session, lambda: moving.stop_worker(first))
+    assert after["worker"].endswith(second)
+
+
+def test_a_worker_restarted_under_its_name_takes_its_session_back(moving, api, pages):
+    only = moving.start_worker("only")
+    session = api.create_session(movable=True)
+
+    def restart() -> None:
+        moving.stop_worker(only)
+        moving.start_worker("only")
+
+    after = move_and_check(moving, api, pages, session, restart)
+    assert after["worker"].endswith(only)
+
+
+def test_a_session_not_movable_ends_as_shutdown(moving, api):
+    only = moving.start_worker("lone")
+    session = api.create_session()
+    assert session["movable"] is False
+    moving.stop_worker(only)
+    assert api.wait_status(session["id"], "stopped")["stopReason"] == "shutdown"
+
+
+def test_movable_must_be_a_boolean(moving, api):
+    answer = api.post("/v1/sessions", json={"movable": "yes"})
+    assert answer.status_code == 422, answer.text
+
+
+def test_a_session_moved_too_often_ends_as_move_limit(moving, api):
+    """A crash loop: each worker the session lands on stops; past the limit it ends, saying why."""
+    name = moving.start_worker("loop")
+    session = api.create_session(movable=True)
+    for _ in range(3):
+        moving.stop_worker(name)
+        name = moving.start_worker("loop")
+        wait_until(lambda: not api.get(f"/v1/sessions/{session['id']}").json()["moving"], MOVE_BOUND,
+                   message="the session running again")
+    moving.stop_worker(name)
+    assert api.wait_status(session["id"], "stopped")["stopReason"] == "move_limit"
