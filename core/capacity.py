@@ -2,9 +2,9 @@
 the warm spares.
 
 Two limits, the lower wins. CPU: busy pages share the cores, and ``BROWSERS_PER_CORE`` is what two cores were
-measured to carry before a page load or a CDP round trip took twice a lone session's (docs/BENCHMARKS.md).
-Memory: ``BROWSER_MB`` per browser, from what the machine has available when the worker starts, less
-``RESERVE_MB`` for everything else on it. An idle headless browser is ~175 MiB PSS, a busy one more.
+measured to carry before a page load or a CDP round trip took twice a lone session's (bench/active.py,
+docs/BENCHMARKS.md). Memory: ``BROWSER_MB`` per browser, from what the machine has available when the worker
+starts, less ``RESERVE_MB`` for everything else on it. An idle headless browser is ~175 MiB PSS, a busy one more.
 """
 from __future__ import annotations
 

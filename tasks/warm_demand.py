@@ -21,7 +21,8 @@ COVER = 0.95
 #: The rate is the higher of the whole window's and this many seconds': a stream that just began is not averaged
 #: with the quiet before it.
 RECENT = 10.0
-#: A spare's launch time before one has been measured (a direct launch until CDP answers: ~0.2 s on 2 cores, more when loaded).
+#: A spare's launch time before one has been measured (a direct launch until CDP answers: ~0.2 s on 2 cores,
+#: more when loaded).
 FIRST_LAUNCH_GUESS = 0.4
 #: Weight of each new launch time in the running average: a launch beside busy sessions is slower, and the
 #: target should follow that within a few launches.
