@@ -47,7 +47,8 @@ def poisson_gaps(rng: random.Random, mean: float, seconds: float) -> list[float]
 def figures(name: str, values: list[float], bare: float) -> None:
     fast = sum(1 for v in values if v <= 0.05) / len(values) * 100
     print(f"  {name:<46} p50 {pct(values, 50) * MS:7.0f}  p95 {pct(values, 95) * MS:7.0f}  "
-          f"max {max(values) * MS:7.0f} ms  p95 ÷ bare {pct(values, 95) / bare:5.2f}×  ≤50 ms {fast:3.0f} %  (n={len(values)})", flush=True)
+          f"max {max(values) * MS:7.0f} ms  p95 ÷ bare {pct(values, 95) / bare:5.2f}×  ≤50 ms {fast:3.0f} %  "
+          f"(n={len(values)})", flush=True)
 
 
 def load_average() -> str:
@@ -97,7 +98,7 @@ def api_factory(broker: Broker) -> Callable[[], Api]:
 
 
 async def lifecycles(api_for: Callable[[], Api], starts: list[float], url: str) -> list[float]:
-    """create → connect_over_cdp → goto → title → close → DELETE per arrival, arrivals overlapping as they come."""
+    """create → connect_over_cdp → goto → title → close → DELETE per arrival, overlapping as they come."""
     totals: list[float] = []
     async with async_playwright() as p:
 
@@ -137,7 +138,8 @@ def cold_paths(n: int) -> None:
                 cold.append(time.perf_counter() - t0)
                 api.stop_session(session["id"])
         print(f"  {launcher:<9} bare launch p50 {pct(bare, 50) * MS:5.0f} ms   "
-              f"cold create p50 {pct(cold, 50) * MS:5.0f}  p95 {pct(cold, 95) * MS:5.0f} ms   ÷ bare {pct(cold, 50) / pct(bare, 50):4.2f}×  (n={n})", flush=True)
+              f"cold create p50 {pct(cold, 50) * MS:5.0f}  p95 {pct(cold, 95) * MS:5.0f} ms   "
+              f"÷ bare {pct(cold, 50) / pct(bare, 50):4.2f}×  (n={n})", flush=True)
 
 
 def main() -> None:
