@@ -131,6 +131,12 @@ def test_a_recorded_session_replays_in_a_real_browser_with_the_typed_text(rec_ap
                                polling="raf", timeout=20_000)
         page.wait_for_function(f"() => ({frame}.getElementById('hello')?.textContent || '').includes({json.dumps(TYPED)})",
                                timeout=20_000)
+        dashboard = person.new_page()
+        dashboard.goto(f"{rec_api.base}/dashboard")
+        dashboard.fill("#key", rec_api.http.headers["X-API-Key"])
+        dashboard.click("#login button[type=submit]")
+        replay = dashboard.locator(f"#sessions tr[data-id='{session['id']}'] a", has_text="replay")
+        assert replay.get_attribute("href") == session["recordingUrl"], "the dashboard links the replay"
 
 
 def test_an_unrecorded_session_has_no_recording(rec_api, session_factory):

@@ -61,6 +61,8 @@
     if (session.liveViewUrl) views.append(link(session.liveViewUrl, "open"), " · ");
     // A key without sessions:write gets the read-only link only.
     if (session.liveViewReadOnlyUrl) views.append(link(session.liveViewReadOnlyUrl, "watch"));
+    // A recorded session's replay stays after the stop, as long as its recording is kept.
+    if (session.recordingUrl) views.append(views.childNodes.length ? " · " : "", link(session.recordingUrl, "replay"));
     cell(row, views);
     const stop = document.createElement("button");
     stop.type = "button";
