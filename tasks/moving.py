@@ -20,6 +20,7 @@ import json
 import logging
 import shutil
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -67,6 +68,9 @@ def relaunch(self: WorkerTask, session_id: str, state: str) -> None:
 class Mover:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
+        #: Sessions this worker has begun to move and not yet handed back: what the grace may cut short.
+        self._leaving: set[str] = set()
+        self._lock = threading.Lock()
 
     # -- leaving: the worker was told to stop ------------------------------------------
     def leave(self, session_id: str) -> bool:
@@ -94,6 +98,34 @@ class Mover:
         lost = {"downloadError": DOWNLOAD_LOST} if _downloading(browser.downloads_dir) else {}
         if worker.machine.begin_move(session_id, moves + [now], **lost) is None:
             return False
+        with self._lock:
+            self._leaving.add(session_id)
+        try:
+            self._hand_back(session_id, record, tabs, cookies, now, started)
+        finally:
+            with self._lock:
+                self._leaving.discard(session_id)
+        return True
+
+    def cut_short(self) -> None:
+        """The grace ran out with these sessions begun to move and not handed back (their browsers are ended next,
+        with no save): each ends as ``shutdown`` rather than stay moving with no relaunch to come."""
+        with self._lock:
+            leaving = sorted(self._leaving)
+        for session_id in leaving:
+            log.warning("session %s: BROKER_SHUTDOWN_GRACE ran out while it was saved for its move; it ends",
+                        session_id, extra={"session": session_id})
+            try:
+                self.worker.machine.finish_stop(session_id, StopReason.SHUTDOWN,
+                                                "its worker's shutdown grace ran out while it was saved for a move")
+            except Exception as error:
+                log.warning("session %s: could not record its end (%s)", session_id, error,
+                            extra={"session": session_id})
+
+    def _hand_back(self, session_id: str, record: SessionRecord, tabs: list[str], cookies: list[dict], now: float,
+                   started: float) -> None:
+        """The profile saved, then the relaunch sent; a failed save ends the session as ``shutdown``."""
+        worker = self.worker
         state = f"moves/{session_id}/{new_version()}"
         problems: list[str] = []
 
@@ -114,12 +146,11 @@ class Mover:
         if problems:
             worker.snapshots.delete_blobs(state)
             worker.machine.finish_stop(session_id, StopReason.SHUTDOWN, "; ".join(problems))
-            return True
+            return
         worker.store.sessions.update_running(session_id, {"moveState": state})
         worker.dispatcher.send_relaunch(session_id, state)
         log.info("session %s: saved in %.2f s (%d tabs, %d cookies) and handed back to the queue to move",
                  session_id, time.monotonic() - started, len(tabs), len(cookies), extra=session_fields(record))
-        return True
 
     def _may_move(self, record: SessionRecord | None, browser: RunningBrowser | None) -> bool:
         """Movable, running here with a live browser, and not past its timeout (that one ends as it would)."""

@@ -172,6 +172,7 @@ class Worker:
         deadline = time.monotonic() + self.config.shutdown_grace
         for thread in stoppers:
             thread.join(max(0.0, deadline - time.monotonic()))
+        self.mover.cut_short()
         for key in self.pool.keys():
             log.warning("%s: its browser is still up at exit; ending it without its stop flow", key,
                         extra={"session": key})
