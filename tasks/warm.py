@@ -56,7 +56,9 @@ KEY_PREFIX = "warm"
 LAUNCH_NICENESS = 10
 #: A refill waits this long after the last hand-over: the session just handed out is at its busiest (its
 #: client connects and loads its first pages), and a launch beside it, even niced, made those loads ~50 ms
-#: slower on two cores (A/B against cold sessions, alternating).
+#: slower on two cores (A/B against cold sessions, alternating). Not while fewer than half a target of two or
+#: more are ready: under creates a second apart the wait would postpone every refill, and a create that finds no
+#: spare waits a whole launch, far longer than those 50 ms.
 REFILL_SETTLE = 1.0
 #: A spare launched while another is on offer is offered this long after CDP answers: its start-up goes on for
 #: ~300 ms of CPU after that, and a session handed it then ran its first loads beside it (bench lifecycle, warm
@@ -276,11 +278,12 @@ class WarmBrowsers:
             self._wake.clear()
 
     def _refill(self) -> bool:
-        """Launch spares up to the wanted count while slots allow; False after a failed launch."""
+        """Launch spares up to the target; False after a failed launch."""
         while not self._closed.is_set():
-            if time.monotonic() < self._last_hand_over + REFILL_SETTLE:
+            target, ready = self._update_target(), self.ready_count()
+            if target - ready <= 0:
                 return True
-            if self._update_target() - self.ready_count() <= 0:
+            if time.monotonic() < self._last_hand_over + REFILL_SETTLE and ready >= target // 2:
                 return True
             key = new_id(KEY_PREFIX)
             try:
