@@ -79,8 +79,9 @@ class Config:
     #: BROKER_WARM_HANDOFF: seconds a create that took a warm browser's offer waits for that worker to claim the
     #: launch before it also joins the line for a cold launch (the warm worker died a moment ago, or its browser did).
     warm_handoff: float = field(default_factory=lambda: _float("BROKER_WARM_HANDOFF", 3))
-    #: BROKER_LAUNCHER: ``selenium`` (ChromeDriver starts Chromium) or ``direct`` (no ChromeDriver).
-    launcher: str = field(default_factory=lambda: _str("BROKER_LAUNCHER", "selenium"))
+    #: BROKER_LAUNCHER: ``direct`` (the worker starts Chromium) or ``selenium`` (ChromeDriver does: a launch ~170 ms
+    #: slower, ~31 MiB more per session, docs/BENCHMARKS.md).
+    launcher: str = field(default_factory=lambda: _str("BROKER_LAUNCHER", "direct"))
     #: BROKER_CHROMIUM_PATH: the Chromium binary (Debian's wrapper by default).
     chromium_path: str = field(default_factory=lambda: _str("BROKER_CHROMIUM_PATH", "/usr/bin/chromium"))
     #: BROKER_CHROMEDRIVER_PATH: the ChromeDriver binary; Selenium Manager is never used.

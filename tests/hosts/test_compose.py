@@ -488,8 +488,8 @@ class TestOneTenantAgainstAnothersSessionInTheWorkerContainers:
 
     @both_shapes
     def test_2_no_chromedriver_is_left_listening_in_any_worker_container(self, on_host, tenants):
-        """ChromeDriver started every browser (the compose file leaves BROKER_LAUNCHER at selenium), yet none is left,
-        and in each worker container only the worker and its browsers listen. (A warm browser being started has its
+        """No ChromeDriver is left (the compose file leaves BROKER_LAUNCHER at its default, direct; under selenium
+        ChromeDriver starts each browser and must not stay), and in each worker container only the worker and its browsers listen. (A warm browser being started has its
         ChromeDriver for a moment: the container is looked at until it has settled.)"""
         for replica in on_host.replicas("worker"):
             deadline = time.monotonic() + 30
