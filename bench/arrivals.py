@@ -26,6 +26,8 @@ from playwright.async_api import async_playwright
 
 from bench.common import pct, running_broker
 from bench.sessions import bare_launches
+from core.config import load
+from core.store.metrics import CREATE_PATHS, WARM_OFFERS
 from tests.support.api import Api
 from tests.support.pages import PageServer
 from tests.support.processes import Broker, wait_until
@@ -149,8 +151,11 @@ def main() -> None:
     parser.add_argument("--pool-size", default=None, help="BROKER_POOL_SIZE (the default: the project's)")
     parser.add_argument("--warm", default=None, help="BROKER_WARM_BROWSERS (the default: the project's)")
     parser.add_argument("--cold", type=int, default=0, help="also compare cold creates by launcher, N each")
+    parser.add_argument("--spaced", type=int, default=10, help="creates 3 s apart")
+    parser.add_argument("--bare", type=int, default=10, help="bare launches by each launcher, before and after")
     args = parser.parse_args()
-    env = {}
+    # The project's defaults: the test harness's deployments pin the launcher and pool their tests were written for.
+    env = {"BROKER_LAUNCHER": load().launcher, "BROKER_POOL_SIZE": "auto"}
     if args.launcher != "default":
         env["BROKER_LAUNCHER"] = args.launcher
     if args.pool_size:
@@ -158,9 +163,9 @@ def main() -> None:
     if args.warm:
         env["BROKER_WARM_BROWSERS"] = args.warm
     rng = random.Random(SEED)
-    print(f"start: {load_average()}; cores {len(os.sched_getaffinity(0))}; settings {env or 'the defaults'}",
+    print(f"start: {load_average()}; cores {len(os.sched_getaffinity(0))}; settings {env}",
           flush=True)
-    bare_before = {name: bare_launches(name, 10) for name in ("direct", "selenium")}
+    bare_before = {name: bare_launches(name, args.bare) for name in ("direct", "selenium")}
     for name, values in bare_before.items():
         print(f"  bare launch, {name:<8} p50 {pct(values, 50) * MS:5.0f} ms  (min {min(values) * MS:.0f}, "
               f"max {max(values) * MS:.0f})", flush=True)
@@ -170,7 +175,7 @@ def main() -> None:
         api = api_factory(broker)
         wait_for_warm(broker)
         spaced = []
-        for _ in range(10):
+        for _ in range(args.spaced):
             time.sleep(3)
             t0 = time.perf_counter()
             session = api().create_session()
@@ -181,7 +186,9 @@ def main() -> None:
         figures("Poisson mean 1 s, held 3 s", held(api, poisson_gaps(rng, 1.0, args.seconds), 3.0), bare)
         time.sleep(5)
         figures("burst of 4 after 5 s quiet (after traffic)", held(api, [0.0] * 4, 1.0), bare)
-        print(f"  ({load_average()})", flush=True)
+        store = broker.store()
+        print(f"  creates by path {store.metrics.counter(CREATE_PATHS)}, warm offers "
+              f"{store.metrics.counter(WARM_OFFERS)} ({load_average()})", flush=True)
 
     with running_broker(**env) as (broker, _):
         wait_for_warm(broker)
@@ -200,7 +207,7 @@ def main() -> None:
 
     if args.cold:
         cold_paths(args.cold)
-    bare_after = {name: bare_launches(name, 10) for name in ("direct", "selenium")}
+    bare_after = {name: bare_launches(name, args.bare) for name in ("direct", "selenium")}
     print("  bare launch after: " + ", ".join(f"{name} p50 {pct(v, 50) * MS:.0f} ms"
                                           for name, v in bare_after.items()))
     print(f"end: {load_average()}", flush=True)
