@@ -179,8 +179,8 @@ class Mover:
             log.info("session %s: relaunch skipped, it is not moving from %s", session_id, state,
                      extra={"session": session_id})
             return
-        if record["status"] == Status.STOPPING:  # stopped (DELETE, timeout) while it moved: nothing to stop here
-            worker.machine.finish_stop(session_id, StopReason(record["stopReason"]), None)
+        if record["status"] == Status.STOPPING:
+            self._finish_stop_asked_meanwhile(session_id)
             worker.snapshots.delete_blobs(state)
             return
         if record["status"] != Status.RUNNING:
@@ -215,9 +215,17 @@ class Mover:
         if worker.machine.settle_move(session_id, worker.queue, **fields) is None:
             log.info("session %s: stopped while it moved; ending the browser", session_id, extra={"session": session_id})
             worker.pool.release(session_id)
+            self._finish_stop_asked_meanwhile(session_id)
         else:
             log.info("session %s: running again after its move", session_id, extra=session_fields(record))
         worker.snapshots.delete_blobs(state)
+
+    def _finish_stop_asked_meanwhile(self, session_id: str) -> None:
+        """A stop asked while the session moved (DELETE, timeout) went to its old worker's queue, which no longer
+        holds a browser for it: the relaunch, which sees it first, finishes it (its state was saved at the move)."""
+        record = self.worker.store.sessions.get(session_id)
+        if record is not None and record["status"] == Status.STOPPING:
+            self.worker.machine.finish_stop(session_id, StopReason(record["stopReason"]), None)
 
     def _launch(self, session_id: str, state: str, record: SessionRecord) -> RunningBrowser:
         """The browser in the saved profile, its cookies and tabs put back; raises PoolFull with no slot free."""

@@ -160,3 +160,15 @@ def test_a_session_moved_too_often_ends_as_move_limit(moving, api):
                    message="the session running again")
     moving.stop_worker(name)
     assert api.wait_status(session["id"], "stopped")["stopReason"] == "move_limit"
+
+
+def test_a_session_deleted_while_it_moves_ends_deleted(moving, api):
+    """No worker is up to take it: the DELETE finds it moving; the next worker finishes its stop, not its move."""
+    name = moving.start_worker("gone")
+    session = api.create_session(movable=True)
+    moving.stop_worker(name)
+    assert api.get(f"/v1/sessions/{session['id']}").json()["moving"] is True
+    assert api.delete(f"/v1/sessions/{session['id']}").status_code == 204
+    moving.start_worker("next")
+    stopped = api.wait_status(session["id"], "stopped", timeout=MOVE_BOUND)
+    assert stopped["stopReason"] == "deleted"
