@@ -156,6 +156,14 @@ class SessionEvents(MethodView):
         return events.page(store(), current_project(), session_id, query["since"], query["limit"])
 
 
+#: One Server-Sent Event of the stream, as OpenAPI tools read a text/event-stream answer.
+SSE_EVENT = {"type": "object", "properties": {
+    "id": {"type": "string", "description": "The event's cursor."},
+    "event": {"type": "string", "description": "The event's type."},
+    "data": {"type": "string", "description": "The event as JSON, as `GET …/events` lists it."},
+    "retry": {"type": "integer"}}}
+
+
 @blp.route("/<ses_id:session_id>/events/stream")
 class SessionEventStream(MethodView):
     @require_scope("sessions:read")
@@ -163,7 +171,7 @@ class SessionEventStream(MethodView):
     @responds(blp, "streamSessionEvents", 404, 422)
     @blp.doc(responses={"200": {"description": "Server-Sent Events: `id` the cursor, `event` the type, `data` the "
                                                "event as JSON; the stream ends after `stopped`.",
-                                "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
+                                "content": {"text/event-stream": {"schema": SSE_EVENT}}}})
     def get(self, query: dict, session_id: str):
         """The same events as Server-Sent Events, as they happen, until the session stops; `since` or
         `Last-Event-ID` resumes after an event."""
