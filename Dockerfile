@@ -12,6 +12,15 @@
 # worker a seccomp profile that allows clone/unshare with CLONE_NEWUSER (Docker's default plus those)
 # and a host that allows unprivileged user namespaces, and it finds the sandbox and uses it; set
 # BROKER_CHROMIUM_SANDBOX=on to refuse to start without it.
+
+# rrweb and rrweb-player as scripts/setup.sh installs them (npm ci from assets/rrweb's lock file), in a stage of
+# their own so the image carries their built files and no Node: the worker injects rrweb into recorded sessions'
+# pages and the web process serves rrweb-player (/replay), both from assets/rrweb/node_modules beside core.
+FROM node:20-bookworm-slim AS rrweb
+WORKDIR /rrweb
+COPY assets/rrweb/package.json assets/rrweb/package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+
 FROM python:3.11-slim-bookworm
 
 # tini runs as PID 1 and reaps what re-parents to it: Chromium's helper processes outlive a killed
@@ -36,6 +45,8 @@ COPY core ./core
 COPY app ./app
 COPY tasks ./tasks
 COPY proxy ./proxy
+# core/recordings.py looks for rrweb at ../assets/rrweb/node_modules from itself: here, beside ./core.
+COPY --from=rrweb /rrweb/node_modules ./assets/rrweb/node_modules
 RUN pip install --no-cache-dir -c constraints.txt .
 
 ENV PORT=8000 \

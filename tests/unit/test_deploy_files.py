@@ -71,6 +71,24 @@ def test_the_image_holds_every_package_and_module_the_project_installs():
     assert all(f"{module}.py" in copied for module in project["py-modules"])
 
 
+def test_the_image_installs_rrweb_from_its_lock_file_where_the_recorder_and_replay_page_look():
+    """Recording needs rrweb in the worker and rrweb-player in the web process: both read from
+    assets/rrweb/node_modules beside core (core/recordings.py), which the image must fill as scripts/setup.sh does."""
+    from core.recordings import RRWEB_DIR
+
+    stages = re.split(r"^FROM ", DOCKERFILE, flags=re.M)[1:]
+    installs = [stage for stage in stages if re.search(r"^RUN npm ci\b", stage, re.M)]
+    assert len(installs) == 1, "no stage runs npm ci for assets/rrweb"
+    name = re.match(r"\S+ AS (\S+)", installs[0]).group(1)
+    workdir = re.search(r"^WORKDIR (\S+)$", installs[0], re.M).group(1)
+    copied = re.search(r"^COPY (.*) \./$", installs[0], re.M).group(1).split()
+    assert copied == ["assets/rrweb/package.json", "assets/rrweb/package-lock.json"]
+    final = stages[-1]
+    target = RRWEB_DIR.relative_to(ROOT).as_posix()
+    assert f"COPY --from={name} {workdir}/node_modules ./{target}" in final
+    assert final.index(f"./{target}") > final.index("COPY core ./core")
+
+
 def test_only_the_web_port_is_published_beyond_the_docker_hosts_loopback():
     published = {name: s["ports"] for name, s in SERVICES.items() if "ports" in s}
     assert published == {"web": ["8000:8000"], "flower": ["127.0.0.1:5555:5555"]}
