@@ -2,7 +2,7 @@
 the warm spares.
 
 Two limits, the lower wins. CPU: busy pages share the cores, and ``BROWSERS_PER_CORE`` is what two cores were
-measured to carry before a page load or a CDP round trip took twice a lone session's (bench/active.py,
+measured to carry before a page load took twice a lone session's (bench/active.py,
 docs/BENCHMARKS.md). Memory: ``BROWSER_MB`` per browser, from what the machine has available when the worker
 starts, less ``RESERVE_MB`` for everything else on it. An idle headless browser is ~175 MiB PSS, a busy one more.
 """
@@ -13,7 +13,7 @@ import os
 import psutil
 
 #: Browsers per core before pages slow down twice over (2 cores, docs/BENCHMARKS.md).
-BROWSERS_PER_CORE = 4
+BROWSERS_PER_CORE = 3
 #: Memory one browser is given room for: ~175 MiB PSS idle, a few pages' worth more when busy.
 BROWSER_MB = 300
 #: Memory left to the worker, the web processes, Redis and the system.

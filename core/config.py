@@ -67,7 +67,7 @@ class Config:
     retry_after: int = field(default_factory=lambda: _int("BROKER_RETRY_AFTER", 5))
     #: BROKER_SESSION_RETENTION: seconds a stopped session's record stays readable.
     session_retention: int = field(default_factory=lambda: _int("BROKER_SESSION_RETENTION", 7 * 86400))
-    #: BROKER_POOL_SIZE: browsers one worker runs at once; ``auto``: min(cores x 4, available memory / 300 MB)
+    #: BROKER_POOL_SIZE: browsers one worker runs at once; ``auto``: min(cores x 3, available memory / 300 MB)
     #: (core/capacity.py).
     pool_size: int = field(default_factory=lambda: _pool_size(_str("BROKER_POOL_SIZE", "auto")))
     #: BROKER_WARM_BROWSERS: the fewest browsers each worker keeps launched ahead of need, within its pool (0 turns

@@ -168,7 +168,7 @@ class Broker:
             # opens an internal site. tests/e2e/test_tenant_isolation.py runs deployments with the default policy.
             "BROKER_EGRESS_ALLOW": "127.0.0.0/8",
             # The suite's deployments as they were written: ChromeDriver starts the browsers (the project's default is
-            # the direct launcher) and four slots (the default fits the machine: eight on two cores).
+            # the direct launcher) and four slots (the default fits the machine: six on two cores).
             "BROKER_LAUNCHER": "selenium",
             "BROKER_POOL_SIZE": "4",
             **env,

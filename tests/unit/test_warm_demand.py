@@ -2,7 +2,7 @@
 arithmetic, driven with times and sizes of the test's own."""
 from __future__ import annotations
 
-from core.capacity import BROWSER_MB, MB, RESERVE_MB, auto_pool_size, browsers_memory_allows
+from core.capacity import BROWSER_MB, BROWSERS_PER_CORE, MB, RESERVE_MB, auto_pool_size, browsers_memory_allows
 from tasks.warm_demand import WarmDemand, poisson_quantile
 
 
@@ -68,7 +68,7 @@ def test_poisson_quantile():
 
 def test_pool_size_follows_cores_then_memory():
     plenty = 64 * 1024 * MB
-    assert auto_pool_size(core_count=2, available=plenty) == 8
+    assert auto_pool_size(core_count=2, available=plenty) == 2 * BROWSERS_PER_CORE
     assert auto_pool_size(core_count=2, available=(RESERVE_MB + 3 * BROWSER_MB) * MB) == 3
     assert auto_pool_size(core_count=2, available=0) == 1, "one browser, whatever the machine"
     assert browsers_memory_allows((RESERVE_MB + 10 * BROWSER_MB) * MB) == 10
