@@ -8,26 +8,26 @@ from flask_smorest import Blueprint, abort
 from app.auth import current_project, require_scope
 from app.docs import responds
 from app.extensions import store
-from app.sessions.browser_options import DEFAULTS
-from app.sessions.schemas import BrowserOptionsSchema, ShownBrowserOptionsSchema
+from app.session_defaults.schemas import SessionDefaultsSchema, ShownSessionDefaultsSchema
+from app.sessions.browser_options import DEFAULTS, RECORDING
 from core.browser_options import merged, shown
 
 blp = Blueprint("session_defaults", __name__, url_prefix="/v1/session-defaults",
-                description="The browser options every create of the project starts from.")
+                description="What every create of the project starts from: browser options, recording.")
 
 
 @blp.route("")
 class SessionDefaults(MethodView):
     @require_scope("keys:admin")
-    @blp.response(200, ShownBrowserOptionsSchema)
+    @blp.response(200, ShownSessionDefaultsSchema)
     @responds(blp, "getSessionDefaults")
     def get(self):
         """The project's defaults (extra headers by name only); null where none is set."""
-        return shown(store().projects.settings(current_project()).get(DEFAULTS) or {})
+        return _shown(store().projects.settings(current_project()).get(DEFAULTS) or {})
 
     @require_scope("keys:admin")
-    @blp.arguments(BrowserOptionsSchema)
-    @blp.response(200, ShownBrowserOptionsSchema)
+    @blp.arguments(SessionDefaultsSchema)
+    @blp.response(200, ShownSessionDefaultsSchema)
     @responds(blp, "putSessionDefaults", 400, 404, 422, d404="An extension the project does not have.")
     def put(self, body: dict):
         """Replace the project's defaults: a create's own option wins over its default, field by field of the body
@@ -37,8 +37,14 @@ class SessionDefaults(MethodView):
                   errors={"json": {"_schema": ["A JSON object is required."]}})
         project = current_project()
         defaults = merged({}, body)
+        if body.get(RECORDING) is not None:
+            defaults[RECORDING] = body[RECORDING]
         missing = store().extensions.missing(project, defaults.get("extensionIds") or [])
         if missing:
             abort(404, message=f"No extension {missing[0]} in this project.")
         store().projects.set_settings(project, **{DEFAULTS: defaults})
-        return shown(defaults)
+        return _shown(defaults)
+
+
+def _shown(defaults: dict) -> dict:
+    return {**shown(defaults), RECORDING: defaults.get(RECORDING)}

@@ -1,4 +1,5 @@
-"""A create's browser options: the project's stored defaults under the create's own, extensions checked."""
+"""A create's browser options (and whether it records): the project's stored defaults under the create's own,
+extensions checked."""
 from __future__ import annotations
 
 from flask_smorest import abort
@@ -8,6 +9,17 @@ from core.store import Store
 
 #: The project setting (core.store.projects) that holds its default create options.
 DEFAULTS = "sessionDefaults"
+#: The create option the defaults hold beside the browser options: a create's own ``recording`` wins, then the
+#: project's default, then BROKER_RECORDING.
+RECORDING = "recording"
+
+
+def recording_for(store: Store, deployment_default: bool, project: str, body: dict) -> bool:
+    """Whether the session is recorded: the create's say, else the project's default, else the deployment's."""
+    if body.get(RECORDING) is not None:
+        return body[RECORDING]
+    project_default = (store.projects.settings(project).get(DEFAULTS) or {}).get(RECORDING)
+    return deployment_default if project_default is None else project_default
 
 
 def for_create(store: Store, project: str, body: dict) -> dict:

@@ -131,7 +131,7 @@ def state_header_names(components: dict[str, dict]) -> None:
     """Into the OpenAPI document, what a field's own metadata cannot carry there: the extra headers' names, as
     ``patternProperties`` (which generators of test data follow, where some ignore ``propertyNames``), in every
     schema that takes browser options."""
-    for name in ("BrowserOptions", "SessionCreate"):
+    for name in ("SessionCreate", "SessionDefaults"):
         headers = components[name]["properties"]["extraHTTPHeaders"]
         headers["patternProperties"] = {HEADER_NAME: headers.pop("additionalProperties")}
         headers["additionalProperties"] = False
@@ -161,7 +161,8 @@ class SessionCreateSchema(BrowserOptionsSchema):
     recording = StrictBoolean(
         load_default=None, allow_none=True,
         metadata={"description": "Record every page of the session (rrweb, in a world the pages cannot see) for "
-                                 "`GET …/recording` and the replay page; default BROKER_RECORDING."},
+                                 "`GET …/recording` and the replay page; default: the project's "
+                                 "(PUT /v1/session-defaults), else BROKER_RECORDING."},
     )
     movable = StrictBoolean(
         load_default=None, allow_none=True,

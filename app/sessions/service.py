@@ -141,7 +141,7 @@ def create(
         "navigationError": None,
         "browserOptions": options,
         "launch": None,
-        "recording": config.recording if body.get("recording") is None else body["recording"],
+        "recording": browser_options.recording_for(store, config.recording, project, body),
         "movable": config.movable if body.get("movable") is None else body["movable"],
     }
     if record["recording"]:

@@ -146,6 +146,17 @@ def test_an_unrecorded_session_has_no_recording(rec_api, session_factory):
     assert answer.status_code == 404 and answer.json()["code"] == 404
 
 
+def test_a_project_default_records_a_create_that_says_nothing(rec_api, session_factory, site):
+    assert rec_api.put("/v1/session-defaults", json={"recording": True}).json()["recording"] is True
+    try:
+        session = session_factory(rec_api, url=f"{site}/form")
+    finally:
+        assert rec_api.put("/v1/session-defaults", json={}).status_code == 200
+    assert session["recording"] is True and session["recordingUrl"]
+    rec_api.stop_session(session["id"])
+    assert [e["type"] for e in recording_of(rec_api, session["id"])].count(2) >= 1, "the form page's snapshot"
+
+
 def test_a_deleted_recording_is_gone_and_its_link_dead(rec_api, session_factory, site):
     session = session_factory(rec_api, recording=True, url=f"{site}/form")
     assert rec_api.delete(f"/v1/sessions/{session['id']}/recording").status_code == 409, "running: not yet"
