@@ -212,3 +212,13 @@ class SessionRecord(TypedDict, total=False):
     moveEpochs: list[float]
     #: The blob key of the saved state it moves with (core/store/moves.py); never shown to users.
     moveState: str | None
+    #: The options the browser gets: the project's defaults under the create's, merged once at create
+    #: (core/browser_options.py).
+    browserOptions: dict
+    #: How the browser came to the session, ``"warm"`` or ``"cold"``; null until it runs.
+    launch: str | None
+    #: Record every page (rrweb) into the snapshot store (core/recordings.py): the create's, project's or
+    #: deployment's choice (BROKER_RECORDING).
+    recording: bool
+    #: The replay link's salt (core/replay_links.py), a recorded session's only; the link itself is never stored.
+    recordingSalt: str

@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from app import create_app
+from core.states import SessionRecord
 from core.store.projects import DEFAULT_PROJECT
 
 KEY = "bb_bootstrap-for-the-session-defaults-tests"
@@ -52,6 +53,7 @@ def recorded(store, client, monkeypatch, **create) -> bool:
     client.post("/v1/sessions", headers=HEADERS, json=create)
     [record] = written
     assert record["project"] == DEFAULT_PROJECT
+    assert set(record) <= set(SessionRecord.__annotations__), "every field a create writes is in core.states' type"
     return record["recording"]
 
 
