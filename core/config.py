@@ -170,6 +170,9 @@ class Config:
     orphan_files_grace: float = field(default_factory=lambda: _float("BROKER_ORPHAN_FILES_GRACE", 3600))
     #: BROKER_UPLOAD_MAX_BYTES: largest file one POST /v1/sessions/:id/uploads may store (its own limit, not BROKER_MAX_BODY_BYTES).
     upload_max_bytes: int = field(default_factory=lambda: _int("BROKER_UPLOAD_MAX_BYTES", 100 * 1024 * 1024))
+    #: BROKER_HEADLESS_USER_AGENT: ``hide`` (sessions' default user agent says Chrome where Chromium's says
+    #: HeadlessChrome) or ``keep`` (Chromium's own).
+    headless_user_agent: str = field(default_factory=lambda: _str("BROKER_HEADLESS_USER_AGENT", "hide"))
 
     #: BROKER_SNAPSHOT_URL: where context snapshots live: file:///path (one machine) or s3://bucket/prefix.
     snapshot_url: str = field(
@@ -181,9 +184,6 @@ class Config:
     snapshot_keep: int = field(default_factory=lambda: _int("BROKER_SNAPSHOT_KEEP", 2))
     #: BROKER_SNAPSHOT_MAX_BYTES: a larger profile archive is refused (the previous snapshot stays).
     snapshot_max_bytes: int = field(default_factory=lambda: _int("BROKER_SNAPSHOT_MAX_BYTES", 200 * 1024 * 1024))
-    #: BROKER_HEADLESS_USER_AGENT: ``hide`` (sessions' default user agent says Chrome where Chromium's says
-    #: HeadlessChrome) or ``keep`` (Chromium's own).
-    headless_user_agent: str = field(default_factory=lambda: _str("BROKER_HEADLESS_USER_AGENT", "hide"))
 
     #: BROKER_ENV: ``production`` or ``development``; only development may run without BROKER_SECRET_KEY or the Chromium policy.
     env: str = field(default_factory=lambda: _str("BROKER_ENV", "production"))

@@ -76,6 +76,14 @@ def project_proxies(project: str) -> str:
     return f"{PREFIX}:project:{project}:proxies"
 
 
+def project_extensions(project: str) -> str:
+    return f"{PREFIX}:project:{project}:extensions"
+
+
+def extension(extension_id: str) -> str:
+    return f"{PREFIX}:extension:{extension_id}"
+
+
 def context(context_id: str) -> str:
     return f"{PREFIX}:context:{context_id}"
 
@@ -90,14 +98,6 @@ def context_holder(context_id: str) -> str:
 
 def proxy(proxy_id: str) -> str:
     return f"{PREFIX}:proxy:{proxy_id}"
-def project_extensions(project: str) -> str:
-    return f"{PREFIX}:project:{project}:extensions"
-
-
-def extension(extension_id: str) -> str:
-    return f"{PREFIX}:extension:{extension_id}"
-
-
 
 
 def proxy_sessions(proxy_id: str) -> str:
