@@ -309,7 +309,8 @@ def test_context_and_proxy_sessions_launch_cold_and_work(solo, solo_api, pages, 
         solo_api.stop_session(proxied["id"])
     finally:
         upstream.stop()
-    assert offers(solo, "solo@test") == {warm_key}, "a cold session used or ended the warm browser"
+    # Its creates raised the worker's warm target (tasks/warm_demand.py), so more spares may be offered beside it.
+    assert warm_key in offers(solo, "solo@test"), "a cold session used or ended the warm browser"
 
 
 # -- routing between workers --------------------------------------------------------------
@@ -445,7 +446,8 @@ def test_with_warm_browsers_off_nothing_launches_ahead(tight):
     tight.start_worker("tight", BROKER_WARM_BROWSERS="0")
     api = Api(tight.url, tight.api_key)
     wait_until(lambda: tight.browser_counts("tight@test") == {"slots": 2, "free": 2, "warm": 0, "running": 0,
-                                                              "launching": 0}, WAIT, message="a heartbeat")
+                                                              "launching": 0, "warmTarget": 0}, WAIT,
+               message="a heartbeat")
     assert not tight.profile_dirs() and not offers(tight, "tight@test")
     # A browser of this deployment names its profile, under the deployment's profiles folder, on its command line.
     assert not [p for p in run_processes() if str(tight.profiles_dir) in " ".join(p.cmdline())]

@@ -488,9 +488,8 @@ class TestOneTenantAgainstAnothersSessionInTheWorkerContainers:
 
     @both_shapes
     def test_2_no_chromedriver_is_left_listening_in_any_worker_container(self, on_host, tenants):
-        """No ChromeDriver is left (the compose file leaves BROKER_LAUNCHER at its default, direct; under selenium
-        ChromeDriver starts each browser and must not stay), and in each worker container only the worker and its browsers listen. (A warm browser being started has its
-        ChromeDriver for a moment: the container is looked at until it has settled.)"""
+        """No ChromeDriver runs (the compose file leaves BROKER_LAUNCHER at its default, direct: every browser is the
+        worker's own child), and in each worker container only the worker and its browsers listen."""
         for replica in on_host.replicas("worker"):
             deadline = time.monotonic() + 30
             while True:
@@ -503,8 +502,9 @@ class TestOneTenantAgainstAnothersSessionInTheWorkerContainers:
                 time.sleep(0.2)
             assert not drivers, f"ChromeDriver left in {replica.hostname}: {drivers}"
             assert not strangers, f"listening in {replica.hostname} beside the worker and its browsers: {strangers}"
-            unlike = {pid: flags for pid, flags in browsers.items() if "--test-type=webdriver" not in flags}
-            assert browsers and not unlike, f"browsers ChromeDriver did not start: {unlike}"
+            assert browsers, f"no browser in {replica.hostname} to look at"
+            by_driver = {pid for pid, flags in browsers.items() if "--test-type=webdriver" in flags}
+            assert not by_driver, f"the compose file's launcher is direct, yet ChromeDriver started: {by_driver}"
 
     @both_shapes
     def test_3_no_page_reaches_another_sessions_forwarder_nor_gives_a_context_its_proxy(self, on_host, tenants):
@@ -564,7 +564,7 @@ def test_sigterm_to_a_worker_container_stops_its_sessions_through_the_normal_flo
     took = on_host.stop(replica)
     assert took < on_host.grace("worker"), f"PID 1 had not ended after stop_grace_period ({took:.1f} s): SIGKILLed"
     stopped = api.wait_status(session["id"], "stopped", timeout=10)
-    assert stopped["stopReason"] == "worker_lost" and stopped["snapshotError"] is None
+    assert stopped["stopReason"] == "shutdown" and stopped["snapshotError"] is None
     assert worker_name(replica) not in store(on_host).workers.live()
     restored = api.create_session(contextId=context["id"])
     assert worker_of(on_host, restored) in {worker_name(c) for c in others}
