@@ -38,7 +38,7 @@ def main() -> None:
     gevent.spawn(sweep_forever, app.extensions["broker.files"].archive, store, gevent.sleep)
     gevent.spawn(sweep_recordings_forever, Recordings(open_snapshot_store(config), store), gevent.sleep)
     # Snapshots and download archives whose record Redis lost are deleted after a grace (core/orphan_files.py).
-    gevent.spawn(sweep_orphans_forever, OrphanFiles(open_snapshot_store(config), store, config.orphan_files_grace),
+    gevent.spawn(sweep_orphans_forever, OrphanFiles(open_snapshot_store(config), store, config.files.orphan_grace),
                  gevent.sleep)
     # What start-up built lives as long as the process: the collector no longer walks it. A full collection
     # walked ~105,000 such objects in ~80-100 ms, holding the GIL: every request and relayed CDP message

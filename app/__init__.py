@@ -58,8 +58,8 @@ def create_app(config: Config | None = None, store: Store | None = None, collect
     app.extensions["broker.connect_tokens"] = ConnectTokens.from_config(config)
     app.extensions["broker.live_view_tokens"] = LiveViewTokens.from_config(config)
     # A typo in BROKER_EGRESS_ALLOW stops the web process here, rather than at the first proxy check.
-    app.extensions["broker.egress"] = EgressPolicy.parse(config.egress_allow)
-    app.wsgi_app = limits.BodyLimit(app.wsgi_app, config.max_body_bytes, config.upload_max_bytes)
+    app.extensions["broker.egress"] = EgressPolicy.parse(config.network.egress_allow)
+    app.wsgi_app = limits.BodyLimit(app.wsgi_app, config.web.max_body_bytes, config.files.upload_max_bytes)
     app.extensions["broker.links"] = BrowserLinks.from_config(config)
     app.extensions["broker.files"] = SessionFiles(store, app.extensions["broker.links"],
                                                   DownloadArchive(open_snapshot_store(config)))

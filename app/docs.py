@@ -43,7 +43,7 @@ def register_schemas(api: Api, with_rules: dict[str, tuple[type[Schema], dict]])
 
 def state_limits(api: Api, config: Config) -> None:
     """After the blueprints: limits the deployment configures, into the schemas that obey them."""
-    api.spec.components.schemas["CookiesWrite"]["properties"]["cookies"]["maxItems"] = config.cookie_max_count
+    api.spec.components.schemas["CookiesWrite"]["properties"]["cookies"]["maxItems"] = config.sessions.cookie_max_count
 
 
 class ErrorSchema(Schema):

@@ -62,7 +62,7 @@ class BodyLimit:
 
 def count_session_create() -> None:
     """A create over the caller's key's share of the last minute is a 429 and counts nothing."""
-    limit = config().session_creates_per_minute
+    limit = config().web.session_creates_per_minute
     if not limit:
         return
     wait = store().recent_creates.take(current_key()["id"], limit)

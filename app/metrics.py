@@ -34,7 +34,7 @@ CREATED = "created_session"
 
 @blp.get("/metrics")
 def metrics() -> Response:
-    expected = config().metrics_key
+    expected = config().web.metrics_key
     if expected:
         presented = request.headers.get("Authorization", "")
         if not hmac.compare_digest(presented.encode(), f"Bearer {expected}".encode()):

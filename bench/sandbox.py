@@ -43,8 +43,10 @@ def idle_pss(browser) -> float:
 
 
 def measure(launcher_name: str, n: int) -> None:
-    config = dataclasses.replace(load(), launcher=launcher_name, chromium_extra_flags=tuple(shlex.split(TEST_FLAGS)))
-    users = BrowserUsers(config.browser_user)
+    base = load()
+    config = dataclasses.replace(base, chromium=dataclasses.replace(
+        base.chromium, launcher=launcher_name, extra_flags=tuple(shlex.split(TEST_FLAGS))))
+    users = BrowserUsers(config.chromium.browser_user)
     root = Path(tempfile.mkdtemp(prefix="bb-bench-sandbox-"))
     root.chmod(0o711)
     launchers = {
@@ -79,12 +81,15 @@ def measure(launcher_name: str, n: int) -> None:
 def start_check_time() -> None:
     """What the worker's start checks (policy + one probe browser) add to its start."""
     base = Path(tempfile.mkdtemp(prefix="bb-bench-check-"))
-    config = dataclasses.replace(load(), state_dir=base / "state", profiles_dir=base / "profiles",
-                                 chromium_extra_flags=tuple(shlex.split(TEST_FLAGS)))
+    loaded = load()
+    config = dataclasses.replace(
+        loaded, worker=dataclasses.replace(loaded.worker, state_dir=base / "state"),
+        chromium=dataclasses.replace(loaded.chromium, profiles_dir=base / "profiles",
+                                     extra_flags=tuple(shlex.split(TEST_FLAGS))))
     base.chmod(0o711)
     try:
         start = time.perf_counter()
-        sandbox = start_checks(config, BrowserUsers(config.browser_user), config.profiles_dir / "bench")
+        sandbox = start_checks(config, BrowserUsers(config.chromium.browser_user), config.chromium.profiles_dir / "bench")
         print(f"  worker start checks: {(time.perf_counter() - start) * 1000:.0f} ms (sandbox {'on' if sandbox else 'off'})")
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -95,7 +100,7 @@ def main() -> None:
     parser.add_argument("--launcher", default="both", choices=["selenium", "direct", "both"])
     parser.add_argument("--n", type=int, default=10)
     args = parser.parse_args()
-    users = BrowserUsers(load().browser_user)
+    users = BrowserUsers(load().chromium.browser_user)
     print(f"browsers run {users.describe()}")
     start_check_time()
     for name in (["selenium", "direct"] if args.launcher == "both" else [args.launcher]):

@@ -40,12 +40,14 @@ def bare_launcher(launcher_name: str) -> Iterator[Callable[..., float]]:
     """A launcher set up as a worker sets it up (its browser users, the sandbox if this host gives one);
     yields a call that launches one browser until CDP answers, hands it to ``use`` if given, stops it, and
     returns the launch's seconds."""
-    config = dataclasses.replace(load(), launcher=launcher_name, chromium_extra_flags=tuple(shlex.split(TEST_FLAGS)))
+    base = load()
+    config = dataclasses.replace(base, chromium=dataclasses.replace(
+        base.chromium, launcher=launcher_name, extra_flags=tuple(shlex.split(TEST_FLAGS))))
     root = Path(tempfile.mkdtemp(prefix="bb-bench-bare-"))
     root.chmod(0o711)
     count = itertools.count()
     try:
-        users = BrowserUsers(config.browser_user)
+        users = BrowserUsers(config.chromium.browser_user)
         launcher = make_launcher(config, users, start_checks(config, users, root / "worker"))
 
         def launch_once(use: Callable[[RunningBrowser], None] | None = None) -> float:

@@ -57,7 +57,7 @@ def make_celery(config: Config, include: list[str] | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         # The pool lives in the worker process, so threads, never prefork children.
         worker_pool="threads",
-        worker_concurrency=config.pool_size * 2,
+        worker_concurrency=config.worker.pool_size * 2,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
@@ -97,12 +97,12 @@ class Dispatcher:
 
     def send_launch(self, session_id: str) -> None:
         """Expires with the create's wait: a launch nobody took in time must never start a browser later."""
-        self.celery.send_task(LAUNCH_TASK, args=[session_id], queue=LAUNCH_QUEUE, expires=self.config.create_wait)
+        self.celery.send_task(LAUNCH_TASK, args=[session_id], queue=LAUNCH_QUEUE, expires=self.config.web.create_wait)
 
     def send_warm_launch(self, worker_queue_name: str, session_id: str, warm_key: str) -> None:
         """To the worker holding the warm browser ``warm_key``, on its own queue; expires like a cold launch."""
         self.celery.send_task(LAUNCH_TASK, args=[session_id], kwargs={"warm": warm_key}, queue=worker_queue_name,
-                              expires=self.config.create_wait)
+                              expires=self.config.web.create_wait)
 
     def send_relaunch(self, session_id: str, state: str) -> None:
         """To the shared queue, never expiring: the session waits, running and moving, for a worker to take it."""

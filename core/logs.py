@@ -111,7 +111,7 @@ class TextFormatter(logging.Formatter):
 
 
 def formatter(config: Config) -> logging.Formatter:
-    if config.log_format == "json":
+    if config.logs.format == "json":
         return JsonFormatter(JSON_FIELDS, rename_fields=JSON_NAMES, timestamp=JSON_TIME)
     return TextFormatter()
 
@@ -125,4 +125,4 @@ def configure(config: Config, worker: Callable[[], str | None] = lambda: None) -
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(config.log_level)
+    root.setLevel(config.logs.level)

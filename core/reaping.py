@@ -40,7 +40,7 @@ class LostWorkerReaper:
             now = time.monotonic()
             if self._healthy_since is None:
                 self._healthy_since = now
-            if now - self._healthy_since < self.store.config.worker_ttl:
+            if now - self._healthy_since < self.store.config.worker.ttl:
                 return []
             return [worker for worker in silent if worker != self.own_name and self.reap(worker)]
         except Exception:

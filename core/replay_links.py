@@ -26,7 +26,7 @@ class ReplayLinks:
 
     @classmethod
     def from_config(cls, config: Config) -> ReplayLinks:
-        return cls(deployment_secret(config), config.public_url)
+        return cls(deployment_secret(config), config.web.public_url)
 
     @staticmethod
     def issue() -> dict[str, str]:

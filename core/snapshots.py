@@ -263,9 +263,9 @@ class S3SnapshotStore:
 
 
 def open_snapshot_store(config: Config) -> SnapshotStore:
-    url = urlsplit(config.snapshot_url)
+    url = urlsplit(config.snapshots.url)
     if url.scheme == "file":
         return LocalSnapshotStore(Path(url.path))
     if url.scheme == "s3":
-        return S3SnapshotStore(url.netloc, url.path, config.s3_endpoint_url)
-    raise ValueError(f"BROKER_SNAPSHOT_URL must be file:///path or s3://bucket/prefix, not {config.snapshot_url!r}")
+        return S3SnapshotStore(url.netloc, url.path, config.snapshots.s3_endpoint_url)
+    raise ValueError(f"BROKER_SNAPSHOT_URL must be file:///path or s3://bucket/prefix, not {config.snapshots.url!r}")

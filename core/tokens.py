@@ -94,7 +94,7 @@ class LiveViewTokens:
 
     @classmethod
     def from_config(cls, config: Config) -> LiveViewTokens:
-        return cls(deployment_secret(config), config.live_view_ttl)
+        return cls(deployment_secret(config), config.live_view.ttl)
 
     def issue(self, session_id: str, now: float) -> dict[str, str | float]:
         """Fresh credentials for the session's record; whatever it had before stops matching."""

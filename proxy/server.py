@@ -107,7 +107,7 @@ class BrokerHandler(WSGIHandler):
         if record is None or record["status"] != Status.RUNNING or not matches(record, token):
             return super().run_application()
         if record.get("moving"):  # to another worker (API.md, Moving): the client waits for it, BROKER_MOVE_WAIT at most
-            record = self.server.store.moves.wait_settled(session_id, self.server.config.move_wait)
+            record = self.server.store.moves.wait_settled(session_id, self.server.config.web.move_wait)
             if record is None or record["status"] != Status.RUNNING or not matches(record, token):
                 return super().run_application()
             if record.get("moving"):
@@ -121,7 +121,7 @@ class BrokerHandler(WSGIHandler):
         sessions = self.server.store.sessions
         client_id = secrets.token_hex(8)
         # The client counts before it hears 101: a client that has its socket is never idle.
-        sessions.client_connected(session_id, client_id, self.server.config.client_lease)
+        sessions.client_connected(session_id, client_id, self.server.config.web.client_lease)
         try:
             accept_upgrade(self.socket, self.environ)
         except (RemoteProtocolError, HandshakeError) as error:
@@ -131,7 +131,7 @@ class BrokerHandler(WSGIHandler):
         self.close_connection = True
         self.status = self._orig_status = "101 Switching Protocols"
         conn = RelayConnection(session_id, client_id, detach(self.socket), detach(browser),
-                               self.server.config.relay_ping_interval, record.get("downloadsPath"))
+                               self.server.config.web.relay_ping_interval, record.get("downloadsPath"))
         self.server.registry.add(conn)
         log.info("session %s: CDP client %s connected", session_id, client_id, extra=session_fields(record))
         sessions_log = self.server.store.session_events
@@ -189,8 +189,8 @@ class BrokerHandler(WSGIHandler):
 
         config = self.server.config
         # The view ends when the credential that opened it expires, as the link itself does.
-        LiveView(session_id, viewer, cdp, read_only, config.live_view_quality, config.live_view_max_fps,
-                 config.live_view_busy_fps, why_not_any_more, automated,
+        LiveView(session_id, viewer, cdp, read_only, config.live_view.quality, config.live_view.max_fps,
+                 config.live_view.busy_fps, why_not_any_more, automated,
                  expires_at=record.get(LIVE_EXPIRES_FIELD)).run()
         log.info("session %s: live view closed", session_id, extra=session_fields(record))
         store.session_events.add(session_id, "live_view_closed", readOnly=read_only)
@@ -216,7 +216,7 @@ class BrokerHandler(WSGIHandler):
 
 class BrokerServer(WSGIServer):
     def __init__(self, config: Config, store: Store, registry: RelayRegistry, wsgi_app: Callable) -> None:
-        super().__init__((config.bind, config.port), wsgi_app, handler_class=BrokerHandler,
+        super().__init__((config.web.bind, config.web.port), wsgi_app, handler_class=BrokerHandler,
                          log=ACCESS_LOG, error_log=ACCESS_LOG)
         self.config = config
         self.store = store
@@ -231,7 +231,7 @@ def serve(config: Config, store: Store, wsgi_app: Callable, registry: RelayRegis
     """
     server = BrokerServer(config, store, registry, wsgi_app)
     gevent.spawn(follow_stop_announcements, store, registry)
-    gevent.spawn(renew_client_leases, store, registry, config.client_lease)
+    gevent.spawn(renew_client_leases, store, registry, config.web.client_lease)
 
     def shut_down() -> None:
         log.info("SIGTERM: closing CDP clients and stopping")
@@ -239,5 +239,5 @@ def serve(config: Config, store: Store, wsgi_app: Callable, registry: RelayRegis
         server.stop(timeout=SHUTDOWN_GRACE)
 
     gevent.signal_handler(signal.SIGTERM, shut_down)
-    log.info("listening on %s:%s, public URL %s", config.bind, config.port, config.public_url)
+    log.info("listening on %s:%s, public URL %s", config.web.bind, config.web.port, config.web.public_url)
     server.serve_forever()

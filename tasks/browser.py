@@ -129,7 +129,7 @@ def _launch(worker: Worker, session_id: str, warm: str | None) -> None:
         if left is None:
             return _finish(worker, session_id, None)
         navigation_error = navigate_first_page(browser.ws_url(), record["url"],
-                                               min(worker.config.navigate_timeout, left))
+                                               min(worker.config.worker.navigate_timeout, left))
         if navigation_error:
             log.info("session %s: first navigation failed: %s", session_id, navigation_error,
                      extra=session_fields(record))
@@ -182,7 +182,7 @@ def _create_waits_for(worker: Worker, session_id: str) -> float | None:
     try:
         return worker.store.sessions.deadline_left(session_id)
     except RedisError:
-        return worker.config.navigate_timeout
+        return worker.config.worker.navigate_timeout
 
 
 def drop(worker: Worker, session_id: str) -> None:
@@ -235,7 +235,7 @@ def _launch_cold(worker: Worker, session_id: str, record: SessionRecord) -> Runn
     try:
         extra, prepare = worker.browser_options.launch_parts(record, worker.pool.profile_dir(session_id), prepare)
         flags = browser_flags(worker.config, worker.forwarders.route(record, worker.store, worker.secret_box) + extra)
-        return worker.pool.acquire(session_id, flags, timeout=worker.config.launch_timeout, prepare=prepare)
+        return worker.pool.acquire(session_id, flags, timeout=worker.config.worker.launch_timeout, prepare=prepare)
     except SnapshotNotHere as error:
         _fail(worker, session_id, f"Context {context_id} cannot be restored here: {error}.", code=409)
     except SnapshotError as error:
@@ -386,5 +386,5 @@ def _end_session(worker: Worker, session_id: str, reason: StopReason) -> None:
     # The browser is gone: the record must say so, or the session stays stopping, holding its context and project
     # slot, with no browser left for the worker's housekeeping to notice.
     _until_redis_answers(worker, session_id, "the stop", lambda: worker.machine.finish_stop(
-        session_id, reason, "; ".join(problems) or None, archived, time.time() + worker.config.download_retention))
+        session_id, reason, "; ".join(problems) or None, archived, time.time() + worker.config.files.download_retention))
     log.info("session %s: stopped (%s)", session_id, reason, extra=fields)

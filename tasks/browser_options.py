@@ -79,7 +79,7 @@ def user_agent_override(config: Config, browser: RunningBrowser, options: dict) 
     accept = {"acceptLanguage": f"{locale},{locale.split('-')[0]}" if "-" in locale else locale} if locale else {}
     if options.get("userAgent"):
         return {"userAgent": options["userAgent"], **accept}
-    hide = config.headless_user_agent != "keep"
+    hide = config.sessions.headless_user_agent != "keep"
     if not hide and not accept:
         return None
     mobile = bool((options.get("viewport") or {}).get("mobile"))
@@ -208,7 +208,7 @@ class BrowserOptions:
         it was launched with, named after its warm key."""
         options = record.get("browserOptions") or {}
         launch = {"launch": "warm" if browser.profile_dir.name.startswith(WARM_PREFIX) else "cold"}
-        if not options and self.config.headless_user_agent == "keep":
+        if not options and self.config.sessions.headless_user_agent == "keep":
             return launch  # nothing to hold: no connection at all
         try:
             applied = SessionOptions(self.config, browser, options)

@@ -67,7 +67,7 @@ def browser_flags(config: Config, extra: list[str] | None = None) -> list[str]:
     """
     features = {name: False for name in DISABLED_FEATURES} | {name: True for name in ENABLED_FEATURES}
     flags = []
-    for flag in [*BASE_FLAGS, *config.chromium_extra_flags, *(extra or [])]:
+    for flag in [*BASE_FLAGS, *config.chromium.extra_flags, *(extra or [])]:
         for prefix, enabled in ((ENABLE_FEATURES, True), (DISABLE_FEATURES, False)):
             if flag.startswith(prefix):
                 features.update((name, enabled) for name in flag[len(prefix):].split(",") if name)

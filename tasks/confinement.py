@@ -66,7 +66,7 @@ def policy_problem(config: Config) -> str | None:
     """What of the broker's URLBlocklist is not in the installed policy (or re-allowed there), else None."""
     blocked: set[str] = set()
     allowed: set[str] = set()
-    for path in sorted(config.chromium_policy_dir.glob("*.json")):
+    for path in sorted(config.chromium.policy_dir.glob("*.json")):
         try:
             policy = json.loads(path.read_text())
         except (OSError, ValueError) as error:
@@ -76,12 +76,12 @@ def policy_problem(config: Config) -> str | None:
     ours = json.loads(POLICY_FILE.read_text())
     missing = [entry for entry in ours["URLBlocklist"] if entry not in blocked]
     if missing:
-        return (f"Chromium's managed policy in {config.chromium_policy_dir} does not block {', '.join(missing)}; "
+        return (f"Chromium's managed policy in {config.chromium.policy_dir} does not block {', '.join(missing)}; "
                 f"install {POLICY_FILE.name} there (scripts/setup.sh does, as root)")
     schemes = tuple(entry.split(":", 1)[0] + ":" for entry in ours["URLBlocklist"])
     reopened = sorted(entry for entry in allowed if entry.startswith(schemes) and entry not in ours["URLAllowlist"])
     if reopened:
-        return f"Chromium's managed policy in {config.chromium_policy_dir} allows {', '.join(reopened)} again"
+        return f"Chromium's managed policy in {config.chromium.policy_dir} allows {', '.join(reopened)} again"
     return None
 
 
@@ -94,12 +94,12 @@ def _set_mode(folder: Path, mode: int) -> None:
 
 def prepare_directories(config: Config, worker_dir: Path, users: BrowserUsers) -> None:
     """The state folder the worker's alone; the way down to each profile and temp folder open to browsers' users."""
-    _set_mode(config.state_dir, 0o700)
-    _set_mode(config.profiles_dir, 0o711)
+    _set_mode(config.worker.state_dir, 0o700)
+    _set_mode(config.chromium.profiles_dir, 0o711)
     _set_mode(worker_dir, 0o711)
     if not users.switching:
         return
-    for name, folder in (("BROKER_PROFILES_DIR", config.profiles_dir), ("TMPDIR", Path(tempfile.gettempdir()))):
+    for name, folder in (("BROKER_PROFILES_DIR", config.chromium.profiles_dir), ("TMPDIR", Path(tempfile.gettempdir()))):
         for parent in (folder.resolve(), *folder.resolve().parents):
             if not parent.stat().st_mode & stat.S_IXOTH:
                 raise ConfinementError(
@@ -157,7 +157,7 @@ def probe(config: Config, users: BrowserUsers, worker_dir: Path, sandbox: bool) 
     launcher = DirectLauncher(config, users, sandbox)
     try:
         try:
-            browser = launcher.start(profile, browser_flags(config), timeout=config.launch_timeout)
+            browser = launcher.start(profile, browser_flags(config), timeout=config.worker.launch_timeout)
         except Exception as error:  # any reason at all: the caller decides what a failed start means
             return Probe(started=False, error=str(error))
         try:
@@ -168,7 +168,7 @@ def probe(config: Config, users: BrowserUsers, worker_dir: Path, sandbox: bool) 
                 opened = [url for url in ("chrome://version/", readable.as_uri())
                           if conn.call("Page.navigate", {"url": url}, session).get("errorText") != BLOCKED]
                 conn.call("Page.navigate", {"url": "data:text/html,<title>renderer</title>"}, session)
-            sandboxed, uids = _sandboxed(browser.pids, config.sandbox_settle)
+            sandboxed, uids = _sandboxed(browser.pids, config.chromium.sandbox_settle)
             return Probe(started=True, sandboxed=sandboxed, opened=opened, uids=uids)
         finally:
             launcher.stop(browser)
@@ -179,22 +179,22 @@ def probe(config: Config, users: BrowserUsers, worker_dir: Path, sandbox: bool) 
 
 def start_checks(config: Config, users: BrowserUsers, worker_dir: Path) -> bool:
     """Raises ConfinementError if this worker must not start; returns whether browsers get Chromium's sandbox."""
-    if config.chromium_sandbox not in SANDBOX_MODES:
+    if config.chromium.sandbox not in SANDBOX_MODES:
         raise ConfinementError(f"BROKER_CHROMIUM_SANDBOX must be one of {', '.join(SANDBOX_MODES)}, "
-                               f"not {config.chromium_sandbox!r}")
+                               f"not {config.chromium.sandbox!r}")
     prepare_directories(config, worker_dir, users)
-    if users.switching and len(users.candidates) < config.pool_size:
+    if users.switching and len(users.candidates) < config.worker.pool_size:
         log.warning("only %d browser users for a pool of %d: launches past that fail; scripts/setup.sh creates more",
-                    len(users.candidates), config.pool_size)
+                    len(users.candidates), config.worker.pool_size)
     problems = [problem] if (problem := policy_problem(config)) else []
     if problems and not config.development:
         raise ConfinementError(f"{problems[0]} (only BROKER_ENV=development runs without it)")
 
-    sandbox = config.chromium_sandbox != "off"
+    sandbox = config.chromium.sandbox != "off"
     result = probe(config, users, worker_dir, sandbox)
     if sandbox and not (result.started and result.sandboxed):
         reason = result.error or "Chromium started, but its renderers run without seccomp"
-        if config.chromium_sandbox == "on":
+        if config.chromium.sandbox == "on":
             raise ConfinementError(f"BROKER_CHROMIUM_SANDBOX=on, but Chromium's sandbox does not work here: {reason}")
         log.warning("CHROMIUM SANDBOX OFF: this host cannot give Chromium its sandbox (%s); browsers run with "
                     "--no-sandbox. The README's security section says what a host or container needs.", reason)

@@ -39,7 +39,7 @@ class ContextState:
         self.hooks = hooks or test_hooks.load()
         self.store = store
         self.snapshots = snapshots
-        self.scratch = config.state_dir / "scratch"
+        self.scratch = config.worker.state_dir / "scratch"
 
     def _scratch_file(self) -> Path:
         self.scratch.mkdir(parents=True, exist_ok=True)
@@ -80,15 +80,15 @@ class ContextState:
         started = time.monotonic()
         try:
             size = pack_profile(profile, archive)
-            if size > self.config.snapshot_max_bytes:
-                return f"profile archive is {size} bytes, over the {self.config.snapshot_max_bytes} byte limit; previous snapshot kept"
+            if size > self.config.snapshots.max_bytes:
+                return f"profile archive is {size} bytes, over the {self.config.snapshots.max_bytes} byte limit; previous snapshot kept"
             version = new_version()
             self._test_kill("before-archive-write")
             self.snapshots.put(context_id, version, archive)
             self._test_kill("after-archive-write")
             try:
                 self.store.contexts.commit_save(context_id, session_id, version, size, cookies,
-                                                self.config.snapshot_keep)
+                                                self.config.snapshots.keep)
             except SaveRefused as refused:
                 self.snapshots.delete(context_id, version)
                 log.warning("session %s: context %s not saved: %s", session_id, context_id, refused,

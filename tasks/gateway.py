@@ -67,13 +67,13 @@ class Refused(Exception):
 
 def advertised_host(config: Config) -> str:
     """BROKER_WORKER_HOST, with ``auto`` meaning this host's address as its own name resolves (a container's IP)."""
-    if config.worker_host == "auto":
+    if config.gateway.worker_host == "auto":
         address = socket.gethostbyname(socket.gethostname())
         if address.startswith("127."):
             log.warning("BROKER_WORKER_HOST=auto resolved to %s, which no other host can reach; set this host's "
                         "private address instead", address)
         return address
-    return config.worker_host
+    return config.gateway.worker_host
 
 
 def _tune(sock: socket.socket) -> None:
@@ -137,7 +137,7 @@ class Gateway:
         self.key = key
         self.browser_of = browser_of
         self.host = advertised_host(config)
-        self.files = FileDoor(config.upload_max_bytes)
+        self.files = FileDoor(config.files.upload_max_bytes)
         self._listener: socket.socket | None = None
 
     @property
@@ -148,8 +148,8 @@ class Gateway:
         return f"{self.host}:{self._listener.getsockname()[1]}"
 
     def start(self) -> None:
-        bind = self.config.gateway_bind or socket.gethostbyname(self.host)
-        listener = socket.create_server((bind, self.config.gateway_port), backlog=BACKLOG, reuse_port=False)
+        bind = self.config.gateway.bind or socket.gethostbyname(self.host)
+        listener = socket.create_server((bind, self.config.gateway.port), backlog=BACKLOG, reuse_port=False)
         self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), name="gateway", daemon=True).start()
         log.info("gateway listening on %s:%s, advertised as %s", bind, listener.getsockname()[1], self.address)

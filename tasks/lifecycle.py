@@ -78,9 +78,9 @@ class Housekeeping:
                             record["status"], extra=session_fields(record))
                 worker.pool.release(session_id)
             elif (record["status"] == Status.STOPPING and session_id not in worker.stops_under_way
-                  and time.time() - record.get("stopRequestedEpoch", 0) > worker.config.stop_never_sent_after):
+                  and time.time() - record.get("stopRequestedEpoch", 0) > worker.config.worker.stop_never_sent_after):
                 log.warning("session %s: stopping for over %.0f s and no stop task came; stopping it here",
-                            session_id, worker.config.stop_never_sent_after, extra=session_fields(record))
+                            session_id, worker.config.worker.stop_never_sent_after, extra=session_fields(record))
                 threading.Thread(target=end_session, args=(worker, session_id, StopReason(record["stopReason"])),
                                  name=f"stop-{session_id}", daemon=True).start()
         self._unrecorded.clear()
@@ -124,7 +124,7 @@ class Housekeeping:
         while not self._stopping.is_set():
             try:
                 now = time.monotonic()
-                if now - last_beat >= worker.config.heartbeat_interval:
+                if now - last_beat >= worker.config.worker.heartbeat_interval:
                     known = worker.store.workers.heartbeat(
                         worker.name, {"queue": worker.queue, "freeSlots": worker.pool.free_slots(),
                                       "browsers": {**worker.pool.counts(), "warmTarget": worker.warm.target},

@@ -167,7 +167,7 @@ class Mover:
             self.worker.snapshots.put_blob(f"{state}/{STATE_BLOB}", about)
 
     def _scratch(self) -> Path:
-        folder = self.worker.config.state_dir / "scratch"
+        folder = self.worker.config.worker.state_dir / "scratch"
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
@@ -188,7 +188,7 @@ class Mover:
             return
         if worker.shutting_down.is_set():
             raise Reject("this worker is stopping", requeue=True)
-        if not worker.store.moves.claim_relaunch(session_id, state, worker.config.launch_timeout + 60):
+        if not worker.store.moves.claim_relaunch(session_id, state, worker.config.worker.launch_timeout + 60):
             log.info("session %s: another worker relaunches it", session_id, extra=session_fields(record))
             return
         if not worker.project_gate.admit(session_id, record["project"]):
@@ -250,9 +250,9 @@ class Mover:
 
         extra, prepare = worker.browser_options.launch_parts(record, worker.pool.profile_dir(session_id), unpack)
         flags = browser_flags(worker.config, worker.forwarders.route(record, worker.store, worker.secret_box) + extra)
-        browser = worker.pool.acquire(session_id, flags, timeout=worker.config.launch_timeout, prepare=prepare)
+        browser = worker.pool.acquire(session_id, flags, timeout=worker.config.worker.launch_timeout, prepare=prepare)
         worker.prepare_browser(session_id, browser)
-        _put_back(browser, saved.get("cookies") or [], saved.get("tabs") or [], worker.config.navigate_timeout)
+        _put_back(browser, saved.get("cookies") or [], saved.get("tabs") or [], worker.config.worker.navigate_timeout)
         return browser
 
 

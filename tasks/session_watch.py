@@ -180,9 +180,9 @@ class SessionWatch:
         with self._lock:
             self.session_id = session_id
             if recording:
-                self.recording = Recording(session_id, self.recordings, self.config.recording_max_bytes,
+                self.recording = Recording(session_id, self.recordings, self.config.sessions.recording_max_bytes,
                                            lambda: self._emit("recording_capped",
-                                                              maxBytes=self.config.recording_max_bytes))
+                                                              maxBytes=self.config.sessions.recording_max_bytes))
                 threading.Thread(target=self._write_chunks, name="session-recording", daemon=True).start()
             pages = list(self._pages)
         if recording:

@@ -84,20 +84,20 @@ class Worker:
         # Who the browsers run as, and what that allows.
         self.users = users if users is not None else _browser_users(config)
         #: Enforced only where browsers share the worker's user and BROKER_SHARED_USER_PROJECTS is not ``any``.
-        self.project_gate = ProjectGate(enforced=not self.users.switching and config.shared_user_projects != "any")
+        self.project_gate = ProjectGate(enforced=not self.users.switching and config.worker.shared_user_projects != "any")
         # What each browser has beside it: its forwarder, its download guard.
-        self.forwarders = Forwarders(EgressPolicy.parse(config.egress_allow), config.proxy_connect_timeout)
-        self.download_guards = DownloadGuards(config.download_max_bytes, self._report_download_error)
+        self.forwarders = Forwarders(EgressPolicy.parse(config.network.egress_allow), config.network.proxy_connect_timeout)
+        self.download_guards = DownloadGuards(config.files.download_max_bytes, self._report_download_error)
         self.session_watches = SessionWatches(self.store, config, Recordings(open_snapshot_store(config), self.store))
         self.browser_options = BrowserOptions(config, open_snapshot_store(config))
         self.download_guards.listeners.append(self.session_watches.download_event)
         # The browsers: the pool, its warm spares, the intake of launches, the gateway web processes reach them by.
-        root = config.profiles_dir / name
+        root = config.chromium.profiles_dir / name
         if launcher is None:
             launcher = make_launcher(config, self.users, start_checks(config, self.users, root))
-        self.pool = ChromiumPool(launcher, config.pool_size, root)
-        self.warm = WarmBrowsers(self.pool, self.store, lambda: self.name, config.warm_browsers, config.warm_window,
-                                 self._warm_flags, config.launch_timeout, on_ready=lambda: self.intake.reconcile(),
+        self.pool = ChromiumPool(launcher, config.worker.pool_size, root)
+        self.warm = WarmBrowsers(self.pool, self.store, lambda: self.name, config.worker.warm_browsers, config.worker.warm_window,
+                                 self._warm_flags, config.worker.launch_timeout, on_ready=lambda: self.intake.reconcile(),
                                  prepare=self.prepare_browser)
         #: A warm browser is room too, for creates that waited: a plain one takes it, any other ends it for its slot.
         self.intake = LaunchIntake(app, name, self.pool, self.warm.room, self.store)
@@ -127,10 +127,10 @@ class Worker:
         self.pool.clean_leftovers()
         self._until_redis_answers("settling an earlier life of this worker", self._settle_earlier_life)
         self.gateway.start()
-        if urlsplit(self.config.snapshot_url).scheme == "file":
+        if urlsplit(self.config.snapshots.url).scheme == "file":
             log.warning("BROKER_SNAPSHOT_URL is %s: file:// snapshots do not move between hosts (only workers that "
                         "mount this folder see them); with workers on several hosts set an s3:// store",
-                        self.config.snapshot_url)
+                        self.config.snapshots.url)
         self.housekeeping.start()
         self.warm.start()
 
@@ -166,10 +166,10 @@ class Worker:
         self.housekeeping.stop()
         stoppers = [threading.Thread(target=self._end_at_exit, args=(session_id,), daemon=True)
                     for session_id in self.pool.session_ids()]
-        stoppers.append(threading.Thread(target=self.warm.close, args=(self.config.shutdown_grace,), daemon=True))
+        stoppers.append(threading.Thread(target=self.warm.close, args=(self.config.worker.shutdown_grace,), daemon=True))
         for thread in stoppers:
             thread.start()
-        deadline = time.monotonic() + self.config.shutdown_grace
+        deadline = time.monotonic() + self.config.worker.shutdown_grace
         for thread in stoppers:
             thread.join(max(0.0, deadline - time.monotonic()))
         self.mover.cut_short()
@@ -275,6 +275,6 @@ class Worker:
 
 def _browser_users(config: Config) -> BrowserUsers:
     try:
-        return BrowserUsers(config.browser_user)
+        return BrowserUsers(config.chromium.browser_user)
     except NoBrowserUser as error:
         raise ConfinementError(str(error)) from error

@@ -105,4 +105,4 @@ class Uploads(MethodView):
         `send_keys(path)`. The folder is deleted when the session stops.
         """
         return files().upload(current_project(), session_id, request.content_type or "", request.stream,
-                              config().upload_max_bytes)
+                              config().files.upload_max_bytes)

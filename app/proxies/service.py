@@ -74,7 +74,7 @@ def check(store: Store, box: SecretBox, config: Config, egress: EgressPolicy, pr
     its name again. A refused one is a 403 (the deployment forbids it) and nothing is dialled.
     """
     upstream = Upstream.from_record(get_visible(store, project, proxy_id), box)
-    target = target or config.proxy_check_target
+    target = target or config.network.proxy_check_target
     host, port = split_host_port(target)
     started = time.perf_counter()
     error: str | None = None
@@ -91,7 +91,7 @@ def check(store: Store, box: SecretBox, config: Config, egress: EgressPolicy, pr
             rdns=True, proxy_ssl=upstream.tls_context(), forward=_JudgedDial(egress),
         )
         try:
-            proxy.connect(judged, port, timeout=config.proxy_connect_timeout).close()
+            proxy.connect(judged, port, timeout=config.network.proxy_connect_timeout).close()
         except EgressRefused as refused:
             abort(403, message=f"The proxy's address is refused by this deployment's egress policy: {refused}.")
         except (ProxyError, ProxyTimeoutError, ProxyConnectionError, ssl.SSLError, OSError) as problem:

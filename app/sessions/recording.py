@@ -43,7 +43,7 @@ def events_of(record: dict) -> Iterator[bytes]:
         return recordings().stream(recordings().chunks(record["id"]))
     except SnapshotError as error:
         abort(503, message=f"The recording cannot be read from the snapshot store: {error}",
-              headers={"Retry-After": str(config().retry_after)})
+              headers={"Retry-After": str(config().web.retry_after)})
 
 
 def recorded(record: dict) -> bool:

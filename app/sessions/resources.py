@@ -136,7 +136,7 @@ class SessionCookies(MethodView):
         site and evicts the least recently used beyond that.
         """
         return cookies.inject(store(), current_project(), session_id, body["cookies"], body["mode"],
-                              config().cookie_max_bytes)
+                              config().sessions.cookie_max_bytes)
 
 
 @blp.route("/<ses_id:session_id>/events")

@@ -420,8 +420,8 @@ class CookiesWriteSchema(Schema):
     @pre_load
     def not_too_many(self, data: Any, **_: Any) -> Any:
         """Checked before the cookies themselves, so an oversized list is refused without validating every item."""
-        if isinstance(data, dict) and isinstance(data.get("cookies"), list) and len(data["cookies"]) > config().cookie_max_count:
-            raise ValidationError({"cookies": [f"At most {config().cookie_max_count} cookies per call; got {len(data['cookies'])}."]})
+        if isinstance(data, dict) and isinstance(data.get("cookies"), list) and len(data["cookies"]) > config().sessions.cookie_max_count:
+            raise ValidationError({"cookies": [f"At most {config().sessions.cookie_max_count} cookies per call; got {len(data['cookies'])}."]})
         return data
 
 

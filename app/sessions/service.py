@@ -102,7 +102,7 @@ def _claim(store: Store, config: Config, project: str, body: dict, session_id: s
     limit = store.projects.settings(project).get("maxSessions")
     if limit and not store.projects.claim_slot(project, session_id, limit):
         abort(429, message=f"This project may run {limit} sessions at once; stop one first.",
-              headers={"Retry-After": str(config.retry_after)})
+              headers={"Retry-After": str(config.web.retry_after)})
 
 
 def _release_claims(store: Store, body: dict, session_id: str) -> None:
@@ -141,8 +141,8 @@ def create(
         "navigationError": None,
         "browserOptions": options,
         "launch": None,
-        "recording": browser_options.recording_for(store, config.recording, project, body),
-        "movable": config.movable if body.get("movable") is None else body["movable"],
+        "recording": browser_options.recording_for(store, config.sessions.recording, project, body),
+        "movable": config.sessions.movable if body.get("movable") is None else body["movable"],
     }
     if record["recording"]:
         record.update(ReplayLinks.issue())
@@ -196,9 +196,9 @@ class Patience:
 
     def passed_for_sure(self) -> bool:
         if self.claimed is not None:
-            ends = self.claimed + self.config.launch_timeout
+            ends = self.claimed + self.config.worker.launch_timeout
         else:
-            ends = self.written + self.config.create_wait + self.config.launch_timeout
+            ends = self.written + self.config.web.create_wait + self.config.worker.launch_timeout
         return time.monotonic() > ends + CLOCK_MARGIN
 
 
@@ -218,10 +218,10 @@ def _wait_until_running(
     still come, and the give-up must be a move in Redis anyway (:func:`_settle`).
     """
     store = machine.store
-    deadline = time.monotonic() + config.create_wait
+    deadline = time.monotonic() + config.web.create_wait
     lost_workers: int | None = None
     claimed = False
-    handoff_deadline = time.monotonic() + config.warm_handoff if warm else None
+    handoff_deadline = time.monotonic() + config.web.warm_handoff if warm else None
     outage: Exception | None = None
     while True:
         remaining = deadline - time.monotonic()
@@ -260,13 +260,13 @@ def _wait_until_running(
             claimed = True
             handoff_deadline = None
             patience.claimed = time.monotonic()
-            deadline = patience.claimed + config.launch_timeout
+            deadline = patience.claimed + config.worker.launch_timeout
         elif event["event"] == "ready":
             # The worker's last event: the list it came from is empty, so Redis has already dropped it.
             return event["session"]
         elif event["event"] == "failed":
             code = event.get("code", 503)
-            headers = {"Retry-After": str(config.retry_after)} if code == 503 else {}
+            headers = {"Retry-After": str(config.web.retry_after)} if code == 503 else {}
             abort(code, message=event["message"], headers=headers)
 
 
@@ -302,7 +302,7 @@ def _caller_left(machine: SessionMachine, config: Config, session_id: str, patie
     if record is not None:
         machine.stop(session_id, StopReason.ERROR)
     log.info("session %s: the caller hung up before its browser was ready", session_id, extra={"session": session_id})
-    abort(503, message="The caller closed the connection.", headers={"Retry-After": str(config.retry_after)})
+    abort(503, message="The caller closed the connection.", headers={"Retry-After": str(config.web.retry_after)})
 
 
 def _give_up(
@@ -313,4 +313,4 @@ def _give_up(
         _forget_launch_events(machine.store, session_id)
         return record
     log.warning("session %s: no worker took the launch in time", session_id, extra={"session": session_id})
-    abort(503, message=message, headers={"Retry-After": str(config.retry_after)})
+    abort(503, message=message, headers={"Retry-After": str(config.web.retry_after)})

@@ -32,7 +32,7 @@ class RecordingRecords(RecordKind):
         pipe = self.redis.pipeline(transaction=False)
         pipe.delete(keys.recording_chunks(session_id))
         pipe.zrem(keys.RECORDING_EXPIRIES, session_id)
-        pipe.set(keys.recording_deleted(session_id), 1, ex=self.config.session_retention)
+        pipe.set(keys.recording_deleted(session_id), 1, ex=self.config.sessions.retention)
         pipe.execute()
 
     def deleted(self, session_id: str) -> bool:

@@ -42,7 +42,7 @@ class SessionEvents(RecordKind):
         pipe = self.redis.pipeline(transaction=False)
         pipe.xadd(key, {"e": json.dumps(event)}, maxlen=EVENTS_MAX, approximate=True)
         if kind == STOPPED:
-            pipe.expire(key, self.config.session_retention)
+            pipe.expire(key, self.config.sessions.retention)
         else:
             pipe.expire(key, RUNNING_TTL)
         return pipe.execute()[0]
@@ -57,8 +57,8 @@ class SessionEvents(RecordKind):
                 self.add(session_id, STOPPING, reason=record.get("stopReason"))
                 return
             self.add(session_id, STOPPED, reason=record.get("stopReason"), snapshotError=record.get("snapshotError"))
-            if self.redis.expire(keys.recording_chunks(session_id), self.config.session_retention):
-                self.redis.zadd(keys.RECORDING_EXPIRIES, {session_id: time.time() + self.config.download_retention})
+            if self.redis.expire(keys.recording_chunks(session_id), self.config.sessions.retention):
+                self.redis.zadd(keys.RECORDING_EXPIRIES, {session_id: time.time() + self.config.files.download_retention})
         except RedisError as error:
             log.warning("session %s: its event log missed a %s event (%s)", session_id, record["status"], error,
                         extra={"session": session_id})

@@ -27,7 +27,7 @@ class SessionRecords(RecordKind):
         """
         pipe = self.redis.pipeline()
         pipe.set(keys.session(record["id"]), dump(record), ex=int(self.config.create_lifetime), nx=True)
-        pipe.set(keys.create_deadline(record["id"]), 1, px=_ms(self.config.create_wait), nx=True)
+        pipe.set(keys.create_deadline(record["id"]), 1, px=_ms(self.config.web.create_wait), nx=True)
         if in_line:
             pipe.zadd(keys.LAUNCH_LINE, {record["id"]: time.time()})
         pipe.hincrby(keys.SESSION_STATUS_ENTERED, record["status"], 1)
@@ -58,7 +58,7 @@ class SessionRecords(RecordKind):
 
     def waiting_for_launch(self) -> int:
         """Creates in line for a cold launch; entries older than a create's wait (a crashed web process) are dropped."""
-        self.redis.zremrangebyscore(keys.LAUNCH_LINE, "-inf", time.time() - self.config.create_wait)
+        self.redis.zremrangebyscore(keys.LAUNCH_LINE, "-inf", time.time() - self.config.web.create_wait)
         return self.redis.zcard(keys.LAUNCH_LINE)
 
     def get(self, session_id: str) -> SessionRecord | None:
@@ -175,14 +175,14 @@ class SessionRecords(RecordKind):
         elif effect is Effect.LEAVE_WORKER:
             pipe.srem(keys.worker_sessions(record["worker"]), session_id)
         elif effect is Effect.EXTEND_DEADLINE:
-            pipe.pexpire(keys.create_deadline(session_id), _ms(self.config.launch_timeout))
+            pipe.pexpire(keys.create_deadline(session_id), _ms(self.config.worker.launch_timeout))
         elif effect is Effect.END_DEADLINE:
             pipe.delete(keys.create_deadline(session_id))
         elif effect is Effect.EXPIRE_DOWNLOADS:
             if record.get("downloads"):
                 pipe.zadd(keys.DOWNLOAD_EXPIRIES, {session_id: record["downloadsExpireEpoch"]})
         elif effect is Effect.RETAIN:
-            pipe.expire(keys.session(session_id), self.config.session_retention)
+            pipe.expire(keys.session(session_id), self.config.sessions.retention)
             pipe.zadd(keys.project_sessions(project), {session_id: record["createdMs"]})
             pipe.zadd(keys.project_stopped(project), {session_id: record["createdMs"]})
 

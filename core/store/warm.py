@@ -73,7 +73,7 @@ class WarmOffers(RecordKind):
 
     def take(self) -> WarmOffer | None:
         """The oldest offer of the least loaded live worker, for exactly one caller; None when there is none."""
-        raw = self._take(keys=[keys.WARM_OFFERS, keys.WORKERS], args=[self.config.worker_ttl, keys.worker("")])
+        raw = self._take(keys=[keys.WARM_OFFERS, keys.WORKERS], args=[self.config.worker.ttl, keys.worker("")])
         if not raw:
             return None
         worker, key = json.loads(raw)

@@ -32,7 +32,7 @@ class WorkerRecords(RecordKind):
     def heartbeat(self, worker: str, info: dict) -> bool:
         """True if the store knew the worker already: False at its first heartbeat, and after Redis lost its data or
         a reaper declared it lost (what it had offered is gone from the store too)."""
-        ttl_ms = max(1, int(self.config.worker_ttl * 3000))
+        ttl_ms = max(1, int(self.config.worker.ttl * 3000))
         return not self.redis.eval(_HEARTBEAT, 2, keys.WORKERS, keys.worker(worker), worker, dump(info), ttl_ms)
 
     def _now(self) -> float:
@@ -44,7 +44,7 @@ class WorkerRecords(RecordKind):
         return self._load(keys.worker(worker))
 
     def silent(self) -> list[str]:
-        return self.redis.zrangebyscore(keys.WORKERS, "-inf", self._now() - self.config.worker_ttl)
+        return self.redis.zrangebyscore(keys.WORKERS, "-inf", self._now() - self.config.worker.ttl)
 
     def take_silent(self, worker: str) -> bool:
         """True for exactly one caller per lost worker, so its sessions are ended once.
@@ -52,7 +52,7 @@ class WorkerRecords(RecordKind):
         Only while the worker is still silent: one whose heartbeat got through
         since the caller looked is live again and is not taken.
         """
-        return bool(self.redis.eval(_TAKE_IF_SILENT, 1, keys.WORKERS, worker, self.config.worker_ttl))
+        return bool(self.redis.eval(_TAKE_IF_SILENT, 1, keys.WORKERS, worker, self.config.worker.ttl))
 
     def forget(self, worker: str) -> None:
         pipe = self.redis.pipeline()
@@ -72,7 +72,7 @@ class WorkerRecords(RecordKind):
         return int(self.redis.get(keys.WORKERS_LOST) or 0)
 
     def live(self) -> list[str]:
-        return self.redis.zrangebyscore(keys.WORKERS, self._now() - self.config.worker_ttl, "+inf")
+        return self.redis.zrangebyscore(keys.WORKERS, self._now() - self.config.worker.ttl, "+inf")
 
     def heartbeat_ages(self) -> dict[str, float]:
         """Seconds since each known worker's last heartbeat, by Redis's clock; silent ones too, until reaped."""

@@ -19,6 +19,6 @@ LAUNCHERS: dict[str, type[BaseLauncher]] = {"selenium": SeleniumLauncher, "direc
 
 def make_launcher(config: Config, users: BrowserUsers, sandbox: bool) -> Launcher:
     try:
-        return LAUNCHERS[config.launcher](config, users, sandbox)
+        return LAUNCHERS[config.chromium.launcher](config, users, sandbox)
     except KeyError:
-        raise ValueError(f"BROKER_LAUNCHER must be one of {', '.join(LAUNCHERS)}, not {config.launcher!r}") from None
+        raise ValueError(f"BROKER_LAUNCHER must be one of {', '.join(LAUNCHERS)}, not {config.chromium.launcher!r}") from None

@@ -38,7 +38,7 @@ class SeleniumLauncher(BaseLauncher):
         deadline = time.monotonic() + timeout
         start_on_blank(profile_dir)
         options = webdriver.ChromeOptions()
-        options.binary_location = self.config.chromium_path
+        options.binary_location = self.config.chromium.path
         for flag in [*self._flags(flags), f"--user-data-dir={profile_dir}"]:
             options.add_argument(flag)
         # Without this ChromeDriver sets navigator.webdriver, which sites read as a bot.
@@ -54,7 +54,7 @@ class SeleniumLauncher(BaseLauncher):
             # (a process manager, a terminal's Ctrl-C) must not kill browsers before their stop flow has run.
             for attempt in range(1, DRIVER_START_ATTEMPTS + 1):
                 service = Service(
-                    executable_path=self.config.chromedriver_path, log_output=subprocess.DEVNULL,
+                    executable_path=self.config.chromium.chromedriver_path, log_output=subprocess.DEVNULL,
                     env=child_env(profile_dir, user), popen_kw={"start_new_session": True, **user.popen_kwargs()},
                 )
                 try:

@@ -29,7 +29,7 @@ class DirectLauncher(BaseLauncher):
             # A session of its own: a signal to the worker's process group (a process manager, a terminal's
             # Ctrl-C) must not kill browsers before their stop flow has run.
             proc = subprocess.Popen(
-                [self.config.chromium_path, *self._flags(flags), f"--user-data-dir={profile_dir}",
+                [self.config.chromium.path, *self._flags(flags), f"--user-data-dir={profile_dir}",
                  "--remote-debugging-port=0", FIRST_TAB],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

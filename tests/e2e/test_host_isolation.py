@@ -180,7 +180,7 @@ def userns_allowed(uid: int) -> bool:
 
 def browser_uid() -> int:
     """Who the deployments' browsers run as: a browser user under a root worker, else the worker's own user."""
-    return pwd.getpwnam(f"{load_config().browser_user}-0").pw_uid if os.geteuid() == 0 else os.geteuid()
+    return pwd.getpwnam(f"{load_config().chromium.browser_user}-0").pw_uid if os.geteuid() == 0 else os.geteuid()
 
 
 def sandbox_expected() -> bool:
@@ -260,7 +260,7 @@ def test_a_restored_context_profile_belongs_to_the_browser_user(broker, api, pag
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs a root worker")
 def test_a_process_that_left_a_browsers_tree_is_ended_before_its_user_serves_again(tmp_path):
-    users = BrowserUsers(load_config().browser_user)
+    users = BrowserUsers(load_config().chromium.browser_user)
     user = users.acquire()
     tmp_path.chmod(0o711)
     profile = tmp_path / "profile"

@@ -14,18 +14,17 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import replace
 from pathlib import Path
 
 import psutil
 import pytest
 import requests
 
-from core.config import load
 from core.store import Store
 from tests.support.api import Api
 from tests.support.browsing import visit
 from tests.support.processes import ROOT, RUN_ID, RUN_MARK, TEST_FLAGS, Redis, end_process, free_port, gone, wait_until
+from tests.support.settings import config_with
 
 #: Every process of one serve.sh run carries this in its environment (children inherit it).
 SERVE_MARK = "BB_SERVE_RUN"
@@ -131,7 +130,7 @@ def stopped_context_state(state: Path, context_id: str, session_id: str) -> tupl
     """What the stopped stack left in its Redis data file, read with a Redis of our own."""
     redis = Redis(state, data_dir=state)
     try:
-        store = Store(replace(load(), redis_url=redis.url()))
+        store = Store(config_with(REDIS_URL=redis.url()))
         return store.contexts.cookies(context_id), store.sessions.get(session_id)
     finally:
         redis.stop()

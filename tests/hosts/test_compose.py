@@ -27,7 +27,7 @@ import shutil
 import socket
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -37,7 +37,6 @@ import requests
 import websocket
 
 from core.cdp import CdpError
-from core.config import load
 from core.egress import EgressPolicy
 from core.store import Store
 from tests.support.api import Api
@@ -49,6 +48,7 @@ from tests.support.hosts import GATEWAY_PORT
 from tests.support.netns import NETNS_ETC, why_unavailable
 from tests.support.pages import PageServer
 from tests.support.processes import BROWSER_NAMES, SECRET_KEY, wait_until
+from tests.support.settings import config_with
 
 #: The compose network and the outside link: apart from 198.18.0.0/24 (tests/hosts/test_many_hosts.py).
 PREFIX, OUTSIDE_PREFIX = "198.18.1", "198.18.2"
@@ -179,7 +179,7 @@ def api(on_host) -> Api:
 def store(project: Project) -> Store:
     """Redis is not published; the Docker host reaches the container on the compose network (Network.inside)."""
     redis = project.replicas("redis")[0]
-    return Store(replace(load(), redis_url=f"redis://{redis.address}:6379/0"))
+    return Store(config_with(REDIS_URL=f"redis://{redis.address}:6379/0"))
 
 
 def worker_name(container: Container) -> str:

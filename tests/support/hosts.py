@@ -14,18 +14,17 @@ import signal
 import subprocess
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import psutil
 from celery import Celery
 
-from core.config import load
 from core.dispatch import LAUNCH_QUEUE
 from core.store import Store
 from tests.support.api import Api
 from tests.support.netns import Host, Network
 from tests.support.processes import RUN_ID, RUN_MARK, ROOT, SECRET_KEY, end_process, wait_until
+from tests.support.settings import config_with
 
 REDIS_PORT = 6379
 WEB_PORT = 8000
@@ -218,7 +217,7 @@ class Deployment:
 
     def store(self) -> Store:
         """Only from a thread on the web host's network (Network.inside)."""
-        return Store(replace(load(), redis_url=self.redis_url, worker_ttl=TTL))
+        return Store(config_with(REDIS_URL=self.redis_url, BROKER_WORKER_TTL=TTL))
 
     def browsers_on(self, host: Host) -> list[psutil.Process]:
         """Live Chromium processes whose profile is under ``host``'s state folder."""

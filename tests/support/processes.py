@@ -18,7 +18,6 @@ import tempfile
 import time
 import uuid
 from contextlib import closing
-from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -26,10 +25,10 @@ import redis
 import requests
 from redis.exceptions import RedisError
 
-from core.config import load
 from core.dispatch import LAUNCH_QUEUE
 from core.store import Store, keys
 from tests.support import secrets
+from tests.support.settings import config_with
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_MARK = "BB_TEST_RUN"
@@ -227,7 +226,7 @@ class Broker:
         return any(done.search(path.read_text(errors="replace")) for path in self.worker_logs if path.exists())
 
     def store(self) -> Store:
-        return Store(replace(load(), redis_url=self.redis_url, worker_ttl=5))
+        return Store(config_with(REDIS_URL=self.redis_url, BROKER_WORKER_TTL=5))
 
     def live_workers(self) -> list[str]:
         try:

@@ -1,18 +1,18 @@
 """The fast layer: core against a real redis-server, no workers, no browsers."""
 from __future__ import annotations
 
-from dataclasses import replace
 
 import pytest
 
-from core.config import load
 from core.store import Store
+from tests.support.settings import config_with
 
 
 @pytest.fixture
 def store(redis_server) -> Store:
     """A Store on database 15 of the suite's Redis, emptied before each test."""
-    config = replace(load(), redis_url=redis_server.url(15), create_wait=5, launch_timeout=5, session_retention=60)
+    config = config_with(REDIS_URL=redis_server.url(15), BROKER_CREATE_WAIT=5, BROKER_LAUNCH_TIMEOUT=5,
+                         BROKER_SESSION_RETENTION=60)
     store = Store(config)
     store.redis.flushdb()
     return store
@@ -33,7 +33,7 @@ def make_worker(redis_server, devtools, tmp_path):
     """Builds workers (tasks/worker.py) the way the worker's bootstep does, but with a fake launcher, on database 12
     of the suite's Redis, emptied first; each test's workers are stopped and their fake browsers ended after it.
 
-    ``make_worker(started=False, **settings)`` returns the worker with only its gateway listening (every running
+    ``make_worker(started=False, **variables)`` returns the worker with only its gateway listening (every running
     session's record names it), or, ``started``, after its whole start (tasks/worker.py ``Worker.start``:
     leftovers, housekeeping and warm keeper included); ``worker.pool.launcher`` is its FakeLauncher.
     """
@@ -44,11 +44,12 @@ def make_worker(redis_server, devtools, tmp_path):
     built: list[Worker] = []
 
     def make(name: str = "w@test", started: bool = False, **settings) -> Worker:
-        config = replace(load(), **{
-            "redis_url": redis_server.url(12), "state_dir": tmp_path / "state", "profiles_dir": tmp_path / "profiles",
-            "snapshot_url": f"file://{tmp_path / 'snapshots'}", "secret_key": "worker-tests-secret-key",
-            "pool_size": 2, "warm_browsers": 0, "create_wait": 5, "launch_timeout": 5, "worker_host": "127.0.0.1",
-            "gateway_bind": "127.0.0.1", "gateway_port": 0, "shutdown_grace": 5, **settings})
+        config = config_with(**{
+            "REDIS_URL": redis_server.url(12), "BROKER_STATE_DIR": tmp_path / "state",
+            "BROKER_PROFILES_DIR": tmp_path / "profiles", "BROKER_SNAPSHOT_URL": f"file://{tmp_path / 'snapshots'}",
+            "BROKER_SECRET_KEY": "worker-tests-secret-key", "BROKER_POOL_SIZE": 2, "BROKER_WARM_BROWSERS": 0,
+            "BROKER_CREATE_WAIT": 5, "BROKER_LAUNCH_TIMEOUT": 5, "BROKER_WORKER_HOST": "127.0.0.1",
+            "BROKER_GATEWAY_BIND": "127.0.0.1", "BROKER_GATEWAY_PORT": 0, "BROKER_SHUTDOWN_GRACE": 5, **settings})
         if not built:
             Store(config).redis.flushdb()
         worker = Worker(config, make_celery(config), name, FakeLauncher(devtools), FakeUsers())

@@ -6,7 +6,6 @@ written, so the create must not answer until no launch can start its session any
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 import pytest
 from redis.exceptions import RedisError
@@ -17,6 +16,7 @@ from core.states import Status
 from core.store import Store
 from tests.support.processes import free_port
 from tests.support.records import new_session, running_session, status_of
+from tests.support.settings import config_with
 
 WAIT, LAUNCH = 0.3, 0.4
 
@@ -24,8 +24,7 @@ WAIT, LAUNCH = 0.3, 0.4
 @pytest.fixture
 def unreachable(store) -> SessionMachine:
     """A store whose Redis refuses every connection."""
-    config = replace(store.config, redis_url=f"redis://127.0.0.1:{free_port()}/0", create_wait=WAIT,
-                     launch_timeout=LAUNCH)
+    config = config_with(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", BROKER_CREATE_WAIT=WAIT, BROKER_LAUNCH_TIMEOUT=LAUNCH)
     return SessionMachine(Store(config))
 
 

@@ -9,7 +9,6 @@ import io
 import json
 import threading
 import time
-from dataclasses import replace
 
 import pytest
 
@@ -18,6 +17,7 @@ from app.files.errors import FilesError
 from app.files.resources import STATUS_OF
 from core.ids import new_id, utcnow_iso
 from core.store.projects import DEFAULT_PROJECT
+from tests.support.settings import config_with
 
 KEY = "bb_bootstrap-for-the-file-error-tests"
 HEADERS = {"X-API-Key": KEY}
@@ -25,7 +25,7 @@ HEADERS = {"X-API-Key": KEY}
 
 @pytest.fixture
 def client(store):
-    config = replace(store.config, env="development", secret_key="", bootstrap_api_key=KEY)
+    config = config_with(REDIS_URL=store.config.redis_url, BROKER_ENV="development", BROKER_SECRET_KEY="", BROKER_BOOTSTRAP_API_KEY=KEY)
     return create_app(config, store).test_client()
 
 

@@ -1,13 +1,12 @@
 """The gateway credential: bound to one session and one purpose, made only with the deployment's secret."""
 from __future__ import annotations
 
-from dataclasses import replace
 
 import pytest
 
-from core.config import load
 from core.crypto import MissingSecretKey
 from core.gateway_auth import GatewayKey
+from tests.support.settings import config_with
 
 SECRET = "a-long-enough-test-secret"
 
@@ -28,4 +27,4 @@ def test_another_secret_makes_other_credentials():
 
 def test_no_secret_outside_development_refuses_to_start():
     with pytest.raises(MissingSecretKey):
-        GatewayKey.from_config(replace(load(), secret_key="", env="production"))
+        GatewayKey.from_config(config_with(BROKER_SECRET_KEY="", BROKER_ENV="production"))

@@ -5,7 +5,6 @@ import io
 import json
 import logging
 from datetime import datetime, timedelta
-from dataclasses import replace
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,6 +15,7 @@ from core.session_machine import SessionMachine
 from core.states import StopReason
 from core.store.metrics import ALL, CREATE_SECONDS, CREATES, SNAPSHOT_BYTES
 from tests.support.records import PROJECT, WORKER, new_session, running_session
+from tests.support.settings import config_with
 
 
 def scrape(store) -> dict[tuple[str, tuple], float]:
@@ -88,7 +88,7 @@ def _record(message: str, *args, **extra) -> logging.LogRecord:
 
 
 def test_a_json_line_is_one_object_naming_the_session_its_project_and_worker(store):
-    config = replace(store.config, log_format="json")
+    config = config_with(REDIS_URL=store.config.redis_url, BROKER_LOG_FORMAT="json")
     fields = session_fields({"id": "ses_1", "project": PROJECT, "worker": WORKER})
     line = _log_line(config, _record("session %s: running", "ses_1", **fields))
     assert line.count("\n") == 1
@@ -101,7 +101,7 @@ def test_a_json_line_is_one_object_naming_the_session_its_project_and_worker(sto
 
 
 def test_a_text_line_brackets_the_session_fields_and_any_connect_token_is_redacted(store):
-    config = replace(store.config, log_format="text")
+    config = config_with(REDIS_URL=store.config.redis_url, BROKER_LOG_FORMAT="text")
     line = _log_line(config, _record('"GET /ws/session/ses_1?token=s3cret HTTP/1.1" 101', session="ses_1",
                                      project=PROJECT))
     assert " tasks.browser [session=ses_1 project=p worker=this-worker@host]: " in line
@@ -109,7 +109,7 @@ def test_a_text_line_brackets_the_session_fields_and_any_connect_token_is_redact
 
 
 def test_a_line_that_knows_only_the_session_id_names_the_project_of_its_earlier_events(store):
-    config = replace(store.config, log_format="json")
+    config = config_with(REDIS_URL=store.config.redis_url, BROKER_LOG_FORMAT="json")
     _log_line(config, _record("launch taken", **session_fields({"id": "ses_2", "project": "acme"})))
     later = json.loads(_log_line(config, _record("ses_2: browser up", session="ses_2")))
     assert (later["session"], later["project"], later["worker"]) == ("ses_2", "acme", "this-worker@host")

@@ -6,7 +6,6 @@ schemathesis run (tests/e2e/test_openapi_contract.py) then searches the rest.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 
 import jsonschema
 import pytest
@@ -15,13 +14,13 @@ from marshmallow import ValidationError
 from app import create_app
 from app.proxies.schemas import ProxyCreateSchema
 from app.sessions.schemas import CookieSchema
-from core.config import load
+from tests.support.settings import config_with
 
 
 @pytest.fixture(scope="module")
 def app():
     """The API as the web process builds it (no Redis is touched to build it or its document)."""
-    app = create_app(replace(load(), env="development", secret_key="", bootstrap_api_key=""))
+    app = create_app(config_with(BROKER_ENV="development", BROKER_SECRET_KEY="", BROKER_BOOTSTRAP_API_KEY=""))
     with app.app_context():
         yield app
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 import pytest
 from redis.exceptions import RedisError
@@ -12,6 +11,7 @@ from core.session_machine import SessionMachine
 from core.store import Store
 from tests.support.processes import free_port
 from tests.support.records import WORKER, running_session, status_of
+from tests.support.settings import config_with
 
 TTL = 0.3
 NAME = WORKER.removeprefix("browsers.worker.")
@@ -19,7 +19,7 @@ NAME = WORKER.removeprefix("browsers.worker.")
 
 @pytest.fixture
 def fast(store) -> Store:
-    return Store(replace(store.config, worker_ttl=TTL), store.redis)
+    return Store(config_with(REDIS_URL=store.config.redis_url, BROKER_WORKER_TTL=TTL), store.redis)
 
 
 def silent_worker(store: Store) -> None:
@@ -75,7 +75,7 @@ def test_an_unreachable_redis_restarts_the_healthy_clock(fast):
     reaper = LostWorkerReaper(machine)
     reaper.tick()
     time.sleep(TTL * 1.2)
-    reaper.store = Store(replace(fast.config, redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    reaper.store = Store(config_with(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", BROKER_WORKER_TTL=TTL))
     with pytest.raises(RedisError):
         reaper.tick()
     reaper.store = fast

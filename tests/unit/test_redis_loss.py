@@ -3,7 +3,6 @@ key comes back at its first use and at /readyz, a worker's heartbeat tells it th
 folders whose record is gone are deleted only after the grace. tests/e2e/test_redis_loss.py runs it end to end."""
 from __future__ import annotations
 
-from dataclasses import replace
 
 import pytest
 
@@ -11,13 +10,14 @@ from app import create_app
 from app.auth import bootstrap_key_state
 from core.orphan_files import OrphanFiles
 from core.snapshots import LocalSnapshotStore
+from tests.support.settings import config_with
 
 KEY = "bb_bootstrap-for-the-unit-tests"
 
 
 @pytest.fixture
 def app(store):
-    config = replace(store.config, env="development", secret_key="", bootstrap_api_key=KEY)
+    config = config_with(REDIS_URL=store.config.redis_url, BROKER_ENV="development", BROKER_SECRET_KEY="", BROKER_BOOTSTRAP_API_KEY=KEY)
     return create_app(config, store)
 
 

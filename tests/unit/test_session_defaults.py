@@ -4,21 +4,20 @@ creates give up at once (no worker: BROKER_CREATE_WAIT is short), and the record
 tests/e2e/test_recording.py records a session by a project default with a real worker and browser."""
 from __future__ import annotations
 
-from dataclasses import replace
 
 import pytest
 
 from app import create_app
 from core.states import SessionRecord
 from core.store.projects import DEFAULT_PROJECT
+from tests.support.settings import config_with
 
 KEY = "bb_bootstrap-for-the-session-defaults-tests"
 HEADERS = {"X-API-Key": KEY}
 
 
 def client_for(store, recording: bool):
-    config = replace(store.config, env="development", secret_key="", bootstrap_api_key=KEY, recording=recording,
-                     create_wait=0.2, launch_timeout=0.2)
+    config = config_with(REDIS_URL=store.config.redis_url, BROKER_ENV="development", BROKER_SECRET_KEY="", BROKER_BOOTSTRAP_API_KEY=KEY, BROKER_RECORDING=recording, BROKER_CREATE_WAIT=0.2, BROKER_LAUNCH_TIMEOUT=0.2)
     return create_app(config, store).test_client()
 
 

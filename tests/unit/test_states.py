@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 import pytest
 
@@ -13,6 +12,7 @@ from core.store import Store, keys
 from tests.support.announcements import announcements
 from tests.support.processes import wait_until
 from tests.support.records import PROJECT, WORKER, new_session, running_session, status_of
+from tests.support.settings import config_with
 
 
 class RecordingDispatcher:
@@ -124,7 +124,7 @@ def test_finish_stop_frees_every_hold_and_keeps_the_record_for_the_retention(sto
     assert not store.redis.exists(keys.context_holder(context_id))
     assert store.proxies.delete(proxy_id) == []
     assert store.redis.zcard(keys.project_live(PROJECT)) == 0
-    assert 0 < store.redis.ttl(keys.session(session_id)) <= store.config.session_retention
+    assert 0 < store.redis.ttl(keys.session(session_id)) <= store.config.sessions.retention
     stopped, _ = store.sessions.page(PROJECT, "stopped", 0, 10)
     assert [r["id"] for r in stopped] == [session_id]
     assert store.sessions.page(PROJECT, "running", 0, 10) == ([], 0)
@@ -176,7 +176,7 @@ def test_the_create_and_its_give_up_race_and_exactly_one_wins(store, machine):
 # -- the create's deadline (issue 25 item 1: a create that answered an error never launches later) -----------------
 def short_lived(store: Store, create_wait: float = 0.3, launch_timeout: float = 0.3) -> SessionMachine:
     """The same Redis, with deadlines a test can outlast."""
-    config = replace(store.config, create_wait=create_wait, launch_timeout=launch_timeout)
+    config = config_with(REDIS_URL=store.config.redis_url, BROKER_CREATE_WAIT=create_wait, BROKER_LAUNCH_TIMEOUT=launch_timeout)
     return SessionMachine(Store(config, client=store.redis))
 
 
@@ -381,13 +381,13 @@ def test_only_a_pending_session_joins_the_line(store, machine):
 
 def test_a_create_that_crashed_in_line_stops_counting_after_a_create_wait(store):
     session_id = new_session(store)
-    store.redis.zadd(keys.LAUNCH_LINE, {session_id: time.time() - store.config.create_wait - 1})
+    store.redis.zadd(keys.LAUNCH_LINE, {session_id: time.time() - store.config.web.create_wait - 1})
     assert store.sessions.waiting_for_launch() == 0
 
 
 def test_each_warm_offer_goes_to_one_taker_and_never_to_a_silent_worker(store):
     store.workers.heartbeat("live@w", {})
-    store.redis.zadd(keys.WORKERS, {"silent@w": time.time() - store.config.worker_ttl - 1})
+    store.redis.zadd(keys.WORKERS, {"silent@w": time.time() - store.config.worker.ttl - 1})
     store.warm.offer("silent@w", "warm_a")
     store.warm.offer("live@w", "warm_b")
     store.warm.offer("live@w", "warm_c")

@@ -2,11 +2,11 @@
 built as Chromium builds them, checked against what headless Chromium 156 itself gave a page."""
 from __future__ import annotations
 
-from dataclasses import replace
 from types import SimpleNamespace
 
 from core.config import load
 from tasks.browser_options import user_agent_metadata, user_agent_override
+from tests.support.settings import config_with
 
 HEADLESS = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36"
 BROWSER = SimpleNamespace(user_agent=HEADLESS, version="Chrome/156.0.8078.129")
@@ -25,7 +25,7 @@ def test_the_default_hides_headless_and_keep_leaves_chromiums_own():
     hidden = user_agent_override(load(), BROWSER, {})
     assert hidden["userAgent"] == HEADLESS.replace("HeadlessChrome/", "Chrome/")
     assert hidden["userAgentMetadata"]["fullVersion"] == "156.0.8078.129"
-    keep = replace(load(), headless_user_agent="keep")
+    keep = config_with(BROKER_HEADLESS_USER_AGENT="keep")
     assert user_agent_override(keep, BROWSER, {}) is None
     assert user_agent_override(keep, BROWSER, {"locale": "de-DE"})["userAgent"] == HEADLESS
 

@@ -47,7 +47,7 @@ def test_the_browser_of_a_session_declared_lost_is_ended_at_the_next_look(make_w
 
 
 def test_a_session_left_stopping_with_no_stop_task_is_stopped_here(make_worker):
-    worker = make_worker(stop_never_sent_after=0.0)
+    worker = make_worker(BROKER_STOP_NEVER_SENT_AFTER=0.0)
     session_id = _running(worker)
     worker.machine.stop(session_id, StopReason.DELETED)  # its stop task is never consumed here
 
@@ -88,7 +88,7 @@ def test_what_an_earlier_life_of_the_worker_left_is_ended_at_start(make_worker):
 
 
 def test_the_sessions_of_a_worker_that_went_silent_are_ended_by_a_live_worker(make_worker):
-    worker = make_worker(name="alive@test", started=True, worker_ttl=0.5, heartbeat_interval=0.1)
+    worker = make_worker(name="alive@test", started=True, BROKER_WORKER_TTL=0.5, BROKER_HEARTBEAT_INTERVAL=0.1)
     session_id = running_session(worker.machine)  # on the worker w@test, which beat once and went silent
     worker.store.workers.heartbeat("w@test", {})
 

@@ -44,7 +44,7 @@ def test_a_second_stop_of_a_session_leaves_it_to_the_first(make_worker):
 
 
 def test_a_worker_told_to_stop_ends_every_session_through_the_stop_flow_and_every_warm_browser(make_worker):
-    worker = make_worker(started=True, warm_browsers=1, pool_size=3)
+    worker = make_worker(started=True, BROKER_WARM_BROWSERS=1, BROKER_POOL_SIZE=3)
     sessions = [_running(worker), _running(worker)]
     _wait(lambda: worker.warm.ready_count() == 1, "a warm browser")
     assert len(worker.pool.launcher.alive()) == 3

@@ -12,7 +12,7 @@ from tests.support.records import new_session
 
 
 def test_the_keeper_fills_up_to_the_wanted_count_and_offers_each_spare(make_worker):
-    worker = make_worker(started=True, warm_browsers=2, pool_size=3)
+    worker = make_worker(started=True, BROKER_WARM_BROWSERS=2, BROKER_POOL_SIZE=3)
 
     _wait(lambda: len(worker.store.warm.offered_by(worker.name)) == 2, "two warm browsers on offer")
 
@@ -24,7 +24,7 @@ def test_the_keeper_fills_up_to_the_wanted_count_and_offers_each_spare(make_work
 
 
 def test_a_create_that_took_an_offer_gets_that_browser_and_the_keeper_refills(make_worker):
-    worker = make_worker(started=True, warm_browsers=1)
+    worker = make_worker(started=True, BROKER_WARM_BROWSERS=1)
     _wait(lambda: worker.store.warm.offered_by(worker.name), "a warm browser on offer")
     offer = worker.store.warm.take()
     assert offer is not None and offer.worker == worker.name
@@ -47,7 +47,7 @@ def test_a_create_that_took_an_offer_gets_that_browser_and_the_keeper_refills(ma
 
 
 def test_a_spare_that_died_is_never_handed_out_and_is_replaced(make_worker):
-    worker = make_worker(started=True, warm_browsers=1)
+    worker = make_worker(started=True, BROKER_WARM_BROWSERS=1)
     _wait(lambda: worker.store.warm.offered_by(worker.name), "a warm browser on offer")
     (dead_key,) = worker.pool.keys()
     dead = worker.pool.get(dead_key)
@@ -69,7 +69,7 @@ def test_creates_raise_the_spares_up_to_the_free_slots_and_a_quiet_window_brings
         make_worker, monkeypatch):
     monkeypatch.setattr(warm, "OFFER_SETTLE", 0.1)
     monkeypatch.setattr(warm, "CHECK_INTERVAL", 0.2)
-    worker = make_worker(started=True, warm_browsers=1, pool_size=4, warm_window=5)
+    worker = make_worker(started=True, BROKER_WARM_BROWSERS=1, BROKER_POOL_SIZE=4, BROKER_WARM_WINDOW=5)
     _wait(lambda: len(worker.store.warm.offered_by(worker.name)) == 1, "the floor's warm browser on offer")
 
     for _ in range(6):  # a burst of launches reaching this worker (tasks/worker.py's task_received)
@@ -86,7 +86,7 @@ def test_creates_raise_the_spares_up_to_the_free_slots_and_a_quiet_window_brings
 def test_a_create_that_took_a_spare_counts_as_warm_and_a_cold_one_as_cold(make_worker):
     from core.store.metrics import CREATE_PATHS
 
-    worker = make_worker(started=True, warm_browsers=1)
+    worker = make_worker(started=True, BROKER_WARM_BROWSERS=1)
     _wait(lambda: worker.store.warm.offered_by(worker.name), "a warm browser on offer")
     offer = worker.store.warm.take()
     launch_session(worker, new_session(worker.store), warm=offer.key)
