@@ -285,7 +285,7 @@ def test_a_warm_create_answers_while_cold_launches_are_still_going(solo, solo_ap
 
 
 def test_context_and_proxy_sessions_launch_cold_and_work(solo, solo_api, pages, workdir):
-    (warm_key,) = wait_offers(solo, "solo@test", 1)
+    wait_offers(solo, "solo@test", 1)
     context = solo_api.post("/v1/contexts", json={}).json()
     first = solo_api.create_session(contextId=context["id"])
     assert not served_warm(solo, first)
@@ -309,8 +309,9 @@ def test_context_and_proxy_sessions_launch_cold_and_work(solo, solo_api, pages, 
         solo_api.stop_session(proxied["id"])
     finally:
         upstream.stop()
-    # Its creates raised the worker's warm target (tasks/warm_demand.py), so more spares may be offered beside it.
-    assert warm_key in offers(solo, "solo@test"), "a cold session used or ended the warm browser"
+    # No cold create took a spare (served_warm above). Which spares are on offer now is the demand-sized keeper's
+    # choice (tasks/warm_demand.py: these creates raised its target, and it may end and refill spares), not theirs.
+    wait_until(lambda: offers(solo, "solo@test"), WAIT, message="a spare on offer after the cold sessions")
 
 
 # -- routing between workers --------------------------------------------------------------

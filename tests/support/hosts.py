@@ -75,6 +75,8 @@ class Deployment:
             # create_on() steers a create to one host by pausing the others' shared queue; a warm offer
             # would take it past that to any host (tests/e2e/test_warm.py covers offers across workers).
             "BROKER_WARM_BROWSERS": "0",
+            # Four slots a worker, whatever this machine's BROKER_POOL_SIZE=auto gives: eight creates fill both.
+            "BROKER_POOL_SIZE": "4",
             # The page servers live on the test hosts' addresses: opened by configuration, as an internal site would be.
             "BROKER_EGRESS_ALLOW": "198.18.0.0/15",
         }
