@@ -1,11 +1,32 @@
 """The fast layer: core against a real redis-server, no workers, no browsers."""
 from __future__ import annotations
 
-
 import pytest
 
+from core.session_machine import SessionMachine
 from core.store import Store
 from tests.support.settings import config_with
+
+
+class RecordingDispatcher:
+    """Stands in for the Celery dispatcher: the stop tasks a move sends, kept for the test to read."""
+
+    def __init__(self) -> None:
+        self.stops: list[tuple[str, str, str]] = []
+
+    def send_stop(self, worker: str, session_id: str, reason: str) -> None:
+        self.stops.append((worker, session_id, reason))
+
+
+@pytest.fixture
+def dispatcher() -> RecordingDispatcher:
+    return RecordingDispatcher()
+
+
+@pytest.fixture
+def machine(store, dispatcher) -> SessionMachine:
+    """The state machine over ``store``, its stop tasks recorded by ``dispatcher`` (modules may bring their own)."""
+    return SessionMachine(store, dispatcher)
 
 
 @pytest.fixture

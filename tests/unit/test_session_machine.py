@@ -4,31 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pytest
-
-from core.session_machine import SessionMachine
 from core.states import Status, StopReason
 from core.store import Store
 from tests.support.announcements import announcements
 from tests.support.records import WORKER, new_session, running_session, status_of
-
-
-class RecordingDispatcher:
-    def __init__(self) -> None:
-        self.stops: list[tuple[str, str, str]] = []
-
-    def send_stop(self, worker: str, session_id: str, reason: str) -> None:
-        self.stops.append((worker, session_id, reason))
-
-
-@pytest.fixture
-def dispatcher() -> RecordingDispatcher:
-    return RecordingDispatcher()
-
-
-@pytest.fixture
-def machine(store, dispatcher) -> SessionMachine:
-    return SessionMachine(store, dispatcher)
 
 
 def rival_inside(store: Store, rival: Callable[[], object]) -> list[object]:

@@ -15,24 +15,6 @@ from tests.support.records import PROJECT, WORKER, new_session, running_session,
 from tests.support.settings import config_with
 
 
-class RecordingDispatcher:
-    def __init__(self) -> None:
-        self.stops: list[tuple[str, str, str]] = []
-
-    def send_stop(self, worker: str, session_id: str, reason: str) -> None:
-        self.stops.append((worker, session_id, reason))
-
-
-@pytest.fixture
-def dispatcher() -> RecordingDispatcher:
-    return RecordingDispatcher()
-
-
-@pytest.fixture
-def machine(store, dispatcher) -> SessionMachine:
-    return SessionMachine(store, dispatcher)
-
-
 # -- the table ------------------------------------------------------------------
 @pytest.mark.parametrize("move", MOVES, ids=lambda m: m.name)
 @pytest.mark.parametrize("start", list(Status), ids=str)
