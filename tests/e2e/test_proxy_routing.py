@@ -54,7 +54,7 @@ def passwords() -> dict[str, str]:
 
 
 def _upstream(kind: type[PproxyUpstream], workdir, passwords: dict[str, str]) -> PproxyUpstream:
-    password = "pw-" + secrets.token_urlsafe(16)
+    password = "pw-" + secrets.token_hex(16)
     passwords[kind.scheme] = password
     return kind(workdir, f"{kind.scheme}-{free_port()}", USER, password).start()
 

@@ -296,7 +296,7 @@ def test_context_and_proxy_sessions_launch_cold_and_work(solo, solo_api, pages, 
     assert visit(again["cdpUrl"], f"{pages.base}/state", "state()")["local"] == "kept"
     solo_api.stop_session(again["id"])
 
-    password = "pw-" + secrets.token_urlsafe(16)
+    password = "pw-" + secrets.token_hex(16)
     upstream = HttpUpstream(workdir, f"warm-{secrets.token_hex(4)}", "broker-user", password).start()
     try:
         proxy = solo_api.post("/v1/proxies", json={"server": upstream.server, "username": "broker-user",

@@ -30,6 +30,9 @@ class _Upstream:
     scheme = ""
 
     def __init__(self, workdir: Path, name: str, username: str, password: str) -> None:
+        if "__" in username + password:
+            # pproxy's -l splits its URI into a chain of jumps at "__": such a password ends it at start.
+            raise ValueError("pproxy cannot take '__' in a username or password; use secrets.token_hex")
         self.username = username
         self.password = password
         self.log_path = workdir / f"upstream-{name}.log"
