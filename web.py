@@ -19,7 +19,6 @@ from core.recordings import Recordings, sweep_forever as sweep_recordings_foreve
 from core.orphan_files import OrphanFiles, sweep_forever as sweep_orphans_forever  # noqa: E402
 from core.snapshots import open_snapshot_store  # noqa: E402
 from core.reaping import LostWorkerReaper, reap_forever  # noqa: E402
-from core.session_machine import SessionMachine  # noqa: E402
 from core.store import Store  # noqa: E402
 from proxy.metrics import RelayFigures  # noqa: E402
 from proxy.registry import RelayRegistry  # noqa: E402
@@ -33,8 +32,9 @@ def main() -> None:
     relays = RelayRegistry()
     app = create_app(config, store, collectors=[RelayFigures(relays)])
     app.extensions["broker.machine"].dispatcher.connect()
-    # Reaping needs no live worker: the only worker's sessions end as worker_lost too (core/reaping.py).
-    gevent.spawn(reap_forever, LostWorkerReaper(SessionMachine(store)), gevent.sleep)
+    # Reaping needs no live worker: the only worker's sessions end as worker_lost too, or move from their checkpoints
+    # (the machine's dispatcher sends the relaunch), core/reaping.py.
+    gevent.spawn(reap_forever, LostWorkerReaper(app.extensions["broker.machine"]), gevent.sleep)
     gevent.spawn(sweep_forever, app.extensions["broker.files"].archive, store, gevent.sleep)
     gevent.spawn(sweep_recordings_forever, Recordings(open_snapshot_store(config), store), gevent.sleep)
     # Snapshots and download archives whose record Redis lost are deleted after a grace (core/orphan_files.py).

@@ -91,6 +91,9 @@ class SessionSettings:
     #: BROKER_MOVABLE: whether a create that says nothing about ``movable`` may move to another worker when its own
     #: stops (SIGTERM) instead of ending as ``shutdown``.
     movable: bool = field(default_factory=lambda: _bool("BROKER_MOVABLE", False))
+    #: BROKER_CHECKPOINT_INTERVAL: seconds between checkpoints of a movable session whose create says nothing about
+    #: ``checkpointInterval`` (its profile saved, if it changed, so a lost worker's session is relaunched); 0: none.
+    checkpoint_interval: int = field(default_factory=lambda: _int("BROKER_CHECKPOINT_INTERVAL", 0))
     #: BROKER_RECORDING: whether a create that says nothing about ``recording`` records the session.
     recording: bool = field(default_factory=lambda: _bool("BROKER_RECORDING", False))
     #: BROKER_RECORDING_MAX_BYTES: most bytes (gzipped) one session's recording may hold; past it, a marker and no more.
@@ -123,6 +126,9 @@ class WorkerSettings:
     ttl: float = field(default_factory=lambda: _float("BROKER_WORKER_TTL", 20))
     #: BROKER_SHUTDOWN_GRACE: seconds a worker told to stop (SIGTERM) has to stop its sessions, contexts saved.
     shutdown_grace: float = field(default_factory=lambda: _float("BROKER_SHUTDOWN_GRACE", 25))
+    #: BROKER_MOVE_TIMEOUT: seconds a moving session may wait for a worker to run it again (none takes it: no room,
+    #: no worker up, its saved state unreadable); then it ends as ``move_timeout`` and its saved state is deleted.
+    move_timeout: float = field(default_factory=lambda: _float("BROKER_MOVE_TIMEOUT", 300))
     #: BROKER_STOP_NEVER_SENT_AFTER: seconds after a stop was requested past which a session still stopping, with no
     #: stop under way on its worker, is taken to have had its stop task never sent (the web process died, or Redis
     #: failed, between the move and the send): its worker then stops it itself. A stop task normally starts within

@@ -92,16 +92,17 @@ class SessionMachine:
         """The session runs again on ``worker``; None (and the caller ends its browser) if it stopped meanwhile."""
         return self._apply(SETTLE_MOVE, session_id, worker=worker, moving=False, moveState=None, **browser)
 
-    def lose(self, session_id: str) -> SessionRecord | None:
+    def lose(self, session_id: str, reason: StopReason = StopReason.WORKER_LOST) -> SessionRecord | None:
         """The worker holding the browser is gone: no save is possible, the last good snapshot stays in force.
 
         A session with a context says so in ``snapshotError``, unless its stop had already committed the save (the
         worker died after that). Once lost, no save of it can commit any more (``ContextRecords.commit_save``
         requires a live session), so the answer cannot go stale after the move; only a save committed by a worker
         that is declared lost yet still alive, in the instant between this check and the move, would be reported
-        as not saved.
+        as not saved. ``reason``: ``move_limit`` for a lost session a checkpoint could have brought back, had it not
+        moved too often (core/recovery.py).
         """
-        changes = {"stoppedAt": utcnow_iso(), "stopReason": StopReason.WORKER_LOST, **TOKEN_DEAD}
+        changes = {"stoppedAt": utcnow_iso(), "stopReason": reason, **TOKEN_DEAD}
         if not self._context_saved(session_id):
             changes["snapshotError"] = LOST_BEFORE_SAVE
         return self._apply(LOSE, session_id, **changes)

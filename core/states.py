@@ -15,7 +15,7 @@ wins, and the loser learns it from a ``None`` and has no effect at all.
        └──abandon / drop───┴──▶ abandoned     └──finish_stop / lose─────┴──▶ stopped
 
 ``begin_move`` and ``settle_move`` keep a session ``running`` (``moving`` set, then cleared) while it moves from a
-worker told to stop to another (tasks/moving.py).
+worker told to stop to another (tasks/moving.py), or from a lost worker's last checkpoint (core/recovery.py).
 
 ``hand_over`` is a warm browser given to a create with nothing left to do
 (no first page to load): one move instead of ``claim`` then ``ready``.
@@ -65,8 +65,11 @@ class StopReason(StrEnum):
     BROWSER_CLOSED = "browser_closed"
     #: Its worker was told to stop (SIGTERM: a deploy, a platform restart) and the session did not move.
     SHUTDOWN = "shutdown"
-    #: It moved BROKER_MOVE_LIMIT times within BROKER_MOVE_WINDOW (its workers kept stopping) and was not moved again.
+    #: It moved MOVE_LIMIT times within MOVE_WINDOW (core/recovery.py: its workers kept stopping or were lost) and was
+    #: not moved again.
     MOVE_LIMIT = "move_limit"
+    #: It was moving and no worker ran it again within BROKER_MOVE_TIMEOUT.
+    MOVE_TIMEOUT = "move_timeout"
     ERROR = "error"
 
 
@@ -106,6 +109,11 @@ class Effect(Enum):
     #: Out of its worker's session set: a moving session is no worker's, so neither the reaper of its old worker nor
     #: that worker's successor (same name) ends it as lost; INDEX_RUNNING puts it in its new worker's set.
     LEAVE_WORKER = "leave_worker"
+    #: Into the moves under way, by when each began: one no worker relaunches within BROKER_MOVE_TIMEOUT ends
+    #: (core/reaping.py). UNSCHEDULE and RELAUNCHED take it out.
+    AWAIT_RELAUNCH = "await_relaunch"
+    #: Out of the moves under way: it runs again.
+    RELAUNCHED = "relaunched"
 
 
 class Deadline(Enum):
@@ -147,9 +155,10 @@ FINISH_STOP = _move("finish_stop", {S.RUNNING, S.STOPPING}, S.STOPPED, Effect.AN
 LOSE = _move("lose", {S.LAUNCHING, S.RUNNING, S.STOPPING}, S.STOPPED, Effect.ANNOUNCE_STOP, Effect.UNSCHEDULE,
              Effect.FREE_HOLDS, Effect.RETAIN)
 #: A worker told to stop hands a movable running session back to the queue: it stays running, ``moving`` set.
-BEGIN_MOVE = _move("begin_move", {S.RUNNING}, S.RUNNING, Effect.ANNOUNCE_MOVE, Effect.LEAVE_WORKER)
+BEGIN_MOVE = _move("begin_move", {S.RUNNING}, S.RUNNING, Effect.ANNOUNCE_MOVE, Effect.LEAVE_WORKER,
+                   Effect.AWAIT_RELAUNCH)
 #: Another worker (or the same one's successor) runs it again from its saved state: ``moving`` cleared.
-SETTLE_MOVE = _move("settle_move", {S.RUNNING}, S.RUNNING, Effect.INDEX_RUNNING)
+SETTLE_MOVE = _move("settle_move", {S.RUNNING}, S.RUNNING, Effect.INDEX_RUNNING, Effect.RELAUNCHED)
 MOVES = (CLAIM, ABANDON, DROP, READY, HAND_OVER, REQUEST_STOP, FINISH_STOP, LOSE, BEGIN_MOVE, SETTLE_MOVE)
 
 
@@ -212,6 +221,14 @@ class SessionRecord(TypedDict, total=False):
     moveEpochs: list[float]
     #: The blob key of the saved state it moves with (core/store/moves.py); never shown to users.
     moveState: str | None
+    #: Seconds between checkpoints (tasks/checkpoints.py); 0: none.
+    checkpointInterval: int
+    #: The blob key of its last checkpoint, and when that was saved (ISO): what a lost worker's session is relaunched
+    #: from (core/recovery.py); the key is never shown to users.
+    checkpointState: str | None
+    checkpointedAt: str | None
+    #: When the checkpoint it was last relaunched from was saved (ISO): what happened after that was lost.
+    restoredFrom: str | None
     #: The options the browser gets: the project's defaults under the create's, merged once at create
     #: (core/browser_options.py).
     browserOptions: dict

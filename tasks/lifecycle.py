@@ -119,7 +119,7 @@ class Housekeeping:
         worker lost and withdrew its offers) has the warm browsers offered again.
         """
         worker = self.worker
-        reaper = LostWorkerReaper(worker.machine, own_name=worker.name)
+        reaper = LostWorkerReaper(worker.machine, own_name=worker.name, snapshots=worker.snapshots)
         last_beat = 0.0
         while not self._stopping.is_set():
             try:

@@ -12,7 +12,10 @@ Arriving (:meth:`Mover.arrive`, the relaunch task): one worker claims the relaun
 unpacked profile (its proxy routed as at create), sets the cookies, opens the tabs, and writes its own browser's
 address over the old one (``settle_move``): the connect token and live-view credentials are the record's, so the
 ``cdpUrl`` and live-view links stay as they were. What cannot move ends: a session past its timeout, one whose save
-failed, one moved MOVE_LIMIT times within MOVE_WINDOW (``move_limit``).
+failed, one moved MOVE_LIMIT times within MOVE_WINDOW (``move_limit``, core/recovery.py).
+
+The same relaunch brings back a lost worker's session from its last checkpoint (tasks/checkpoints.py saves it with
+this module's :func:`save_state`; core/recovery.py begins that move).
 """
 from __future__ import annotations
 
@@ -33,7 +36,8 @@ from core.cdp import CdpConnection, navigate_first_page
 from core.cookies import merge_cookies, read_cookies
 from core.dispatch import RELAUNCH_TASK
 from core.logs import session_fields
-from core.snapshots import new_version, pack_profile, unpack_profile
+from core.recovery import MOVE_LIMIT, MOVE_WINDOW, moves_folder, recent_moves
+from core.snapshots import SnapshotStore, new_version, pack_profile, unpack_profile
 from core.states import SessionRecord, Status, StopReason
 from tasks.browser import _running_fields, end_session
 from tasks.chromium_flags import browser_flags
@@ -52,10 +56,6 @@ STATE_BLOB = "state.json"
 #: A download still being written when the browser ended: Chromium's partial file.
 PARTIAL_DOWNLOAD = ".crdownload"
 DOWNLOAD_LOST = "a download in progress was lost when the session moved to another worker"
-#: A session moved this many times within MOVE_WINDOW seconds (a crash loop: each worker it lands on stops) ends as
-#: ``move_limit`` at its next move instead. Constants, not settings: no deploy cadence comes near 3 in 10 minutes.
-MOVE_LIMIT = 3
-MOVE_WINDOW = 600.0
 #: Seconds a relaunch refused here (no slot, another project's browsers) waits before it goes back to the queue.
 REQUEUE_PAUSE = 1.0
 
@@ -82,7 +82,7 @@ class Mover:
         if not self._may_move(record, browser):
             return False
         now = time.time()
-        moves = [epoch for epoch in record.get("moveEpochs") or [] if now - epoch < MOVE_WINDOW]
+        moves = recent_moves(record, now)
         if len(moves) >= MOVE_LIMIT:
             log.warning("session %s: moved %d times within %.0f s; stopped instead of moved again", session_id,
                         len(moves), MOVE_WINDOW, extra=session_fields(record))
@@ -90,7 +90,7 @@ class Mover:
             return True
         started = time.monotonic()
         try:
-            tabs, cookies = _tabs(browser), _cookies(browser)
+            tabs, cookies = read_tabs(browser), read_cookies_of(browser)
         except Exception as error:
             log.warning("session %s: its tabs or cookies could not be read (%s); it stops instead of moving",
                         session_id, error, extra=session_fields(record))
@@ -126,7 +126,7 @@ class Mover:
                    started: float) -> None:
         """The profile saved, then the relaunch sent; a failed save ends the session as ``shutdown``."""
         worker = self.worker
-        state = f"moves/{session_id}/{new_version()}"
+        state = f"{moves_folder(session_id)}/{new_version()}"
         problems: list[str] = []
 
         def after_exit(profile: Path) -> None:
@@ -160,11 +160,7 @@ class Mover:
 
     def _save(self, state: str, profile: Path, saved: dict) -> None:
         with tempfile.TemporaryDirectory(dir=self._scratch()) as scratch:
-            archive, about = Path(scratch) / PROFILE_BLOB, Path(scratch) / STATE_BLOB
-            pack_profile(profile, archive)
-            about.write_text(json.dumps(saved))
-            self.worker.snapshots.put_blob(f"{state}/{PROFILE_BLOB}", archive)
-            self.worker.snapshots.put_blob(f"{state}/{STATE_BLOB}", about)
+            save_state(self.worker.snapshots, Path(scratch), state, profile, saved)
 
     def _scratch(self) -> Path:
         folder = self.worker.config.worker.state_dir / "scratch"
@@ -209,7 +205,8 @@ class Mover:
             worker.machine.finish_stop(session_id, StopReason.ERROR, f"its relaunch after a move failed: {error}")
             worker.snapshots.delete_blobs(state)
             return
-        fields = {**_running_fields(worker, browser, record), **worker.browser_options.start(session_id, browser, record)}
+        fields = {**_running_fields(worker, browser, record), **worker.browser_options.start(session_id, browser, record),
+                  "checkpointState": None, "checkpointedAt": None}
         for kept in ("expiresAt", "expiresEpoch"):  # its timeout runs from its create, not from the move
             fields.pop(kept)
         if worker.machine.settle_move(session_id, worker.queue, **fields) is None:
@@ -256,14 +253,25 @@ class Mover:
         return browser
 
 
-def _tabs(browser: RunningBrowser) -> list[str]:
+def save_state(snapshots: SnapshotStore, scratch: Path, state: str, profile: Path, saved: dict) -> int:
+    """The profile packed and the tabs and cookies (``saved``) written under ``state``: a move's save and a
+    checkpoint's alike. Returns the archive's size."""
+    archive, about = scratch / PROFILE_BLOB, scratch / STATE_BLOB
+    size = pack_profile(profile, archive)
+    about.write_text(json.dumps(saved))
+    snapshots.put_blob(f"{state}/{PROFILE_BLOB}", archive)
+    snapshots.put_blob(f"{state}/{STATE_BLOB}", about)
+    return size
+
+
+def read_tabs(browser: RunningBrowser) -> list[str]:
     """The open pages' URLs, oldest first (Chromium lists the newest first)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{browser.port}/json/list", timeout=CDP_TIMEOUT) as answer:
         targets = json.load(answer)
     return [target["url"] for target in reversed(targets) if target.get("type") == "page"]
 
 
-def _cookies(browser: RunningBrowser) -> list[dict]:
+def read_cookies_of(browser: RunningBrowser) -> list[dict]:
     with CdpConnection(browser.ws_url(), timeout=CDP_TIMEOUT) as conn:
         return read_cookies(conn)
 

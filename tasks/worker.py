@@ -6,9 +6,10 @@ one with a fake launcher (tests/unit/test_worker_launch.py and its siblings) and
 
 Start order (:meth:`Worker.start`): this worker's own queue is consumed; what an earlier life of the worker left
 (browsers, profiles, warm offers, sessions) is ended; the gateway listens (each session's record names its
-address); the housekeeping thread beats and the warm keeper fills. :meth:`Worker.stop` (SIGTERM, once the tasks
-under way have finished) stops every session through the normal flow within the grace period, ends the warm
-browsers and whatever browser is left, then the forwarders and the gateway.
+address); the housekeeping thread beats, the checkpoints thread saves (tasks/checkpoints.py) and the warm keeper
+fills. :meth:`Worker.stop` (SIGTERM, once the tasks under way have finished) stops every session through the
+normal flow within the grace period, ends the warm browsers and whatever browser is left, then the forwarders and
+the gateway.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from core.download_archive import DownloadArchive
 from core.recordings import Recordings
 from core.egress import EgressPolicy
 from core.gateway_auth import GatewayKey
+from core.recovery import recover_or_lose
 from core.session_machine import SessionMachine
 from core.snapshots import open_snapshot_store
 from core.states import StopReason
@@ -39,6 +41,7 @@ from core.store import Store
 from tasks.browser import StopsUnderWay, drop, end_session
 from tasks.browser_options import BrowserOptions
 from tasks.browser_users import BrowserUsers, NoBrowserUser
+from tasks.checkpoints import Checkpoints
 from tasks.chromium_flags import browser_flags
 from tasks.confinement import ConfinementError, start_checks
 from tasks.contexts import ContextState
@@ -116,6 +119,7 @@ class Worker:
         self.shutting_down = threading.Event()
         self.housekeeping = Housekeeping(self)
         self.mover = Mover(self)
+        self.checkpoints = Checkpoints(self)
 
     # -- start and stop ------------------------------------------------------------
     def start(self) -> None:
@@ -132,16 +136,19 @@ class Worker:
                         "mount this folder see them); with workers on several hosts set an s3:// store",
                         self.config.snapshots.url)
         self.housekeeping.start()
+        self.checkpoints.start()
         self.warm.start()
 
     def _settle_earlier_life(self) -> None:
         """The name is stable across restarts (Procfile, compose), so an earlier life's sessions end as
-        ``worker_lost`` at once, without waiting for a TTL, and its warm offers are withdrawn."""
+        ``worker_lost`` at once, without waiting for a TTL, or move from their checkpoints (core/recovery.py), and
+        its warm offers are withdrawn."""
         self.store.warm.forget(self.name)
         for session_id in self.store.sessions.on_worker(self.queue):
-            if self.machine.lose(session_id):
-                log.warning("session %s: left running by an earlier life of this worker; ended as worker_lost",
-                            session_id, extra={"session": session_id})
+            if record := recover_or_lose(self.machine, self.snapshots, session_id):
+                log.warning("session %s: left running by an earlier life of this worker; %s", session_id,
+                            "moving from its checkpoint" if record.get("moving") else "ended as worker_lost",
+                            extra={"session": session_id})
 
     def _until_redis_answers(self, what: str, call: Callable[[], None]) -> None:
         """Redis down at start: the worker waits for it (as Celery's consumer does), until told to shut down."""
@@ -164,6 +171,7 @@ class Worker:
         """
         self.shutting_down.set()
         self.housekeeping.stop()
+        self.checkpoints.stop()
         stoppers = [threading.Thread(target=self._end_at_exit, args=(session_id,), daemon=True)
                     for session_id in self.pool.session_ids()]
         stoppers.append(threading.Thread(target=self.warm.close, args=(self.config.worker.shutdown_grace,), daemon=True))

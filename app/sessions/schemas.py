@@ -169,6 +169,20 @@ class SessionCreateSchema(BrowserOptionsSchema):
         metadata={"description": "May move to another worker when its own stops (a deploy, a restart), keeping its "
                                  "id, `cdpUrl` and live-view links; default BROKER_MOVABLE."},
     )
+    checkpointInterval = StrictInteger(
+        load_default=None, allow_none=True, validate=validate.Range(min=0, max=MAX_TIMEOUT),
+        metadata={"description": "Seconds between checkpoints (the profile, tabs and cookies saved if they changed): "
+                                 "if its worker is lost, the session is relaunched from the last one on another "
+                                 "worker. 0: none. Only for movable sessions (with `movable` left out it makes the "
+                                 "session movable; with `movable: false` it is a 422); default "
+                                 "BROKER_CHECKPOINT_INTERVAL for movable sessions."},
+    )
+
+    @validates_schema
+    def checkpoints_move(self, data: dict, **_: Any) -> None:
+        """A checkpoint is only ever used by a move: asking for both none and some is a mistake, said at once."""
+        if data.get("checkpointInterval") and data.get("movable") is False:
+            raise ValidationError({"checkpointInterval": ["Needs a movable session (`movable` is false)."]})
 
 
 class SessionListQuerySchema(Schema):
@@ -242,8 +256,21 @@ class SessionSchema(Schema):
                                                       "stops, instead of ending as `shutdown`."})
     moving = fields.Boolean(
         required=True, dump_default=False,
-        metadata={"description": "Saved by a worker that stopped and not yet running on the next: still `running`; "
-                                 "a CDP connect meanwhile waits for it (BROKER_MOVE_WAIT)."})
+        metadata={"description": "Saved by a worker that stopped (or checkpointed by one lost) and not yet running "
+                                 "on the next: still `running`; a CDP connect meanwhile waits for it "
+                                 "(BROKER_MOVE_WAIT)."})
+    checkpointInterval = fields.Integer(
+        required=True, dump_default=0,
+        metadata={"description": "Seconds between checkpoints; 0: none (a lost worker's session ends as `worker_lost`)."})
+    checkpointedAt = fields.String(
+        required=True, allow_none=True, dump_default=None,
+        metadata={**ISO_TIMESTAMP, "description": "When its last checkpoint on its current worker was saved; null "
+                                                  "before the first (or with none)."})
+    restoredFrom = fields.String(
+        required=True, allow_none=True, dump_default=None,
+        metadata={**ISO_TIMESTAMP, "description": "Set once its worker was lost and it was relaunched from a "
+                                                  "checkpoint: when that checkpoint was saved (what the browser did "
+                                                  "after it was lost). Null otherwise."})
     recordingUrl = fields.String(
         required=True, allow_none=True, dump_default=None,
         metadata={"pattern": r"^https?://[^?]+/replay/ses_[0-9a-f]{32}\?token=[A-Za-z0-9_-]{43}$",

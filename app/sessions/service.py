@@ -67,6 +67,9 @@ def public(record: SessionRecord, config: Config, tokens: ConnectTokens, live: L
         "recordingUrl": _recording_url(record, config, store),
         "movable": bool(record.get("movable")),
         "moving": bool(record.get("moving")),
+        "checkpointInterval": record.get("checkpointInterval") or 0,
+        "checkpointedAt": record.get("checkpointedAt"),
+        "restoredFrom": record.get("restoredFrom"),
     }
 
 
@@ -75,6 +78,19 @@ def _recording_url(record: SessionRecord, config: Config, store: Store) -> str |
     if not record.get(REPLAY_SALT) or store.recordings.deleted(record["id"]):
         return None
     return ReplayLinks.from_config(config).url_for(record)
+
+
+def movability(config: Config, body: dict) -> dict:
+    """``movable`` and ``checkpointInterval``: a checkpoint is used only by a move, so asking for checkpoints makes a
+    session movable unless the create said otherwise (a 422, app/sessions/schemas.py), and BROKER_CHECKPOINT_INTERVAL
+    applies to movable sessions only."""
+    interval = body.get("checkpointInterval")
+    movable = body.get("movable")
+    if movable is None:
+        movable = bool(interval) or config.sessions.movable
+    if interval is None:
+        interval = config.sessions.checkpoint_interval if movable else 0
+    return {"movable": movable, "checkpointInterval": interval}
 
 
 def get_visible(store: Store, project: str, session_id: str) -> SessionRecord:
@@ -142,7 +158,7 @@ def create(
         "browserOptions": options,
         "launch": None,
         "recording": browser_options.recording_for(store, config.sessions.recording, project, body),
-        "movable": config.sessions.movable if body.get("movable") is None else body["movable"],
+        **movability(config, body),
     }
     if record["recording"]:
         record.update(ReplayLinks.issue())

@@ -16,6 +16,9 @@ WARM_OFFERS = f"{PREFIX}:warm-offers"
 DOWNLOAD_EXPIRIES = f"{PREFIX}:download-expiries"
 #: Chromium's CDP protocol description (/json/protocol) as the newest worker's browser gave it: a hash, {version, protocol}.
 CDP_PROTOCOL = f"{PREFIX}:cdp-protocol-hash"
+#: Sessions moving (score: when their move began), until a worker runs them again or they stop (core/reaping.py ends
+#: those past BROKER_MOVE_TIMEOUT).
+MOVES_UNDER_WAY = f"{PREFIX}:moves-under-way"
 #: Creates waiting for a cold launch (score: when they joined), so a refill leaves them the last slot.
 LAUNCH_LINE = f"{PREFIX}:launch-line"
 

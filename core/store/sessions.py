@@ -153,6 +153,7 @@ class SessionRecords(RecordKind):
         elif effect is Effect.UNSCHEDULE:
             pipe.zrem(keys.SESSION_EXPIRIES, session_id)
             pipe.zrem(keys.SESSION_IDLE, session_id)
+            pipe.zrem(keys.MOVES_UNDER_WAY, session_id)
             pipe.delete(keys.session_clients(session_id))
         elif effect is Effect.FREE_HOLDS:
             pipe.zrem(keys.project_live(project), session_id)
@@ -174,6 +175,10 @@ class SessionRecords(RecordKind):
             queue_stop_announcement(pipe, session_id, "moving", code=SERVICE_RESTART)
         elif effect is Effect.LEAVE_WORKER:
             pipe.srem(keys.worker_sessions(record["worker"]), session_id)
+        elif effect is Effect.AWAIT_RELAUNCH:
+            pipe.zadd(keys.MOVES_UNDER_WAY, {session_id: time.time()})
+        elif effect is Effect.RELAUNCHED:
+            pipe.zrem(keys.MOVES_UNDER_WAY, session_id)
         elif effect is Effect.EXTEND_DEADLINE:
             pipe.pexpire(keys.create_deadline(session_id), _ms(self.config.worker.launch_timeout))
         elif effect is Effect.END_DEADLINE:
