@@ -26,7 +26,7 @@ FROM python:3.11-slim-bookworm
 # tini runs as PID 1 and reaps what re-parents to it: Chromium's helper processes outlive a killed
 # browser for a moment, and a container without an init keeps them as zombies.
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver tini \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-l10n chromium-driver tini \
  && rm -rf /var/lib/apt/lists/*
 
 # Chromium's managed policy (machine-wide): no file://, chrome://, devtools://, view-source: for any page.

@@ -63,7 +63,7 @@ def measure(launcher_name: str, n: int) -> None:
                 profile = root / f"{number}-{i}"
                 profile.mkdir()
                 start = time.perf_counter()
-                browser = launcher.start(profile, browser_flags(config), timeout=60)
+                browser = launcher.start(profile, browser_flags(config), 60, {})
                 times[label].append(time.perf_counter() - start)
                 memory[label].append(idle_pss(browser))
                 launcher.stop(browser)

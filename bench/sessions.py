@@ -54,7 +54,7 @@ def bare_launcher(launcher_name: str) -> Iterator[Callable[..., float]]:
             profile = root / str(next(count))
             profile.mkdir()
             start = time.perf_counter()
-            browser = launcher.start(profile, browser_flags(config), timeout=30)
+            browser = launcher.start(profile, browser_flags(config), 30, {})
             took = time.perf_counter() - start
             try:
                 if use is not None:

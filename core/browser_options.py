@@ -3,9 +3,10 @@
 The create's options (viewport, user agent, locale, time zone, geolocation, extra
 headers, blocked resource types, extensions) are merged with the project's stored
 defaults once, at create, into the record's ``browserOptions``: what the worker
-applies is exactly what the answer shows. Only extensions need launch flags; every
-other option is applied over CDP (tasks/browser_options.py), so a warm browser
-serves it.
+applies is exactly what the answer shows. Extensions, the time zone and the locale are
+given at launch (flags and Chromium's environment), so a session naming one launches
+cold; every other option is applied over CDP (tasks/browser_options.py), so a warm
+browser serves it.
 """
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ OPTION_NAMES: tuple[str, ...] = (
     "viewport", "userAgent", "locale", "timezoneId", "geolocation", "extraHTTPHeaders", "blockResources",
     "extensionIds",
 )
-#: Options that only a launch can give a browser (flags on Chromium's command line).
-LAUNCH_OPTIONS: tuple[str, ...] = ("extensionIds",)
+#: Options that only a launch can give a browser (flags on Chromium's command line, its environment).
+LAUNCH_OPTIONS: tuple[str, ...] = ("extensionIds", "locale", "timezoneId")
 #: ``blockResources`` names → CDP's ``Network.ResourceType``.
 RESOURCE_TYPES: dict[str, str] = {"image": "Image", "media": "Media", "font": "Font"}
 

@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 want_node="${1:-}"
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# Chromium's locale files: a session's locale is its UI locale too, Intl's default (tasks/browser_options.py).
+[ -f /usr/lib/chromium/locales/fr.pak ] || missing+=(chromium-l10n)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v python3 >/dev/null || missing+=(python3)

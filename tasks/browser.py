@@ -233,9 +233,11 @@ def _launch_cold(worker: Worker, session_id: str, record: SessionRecord) -> Runn
     context_id = record["contextId"]
     prepare = (lambda profile: worker.contexts.restore(context_id, profile)) if context_id else None
     try:
-        extra, prepare = worker.browser_options.launch_parts(record, worker.pool.profile_dir(session_id), prepare)
-        flags = browser_flags(worker.config, worker.forwarders.route(record, worker.store, worker.secret_box) + extra)
-        return worker.pool.acquire(session_id, flags, timeout=worker.config.worker.launch_timeout, prepare=prepare)
+        parts = worker.browser_options.launch_parts(record, worker.pool.profile_dir(session_id), prepare)
+        flags = browser_flags(worker.config, worker.forwarders.route(record, worker.store, worker.secret_box)
+                              + parts.flags)
+        return worker.pool.acquire(session_id, flags, timeout=worker.config.worker.launch_timeout,
+                                   prepare=parts.prepare, env=parts.env)
     except SnapshotNotHere as error:
         _fail(worker, session_id, f"Context {context_id} cannot be restored here: {error}.", code=409)
     except SnapshotError as error:

@@ -8,21 +8,28 @@ on its own flat session, and only then runs (``Runtime.runIfWaitingForDebugger``
 So no page of the session ever runs a script under Chromium's defaults, and no
 client has to repeat the options per tab. The overrides belong to this connection's
 sessions: they hold while the browser runs, and a client's own override of the same
-setting on its own session takes over where Chromium lets it (viewport, user agent,
-headers; Chromium allows one time zone and one locale override per page, so a
-client's own is refused while the session's holds).
+setting on its own session takes over (viewport, user agent, headers).
+
+Time zone and locale are launch settings, not overrides: Chromium takes one time zone
+and one locale override per renderer and refuses a second, so a session's own would
+make a client's fail (Playwright's ``new_context(locale=..., timezone_id=...)`` on
+every page it opens). Chromium's process gets ``TZ`` and ``LANGUAGE`` (its UI locale,
+which is ``Intl``'s default, from the chromium-l10n package's locale files) and
+``--lang``/``--accept-lang`` (``navigator.language(s)``, ``Accept-Language``), which
+hold in every target, workers included, and leave a client free to override them.
 
 Every session gets this connection, with options or without: the default user agent
 says ``Chrome`` where headless Chromium's says ``HeadlessChrome``, with client hints
 that match (BROKER_HEADLESS_USER_AGENT=keep leaves Chromium's own). Extensions are
-the one option applied at launch: unpacked from the snapshot store into the
-browser's own temp folder, named by ``--load-extension`` (tasks/chromium_flags.py).
+applied at launch too: unpacked from the snapshot store into the browser's own temp
+folder, named by ``--load-extension`` (tasks/chromium_flags.py).
 """
 from __future__ import annotations
 
 import logging
 import platform
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from websocket import WebSocketException
@@ -32,7 +39,7 @@ from core.cdp import CdpConnection
 from core.config import Config
 from core.extension_files import unpack
 from core.snapshots import SnapshotError, SnapshotStore
-from tasks.chromium_flags import extension_flags
+from tasks.chromium_flags import extension_flags, locale_flags
 from tasks.pool import ProfileStep
 from tasks.running_browser import RunningBrowser, session_temp_dir
 from tasks.warm import KEY_PREFIX as WARM_PREFIX
@@ -73,19 +80,25 @@ def user_agent_metadata(full_version: str, mobile: bool) -> dict:
 
 
 def user_agent_override(config: Config, browser: RunningBrowser, options: dict) -> dict | None:
-    """``Emulation.setUserAgentOverride``'s parameters, or None to leave Chromium's user agent alone."""
-    locale = options.get("locale")
-    # Chromium adds the q-values itself: "fr-FR,fr" is sent as "fr-FR,fr;q=0.9".
-    accept = {"acceptLanguage": f"{locale},{locale.split('-')[0]}" if "-" in locale else locale} if locale else {}
+    """``Emulation.setUserAgentOverride``'s parameters, or None to leave Chromium's user agent alone. No
+    ``acceptLanguage``: the launch's ``--accept-lang`` says it (tasks/chromium_flags.py locale_flags)."""
     if options.get("userAgent"):
-        return {"userAgent": options["userAgent"], **accept}
-    hide = config.sessions.headless_user_agent != "keep"
-    if not hide and not accept:
+        return {"userAgent": options["userAgent"]}
+    if config.sessions.headless_user_agent == "keep":
         return None
     mobile = bool((options.get("viewport") or {}).get("mobile"))
-    agent = browser.user_agent.replace("HeadlessChrome/", "Chrome/") if hide else browser.user_agent
     full_version = browser.version.split("/")[-1]
-    return {"userAgent": agent, **accept, "userAgentMetadata": user_agent_metadata(full_version, mobile)}
+    return {"userAgent": browser.user_agent.replace("HeadlessChrome/", "Chrome/"),
+            "userAgentMetadata": user_agent_metadata(full_version, mobile)}
+
+
+@dataclass(frozen=True)
+class LaunchParts:
+    """What a session's options add to its browser's launch: flags, environment and the profile's step before it."""
+
+    flags: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    prepare: ProfileStep | None = None
 
 
 class SessionOptions:
@@ -156,10 +169,6 @@ class SessionOptions:
                 send("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 5}, session)
         if self.user_agent:
             send("Emulation.setUserAgentOverride", self.user_agent, session)
-        if options.get("locale"):
-            send("Emulation.setLocaleOverride", {"locale": options["locale"]}, session)
-        if options.get("timezoneId"):
-            send("Emulation.setTimezoneOverride", {"timezoneId": options["timezoneId"]}, session)
         if options.get("geolocation"):
             where = options["geolocation"]
             send("Emulation.setGeolocationOverride", {"latitude": where["latitude"], "longitude": where["longitude"],
@@ -229,13 +238,20 @@ class BrowserOptions:
         if applied is not None:
             applied.close()
 
-    def launch_parts(self, record: dict, profile_dir: Path, prepare: ProfileStep | None
-                     ) -> tuple[list[str], ProfileStep | None]:
-        """A cold launch's extra flags, and ``prepare`` (the profile's step before launch) followed by unpacking the
-        session's extensions into the browser's temp folder, which its user is given with everything in it."""
-        ids = (record.get("browserOptions") or {}).get("extensionIds") or []
+    def launch_parts(self, record: dict, profile_dir: Path, prepare: ProfileStep | None) -> LaunchParts:
+        """A cold launch's extra flags and environment (time zone, locale), and ``prepare`` (the profile's step before
+        launch) followed by unpacking the session's extensions into the browser's temp folder, which its user is
+        given with everything in it."""
+        options = record.get("browserOptions") or {}
+        env = {"TZ": options["timezoneId"]} if options.get("timezoneId") else {}
+        flags: list[str] = []
+        if options.get("locale"):
+            # glibc's form of the tag: Chromium picks its UI locale (and Intl's default) from it.
+            env["LANGUAGE"] = options["locale"].replace("-", "_")
+            flags += locale_flags(options["locale"])
+        ids = options.get("extensionIds") or []
         if not ids:
-            return [], prepare
+            return LaunchParts(flags, env, prepare)
         folders = [session_temp_dir(profile_dir) / EXTENSIONS_FOLDER / extension_id for extension_id in ids]
 
         def unpack_all(profile: Path) -> None:
@@ -248,4 +264,4 @@ class BrowserOptions:
                     raise RuntimeError(f"extension {extension_id} cannot be read from the snapshot store "
                                        f"({error}); deleted meanwhile?") from error
 
-        return extension_flags(folders), unpack_all
+        return LaunchParts(flags + extension_flags(folders), env, unpack_all)

@@ -94,6 +94,13 @@ def extension_flags(folders: list[Path]) -> list[str]:
     return [f"--load-extension={paths}", f"--disable-extensions-except={paths}"]
 
 
+def locale_flags(locale: str) -> list[str]:
+    """``navigator.language(s)`` and ``Accept-Language``: the tag, then its language alone (Chromium adds the
+    q-values: ``fr-FR,fr`` is sent as ``fr-FR,fr;q=0.9``)."""
+    accept = f"{locale},{locale.split('-')[0]}" if "-" in locale else locale
+    return [f"--lang={locale}", f"--accept-lang={accept}"]
+
+
 def proxy_flags(proxy_url: str) -> list[str]:
     """Every request through ``proxy_url``, loopback included, and no WebRTC UDP around it.
 

@@ -157,7 +157,7 @@ def probe(config: Config, users: BrowserUsers, worker_dir: Path, sandbox: bool) 
     launcher = DirectLauncher(config, users, sandbox)
     try:
         try:
-            browser = launcher.start(profile, browser_flags(config), timeout=config.worker.launch_timeout)
+            browser = launcher.start(profile, browser_flags(config), config.worker.launch_timeout, {})
         except Exception as error:  # any reason at all: the caller decides what a failed start means
             return Probe(started=False, error=str(error))
         try:

@@ -245,9 +245,11 @@ class Mover:
                 with worker.snapshots.open_blob(f"{state}/{STATE_BLOB}") as blob:
                     saved.update(json.load(blob))
 
-        extra, prepare = worker.browser_options.launch_parts(record, worker.pool.profile_dir(session_id), unpack)
-        flags = browser_flags(worker.config, worker.forwarders.route(record, worker.store, worker.secret_box) + extra)
-        browser = worker.pool.acquire(session_id, flags, timeout=worker.config.worker.launch_timeout, prepare=prepare)
+        parts = worker.browser_options.launch_parts(record, worker.pool.profile_dir(session_id), unpack)
+        flags = browser_flags(worker.config, worker.forwarders.route(record, worker.store, worker.secret_box)
+                              + parts.flags)
+        browser = worker.pool.acquire(session_id, flags, timeout=worker.config.worker.launch_timeout,
+                                      prepare=parts.prepare, env=parts.env)
         worker.prepare_browser(session_id, browser)
         _put_back(browser, saved.get("cookies") or [], saved.get("tabs") or [], worker.config.worker.navigate_timeout)
         return browser

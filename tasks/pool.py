@@ -10,7 +10,7 @@ import json
 import logging
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import psutil
@@ -160,11 +160,12 @@ class ChromiumPool:
 
     def acquire(
         self, session_id: str, flags: list[str], timeout: float, prepare: ProfileStep | None = None,
-        spare: bool = False,
+        spare: bool = False, env: Mapping[str, str] | None = None,
     ) -> RunningBrowser:
         """Start the browser in the key's slot (reserved here if not already).
 
-        ``prepare`` fills the empty profile before Chromium starts (a context's snapshot).
+        ``prepare`` fills the empty profile before Chromium starts (a context's snapshot); ``env`` is added to
+        Chromium's environment.
         """
         with self._lock:
             if session_id in self._browsers:
@@ -175,7 +176,7 @@ class ChromiumPool:
             profile.mkdir(parents=True, exist_ok=True)
             if prepare is not None:
                 prepare(profile)
-            browser = self.launcher.start(profile, flags, timeout)
+            browser = self.launcher.start(profile, flags, timeout, env or {})
         except BaseException:
             shutil.rmtree(profile, ignore_errors=True)
             shutil.rmtree(session_temp_dir(profile), ignore_errors=True)

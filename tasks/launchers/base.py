@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Protocol
 
 from core.cdp import CdpConnection, CdpError
@@ -22,7 +23,8 @@ class LaunchError(RuntimeError):
 
 
 class Launcher(Protocol):
-    def start(self, profile_dir: Path, flags: list[str], timeout: float) -> RunningBrowser: ...
+    def start(self, profile_dir: Path, flags: list[str], timeout: float, env: Mapping[str, str]) -> RunningBrowser:
+        ...
 
     def stop(self, browser: RunningBrowser) -> None: ...
 
@@ -39,17 +41,18 @@ class BaseLauncher:
         return sandbox_flags(flags, self.sandbox)
 
 
-def child_env(profile_dir: Path, user: BrowserUser) -> dict[str, str]:
+def child_env(profile_dir: Path, user: BrowserUser, extra: Mapping[str, str]) -> dict[str, str]:
     """The profile and the temp dir become the user's; the temp dir is its HOME too, so nothing lands elsewhere.
 
     The temp dir holds the session's download and upload folders (core/files.py): the user's, and deleted with it.
+    ``extra`` is what the session's options set process-wide (its time zone and language), which no flag can.
     """
     temp = session_temp_dir(profile_dir)
     temp.mkdir(exist_ok=True)
     for folder in (DOWNLOADS, UPLOADS):
         (temp / folder).mkdir(exist_ok=True)
     user.take(profile_dir, temp)
-    return {**browser_environment(), "TMPDIR": str(temp), "HOME": str(temp)}
+    return {**browser_environment(), **extra, "TMPDIR": str(temp), "HOME": str(temp)}
 
 
 def hand_back(profile_dir: Path, user: BrowserUser) -> None:

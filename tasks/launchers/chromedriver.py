@@ -13,6 +13,7 @@ import os
 import subprocess
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ DRIVER_EXITED = "unexpectedly exited"
 
 
 class SeleniumLauncher(BaseLauncher):
-    def start(self, profile_dir: Path, flags: list[str], timeout: float) -> RunningBrowser:
+    def start(self, profile_dir: Path, flags: list[str], timeout: float, env: Mapping[str, str]) -> RunningBrowser:
         from selenium import webdriver
         from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.chrome.service import Service
@@ -55,7 +56,7 @@ class SeleniumLauncher(BaseLauncher):
             for attempt in range(1, DRIVER_START_ATTEMPTS + 1):
                 service = Service(
                     executable_path=self.config.chromium.chromedriver_path, log_output=subprocess.DEVNULL,
-                    env=child_env(profile_dir, user), popen_kw={"start_new_session": True, **user.popen_kwargs()},
+                    env=child_env(profile_dir, user, env), popen_kw={"start_new_session": True, **user.popen_kwargs()},
                 )
                 try:
                     driver = webdriver.Chrome(service=service, options=options)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import psutil
@@ -20,7 +21,7 @@ DEVTOOLS_PORT_FILE = "DevToolsActivePort"
 
 
 class DirectLauncher(BaseLauncher):
-    def start(self, profile_dir: Path, flags: list[str], timeout: float) -> RunningBrowser:
+    def start(self, profile_dir: Path, flags: list[str], timeout: float, env: Mapping[str, str]) -> RunningBrowser:
         deadline = time.monotonic() + timeout
         start_on_blank(profile_dir)
         user = self.users.acquire()
@@ -35,7 +36,7 @@ class DirectLauncher(BaseLauncher):
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
-                env=child_env(profile_dir, user),
+                env=child_env(profile_dir, user, env),
                 **user.popen_kwargs(),
             )
             port_file = profile_dir / DEVTOOLS_PORT_FILE

@@ -187,3 +187,26 @@ def test_project_defaults_fill_what_a_create_leaves_out(other_project, session_f
     finally:
         assert other_project.put("/v1/session-defaults", json={}).status_code == 200
     assert other_project.get("/v1/session-defaults").json()["timezoneId"] is None
+
+
+def test_time_zone_and_locale_are_the_launchs_and_a_clients_own_context_overrides_them(api, session_factory, pages):
+    """Playwright's ``new_context(locale=..., timezone_id=...)`` sets both on every page it opens: Chromium takes one
+    override of each per renderer, so the session's are launch settings, never overrides that would refuse these."""
+    session = session_factory(api, timezoneId="Asia/Tokyo", locale="de-DE")
+    assert session["launch"] == "cold"
+    sees = "() => [Intl.DateTimeFormat().resolvedOptions().timeZone, navigator.language, " \
+           "Intl.DateTimeFormat().resolvedOptions().locale]"
+    browser = playwright_driver().chromium.connect_over_cdp(session["cdpUrl"])
+    try:
+        first = browser.contexts[0].pages[0]
+        first.goto(f"{pages.base}/page?title=launch-{session['id']}")
+        assert first.evaluate(sees) == ["Asia/Tokyo", "de-DE", "de"]
+        own = browser.new_context(locale="ja-JP", timezone_id="America/New_York")
+        page = own.new_page()
+        page.goto(f"{pages.base}/page?title=own-{session['id']}")
+        assert page.evaluate(sees) == ["America/New_York", "ja-JP", "ja-JP"]
+        own.close()
+    finally:
+        browser.close()
+    [heard] = [lowered(h) for h in pages.headers_of(f"/page?title=launch-{session['id']}")]
+    assert heard["accept-language"].startswith("de-DE,de")

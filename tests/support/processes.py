@@ -213,7 +213,10 @@ class Broker:
         name = name or f"w{len(self.workers)}-{self.port}"
         nodename = f"{name}@test"
         self.workers[nodename] = self.spawn_worker(name, **env)
-        wait_until(lambda: nodename in self.live_workers(), 60, message=f"worker {nodename} heartbeat")
+        try:
+            wait_until(lambda: nodename in self.live_workers(), 60, message=f"worker {nodename} heartbeat")
+        except TimeoutError as error:
+            raise TimeoutError(f"{error}; its log ends: {self.worker_log(name)[-3000:]}") from None
         return nodename
 
     def waiting_launches(self) -> int:

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 from core.config import load
 from tasks.browser_options import user_agent_metadata, user_agent_override
+from tasks.chromium_flags import locale_flags
 from tests.support.settings import config_with
 
 HEADLESS = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36"
@@ -27,12 +28,14 @@ def test_the_default_hides_headless_and_keep_leaves_chromiums_own():
     assert hidden["userAgentMetadata"]["fullVersion"] == "156.0.8078.129"
     keep = config_with(BROKER_HEADLESS_USER_AGENT="keep")
     assert user_agent_override(keep, BROWSER, {}) is None
-    assert user_agent_override(keep, BROWSER, {"locale": "de-DE"})["userAgent"] == HEADLESS
+    assert user_agent_override(keep, BROWSER, {"locale": "de-DE"}) is None
 
 
-def test_a_user_agent_of_ones_own_goes_without_client_hints_and_a_locale_sets_accept_language():
+def test_a_user_agent_of_ones_own_goes_without_client_hints_and_the_language_is_a_launch_flag():
     override = user_agent_override(load(), BROWSER, {"userAgent": "Mine/1.0", "locale": "pt-BR"})
-    assert override == {"userAgent": "Mine/1.0", "acceptLanguage": "pt-BR,pt"}
-    assert user_agent_override(load(), BROWSER, {"locale": "fr"})["acceptLanguage"] == "fr"
+    assert override == {"userAgent": "Mine/1.0"}
+    assert "acceptLanguage" not in user_agent_override(load(), BROWSER, {"locale": "fr"})
+    assert locale_flags("pt-BR") == ["--lang=pt-BR", "--accept-lang=pt-BR,pt"]
+    assert locale_flags("fr") == ["--lang=fr", "--accept-lang=fr"]
     mobile = user_agent_override(load(), BROWSER, {"viewport": {"width": 390, "height": 844, "mobile": True}})
     assert mobile["userAgentMetadata"]["mobile"] is True

@@ -14,6 +14,7 @@ import pwd
 import subprocess
 import threading
 from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
 import psutil
@@ -96,7 +97,7 @@ class FakeLauncher:
         self.refuse = False
         self._lock = threading.Lock()
 
-    def start(self, profile_dir: Path, flags: list[str], timeout: float) -> RunningBrowser:
+    def start(self, profile_dir: Path, flags: list[str], timeout: float, env: Mapping[str, str]) -> RunningBrowser:
         if self.refuse:
             raise LaunchRefused("this fake launcher refuses to start browsers")
         temp = session_temp_dir(profile_dir)
