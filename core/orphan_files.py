@@ -1,7 +1,8 @@
 """Files in the snapshot store whose record is gone, deleted by the web process after BROKER_ORPHAN_FILES_GRACE.
 
 A context's snapshots (``<context id>/``), a stopped session's downloads (``downloads/<session id>/``) and its
-recording (``recordings/<session id>/``) are reached only through their records in Redis. A Redis that lost its
+recording (``recordings/<session id>/``) and its move's or checkpoints' saved states (``moves/<session id>/``) are
+reached only through their records in Redis. A Redis that lost its
 data (restarted empty, or failed over to a replica without the last writes) leaves them where no API call reaches
 or deletes them. Every web process looks
 through the store every :func:`sweep_interval`; a folder whose record was missing at every look for a whole grace
@@ -22,6 +23,7 @@ from collections.abc import Callable
 
 from core.download_archive import PREFIX as DOWNLOADS
 from core.recordings import PREFIX as RECORDINGS
+from core.recovery import MOVES
 from core.snapshots import SnapshotStore
 from core.store import Store
 
@@ -51,11 +53,13 @@ class OrphanFiles:
         contexts = [name for name in self.blobs.folders() if CONTEXT_FOLDER.fullmatch(name)]
         sessions = [name for name in self.blobs.folders(DOWNLOADS) if SESSION_FOLDER.fullmatch(name)]
         recorded = [name for name in self.blobs.folders(RECORDINGS) if SESSION_FOLDER.fullmatch(name)]
+        moved = [name for name in self.blobs.folders(MOVES) if SESSION_FOLDER.fullmatch(name)]
         recorded_contexts = self.store.contexts.existing(contexts)
-        recorded_sessions = self.store.sessions.existing(sorted({*sessions, *recorded}))
+        recorded_sessions = self.store.sessions.existing(sorted({*sessions, *recorded, *moved}))
         missing = [name for name in contexts if name not in recorded_contexts]
         missing += [f"{DOWNLOADS}/{name}" for name in sessions if name not in recorded_sessions]
         missing += [f"{RECORDINGS}/{name}" for name in recorded if name not in recorded_sessions]
+        missing += [f"{MOVES}/{name}" for name in moved if name not in recorded_sessions]
         now = self.clock()
         self._missing_since = {path: self._missing_since.get(path, now) for path in missing}
         swept = []

@@ -21,11 +21,13 @@ log = logging.getLogger(__name__)
 #: ends as ``move_limit`` instead of moving again. Constants, not settings: no deploy cadence comes near 3 in 10 min.
 MOVE_LIMIT = 3
 MOVE_WINDOW = 600.0
+#: The snapshot store's folder of saved states, one folder per session.
+MOVES = "moves"
 
 
 def moves_folder(session_id: str) -> str:
     """Where a session's saved states live in the snapshot store: its move's and its checkpoints'."""
-    return f"moves/{session_id}"
+    return f"{MOVES}/{session_id}"
 
 
 def recent_moves(record: SessionRecord, now: float) -> list[float]:

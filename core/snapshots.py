@@ -122,8 +122,17 @@ class LocalSnapshotStore:
             raise SnapshotNotHere(f"{key} is not in {self.root} on this host") from error
 
     def delete_blobs(self, prefix: str) -> None:
-        """Every blob under ``prefix/``."""
-        shutil.rmtree(self.root / prefix, ignore_errors=True)
+        """Every blob under ``prefix/``, and the folders above it left empty (a moved session's ``moves/<id>``), the
+        top-level ones (``moves``, ``downloads``) kept."""
+        folder = self.root / prefix
+        shutil.rmtree(folder, ignore_errors=True)
+        for parent in folder.parents:
+            if parent.parent == self.root or self.root not in parent.parents:
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
 
     def folders(self, prefix: str = "") -> list[str]:
         """Names of the folders right under ``prefix/`` (the root's by default): contexts, ``downloads``, sessions."""

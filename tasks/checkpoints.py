@@ -27,10 +27,10 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.ids import utcnow_iso
 from core.logs import about_session
 from core.recovery import moves_folder
 from core.snapshots import SKIPPED_DIRS, SKIPPED_FILES, SKIPPED_PREFIXES, new_version
@@ -127,18 +127,20 @@ class Checkpoints:
         return plan
 
     def _save_if_changed(self, session_id: str, plan: Plan, browser: RunningBrowser) -> Figures | None:
+        """``checkpointedAt`` is when the tabs and cookies were read, to the millisecond: nothing before it is lost."""
+        read_at = datetime.now(timezone.utc)
         tabs, cookies = read_tabs(browser), read_cookies_of(browser)
         fingerprint = profile_fingerprint(browser.profile_dir, tabs, cookies)
         if fingerprint == plan.fingerprint:
             return None
         started, cpu = time.monotonic(), time.thread_time()
         state = f"{moves_folder(session_id)}/{new_version()}"
-        saved_at = utcnow_iso()
+        saved_at = read_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         with tempfile.TemporaryDirectory(dir=self._scratch()) as scratch:
             copy = Path(scratch) / "profile"
             copy_live_profile(browser.profile_dir, copy)
             size = save_state(self.worker.snapshots, Path(scratch), state, copy,
-                              {"tabs": tabs, "cookies": cookies, "savedAt": time.time()})
+                              {"tabs": tabs, "cookies": cookies, "savedAt": read_at.timestamp()})
         committed, previous = self.worker.store.moves.commit_checkpoint(session_id, self.worker.queue, state,
                                                                         saved_at)
         if not committed:

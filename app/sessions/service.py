@@ -66,7 +66,7 @@ def public(record: SessionRecord, config: Config, tokens: ConnectTokens, live: L
         "recording": bool(record.get("recording")),
         "recordingUrl": _recording_url(record, config, store),
         "movable": bool(record.get("movable")),
-        "moving": bool(record.get("moving")),
+        "moving": bool(record.get("moving")) and record["status"] == Status.RUNNING,
         "checkpointInterval": record.get("checkpointInterval") or 0,
         "checkpointedAt": record.get("checkpointedAt"),
         "restoredFrom": record.get("restoredFrom"),

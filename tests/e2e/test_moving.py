@@ -1,20 +1,24 @@
 """Sessions that outlive their worker (API.md, "Moving"): SIGTERM moves a movable session to another worker, or to the
 same worker's successor under its name, with the same id and cdpUrl; its client reconnects and finds its page as
-it left it; the API never says ``stopped`` meanwhile."""
+it left it; the API never says ``stopped`` meanwhile. A SIGKILLed worker's session with checkpoints comes back
+from its last one; a move no worker takes up ends."""
 from __future__ import annotations
 
 import json
 import secrets
+import signal
 import subprocess
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import websocket
 
 from tests.support.api import Api
-from tests.support.processes import Broker, Redis, wait_until
+from tests.support.browsing import playwright_driver, visit
+from tests.support.processes import Broker, Redis, end_process, wait_until
 
 JS = Path(__file__).resolve().parents[1] / "js"
 #: Seconds the whole move may take here (save, relaunch, restore) on a loaded 2-core machine.
@@ -172,3 +176,98 @@ def test_a_session_deleted_while_it_moves_ends_deleted(moving, api):
     moving.start_worker("next")
     stopped = api.wait_status(session["id"], "stopped", timeout=MOVE_BOUND)
     assert stopped["stopReason"] == "deleted"
+
+
+# -- checkpoints (a worker lost) and moves no worker takes up ---------------------------------------------------
+#: Seconds between checkpoints here: long enough that a change made right after one is not in the next before the
+#: SIGKILL, short enough for the test.
+CHECKPOINT_INTERVAL = 4
+#: Chromium writes localStorage to disk a few seconds after a page sets it (its commits are batched).
+STORAGE_COMMIT = 7
+
+
+def moves_folder(broker: Broker, session_id: str) -> Path:
+    """Where the deployment's file:// snapshot store keeps the session's move and checkpoints."""
+    return broker.state_dir / "snapshots" / "moves" / session_id
+
+
+def checkpointed_at(api: Api, session_id: str) -> str | None:
+    return api.get(f"/v1/sessions/{session_id}").json()["checkpointedAt"]
+
+
+def next_checkpoint(api: Api, session_id: str, after: float) -> str:
+    """The first checkpoint saved after ``after`` (Unix seconds), as soon as the API shows it."""
+    found: list[str] = []
+
+    def saved() -> bool:
+        at = checkpointed_at(api, session_id)
+        if at and datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp() > after:
+            found.append(at)
+        return bool(found)
+
+    wait_until(saved, CHECKPOINT_INTERVAL * 3 + 10, interval=0.05, message="a checkpoint")
+    return found[0]
+
+
+@pytest.mark.parametrize("body", [{"checkpointInterval": "5"}, {"checkpointInterval": -1},
+                                  {"checkpointInterval": 86401}, {"checkpointInterval": 5, "movable": False}])
+def test_a_bad_checkpoint_interval_is_a_422_naming_it_and_starts_nothing(moving, api, body):
+    before = moving.footprint()
+    answer = api.post("/v1/sessions", json=body)
+    assert answer.status_code == 422 and "checkpointInterval" in answer.text, answer.text
+    assert moving.footprint() == before
+
+
+def test_a_sigkilled_workers_session_comes_back_from_its_last_checkpoint(moving, api, pages):
+    """Its state up to the last checkpoint is back, on the other worker, at the same cdpUrl; what came after is
+    lost, and the session says when its state is from. Its checkpoints are deleted when it ends."""
+    lost = moving.start_worker("crashing")
+    session = api.create_session(checkpointInterval=CHECKPOINT_INTERVAL)
+    assert session["movable"] is True and session["checkpointInterval"] == CHECKPOINT_INTERVAL
+    survivor = moving.start_worker("surviving")
+    client = playwright_driver().chromium.connect_over_cdp(session["cdpUrl"])
+    page = client.contexts[0].new_page()
+    page.goto(f"{pages.base}/state")
+    page.evaluate("state('saved')")
+    time.sleep(STORAGE_COMMIT)
+    written = time.time()
+    page.evaluate("document.cookie = 'tick=1; path=/'")
+    last = next_checkpoint(api, session["id"], after=written)
+    page.evaluate("state('late')")
+    client.close()
+    moving.stop_worker(lost, signal.SIGKILL)
+    try:
+        wait_until(lambda: api.get(f"/v1/sessions/{session['id']}").json().get("restoredFrom") == last, 30,
+                   message="the session relaunched from its checkpoint")
+        wait_until(lambda: not api.get(f"/v1/sessions/{session['id']}").json()["moving"], MOVE_BOUND,
+                   message="the session running again")
+        after = api.get(f"/v1/sessions/{session['id']}").json()
+        assert after["status"] == "running" and after["worker"].endswith(survivor)
+        assert after["cdpUrl"] == session["cdpUrl"] and after["restoredFrom"] == last
+        state = visit(after["cdpUrl"], f"{pages.base}/state", "state()")
+        assert state["local"] == "saved" and state["idb"] == "saved", state
+        assert "js_cookie=saved" in state["cookie"] and "tick=1" in state["cookie"], state
+        again = playwright_driver().chromium.connect_over_cdp(after["cdpUrl"])
+        tabs = [tab.url for tab in again.contexts[0].pages]
+        again.close()
+        assert f"{pages.base}/state" in tabs, tabs
+    finally:
+        moving.start_worker("crashing")  # its next life ends the browser the killed one left
+    api.stop_session(session["id"])
+    assert not moves_folder(moving, session["id"]).exists()
+
+
+def test_a_move_no_worker_takes_up_ends_as_move_timeout(moving, api):
+    """The session's worker stopped with no other up: past BROKER_MOVE_TIMEOUT it ends, its saved state deleted."""
+    name = moving.start_worker("abandoning")
+    session = api.create_session(movable=True)
+    moving.stop_worker(name)
+    assert api.get(f"/v1/sessions/{session['id']}").json()["moving"] is True
+    assert moves_folder(moving, session["id"]).exists()
+    impatient, url = moving.start_another_web(BROKER_MOVE_TIMEOUT="1")
+    try:
+        stopped = Api(url, moving.api_key).wait_status(session["id"], "stopped", timeout=30)
+    finally:
+        end_process(impatient)
+    assert stopped["stopReason"] == "move_timeout" and stopped["moving"] is False
+    assert not moves_folder(moving, session["id"]).exists()
