@@ -24,7 +24,8 @@ def test_create_answers_201_with_a_running_session(api, session_factory, broker)
     assert set(session) == {"id", "cdpUrl", "status", "contextId", "proxyId", "createdAt", "expiresAt",
                             "stoppedAt", "stopReason", "snapshotError", "navigationError", "idleTimeout",
                             "downloadError", "liveViewUrl", "liveViewReadOnlyUrl", "worker", "browserOptions", "launch",
-                            "recording", "recordingUrl", "movable", "moving"}
+                            "recording", "recordingUrl", "movable", "moving", "checkpointInterval",
+                            "checkpointedAt", "restoredFrom"}
     assert re.fullmatch(rf"http://127\.0\.0\.1:{broker.port}/live/{session['id']}\?token=[A-Za-z0-9_-]{{43}}",
                         session["liveViewUrl"])
 
