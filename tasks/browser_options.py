@@ -18,6 +18,14 @@ which is ``Intl``'s default, from the chromium-l10n package's locale files) and
 ``--lang``/``--accept-lang`` (``navigator.language(s)``, ``Accept-Language``), which
 hold in every target, workers included, and leave a client free to override them.
 
+A target a client creates with its URL (``Target.createTarget {url}``, a popup)
+starts its navigation in the browser process before the target is attached, so its
+first document request would leave with Chromium's own user agent and without the
+extra headers. The connection therefore also intercepts document requests
+browser-wide (``Fetch`` on the browser's own session) and gives such a request what
+its target's overrides would have: it is recognised by Chromium's own user agent or
+a missing extra header, so a client's own user agent is left alone.
+
 Every session gets this connection, with options or without: the default user agent
 says ``Chrome`` where headless Chromium's says ``HeadlessChrome``, with client hints
 that match (BROKER_HEADLESS_USER_AGENT=keep leaves Chromium's own). Extensions are
@@ -107,14 +115,16 @@ class SessionOptions:
     def __init__(self, config: Config, browser: RunningBrowser, options: dict) -> None:
         self.options = options
         self.user_agent = user_agent_override(config, browser, options)
+        self._chromium_agent = browser.user_agent
         self._lock = threading.Lock()
         self._contexts: set[str] = set()
         self._page_sessions: list[str] = []
         self.cdp = CdpConnection(browser.ws_url(), timeout=SETUP_TIMEOUT)
         try:
             self.cdp.subscribe(self._attached, "Target.attachedToTarget")
-            if options.get("blockResources"):
-                self.cdp.subscribe(self._paused, "Fetch.requestPaused")
+            self.cdp.subscribe(self._paused, "Fetch.requestPaused")
+            if self.user_agent or options.get("extraHTTPHeaders"):
+                self.cdp.call("Fetch.enable", {"patterns": [{"resourceType": "Document", "requestStage": "Request"}]})
             # Every other event (the network's, with extra headers) is read and let go, never kept.
             self.cdp.subscribe(lambda _: None)
             # Targets already open (the first tab) are attached now, not stopped: their overrides are confirmed
@@ -192,12 +202,34 @@ class SessionOptions:
                                                for name in options["blockResources"]]}, session)
 
     def _paused(self, event: dict) -> None:
-        """Only blocked types are paused (Fetch.enable's patterns): each fails before a byte is sent."""
+        """On a target's session only blocked types are paused (Fetch.enable's patterns): each fails before a byte
+        is sent. On the browser's, every document request: continued, with the session's options if it left
+        without them."""
+        request_id, session = event["params"]["requestId"], event.get("sessionId")
         try:
-            self.cdp.send("Fetch.failRequest", {"requestId": event["params"]["requestId"],
-                                                "errorReason": "BlockedByClient"}, event.get("sessionId"))
+            if session:
+                self.cdp.send("Fetch.failRequest", {"requestId": request_id, "errorReason": "BlockedByClient"},
+                              session)
+                return
+            headers = self._first_request_headers(event["params"]["request"]["headers"])
+            self.cdp.send("Fetch.continueRequest", {"requestId": request_id, **(
+                {"headers": [{"name": name, "value": value} for name, value in headers.items()]} if headers else {})})
         except (WebSocketException, OSError):
             return
+
+    def _first_request_headers(self, headers: dict[str, str]) -> dict[str, str] | None:
+        """The headers a request sent before its target's overrides should have had; None when it has them."""
+        changed = dict(headers)
+        named = {name.lower(): name for name in headers}
+        if self.user_agent and headers.get(named.get("user-agent", "")) == self._chromium_agent:
+            changed[named["user-agent"]] = self.user_agent["userAgent"]
+            if "userAgentMetadata" not in self.user_agent:
+                # An override without client hints: Chromium then sends none, and neither does this request.
+                changed = {name: value for name, value in changed.items() if not name.lower().startswith("sec-ch-ua")}
+        for name, value in (self.options.get("extraHTTPHeaders") or {}).items():
+            if name.lower() not in named:
+                changed[name] = value
+        return changed if changed != headers else None
 
 
 class BrowserOptions:

@@ -13,8 +13,9 @@ import pytest
 from core.store.apikeys import ALL_SCOPES
 from tests.support.api import Api
 from tests.support.browsing import playwright_driver
+from tests.support.cdp import RawCdp
 from tests.support.keys import make_key
-from tests.support.processes import ROOT
+from tests.support.processes import ROOT, wait_until
 
 VIEWPORT = {"width": 1024, "height": 700, "deviceScaleFactor": 2, "mobile": False}
 PAGE_SEES = """() => ({userAgent: navigator.userAgent, language: navigator.language, languages: navigator.languages,
@@ -210,3 +211,26 @@ def test_time_zone_and_locale_are_the_launchs_and_a_clients_own_context_override
         browser.close()
     [heard] = [lowered(h) for h in pages.headers_of(f"/page?title=launch-{session['id']}")]
     assert heard["accept-language"].startswith("de-DE,de")
+
+
+def test_a_tab_created_with_its_url_sends_its_first_request_with_the_sessions_options(api, session_factory, pages):
+    """``Target.createTarget {url}`` starts the navigation at once: its first request must already carry the
+    session's user agent and headers, not Chromium's defaults."""
+    agent = "Mozilla/5.0 (X11; Linux x86_64) FirstRequest/1.0"
+    session = session_factory(api, userAgent=agent, extraHTTPHeaders={"X-First": "yes"})
+    with RawCdp(session["cdpUrl"]) as cdp:
+        for n in range(5):
+            cdp.call("Target.createTarget", {"url": f"{pages.base}/page?title=created-{n}-{session['id']}"})
+        wait_until(lambda: all(pages.headers_of(f"/page?title=created-{n}-{session['id']}") for n in range(5)), 30,
+                   message="the created tabs' first requests")
+    for n in range(5):
+        [heard] = [lowered(h) for h in pages.headers_of(f"/page?title=created-{n}-{session['id']}")]
+        assert (heard["user-agent"], heard.get("x-first")) == (agent, "yes"), n
+        assert not [name for name in heard if name.startswith("sec-ch-ua")], n
+    plain = session_factory(api)
+    with RawCdp(plain["cdpUrl"]) as cdp:
+        cdp.call("Target.createTarget", {"url": f"{pages.base}/page?title=created-{plain['id']}"})
+        wait_until(lambda: pages.headers_of(f"/page?title=created-{plain['id']}"), 30, message="the first request")
+    [heard] = [lowered(h) for h in pages.headers_of(f"/page?title=created-{plain['id']}")]
+    assert "HeadlessChrome" not in heard["user-agent"] and "Chrome/" in heard["user-agent"]
+    assert "Headless" not in heard["sec-ch-ua"]
