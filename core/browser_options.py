@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.crypto import SecretBox
+
 #: Every option a create (or a project's defaults) may name.
 OPTION_NAMES: tuple[str, ...] = (
     "viewport", "userAgent", "locale", "timezoneId", "geolocation", "extraHTTPHeaders", "blockResources",
@@ -30,6 +32,23 @@ def merged(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     chosen = {name: defaults[name] for name in OPTION_NAMES if name in defaults}
     chosen.update({name: given[name] for name in OPTION_NAMES if name in given})
     return {name: value for name, value in chosen.items() if value not in (None, [], {})}
+
+
+def sealed(options: dict[str, Any], box: SecretBox) -> dict[str, Any]:
+    """The options as records and project defaults keep them: extra headers' values encrypted (they often carry
+    credentials, as a proxy's password does), their names readable for answers."""
+    if not options.get("extraHTTPHeaders"):
+        return options
+    return {**options, "extraHTTPHeaders": {name: box.encrypt(value)
+                                            for name, value in options["extraHTTPHeaders"].items()}}
+
+
+def opened(options: dict[str, Any], box: SecretBox) -> dict[str, Any]:
+    """What the worker applies: ``sealed``'s values decrypted."""
+    if not options.get("extraHTTPHeaders"):
+        return options
+    return {**options, "extraHTTPHeaders": {name: box.decrypt(value)
+                                            for name, value in options["extraHTTPHeaders"].items()}}
 
 
 def needs_launch(options: dict[str, Any]) -> bool:

@@ -42,9 +42,10 @@ from pathlib import Path
 
 from websocket import WebSocketException
 
-from core.browser_options import RESOURCE_TYPES
+from core.browser_options import RESOURCE_TYPES, opened
 from core.cdp import CdpConnection
 from core.config import Config
+from core.crypto import SecretBox
 from core.extension_files import unpack
 from core.snapshots import SnapshotError, SnapshotStore
 from tasks.chromium_flags import extension_flags, locale_flags
@@ -235,9 +236,10 @@ class SessionOptions:
 class BrowserOptions:
     """The worker's: each session's options by session id, from hand-over (or launch) until its browser ends."""
 
-    def __init__(self, config: Config, snapshots: SnapshotStore) -> None:
+    def __init__(self, config: Config, snapshots: SnapshotStore, box: SecretBox) -> None:
         self.config = config
         self.snapshots = snapshots
+        self.box = box
         self._lock = threading.Lock()
         self._sessions: dict[str, SessionOptions] = {}
 
@@ -247,7 +249,7 @@ class BrowserOptions:
         A browser that does not take the connection runs without its options, said in the log: it answered CDP
         a moment ago, and a create is better answered than held for it. A warm browser keeps the profile folder
         it was launched with, named after its warm key."""
-        options = record.get("browserOptions") or {}
+        options = opened(record.get("browserOptions") or {}, self.box)
         launch = {"launch": "warm" if browser.profile_dir.name.startswith(WARM_PREFIX) else "cold"}
         if not options and self.config.sessions.headless_user_agent == "keep":
             return launch  # nothing to hold: no connection at all

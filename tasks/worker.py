@@ -92,7 +92,7 @@ class Worker:
         self.forwarders = Forwarders(EgressPolicy.parse(config.network.egress_allow), config.network.proxy_connect_timeout)
         self.download_guards = DownloadGuards(config.files.download_max_bytes, self._report_download_error)
         self.session_watches = SessionWatches(self.store, config, Recordings(open_snapshot_store(config), self.store))
-        self.browser_options = BrowserOptions(config, open_snapshot_store(config))
+        self.browser_options = BrowserOptions(config, open_snapshot_store(config), self.secret_box)
         self.download_guards.listeners.append(self.session_watches.download_event)
         # The browsers: the pool, its warm spares, the intake of launches, the gateway web processes reach them by.
         root = config.chromium.profiles_dir / name

@@ -7,10 +7,10 @@ from flask_smorest import Blueprint, abort
 
 from app.auth import current_project, require_scope
 from app.docs import responds
-from app.extensions import store
+from app.extensions import secret_box, store
 from app.session_defaults.schemas import SessionDefaultsSchema, ShownSessionDefaultsSchema
 from app.sessions.browser_options import DEFAULTS, RECORDING
-from core.browser_options import merged, shown
+from core.browser_options import merged, sealed, shown
 
 blp = Blueprint("session_defaults", __name__, url_prefix="/v1/session-defaults",
                 description="What every create of the project starts from: browser options, recording.")
@@ -36,7 +36,7 @@ class SessionDefaults(MethodView):
             abort(422, message="Send the defaults as a JSON object ({} clears them).",
                   errors={"json": {"_schema": ["A JSON object is required."]}})
         project = current_project()
-        defaults = merged({}, body)
+        defaults = sealed(merged({}, body), secret_box())
         if body.get(RECORDING) is not None:
             defaults[RECORDING] = body[RECORDING]
         missing = store().extensions.missing(project, defaults.get("extensionIds") or [])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask_smorest import abort
 
-from core.browser_options import OPTION_NAMES, merged
+from app.extensions import secret_box
+from core.browser_options import OPTION_NAMES, merged, sealed
 from core.store import Store
 
 #: The project setting (core.store.projects) that holds its default create options.
@@ -26,7 +27,7 @@ def for_create(store: Store, project: str, body: dict) -> dict:
     """What the session's browser gets; an extension the project does not have (another project's included) is a
     404 before anything is claimed, as an unknown context or proxy is."""
     options = merged(store.projects.settings(project).get(DEFAULTS) or {},
-                     {name: body[name] for name in OPTION_NAMES if name in body})
+                     sealed({name: body[name] for name in OPTION_NAMES if name in body}, secret_box()))
     missing = store.extensions.missing(project, options.get("extensionIds") or [])
     if missing:
         abort(404, message=f"No extension {missing[0]} in this project.")

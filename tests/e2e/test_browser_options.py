@@ -71,12 +71,20 @@ def test_viewport_and_pixel_ratio_hold_in_the_first_tab_a_popup_and_a_new_contex
         assert seen[target]["webdriver"] is False, target
 
 
-def test_user_agent_locale_time_zone_and_headers_as_the_page_and_its_server_see_them(api, session_factory, pages):
+def stored_anywhere(broker, value: str) -> bool:
+    """Whether ``value`` is in any key of the deployment's Redis, as bytes of a dump."""
+    redis = broker.store().redis
+    return any(value.encode() in (redis.dump(key) or b"") for key in redis.keys("*"))
+
+
+def test_user_agent_locale_time_zone_and_headers_as_the_page_and_its_server_see_them(broker, api, session_factory,
+                                                                                     pages):
     agent = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) BrokerTest/1.0"
     session = session_factory(api, userAgent=agent, locale="fr-FR", timezoneId="America/Sao_Paulo",
                               extraHTTPHeaders={"X-Job": "nightly-42", "X-Team": "crawl"})
     assert session["browserOptions"]["extraHTTPHeaderNames"] == ["X-Job", "X-Team"]
     assert "nightly-42" not in json.dumps(api.get(f"/v1/sessions/{session['id']}").json())
+    assert not stored_anywhere(broker, "nightly-42"), "extra headers' values are stored encrypted, as passwords are"
     seen = first_tab(session["cdpUrl"], f"{pages.base}/page?title=ua-{session['id']}")
     assert seen["userAgent"] == agent
     assert (seen["language"], seen["languages"]) == ("fr-FR", ["fr-FR", "fr"])
@@ -170,9 +178,9 @@ def test_bad_values_are_a_422_naming_the_field_and_start_nothing(broker, api, bo
     assert broker.footprint() == before
 
 
-def test_project_defaults_fill_what_a_create_leaves_out(other_project, session_factory, pages):
+def test_project_defaults_fill_what_a_create_leaves_out(broker, other_project, session_factory, pages):
     defaults = {"viewport": {"width": 640, "height": 480, "deviceScaleFactor": 1, "mobile": False},
-                "timezoneId": "Europe/Paris", "extraHTTPHeaders": {"X-Default": "yes"}}
+                "timezoneId": "Europe/Paris", "extraHTTPHeaders": {"X-Default": "default-secret-7"}}
     stored = other_project.put("/v1/session-defaults", json=defaults)
     assert stored.status_code == 200, stored.text
     assert stored.json()["extraHTTPHeaderNames"] == ["X-Default"] and stored.json()["timezoneId"] == "Europe/Paris"
@@ -184,7 +192,8 @@ def test_project_defaults_fill_what_a_create_leaves_out(other_project, session_f
         seen = first_tab(session["cdpUrl"], f"{pages.base}/page?title=defaults-{session['id']}")
         assert (seen["timeZone"], seen["width"]) == ("Asia/Singapore", 640)
         [heard] = [lowered(h) for h in pages.headers_of(f"/page?title=defaults-{session['id']}")]
-        assert heard["x-default"] == "yes"
+        assert heard["x-default"] == "default-secret-7"
+        assert not stored_anywhere(broker, "default-secret-7")
     finally:
         assert other_project.put("/v1/session-defaults", json={}).status_code == 200
     assert other_project.get("/v1/session-defaults").json()["timezoneId"] is None
