@@ -7,7 +7,10 @@ a page's WebSocket always does, the relay's and the worker's never.
 """
 from __future__ import annotations
 
+import functools
 import json
+import re
+import subprocess
 from pathlib import Path
 
 from core.config import Config
@@ -67,7 +70,7 @@ def browser_flags(config: Config, extra: list[str] | None = None) -> list[str]:
     """
     features = {name: False for name in DISABLED_FEATURES} | {name: True for name in ENABLED_FEATURES}
     flags = []
-    for flag in [*BASE_FLAGS, *config.chromium.extra_flags, *(extra or [])]:
+    for flag in [*BASE_FLAGS, *user_agent_flags(config), *config.chromium.extra_flags, *(extra or [])]:
         for prefix, enabled in ((ENABLE_FEATURES, True), (DISABLE_FEATURES, False)):
             if flag.startswith(prefix):
                 features.update((name, enabled) for name in flag[len(prefix):].split(",") if name)
@@ -79,6 +82,26 @@ def browser_flags(config: Config, extra: list[str] | None = None) -> list[str]:
         if names:
             flags.append(prefix + ",".join(names))
     return flags
+
+
+def user_agent_flags(config: Config) -> list[str]:
+    """Chromium's own user agent without ``HeadlessChrome``, for the whole browser: shared and service workers
+    belong to no page, so no page's CDP override reaches them (tasks/browser_options.py sets the client hints)."""
+    if config.sessions.headless_user_agent == "keep":
+        return []
+    return [f"--user-agent={chrome_user_agent(config.chromium.path)}"]
+
+
+@functools.cache
+def chrome_user_agent(chromium: str) -> str:
+    """Chromium's reduced user agent (the same platform and zeroed minor versions on every Linux), as headless
+    Chromium gives it with ``Chrome`` in place of ``HeadlessChrome``; the major version from the binary itself."""
+    shown = subprocess.run([chromium, "--version"], capture_output=True, text=True, timeout=30).stdout
+    found = re.search(r"(\d+)\.\d+\.\d+\.\d+", shown)
+    if found is None:
+        raise RuntimeError(f"{chromium} --version gave no version: {shown!r}")
+    return (f"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{found.group(1)}.0.0.0 "
+            "Safari/537.36")
 
 
 def sandbox_flags(flags: list[str], sandbox: bool) -> list[str]:

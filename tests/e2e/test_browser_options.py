@@ -101,6 +101,12 @@ def test_the_default_user_agent_does_not_say_headless(api, session_factory, page
     assert "HeadlessChrome" not in seen["userAgent"] and "Chrome/" in seen["userAgent"]
     assert seen["webdriver"] is False
     assert "Chromium" in seen["brands"] and not any("Headless" in b for b in seen["brands"])
+    # A shared worker belongs to no page: only its own target's override reaches it.
+    in_a_worker = first_tab(session["cdpUrl"], f"{pages.base}/page?title=worker-{session['id']}",
+                            "() => new Promise(r => { const w = new SharedWorker(URL.createObjectURL(new Blob("
+                            "['onconnect = e => e.ports[0].postMessage(navigator.userAgent)'])));"
+                            " w.port.onmessage = e => r(e.data); })")
+    assert in_a_worker == seen["userAgent"]
     [heard] = [lowered(h) for h in pages.headers_of(f"/page?title=plain-{session['id']}")]
     assert "HeadlessChrome" not in heard["user-agent"] and heard["user-agent"] == seen["userAgent"]
     assert '"Chromium"' in heard["sec-ch-ua"]
