@@ -162,9 +162,6 @@ class SessionOptions:
             if kind in PAGES:
                 self._page(session, top=kind == "page" and "sessionId" not in event)
             elif kind in WORKERS:
-                if self.user_agent:
-                    # No Emulation domain in a worker: the network's override is what its navigator and requests see.
-                    self.cdp.send("Network.setUserAgentOverride", self.user_agent, session)
                 self._network(session)
             if params.get("waitingForDebugger"):
                 self.cdp.send("Runtime.runIfWaitingForDebugger", None, session)
