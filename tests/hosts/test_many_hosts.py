@@ -22,6 +22,8 @@ import shutil
 import struct
 import tempfile
 import threading
+import time
+from datetime import datetime
 from pathlib import Path
 
 import boto3
@@ -299,6 +301,36 @@ def test_only_worker_sigkilled_its_sessions_end_as_worker_lost_within_the_bound(
     finally:
         on_web.start_worker(w1)
         on_web.start_worker(w2)
+    wait_until(lambda: not on_web.browsers_on(w1), 30, message="worker 1's next life to end the earlier one's browsers")
+
+
+def test_a_sigkilled_workers_session_with_checkpoints_comes_back_on_the_other_host_from_s3(on_web, api):
+    """Its checkpoint in the S3 store, the session runs again on worker 2 at the same cdpUrl, its state back."""
+    w1, w2 = on_web.worker_hosts
+    pages = on_web.pages
+    session = on_web.create_on(api, w1, checkpointInterval=2)
+    visit(session["cdpUrl"], f"{pages.base}/state", "state('checkpointed')")
+    time.sleep(7)  # Chromium writes localStorage to disk a few seconds after a page sets it
+    changed = time.time()
+    visit(session["cdpUrl"], f"{pages.base}/state", "document.cookie = 'tick=1; path=/'")  # a change to save
+
+    def checkpointed() -> bool:
+        at = api.get(f"/v1/sessions/{session['id']}").json()["checkpointedAt"]
+        return bool(at) and datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp() > changed
+
+    wait_until(checkpointed, 20, interval=0.2, message="a checkpoint after the state was written")
+    on_web.kill_worker(w1)
+    try:
+        wait_until(lambda: (lambda r: r["restoredFrom"] and not r["moving"])(
+            api.get(f"/v1/sessions/{session['id']}").json()), LOST_BOUND + 60, interval=0.5,
+            message="the session running again from its checkpoint")
+        after = api.get(f"/v1/sessions/{session['id']}").json()
+        assert after["status"] == "running" and on_web.worker_of(after) == on_web.worker_name(w2)
+        assert after["cdpUrl"] == session["cdpUrl"]
+        state = visit(after["cdpUrl"], f"{pages.base}/state", "state()")
+        assert state["local"] == "checkpointed" and "js_cookie=checkpointed" in state["cookie"], state
+    finally:
+        on_web.start_worker(w1)
     wait_until(lambda: not on_web.browsers_on(w1), 30, message="worker 1's next life to end the earlier one's browsers")
 
 
