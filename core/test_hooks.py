@@ -18,6 +18,10 @@ class Hooks:
     #: BROKER_GATEWAY_ALWAYS: ``1``: the web process reaches even a browser on its own host through the worker's
     #: gateway, the way it reaches one on another host (tests/e2e/test_gateway.py, bench/hosts.py).
     gateway_always: bool = field(default_factory=lambda: _on("BROKER_GATEWAY_ALWAYS"))
+    #: BROKER_TEST_CLIENT_REGISTER_DELAY: seconds the relay waits between a CDP client's upgrade and its registration,
+    #: so a test can stop the session in that gap (tests/e2e/test_cdp_clients.py).
+    client_register_delay: float = field(
+        default_factory=lambda: float(os.environ.get("BROKER_TEST_CLIENT_REGISTER_DELAY", "") or 0))
 
 
 def _on(name: str) -> bool:

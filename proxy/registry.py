@@ -12,6 +12,8 @@ from proxy.relay import GOING_AWAY, RelayConnection
 
 log = logging.getLogger(__name__)
 RETRY_DELAY = 1.0
+#: The close reason of a moving session's clients (1012): they may reconnect to the same URL.
+MOVING_REASON = "session moving to another worker; reconnect"
 TO_BROWSER, TO_CLIENT = "to_browser", "to_client"
 
 
@@ -73,8 +75,7 @@ def follow_stop_announcements(store: Store, registry: RelayRegistry) -> None:
         try:
             for announcement in store.events.stop_announcements():
                 if "code" in announcement:  # a move (core.store.events): the clients may reconnect to the same URL
-                    registry.close_session(announcement["sessionId"], "session moving to another worker; reconnect",
-                                           announcement["code"])
+                    registry.close_session(announcement["sessionId"], MOVING_REASON, announcement["code"])
                 else:
                     registry.close_session(announcement["sessionId"], f"session stopped: {announcement['reason']}")
         except Exception as error:

@@ -29,18 +29,20 @@ from wsproto.utilities import RemoteProtocolError
 
 from core.browser_link import BrowserLinks
 from core.cdp import CdpConnection
+from core import test_hooks
 from core.config import Config
 from core.environ import CLIENT_SOCKET
 from core.logs import session_fields
 from core.states import Status
 from core.store import Store
 from core.store.base import STORAGE_RETRY_AFTER
+from core.store.events import SERVICE_RESTART
 from core.tokens import LIVE_EXPIRES_FIELD, LIVE_HASH_FIELD, live_view_access, matches, redact, token_in_query
 from proxy.handshake import HandshakeError, accept_upgrade, connect_browser
 from proxy.live_socket import ViewerSocket
 from proxy.live_view import CALL_TIMEOUT, LiveView
-from proxy.registry import RelayRegistry, follow_stop_announcements, renew_client_leases
-from proxy.relay import RelayConnection, detach
+from proxy.registry import MOVING_REASON, RelayRegistry, follow_stop_announcements, renew_client_leases
+from proxy.relay import GOING_AWAY, RelayConnection, detach
 
 log = logging.getLogger("proxy.server")
 #: gevent's access log and error lines, through logging (so in the process's format, tokens redacted).
@@ -132,7 +134,10 @@ class BrokerHandler(WSGIHandler):
         self.status = self._orig_status = "101 Switching Protocols"
         conn = RelayConnection(session_id, client_id, detach(self.socket), detach(browser),
                                self.server.config.web.relay_ping_interval, record.get("downloadsPath"))
+        if self.server.hooks.client_register_delay:
+            gevent.sleep(self.server.hooks.client_register_delay)
         self.server.registry.add(conn)
+        self._closed_meanwhile(conn, session_id)
         log.info("session %s: CDP client %s connected", session_id, client_id, extra=session_fields(record))
         sessions_log = self.server.store.session_events
         try:
@@ -146,6 +151,15 @@ class BrokerHandler(WSGIHandler):
                              bytesToBrowser=conn.bytes_to_browser, bytesToClient=conn.bytes_to_client)
             log.info("session %s: CDP client %s disconnected (%d bytes to the browser, %d to the client)", session_id,
                      client_id, conn.bytes_to_browser, conn.bytes_to_client, extra=session_fields(record))
+
+    def _closed_meanwhile(self, conn: RelayConnection, session_id: str) -> None:
+        """A stop or move announced between the record's read and the client's registration closed every client
+        but this one: the record read again tells it why, as the announcement would have."""
+        current = self.server.store.sessions.get(session_id)
+        if current is None or current["status"] != Status.RUNNING:
+            conn.close(GOING_AWAY, f"session stopped: {(current or {}).get('stopReason') or 'unknown'}")
+        elif current.get("moving"):
+            conn.close(SERVICE_RESTART, MOVING_REASON)
 
     def _live_view(self, session_id: str) -> None:
         """Serves one viewer until it leaves, the session stops or its link is revoked; refusals are the app's."""
@@ -222,6 +236,7 @@ class BrokerServer(WSGIServer):
         self.store = store
         self.registry = registry
         self.links = BrowserLinks.from_config(config)
+        self.hooks = test_hooks.load()
 
 
 def serve(config: Config, store: Store, wsgi_app: Callable, registry: RelayRegistry) -> None:

@@ -128,6 +128,23 @@ def test_several_clients_at_once(api, session_factory, pages):
         client.close()
 
 
+def test_a_client_that_connects_as_its_session_stops_still_hears_why(broker, api, session_factory):
+    """The stop's announcement closes the clients registered at that moment; one upgraded just before (its record
+    read while running) but registered after must hear the same reason, not a bare end of its browser."""
+    proc, url = broker.start_another_web(BROKER_TEST_CLIENT_REGISTER_DELAY="3")
+    try:
+        session = session_factory(api)
+        cdp = RawCdp(session["cdpUrl"].replace(broker.url.split("//")[1], url.split("//")[1]))
+        assert api.delete(f"/v1/sessions/{session['id']}").status_code == 204
+        cdp.ws.settimeout(15)
+        frame = cdp.ws.recv_frame()
+        assert frame.opcode == websocket.ABNF.OPCODE_CLOSE
+        assert (struct.unpack(">H", frame.data[:2])[0], frame.data[2:]) == (1001, b"session stopped: deleted")
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
 def test_stop_closes_connected_clients_with_a_reason(any_api, session_factory):
     session = session_factory(any_api)
     cdp = RawCdp(session["cdpUrl"])
