@@ -17,6 +17,30 @@ from core.store.base import Pipeline, RecordKind, dump, load
 from core.store.events import SERVICE_RESTART, queue_stop_announcement
 from core.store.metrics import STOP_REASONS, count_in
 
+#: take_idle in one step: no reader (a connecting client, a test, the API) ever sees a due session off the schedule
+#: while it is checked. KEYS: the idle schedule; ARGV: now, the session key prefix (``<prefix><id>`` is the record,
+#: ``<prefix><id>:clients`` its clients' leases).
+_TAKE_IDLE = """
+local taken = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) do
+  local clients = ARGV[2] .. id .. ':clients'
+  redis.call('ZREMRANGEBYSCORE', clients, '-inf', ARGV[1])
+  if redis.call('ZCARD', clients) == 0 then
+    redis.call('ZREM', KEYS[1], id)
+    table.insert(taken, id)
+  else
+    local raw = redis.call('GET', ARGV[2] .. id)
+    local timeout = raw and tonumber(cjson.decode(raw)['idleTimeout'])
+    if timeout then
+      redis.call('ZADD', KEYS[1], 'XX', tonumber(ARGV[1]) + timeout, id)
+    else
+      redis.call('ZREM', KEYS[1], id)
+    end
+  end
+end
+return taken
+"""
+
 
 class SessionRecords(RecordKind):
     def create(self, record: SessionRecord, in_line: bool = True) -> None:
@@ -247,19 +271,12 @@ class SessionRecords(RecordKind):
     def take_idle(self) -> list[str]:
         """Sessions with no CDP client for their whole idleTimeout, each handed to exactly one caller.
 
-        A due session that has a client is put back a full idleTimeout later, so
-        the clock never runs while someone is connected; a client whose web
-        process died stops counting once its lease runs out.
+        A due session that has a client stays on the schedule, a full idleTimeout
+        later, so the clock never runs while someone is connected; a client whose
+        web process died stops counting once its lease runs out. One script, so no
+        reader sees a due session off the schedule while it is checked.
         """
-        taken = []
-        for session_id in self.redis.zrangebyscore(keys.SESSION_IDLE, "-inf", time.time()):
-            if not self.redis.zrem(keys.SESSION_IDLE, session_id):
-                continue
-            if not self.connected_clients(session_id):
-                taken.append(session_id)
-            elif (record := self.get(session_id)) and record.get("idleTimeout"):
-                self.redis.zadd(keys.SESSION_IDLE, {session_id: time.time() + record["idleTimeout"]}, nx=True)
-        return taken
+        return list(self.redis.eval(_TAKE_IDLE, 1, keys.SESSION_IDLE, time.time(), keys.session("")))
 
     # -- the create's wait -----------------------------------------------------
     def push_launch_event(self, session_id: str, event: dict) -> None:
