@@ -80,10 +80,13 @@ def create_app(config: Config | None = None, store: Store | None = None, collect
     from app.session_defaults.resources import blp as session_defaults_blp
     from app.sessions.resources import blp as sessions_blp
     from app.proxies.schemas import PROXY_CREATE_RULES, ProxyCreateSchema
-    from app.sessions.schemas import COOKIE_RULES, CookieSchema, state_header_names
+    from app.sessions.schemas import (
+        CHECKPOINT_RULES, COOKIE_RULES, CookieSchema, SessionCreateSchema, state_header_names,
+    )
 
     docs.register_schemas(api, {"Cookie": (CookieSchema, COOKIE_RULES),
-                                "ProxyCreate": (ProxyCreateSchema, PROXY_CREATE_RULES)})
+                                "ProxyCreate": (ProxyCreateSchema, PROXY_CREATE_RULES),
+                                "SessionCreate": (SessionCreateSchema, CHECKPOINT_RULES)})
     api.register_blueprint(sessions_blp)
     api.register_blueprint(files_blp)
     api.register_blueprint(proxies_blp)

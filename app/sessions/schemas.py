@@ -137,6 +137,11 @@ def state_header_names(components: dict[str, dict]) -> None:
         headers["additionalProperties"] = False
 
 
+#: ``checkpoints_move``, as JSON Schema: no checkpoints, or a session that may move.
+CHECKPOINT_RULES = {"anyOf": [{"properties": {"checkpointInterval": {"enum": [0, None]}}},
+                              {"properties": {"movable": {"enum": [True, None]}}}]}
+
+
 class SessionCreateSchema(BrowserOptionsSchema):
     contextId = id_field("ctx", "Context to restore now and save at stop.")
     proxyId = id_field("prx", "Proxy every request goes through.")
@@ -180,7 +185,8 @@ class SessionCreateSchema(BrowserOptionsSchema):
 
     @validates_schema
     def checkpoints_move(self, data: dict, **_: Any) -> None:
-        """A checkpoint is only ever used by a move: asking for both none and some is a mistake, said at once."""
+        """CHECKPOINT_RULES: a checkpoint is only ever used by a move; asking for both none and some is a mistake,
+        said at once."""
         if data.get("checkpointInterval") and data.get("movable") is False:
             raise ValidationError({"checkpointInterval": ["Needs a movable session (`movable` is false)."]})
 
