@@ -128,7 +128,9 @@ class ChromiumPool:
         """End what an earlier life of this worker left (killed before it could stop its browsers).
 
         Processes are found by the PIDs this pool recorded, checked against their
-        start time so a reused PID is never killed; never by process name.
+        start time so a reused PID is never killed; then any browser still running
+        on a profile under this worker's own folder (one whose launch was cut short
+        before its PID file was written); never by process name.
         """
         ended = []
         for pid_file in self.root.glob("*.pids"):
@@ -150,6 +152,10 @@ class ChromiumPool:
             shutil.rmtree(session_temp_dir(profile), ignore_errors=True)
             ended.append(pid_file.stem)
             pid_file.unlink()
+        strays = self._unrecorded_browsers()
+        if strays:
+            end_processes(process_tree([p.pid for p in strays]), grace=0)
+            ended.extend(f"pid {p.pid}" for p in strays)
         for leftover in self.root.iterdir():
             if leftover.is_dir():
                 shutil.rmtree(leftover, ignore_errors=True)
@@ -157,6 +163,15 @@ class ChromiumPool:
         if ended:
             log.warning("ended browsers left by an earlier life of this worker: %s", ", ".join(ended))
         return ended
+
+    def _unrecorded_browsers(self) -> list[psutil.Process]:
+        """Processes started with a profile under this pool's folder: only this worker's browsers are."""
+        prefix = f"--user-data-dir={self.root}/"
+        found = []
+        for proc in psutil.process_iter(["cmdline"]):
+            if any(arg.startswith(prefix) for arg in proc.info["cmdline"] or ()):
+                found.append(proc)
+        return found
 
     def acquire(
         self, session_id: str, flags: list[str], timeout: float, prepare: ProfileStep | None = None,

@@ -4,6 +4,8 @@ that exited by themselves, what an earlier life of the worker left, and the sess
 tests/e2e/test_lifecycle.py and tests/e2e/test_redis_restart.py keep the same promises with real Chromium."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 from core.states import Status, StopReason
@@ -85,6 +87,25 @@ def test_what_an_earlier_life_of_the_worker_left_is_ended_at_start(make_worker):
     assert not left.profile_dir.exists()
     record = worker.store.sessions.get(session_id)
     assert (record["status"], record["stopReason"]) == (Status.STOPPED, StopReason.WORKER_LOST)
+
+
+def test_a_browser_whose_launch_was_cut_short_before_its_pid_file_is_ended_at_start(make_worker):
+    """Killed between Chromium's spawn and the PID file: only its profile folder, under this worker's, names it."""
+    earlier = make_worker()
+    profile = earlier.pool.root / "warm-cut-short"
+    stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", f"--user-data-dir={profile}"],
+                             start_new_session=True)
+    elsewhere = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)",
+                                  f"--user-data-dir={earlier.pool.root.parent}/another-worker/warm-x"],
+                                 start_new_session=True)
+    try:
+        make_worker(started=True)
+        assert stray.wait(5) is not None
+        assert elsewhere.poll() is None, "another worker's browser is not this one's to end"
+    finally:
+        for proc in (stray, elsewhere):
+            proc.kill()
+            proc.wait(5)
 
 
 def test_the_sessions_of_a_worker_that_went_silent_are_ended_by_a_live_worker(make_worker):
