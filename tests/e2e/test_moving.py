@@ -8,6 +8,7 @@ import json
 import secrets
 import signal
 import subprocess
+import sys
 import threading
 import time
 from datetime import datetime
@@ -72,9 +73,15 @@ class StatusWatch:
         return self.seen
 
 
-def logged_in_client(cdp_url: str, page_url: str) -> subprocess.Popen:
-    """tests/js/moving.mjs, once it has logged in."""
-    client = subprocess.Popen(["node", "moving.mjs", cdp_url, page_url], cwd=JS, stdout=subprocess.PIPE,
+#: The same client in each library users drive sessions with.
+CLIENTS = {"puppeteer": (["node", "moving.mjs"], JS),
+           "playwright": ([sys.executable, "-m", "tests.support.moving_client"], JS.parent.parent)}
+
+
+def logged_in_client(cdp_url: str, page_url: str, library: str = "puppeteer") -> subprocess.Popen:
+    """tests/js/moving.mjs (or tests/support/moving_client.py), once it has logged in."""
+    command, cwd = CLIENTS[library]
+    client = subprocess.Popen([*command, cdp_url, page_url], cwd=cwd, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     assert json.loads(client.stdout.readline()) == {"ready": True}, client.stderr.read()
     return client
@@ -97,8 +104,9 @@ def close_code(cdp_url: str) -> threading.Thread:
     return thread
 
 
-def move_and_check(moving: Broker, api: Api, pages, session: dict, leave: callable) -> dict:
-    client = logged_in_client(session["cdpUrl"], f"{pages.base}/state")
+def move_and_check(moving: Broker, api: Api, pages, session: dict, leave: callable,
+                   library: str = "puppeteer") -> dict:
+    client = logged_in_client(session["cdpUrl"], f"{pages.base}/state", library)
     raw = close_code(session["cdpUrl"])
     watch = StatusWatch(api, session["id"])
     leave()
@@ -119,12 +127,13 @@ def move_and_check(moving: Broker, api: Api, pages, session: dict, leave: callab
     return {**after, "backAfterMs": result["backAfterMs"]}
 
 
-def test_sigterm_moves_a_session_to_another_worker(moving, api, pages):
-    first = moving.start_worker("first")
+@pytest.mark.parametrize("library", ["puppeteer", "playwright"])
+def test_sigterm_moves_a_session_to_another_worker(moving, api, pages, library):
+    first = moving.start_worker(f"first-{library}")
     session = api.create_session(movable=True)
     assert session["movable"] is True and session["moving"] is False
-    second = moving.start_worker("second")
-    after = move_and_check(moving, api, pages, session, lambda: moving.stop_worker(first))
+    second = moving.start_worker(f"second-{library}")
+    after = move_and_check(moving, api, pages, session, lambda: moving.stop_worker(first), library)
     assert after["worker"].endswith(second)
 
 
