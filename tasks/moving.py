@@ -205,6 +205,7 @@ class Mover:
             worker.machine.finish_stop(session_id, StopReason.ERROR, f"its relaunch after a move failed: {error}")
             worker.snapshots.delete_blobs(state)
             return
+        worker.session_watches.begin(record, moved=True)
         fields = {**_running_fields(worker, browser, record), **worker.browser_options.start(session_id, browser, record),
                   "checkpointState": None, "checkpointedAt": None}
         for kept in ("expiresAt", "expiresEpoch"):  # its timeout runs from its create, not from the move

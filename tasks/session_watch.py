@@ -97,9 +97,11 @@ class Recording:
         self._lock = threading.Lock()
         self._lines: list[bytes] = []
         self._pending_bytes = 0
-        self._stored = 0
-        self._number = 0
-        self.capped = False
+        # A session that moved (tasks/moving.py) goes on with the chunks its earlier worker wrote.
+        written = recordings.chunks(session_id)
+        self._stored = sum(chunk["bytes"] for chunk in written)
+        self._number = len(written)
+        self.capped = any(chunk["capped"] for chunk in written)
         #: Set when enough is buffered for a chunk before its time.
         self.full = threading.Event()
 
@@ -171,12 +173,16 @@ class SessionWatch:
         self._writer.start()
 
     # -- the session -------------------------------------------------------------------
-    def begin(self, record: dict) -> None:
-        """The browser is the session's from now on: its events are logged, and recorded if it asked."""
+    def begin(self, record: dict, moved: bool = False) -> None:
+        """The browser is the session's from now on: its events are logged, and recorded if it asked. ``moved``:
+        the session was running elsewhere and runs here again from its saved state (tasks/moving.py)."""
         session_id = record["id"]
         recording = bool(record.get("recording"))
-        self._emit_for(session_id, "created", url=record.get("url"), contextId=record.get("contextId"),
-                       proxyId=record.get("proxyId"), recording=recording)
+        if moved:
+            self._emit_for(session_id, "moved", restoredFrom=record.get("restoredFrom"))
+        else:
+            self._emit_for(session_id, "created", url=record.get("url"), contextId=record.get("contextId"),
+                           proxyId=record.get("proxyId"), recording=recording)
         with self._lock:
             self.session_id = session_id
             if recording:
@@ -384,12 +390,12 @@ class SessionWatches:
             if watch is not None:
                 self._watches[new] = watch
 
-    def begin(self, record: dict) -> None:
+    def begin(self, record: dict, moved: bool = False) -> None:
         """Before the session runs (and before its first navigation): its events are logged from here on."""
         with self._lock:
             watch = self._watches.get(record["id"])
         if watch is not None:
-            watch.begin(record)
+            watch.begin(record, moved)
 
     def download_event(self, key: str | None, message: dict) -> None:
         """From the browser's download guard (tasks/downloads.py), which alone hears downloads."""

@@ -138,8 +138,9 @@ def test_sigterm_moves_a_session_to_another_worker(moving, api, pages, library):
 
 
 def test_a_worker_restarted_under_its_name_takes_its_session_back(moving, api, pages):
+    """Recorded, too: its event log and its recording go on after the move."""
     only = moving.start_worker("only")
-    session = api.create_session(movable=True)
+    session = api.create_session(movable=True, recording=True)
 
     def restart() -> None:
         moving.stop_worker(only)
@@ -147,6 +148,17 @@ def test_a_worker_restarted_under_its_name_takes_its_session_back(moving, api, p
 
     after = move_and_check(moving, api, pages, session, restart)
     assert after["worker"].endswith(only)
+    assert visit(session["cdpUrl"], f"{pages.base}/page?title=after-the-move", "document.title") == "after-the-move"
+    api.stop_session(session["id"])
+    events = api.get(f"/v1/sessions/{session['id']}/events", params={"limit": 1000}).json()["events"]
+    kinds = [event["type"] for event in events]
+    assert kinds.count("created") == 1 and kinds.count("moved") == 1, kinds
+    assert any(event["type"] == "navigation" and "after-the-move" in event["url"]
+               for event in events[kinds.index("moved"):]), "the log goes on after the move"
+    answer = api.get(f"/v1/sessions/{session['id']}/recording")
+    assert answer.status_code == 200, answer.text
+    full_snapshots = [event for event in answer.json() if event.get("type") == 2]
+    assert len(full_snapshots) >= 2, "rrweb recorded pages before the move and after it"
 
 
 def test_a_session_not_movable_ends_as_shutdown(moving, api):
