@@ -5,16 +5,16 @@ A checkpoint is what a move saves (tasks/moving.py: the whole profile, the tabs'
 included), in the same place (``moves/<session id>/<version>/``), but taken while the browser runs: the profile is
 copied file by file into scratch first, then packed from the copy, so the browser is never stopped or paused. The
 copy is what a crash at that instant would have left on disk (Chromium recovers its databases from that, as after
-a crash); cookies and tabs come exactly from CDP. LocalStorage reaches the disk a few seconds after a page writes
-it (Chromium batches its commits), so a checkpoint holds it once written.
+a crash); cookies and tabs come exactly from CDP. LocalStorage reaches the disk 5 s or more after a page writes it
+(Chromium batches its commits, at most ~60 an hour per origin), so a checkpoint holds it once written.
 
 "If it changed": each due session's fingerprint (every kept profile file's name, size and mtime, plus the tabs and
 cookies) is compared with the one of its last checkpoint; an idle session costs a directory walk and one CDP call
 per interval. Saves run one at a time on one thread per worker: their CPU (copy, zstd) is bounded to one core.
 
 The checkpoint replaces the previous one only once written whole and accepted by the record (``commit_checkpoint``:
-the session still runs here, not moving); the previous is deleted then. A session leaving this worker (stopped,
-moved, lost) has its last checkpoint written here deleted with it.
+the session still runs here, not moving); the previous is deleted then. When a session's browser ends here, an
+ended session's saved states all go; one that moved away loses only its last checkpoint from here (:meth:`forget`).
 """
 from __future__ import annotations
 
@@ -57,15 +57,6 @@ class Plan:
     state: str | None = None
 
 
-@dataclass(frozen=True)
-class Figures:
-    """What one checkpoint cost, for the log and bench/moving.py."""
-
-    seconds: float
-    cpu_seconds: float
-    archive_bytes: int
-
-
 class Checkpoints:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
@@ -85,11 +76,22 @@ class Checkpoints:
         self._stopping.set()
 
     def forget(self, session_id: str) -> None:
-        """The session's browser ended here (stopped, moved away): its last checkpoint from here is of no more use."""
+        """The session's browser ended here. Ended for good: every saved state of it goes (a checkpoint whose save
+        failed halfway included). Moved away or running elsewhere: only the last checkpoint from here, unless it is
+        the one the session is being relaunched from (this worker was declared lost while it still ran)."""
         with self._saving:
             plan = self._plans.pop(session_id, None)
-        if plan is not None and plan.state is not None:
-            self.worker.snapshots.delete_blobs(plan.state)
+        if plan is None or not plan.interval:
+            return
+        try:
+            record = self.worker.store.sessions.get(session_id)
+            if record is None or record["status"] in (Status.STOPPING, Status.STOPPED):
+                self.worker.snapshots.delete_blobs(moves_folder(session_id))
+            elif plan.state is not None and record.get("moveState") != plan.state:
+                self.worker.snapshots.delete_blobs(plan.state)
+        except Exception:
+            log.exception("session %s: its checkpoints could not be deleted (the orphan sweep deletes them once its "
+                          "record is gone)", session_id, extra=about_session(session_id))
 
     def _run(self) -> None:
         while not self._stopping.wait(TICK):
@@ -102,19 +104,18 @@ class Checkpoints:
                     log.exception("session %s: its checkpoint failed; the previous one stays", session_id,
                                   extra=about_session(session_id))
 
-    def tick(self, session_id: str, now: float) -> Figures | None:
-        """Save the session's checkpoint if due and changed; what it cost, or None if none was saved."""
+    def tick(self, session_id: str, now: float) -> None:
+        """Save the session's checkpoint if due and changed."""
         plan = self._plans.get(session_id) or self._plan(session_id, now)
         if plan is None or not plan.interval or now < plan.due:
-            return None
+            return
         plan.due = now + plan.interval
         browser = self.worker.pool.get(session_id)
         if browser is None or browser.exited():
-            return None
+            return
         with self._saving:
-            if self._plans.get(session_id) is not plan:
-                return None  # released meanwhile
-            return self._save_if_changed(session_id, plan, browser)
+            if self._plans.get(session_id) is plan:  # not released meanwhile
+                self._save_if_changed(session_id, plan, browser)
 
     def _plan(self, session_id: str, now: float) -> Plan | None:
         """Read once, when the session first runs here: its interval never changes."""
@@ -126,33 +127,37 @@ class Checkpoints:
         plan = self._plans[session_id] = Plan(interval, due=now + interval)
         return plan
 
-    def _save_if_changed(self, session_id: str, plan: Plan, browser: RunningBrowser) -> Figures | None:
-        """``checkpointedAt`` is when the tabs and cookies were read, to the millisecond: nothing before it is lost."""
+    def _save_if_changed(self, session_id: str, plan: Plan, browser: RunningBrowser) -> None:
+        """``checkpointedAt`` is when the tabs and cookies were read, to the millisecond. A save that fails halfway
+        deletes what it wrote; the previous checkpoint stays in force."""
         read_at = datetime.now(timezone.utc)
         tabs, cookies = read_tabs(browser), read_cookies_of(browser)
         fingerprint = profile_fingerprint(browser.profile_dir, tabs, cookies)
         if fingerprint == plan.fingerprint:
-            return None
+            return
         started, cpu = time.monotonic(), time.thread_time()
         state = f"{moves_folder(session_id)}/{new_version()}"
         saved_at = read_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        with tempfile.TemporaryDirectory(dir=self._scratch()) as scratch:
-            copy = Path(scratch) / "profile"
-            copy_live_profile(browser.profile_dir, copy)
-            size = save_state(self.worker.snapshots, Path(scratch), state, copy,
-                              {"tabs": tabs, "cookies": cookies, "savedAt": read_at.timestamp()})
-        committed, previous = self.worker.store.moves.commit_checkpoint(session_id, self.worker.queue, state,
-                                                                        saved_at)
+        try:
+            with tempfile.TemporaryDirectory(dir=self._scratch()) as scratch:
+                copy = Path(scratch) / "profile"
+                copy_live_profile(browser.profile_dir, copy)
+                size = save_state(self.worker.snapshots, Path(scratch), state, copy,
+                                  {"tabs": tabs, "cookies": cookies, "savedAt": read_at.timestamp()})
+            committed, previous = self.worker.store.moves.commit_checkpoint(session_id, self.worker.queue, state,
+                                                                            saved_at)
+        except BaseException:
+            self.worker.snapshots.delete_blobs(state)
+            raise
         if not committed:
             self.worker.snapshots.delete_blobs(state)
-            return None
+            return
         if previous and previous != state:
             self.worker.snapshots.delete_blobs(previous)
         plan.fingerprint, plan.state = fingerprint, state
-        figures = Figures(time.monotonic() - started, time.thread_time() - cpu, size)
         log.info("session %s: checkpoint saved in %.2f s (CPU %.2f s, %d bytes, %d tabs, %d cookies)", session_id,
-                 figures.seconds, figures.cpu_seconds, size, len(tabs), len(cookies), extra=about_session(session_id))
-        return figures
+                 time.monotonic() - started, time.thread_time() - cpu, size, len(tabs), len(cookies),
+                 extra=about_session(session_id))
 
     def _scratch(self) -> Path:
         folder = self.worker.config.worker.state_dir / "scratch"
