@@ -62,6 +62,7 @@ SMALL = "<!doctype html><title>lifecycle</title><h1>lifecycle</h1>"
 LOAD_HANDLERS = ("(({loadEventStart, loadEventEnd}) => loadEventEnd - loadEventStart)"
                  "(performance.getEntriesByType('navigation')[0])")
 NAMES = {False: "not recorded", True: "recorded"}
+STEPS = ("create", "connect", "goto+title", "close+DELETE")
 
 
 class _Pages(http.server.BaseHTTPRequestHandler):
@@ -153,23 +154,31 @@ def lifecycles(broker, api, url: str, title: str, n: int) -> None:
     browser (waited for, untimed, before each)."""
     playwright = playwright_driver()
     totals: dict[bool, list[float]] = {False: [], True: []}
+    steps: dict[bool, dict[str, list[float]]] = {False: {}, True: {}}
     (nodename,) = broker.workers
     for i in range(n):
         for recorded in ((False, True) if i % 2 else (True, False)):
             wait_until(lambda: broker.store().warm.offered_by(nodename), 120, message="a warm browser")
-            started = time.perf_counter()
+            marks = [time.perf_counter()]
             session = api.create_session(recording=recorded)
+            marks.append(time.perf_counter())
             browser = playwright.chromium.connect_over_cdp(session["cdpUrl"])
             page = browser.contexts[0].pages[0]
+            marks.append(time.perf_counter())
             page.goto(url)
             assert page.title() == title
+            marks.append(time.perf_counter())
             browser.close()
             assert api.delete(f"/v1/sessions/{session['id']}").status_code == 204
-            totals[recorded].append(time.perf_counter() - started)
+            marks.append(time.perf_counter())
+            totals[recorded].append(marks[-1] - marks[0])
+            for step, took in zip(STEPS, (b - a for a, b in zip(marks, marks[1:]))):
+                steps[recorded].setdefault(step, []).append(took)
             api.wait_status(session["id"], "stopped", 30)
     base = pct(totals[False], 50)
     for recorded in (False, True):
-        print(f"lifecycle ({title}), {NAMES[recorded]:<12}: {summary(totals[recorded])}")
+        parts = ", ".join(f"{step} {pct(values, 50) * 1000:.0f}" for step, values in steps[recorded].items())
+        print(f"lifecycle ({title}), {NAMES[recorded]:<12}: {summary(totals[recorded])}; p50 by step: {parts} ms")
     print(f"  recorded ÷ not, p50: {pct(totals[True], 50) / base:.3f} ({load_average()})", flush=True)
 
 

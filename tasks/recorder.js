@@ -18,7 +18,12 @@
       // An event that cannot be serialised is dropped, never the page.
     }
   };
+  let started = false;
   const start = () => {
+    if (started) return;
+    started = true;
+    // rrweb's bundle is only compiled with the document; it runs here, once there is something to record.
+    loadRrweb();
     rrweb.record({
       emit(event) {
         if (pending.push(event) === 1) queueMicrotask(flush);
@@ -31,6 +36,27 @@
       collectFonts: false,
     });
   };
-  // Before the document has loaded, rrweb takes its first snapshot once it has (DOMContentLoaded).
-  start();
+  // Left to itself, rrweb takes its first full snapshot inside the load event, and the page's load (and whatever
+  // waits for it: a script's goto, a create's first navigation) lasts as long as the snapshot. It is taken in the
+  // task right after the load event instead, or as the page is left if that comes first: every document still has
+  // its full snapshot, which holds whatever changed and was typed before it. Not later (an idle callback): a
+  // session stopped right after its page loaded ends its browser, and no page hears of that.
+  const soon = () => setTimeout(start);
+  const whenLoaded = () => {
+    window.addEventListener("pagehide", start, { once: true });
+    if (document.readyState === "complete") soon();
+    else window.addEventListener("load", soon, { once: true });
+  };
+  // An empty about:blank (every new tab's first document, a warm browser's page) has nothing to record until
+  // something is put in it (a script's setContent): running rrweb there would only hold the create and the first
+  // navigation that replaces it.
+  const empty = () => location.href === "about:blank" && !document.head?.firstChild && !document.body?.firstChild
+    && !document.documentElement?.attributes.length && !document.body?.attributes.length;
+  if (!empty()) return whenLoaded();
+  const changes = new MutationObserver(() => {
+    if (empty()) return;
+    changes.disconnect();
+    whenLoaded();
+  });
+  changes.observe(document, { childList: true, subtree: true, attributes: true, characterData: true });
 })();

@@ -77,13 +77,15 @@ NO_CUSTOM_ELEMENTS = ("if (!globalThis.customElements) Object.defineProperty(glo
 @functools.cache
 def recorder_source() -> str:
     """rrweb's bundle (which defines ``rrweb`` in the world it runs in, the top frame's only) followed by the
-    broker's recorder."""
+    broker's recorder. The bundle is wrapped in a function the recorder calls when it starts recording: a new
+    document only compiles it, and one that is never recorded (an empty about:blank) never runs its 265 KB."""
     bundle = RECORDER_BUNDLE.read_text()
     for wrong, right in PROTOTYPE_CHECK_FIX:
         if wrong not in bundle:
             raise RuntimeError(f"rrweb's bundle changed: {wrong!r} not found (tasks/session_watch.py)")
         bundle = bundle.replace(wrong, right)
-    return f"if (window.top === window) {{\n{NO_CUSTOM_ELEMENTS}\n{bundle}\n;{RECORDER.read_text()}\n}}"
+    return (f"if (window.top === window) {{\n{NO_CUSTOM_ELEMENTS}\nconst loadRrweb = () => {{\n{bundle}\n}};\n"
+            f"{RECORDER.read_text()}\n}}")
 
 
 class Recording:
