@@ -79,8 +79,10 @@ def test_creates_raise_the_spares_up_to_the_free_slots_and_a_quiet_window_brings
     _wait(lambda: len(worker.store.warm.offered_by(worker.name)) == 4 and worker.warm.target == 4,
           "a spare in every slot")
     _wait(lambda: len(worker.store.warm.offered_by(worker.name)) == 1, "back at the floor after a quiet window")
-    assert worker.warm.target == 1 and worker.pool.counts()["warm"] == 1
-    assert len(worker.pool.launcher.stopped) == 3
+    # An extra spare's offer is withdrawn first, then its browser ended: a busy machine showed the count between.
+    _wait(lambda: worker.pool.counts()["warm"] == 1 and len(worker.pool.launcher.stopped) == 3,
+          "the three extra spares ended")
+    assert worker.warm.target == 1
 
 
 def test_a_create_that_took_a_spare_counts_as_warm_and_a_cold_one_as_cold(make_worker):
