@@ -22,26 +22,33 @@ from tests.support.proxies import ProxyFactory
 from tests.support.processes import Broker, Redis, run_processes, wait_until
 
 
-#: The slowest test files, slowest first (per-file totals of a full run, docs/TESTING.md). Run in this order, the two
+#: The slowest test files, slowest first (per-file totals of a full run, docs/TESTING.md). Run in this order, the
 #: pytest-xdist workers (scripts/test.sh, --dist loadfile) each take the longest file left when they free up, so
-#: neither is still on a long file while the other has run out; every other file keeps its place after these.
+#: none is still on a long file while the others have run out; every other file keeps its place after these.
 SLOWEST_FIRST = (
-    "tests/e2e/test_warm.py",
     "tests/hosts/test_many_hosts.py",
-    "tests/e2e/test_save_faults.py",
-    "tests/hosts/test_compose.py",
+    "tests/e2e/test_warm.py",
     "tests/e2e/test_lifecycle.py",
+    "tests/e2e/test_moving.py",
     "tests/e2e/test_live_view.py",
+    "tests/hosts/test_compose.py",
     "tests/e2e/test_redis_restart.py",
-    "tests/e2e/test_host_isolation.py",
-    "tests/e2e/test_redis_loss.py",
-    "tests/e2e/test_given_up_creates.py",
-    "tests/e2e/test_tenant_isolation.py",
-    "tests/e2e/test_proxy_routing.py",
-    "tests/e2e/test_session_cookies.py",
     "tests/e2e/test_context_faults.py",
-    "tests/e2e/test_cdp_clients.py",
     "tests/e2e/test_files.py",
+    "tests/e2e/test_save_faults.py",
+    "tests/e2e/test_host_isolation.py",
+    "tests/e2e/test_tenant_isolation.py",
+    "tests/e2e/test_cdp_clients.py",
+    "tests/e2e/test_given_up_creates.py",
+    "tests/e2e/test_openapi_contract.py",
+    "tests/e2e/test_contexts.py",
+    "tests/e2e/test_browser_record.py",
+    "tests/e2e/test_proxy_routing.py",
+    "tests/e2e/test_events.py",
+    "tests/e2e/test_redis_loss.py",
+    "tests/e2e/test_session_cookies.py",
+    "tests/e2e/test_browser_options.py",
+    "tests/e2e/test_recording.py",
 )
 
 
