@@ -21,6 +21,7 @@ from core.cdp import navigate_first_page
 from core.dispatch import LAUNCH_TASK, STOP_TASK, can_use_warm
 from core.ids import iso_after
 from core.logs import session_fields
+from core.store.metrics import CREATE_PATHS
 from core.snapshots import SnapshotError, SnapshotNotHere
 from core.states import SessionRecord, Status, StopReason
 from tasks.chromium_flags import browser_flags
@@ -97,11 +98,19 @@ def _launch(worker: Worker, session_id: str, warm: str | None) -> None:
         if browser is not None:
             worker.intake.reconcile()
     if browser is not None and not record["url"]:
-        worker.session_watches.begin(record)
-        options = worker.browser_options.start(session_id, browser, record)
-        fields = {**_running_fields(worker, browser, record), **options}
-        return _finish(worker, session_id, _decided(
-            worker, session_id, lambda: worker.machine.hand_over(session_id, worker.queue, **fields)))
+        try:
+            worker.session_watches.begin(record)
+            options = worker.browser_options.start(session_id, browser, record)
+            fields = {**_running_fields(worker, browser, record), **options}
+            _finish(worker, session_id, _decided(
+                worker, session_id, lambda: worker.machine.hand_over(session_id, worker.queue, **fields)))
+        finally:
+            worker.warm.handed_over()
+        worker.store.metrics.count(CREATE_PATHS, "warm")
+        return
+    if browser is not None:  # a first page to load: the create waits for that, not for these
+        worker.warm.handed_over()
+        worker.store.metrics.count(CREATE_PATHS, "warm")
     if browser is None:
         _reserve_slot(worker, session_id)
     claimed = worker.machine.claim(session_id, worker.queue)

@@ -35,6 +35,7 @@ folder, named by ``--load-extension`` (tasks/chromium_flags.py).
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import threading
 from dataclasses import dataclass, field
@@ -140,11 +141,24 @@ class SessionOptions:
         except BaseException:
             self.cdp.abort()
             raise
-        self._thread = threading.Thread(target=self.cdp.listen, name="browser-options", daemon=True)
+        self._thread = threading.Thread(target=self._listen, name="browser-options", daemon=True)
         self._thread.start()
+
+    def open(self) -> bool:
+        """Whether the connection still holds the options (its reader ends with it)."""
+        return self._thread.is_alive()
 
     def close(self) -> None:
         self.cdp.abort()
+
+    def _listen(self) -> None:
+        """At the worker's own priority: a warm browser's connection is opened by the warm keeper, whose niceness a
+        new thread inherits, and every new target of the session waits for this thread to let it run."""
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, os.getpid()))
+        except OSError:
+            pass
+        self.cdp.listen()
 
     def _attached(self, event: dict) -> None:
         """On the reading thread: only sends (a session's commands run in order, the last one lets the target run)."""
@@ -243,14 +257,41 @@ class BrowserOptions:
         self._lock = threading.Lock()
         self._sessions: dict[str, SessionOptions] = {}
 
+    def prepare(self, key: str, browser: RunningBrowser) -> None:
+        """A warm browser's connection, opened before it is offered, with no options of a session's own (only the
+        default user agent): a create with none keeps it as it is (:meth:`start`), so its hand-over opens no
+        connection, attaches nothing and waits for no answer. Follows the browser to its session through the
+        pool's rekey hooks, as its session watch does."""
+        if self.config.sessions.headless_user_agent == "keep":
+            return
+        try:
+            applied = SessionOptions(self.config, browser, {})
+        except Exception:  # the hand-over opens one then, as for any browser
+            log.exception("%s: the browser options' connection could not be opened", key)
+            return
+        self._keep(key, applied)
+
+    def rekey(self, old: str, new: str) -> None:
+        with self._lock:
+            applied = self._sessions.pop(old, None)
+            if applied is not None:
+                self._sessions[new] = applied
+
     def start(self, session_id: str, browser: RunningBrowser, record: dict) -> dict:
         """Before the session is handed out (and before its first page): the record's fields that say what it got.
 
-        A browser that does not take the connection runs without its options, said in the log: it answered CDP
-        a moment ago, and a create is better answered than held for it. A warm browser keeps the profile folder
-        it was launched with, named after its warm key."""
+        A warm browser whose connection was opened with the same options (none) keeps it; one opened with other
+        options is closed first, so that only the session's own overrides hold. A browser that does not take the
+        connection runs without its options, said in the log: it answered CDP a moment ago, and a create is
+        better answered than held for it. A warm browser keeps the profile folder it was launched with, named
+        after its warm key."""
         options = opened(record.get("browserOptions") or {}, self.box)
         launch = {"launch": "warm" if browser.profile_dir.name.startswith(WARM_PREFIX) else "cold"}
+        with self._lock:
+            prepared = self._sessions.get(session_id)
+        if prepared is not None and prepared.options == options and prepared.open():
+            return launch
+        self.stop(session_id)
         if not options and self.config.sessions.headless_user_agent == "keep":
             return launch  # nothing to hold: no connection at all
         try:
@@ -259,12 +300,15 @@ class BrowserOptions:
             log.exception("session %s: its browser options could not be applied", session_id,
                           extra={"session": session_id})
         else:
-            with self._lock:
-                old = self._sessions.pop(session_id, None)
-                self._sessions[session_id] = applied
-            if old is not None:
-                old.close()
+            self._keep(session_id, applied)
         return launch
+
+    def _keep(self, key: str, applied: SessionOptions) -> None:
+        with self._lock:
+            old = self._sessions.pop(key, None)
+            self._sessions[key] = applied
+        if old is not None:
+            old.close()
 
     def stop(self, session_id: str) -> None:
         with self._lock:

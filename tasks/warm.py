@@ -36,7 +36,6 @@ from core.capacity import browsers_memory_allows
 from core.cdp import CdpConnection, CdpError
 from core.ids import new_id
 from core.store import Store
-from core.store.metrics import CREATE_PATHS
 from tasks.running_browser import RunningBrowser
 from tasks.pool import ChromiumPool, PoolFull
 from tasks.warm_demand import WarmDemand
@@ -150,7 +149,8 @@ class WarmBrowsers:
 
     # -- what launch tasks call ------------------------------------------------
     def take(self, key: str, session_id: str) -> RunningBrowser | None:
-        """The spare ``key`` (whose offer the create took), now the session's; None if it is gone or dead."""
+        """The spare ``key`` (whose offer the create took), now the session's; None if it is gone or dead. The
+        launch calls :meth:`handed_over` once the session has its answer (tasks/browser.py)."""
         return self._hand_over(key, self._pop(key), session_id)
 
     def take_any(self, session_id: str) -> RunningBrowser | None:
@@ -379,10 +379,18 @@ class WarmBrowsers:
             self._unoffered_since.pop(key, None)
             return self._ready.pop(key, None)
 
+    def handed_over(self) -> None:
+        """Called by the launch once the create that took a spare has its answer: the keeper refills (after
+        ``REFILL_SETTLE``) and a spare settling beside this one is offered. Not at the take itself: the keeper's
+        look at the pool and Redis then ran beside the hand-over's own write, on the worker's GIL and cores, and
+        the create waited for both."""
+        self._taken.set()
+        self._wake.set()
+
     def _hand_over(self, key: str, spare: Spare | None, session_id: str) -> RunningBrowser | None:
-        """The keeper is woken to refill, but only once the hand-over is recorded: woken before, it would see the
-        last one's time and launch a spare right away, beside the session's first page loads (measured: a first
-        same-site load 75-100 ms instead of 55-70, a cross-site one ~300 ms instead of ~200).
+        """The hand-over's time is recorded before the keeper is woken (:meth:`handed_over`): woken before, it would
+        see the last one's time and launch a spare right away, beside the session's first page loads (measured: a
+        first same-site load 75-100 ms instead of 55-70, a cross-site one ~300 ms instead of ~200).
 
         The browser leaves its launch niceness before it is asked whether it answers: niced, its answer waited
         behind everything else on the host's cores (the ping's p50 ~2.0 -> ~1.7 ms).
@@ -399,9 +407,4 @@ class WarmBrowsers:
             self._wake.set()
             return None
         self._last_hand_over = time.monotonic()
-        self._taken.set()
-        self._wake.set()
-        browser = self.pool.rekey(key, session_id)
-        if browser is not None:
-            self.store.metrics.count(CREATE_PATHS, "warm")
-        return browser
+        return self.pool.rekey(key, session_id)

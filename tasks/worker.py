@@ -101,7 +101,7 @@ class Worker:
         self.pool = ChromiumPool(launcher, config.worker.pool_size, root)
         self.warm = WarmBrowsers(self.pool, self.store, lambda: self.name, config.worker.warm_browsers, config.worker.warm_window,
                                  self._warm_flags, config.worker.launch_timeout, on_ready=lambda: self.intake.reconcile(),
-                                 prepare=self.prepare_browser)
+                                 prepare=self._prepare_spare)
         #: A warm browser is room too, for creates that waited: a plain one takes it, any other ends it for its slot.
         self.intake = LaunchIntake(app, name, self.pool, self.warm.room, self.store)
         self.gateway = Gateway(config, GatewayKey.from_config(config), self.pool.get)
@@ -112,7 +112,8 @@ class Worker:
         self.pool.failed_launch_hooks.append(self.forwarders.stop)
         self.pool.cold_launch_hooks.append(self.intake.launched_cold)
         self.pool.rekey_hooks.append(lambda _, session_id: self.intake.forget(session_id))
-        self.pool.rekey_hooks += [self.forwarders.rekey, self.download_guards.rekey, self.session_watches.rekey]
+        self.pool.rekey_hooks += [self.forwarders.rekey, self.download_guards.rekey, self.session_watches.rekey,
+                                  self.browser_options.rekey]
         # The sessions' flows (tasks/browser.py) and the periodic work (tasks/lifecycle.py).
         self.stops_under_way = StopsUnderWay()
         #: Set when the worker is told to shut down: a flow waiting for Redis to answer gives up then.
@@ -260,6 +261,12 @@ class Worker:
                 self.store.cdp_protocol.save(browser.version, answer.read().decode())
         except OSError as error:
             log.warning("could not read Chromium's /json/protocol: %s", error)
+
+    def _prepare_spare(self, key: str, browser: RunningBrowser) -> None:
+        """A warm browser, before it is offered: what every browser gets, and the connection that holds a session's
+        browser options, opened with none (a create with none keeps it: tasks/browser_options.py)."""
+        self.prepare_browser(key, browser)
+        self.browser_options.prepare(key, browser)
 
     def isolation(self) -> dict[str, str]:
         """How this worker keeps its browsers apart, for its heartbeat (so /readyz and /metrics) and its start log.
