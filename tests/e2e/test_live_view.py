@@ -2,7 +2,9 @@
 
 The deployment reaches its browsers only through the worker's gateway
 (BROKER_GATEWAY_ALWAYS), as a web process on another host would, and its
-live-view links last 20 s (fresh ones in every answer for at least 10 s).
+live-view links last 60 s: longer than any test here keeps a view open on a busy
+machine (at 20 s a CI run's view ended mid-test). The expiry test's links come
+from a second web process whose links last SHORT_TTL.
 While a CDP client is connected, a viewer gets at most BUSY_FPS frames a second.
 Redis database 30.
 """
@@ -18,10 +20,11 @@ from playwright.sync_api import Page
 
 from tests.support.api import Api
 from tests.support.browsing import playwright_driver
-from tests.support.processes import Broker, wait_until
+from tests.support.processes import Broker, end_process, wait_until
 from tests.support.viewer import ANIMATE, CHROMIUM, near, person_flags, pixels, wait_frames
 
-LINK_TTL = 20
+LINK_TTL = 60
+SHORT_TTL = 6
 BUSY_FPS = 2
 RED, BLUE, WHITE = (220, 30, 40), (30, 60, 220), (255, 255, 255)
 NOT_AVAILABLE = "This live view is not available"
@@ -202,18 +205,29 @@ def test_links_are_refused_when_foreign_revoked_or_used_as_a_connect_token(live_
     # An expired link is refused too: test_an_open_view_and_its_link_end_when_the_link_expires waits out the TTL once for both.
 
 
-def test_an_open_view_and_its_link_end_when_the_link_expires(live_api):
+def test_an_open_view_and_its_link_end_when_the_link_expires(deployment, live_api):
     """Nothing renews the link meanwhile (no answer shows the session): the viewer opened with it closes at its
-    expiry, LINK_TTL after the create, not whenever the person leaves. Then the link itself is refused, and the
-    next answer showing the session hands out a fresh one that opens."""
+    expiry, SHORT_TTL after the create, not whenever the person leaves. Then the link itself is refused, and the
+    next answer showing the session hands out a fresh one that opens.
+
+    The links come from a second web process of the deployment with BROKER_LIVE_VIEW_TTL=SHORT_TTL: a link's
+    expiry is stored with its session, and the view, served by that process, ends at it."""
+    web, url = deployment.start_another_web(BROKER_LIVE_VIEW_TTL=str(SHORT_TTL))
+    try:
+        _open_view_until_its_link_expires(Api(url, deployment.api_key))
+    finally:
+        end_process(web)
+
+
+def _open_view_until_its_link_expires(api: Api) -> None:
     issued = time.time()
-    session = live_api.create_session()
+    session = api.create_session()
     answered = time.time()
     socket_url = session["liveViewUrl"].replace("http://", "ws://").replace("?", "/socket?", 1)
     viewer = websocket.create_connection(socket_url, timeout=5)
     ended = None
     try:
-        while ended is None and time.time() < issued + LINK_TTL + 5:
+        while ended is None and time.time() < issued + SHORT_TTL + 5:
             try:
                 message = viewer.recv()
             except websocket.WebSocketTimeoutException:
@@ -227,10 +241,10 @@ def test_an_open_view_and_its_link_end_when_the_link_expires(live_api):
     closed = time.time()
     viewer.close()
     assert ended is not None and "expired" in ended, ended
-    assert issued + LINK_TTL - 0.5 <= closed <= answered + LINK_TTL + 2, (closed - issued, closed - answered)
+    assert issued + SHORT_TTL - 0.5 <= closed <= answered + SHORT_TTL + 2, (closed - issued, closed - answered)
     wait_until(lambda: requests.get(session["liveViewUrl"], timeout=10).status_code == 404, 5, interval=0.5,
                message="the expired live-view link to be refused")
-    fresh = live_api.get(f"/v1/sessions/{session['id']}").json()["liveViewUrl"]
+    fresh = api.get(f"/v1/sessions/{session['id']}").json()["liveViewUrl"]
     assert fresh != session["liveViewUrl"] and requests.get(fresh, timeout=10).status_code == 200
 
 
