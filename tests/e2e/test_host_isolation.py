@@ -166,11 +166,20 @@ def test_a_path_given_to_the_browser_reaches_only_its_own_session(any_broker, an
 
 
 def session_processes(broker: Broker, session_id: str) -> list[psutil.Process]:
-    """Every process of the session's browser, found by its profile folder, plus its ChromeDriver if any."""
+    """Every process of the session's browser, found by its profile folder, plus its ChromeDriver if any.
+
+    One that ends while it is looked at (a renderer or utility process the browser let go) is left out: a CI run
+    on a busy machine saw a PID end between the listing and ``parent()``."""
     flag = f"--user-data-dir={profile_of(broker, session_id)}"
     procs = [p for p in psutil.process_iter(["cmdline"]) if flag in (p.info["cmdline"] or [])]
-    drivers = {p.parent() for p in procs} - set(procs)
-    return procs + [d for d in drivers if d is not None and d.name() == "chromedriver"]
+    live, drivers = [], set()
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            parent = proc.parent()
+            if parent is not None and parent not in procs and parent.name() == "chromedriver":
+                drivers.add(parent)
+            live.append(proc)
+    return live + list(drivers)
 
 
 def userns_allowed(uid: int) -> bool:
