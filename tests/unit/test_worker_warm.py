@@ -99,6 +99,32 @@ def test_a_create_that_took_a_spare_counts_as_warm_and_a_cold_one_as_cold(make_w
     assert worker.store.metrics.counter(CREATE_PATHS) == {"warm": 1, "cold": 1}
 
 
+def test_a_create_with_no_browser_options_keeps_the_options_connection_its_warm_browser_opened(make_worker):
+    """The hand-over then opens no connection; a create with options of its own gets a connection of its own, and
+    the warm one is closed."""
+    worker = make_worker(started=True, BROKER_WARM_BROWSERS=1)
+    _wait(lambda: worker.store.warm.offered_by(worker.name), "a warm browser on offer")
+    offer = worker.store.warm.take()
+    prepared = worker.browser_options._sessions[offer.key]
+    plain = new_session(worker.store)
+
+    launch_session(worker, plain, warm=offer.key)
+
+    assert worker.browser_options._sessions[plain] is prepared and prepared.open()
+    assert offer.key not in worker.browser_options._sessions
+
+    _wait(lambda: worker.store.warm.offered_by(worker.name), "another warm browser on offer")
+    offer = worker.store.warm.take()
+    prepared = worker.browser_options._sessions[offer.key]
+    sized = new_session(worker.store, browserOptions={"viewport": {"width": 800, "height": 600}})
+
+    launch_session(worker, sized, warm=offer.key)
+
+    applied = worker.browser_options._sessions[sized]
+    assert applied is not prepared and applied.options["viewport"]["width"] == 800
+    _wait(lambda: not prepared.open(), "the warm browser's own options connection closed")
+
+
 class _NoConsumer:
     def cancel_task_queue(self, queue: str) -> None:
         pass
