@@ -124,7 +124,7 @@ def deploy(brokers, workdir, redis_server) -> Iterator[Callable[..., Broker]]:
         brokers.append(broker)
         made.append(broker)
         if web:
-            broker.start_web()
+            broker.start_web(wait=False)  # its first use waits (Broker.url); a module's workers start meanwhile
         return broker
 
     yield start
@@ -137,7 +137,7 @@ def _start(brokers: list[Broker], workdir: Path, redis: Redis, db: int = 0, **en
     # a test that counts the spares (tests/e2e/test_warm.py) should find the floor again soon after, not a minute later.
     broker = Broker(redis, workdir, "bb_" + secrets.token_urlsafe(24), db, BROKER_WARM_WINDOW="10", **env)
     brokers.append(broker)
-    broker.start_web()
+    broker.start_web(wait=False)
     broker.start_worker()
     return broker
 

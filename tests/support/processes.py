@@ -142,7 +142,8 @@ class Broker:
         self.api_key = api_key
         secrets.remember("bootstrap API key", api_key)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self._url = f"http://127.0.0.1:{self.port}"
+        self._web_starting = False
         self.state_dir = workdir / f"state-{self.port}"
         # Outside the (0700) workdir: browsers' users must be able to walk down to their profiles.
         self.profiles_dir = Path(tempfile.gettempdir()) / f"bb-test-profiles-{RUN_ID[:8]}-{self.port}"
@@ -152,7 +153,7 @@ class Broker:
             "REDIS_URL": self.redis_url,
             "PORT": str(self.port),
             "BROKER_BIND": "127.0.0.1",
-            "BROKER_PUBLIC_URL": self.url,
+            "BROKER_PUBLIC_URL": self._url,
             "BROKER_BOOTSTRAP_API_KEY": api_key,
             "BROKER_SECRET_KEY": SECRET_KEY,
             "BROKER_PROXY_CONNECT_TIMEOUT": "3",
@@ -180,13 +181,28 @@ class Broker:
         log = open(self.workdir / log_name, "ab")
         return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
-    def start_web(self) -> None:
+    @property
+    def url(self) -> str:
+        """The web process's address, once it answers (see ``start_web``)."""
+        self.wait_web()
+        return self._url
+
+    def start_web(self, wait: bool = True) -> None:
+        """``wait=False``: the web process starts while the caller goes on (a module's workers start, ~2 s each,
+        beside it); the first use of ``url`` waits for it to answer."""
         self.web = self._spawn([sys.executable, "-m", "web"], f"web-{self.port}.log", self.env)
-        wait_until(self._web_answers, 30, message="web process")
+        self._web_starting = True
+        if wait:
+            self.wait_web()
+
+    def wait_web(self) -> None:
+        if self._web_starting:
+            wait_until(self._web_answers, 30, message="web process")
+            self._web_starting = False
 
     def _web_answers(self, url: str | None = None) -> bool:
         try:
-            return requests.get(f"{url or self.url}/healthz", timeout=1).ok
+            return requests.get(f"{url or self._url}/healthz", timeout=1).ok
         except requests.RequestException:
             return False
 
