@@ -37,7 +37,7 @@ def stalling(brokers, workdir):
     broker = Broker(redis, workdir, "bb_" + secrets.token_urlsafe(24), BROKER_POOL_SIZE=str(POOL),
                     BROKER_WARM_BROWSERS="0", BROKER_CREATE_WAIT=str(WAIT), BROKER_LAUNCH_TIMEOUT=str(LAUNCH))
     brokers.append(broker)
-    broker.start_web()
+    broker.start_web(wait=False)
     broker.start_worker("stall")
     yield broker
     broker.stop()

@@ -38,7 +38,7 @@ def life(brokers, tmp_path_factory):
                     BROKER_POOL_SIZE=str(POOL), BROKER_CREATE_WAIT=str(WAIT), BROKER_RETRY_AFTER="3",
                     BROKER_STOP_NEVER_SENT_AFTER=str(STOP_NEVER_SENT_AFTER))
     brokers.append(broker)
-    broker.start_web()
+    broker.start_web(wait=False)
     broker.start_worker("a")
     yield broker
     broker.stop()

@@ -57,7 +57,7 @@ def lost(brokers, tmp_path_factory, pages):
     redis = Redis(workdir)
     broker = Broker(redis, workdir, "bb_" + secrets.token_urlsafe(24), BROKER_ORPHAN_FILES_GRACE=str(GRACE))
     brokers.append(broker)
-    broker.start_web()
+    broker.start_web(wait=False)
     broker.start_worker(WORKER)
     api = Api(broker.url, broker.api_key)
     snapshots = broker.state_dir / "snapshots"

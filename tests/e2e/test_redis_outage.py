@@ -24,7 +24,7 @@ def outage(brokers, workdir):
     redis = Redis(workdir, persist=True)
     broker = Broker(redis, workdir, "bb_" + secrets.token_urlsafe(24), BROKER_WARM_BROWSERS="0")
     brokers.append(broker)
-    broker.start_web()
+    broker.start_web(wait=False)
     broker.start_worker()
     api = Api(broker.url, broker.api_key)
     session = api.create_session()

@@ -43,7 +43,7 @@ def deployment(brokers, tmp_path_factory):
     redis = Redis(workdir, persist=True)
     broker = Broker(redis, workdir, "bb_" + secrets.token_urlsafe(24), BROKER_POOL_SIZE="6", BROKER_CREATE_WAIT="20")
     brokers.append(broker)
-    broker.start_web()
+    broker.start_web(wait=False)
     broker.start_worker(WORKER)
     yield broker, redis
     if redis.proc.poll() is not None:
@@ -181,7 +181,7 @@ def test_a_worker_that_reconnects_takes_cold_launches_again(brokers, tmp_path_fa
                     BROKER_CREATE_WAIT="15")
     brokers.append(broker)
     try:
-        broker.start_web()
+        broker.start_web(wait=False)
         broker.start_worker(WORKER)
         api = Api(broker.url, broker.api_key)
         kept, lost = api.create_session(), api.create_session()
