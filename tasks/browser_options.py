@@ -21,10 +21,11 @@ hold in every target, workers included, and leave a client free to override them
 A target a client creates with its URL (``Target.createTarget {url}``, a popup)
 starts its navigation in the browser process before the target is attached, so its
 first document request would leave with Chromium's own user agent and without the
-extra headers. The connection therefore also intercepts document requests
-browser-wide (``Fetch`` on the browser's own session) and gives such a request what
-its target's overrides would have: it is recognised by Chromium's own user agent or
-a missing extra header, so a client's own user agent is left alone.
+extra headers. For a session with either, the connection therefore also intercepts
+document requests browser-wide (``Fetch`` on the browser's own session) and gives
+such a request what its target's overrides would have: it is recognised by the
+browser's own user agent or a missing extra header, so a client's own user agent is
+left alone.
 
 Every session gets this connection, with options or without: the default user agent
 says ``Chrome`` where headless Chromium's says ``HeadlessChrome``, with client hints
@@ -125,7 +126,8 @@ class SessionOptions:
         try:
             self.cdp.subscribe(self._attached, "Target.attachedToTarget")
             self.cdp.subscribe(self._paused, "Fetch.requestPaused")
-            if self.user_agent or options.get("extraHTTPHeaders"):
+            # The default user agent is the launch's own (tasks/chromium_flags.py), so a first request carries it.
+            if options.get("userAgent") or options.get("extraHTTPHeaders"):
                 self.cdp.call("Fetch.enable", {"patterns": [{"resourceType": "Document", "requestStage": "Request"}]})
             # Every other event (the network's, with extra headers) is read and let go, never kept.
             self.cdp.subscribe(lambda _: None)
