@@ -222,14 +222,24 @@ def test_worker_state_shows_free_warm_and_running_counts(solo, solo_api):
     """In ``inspect stats`` (what Flower shows on a worker's page) and, summed, in /readyz."""
     wait_offers(solo, "solo@test", 1)
     session = solo_api.create_session()
-    wait_offers(solo, "solo@test", 1)
-    celery = Celery(broker=solo.redis_url)
-    try:
-        stats = celery.control.inspect(destination=["solo@test"], timeout=10).stats()
-    finally:
-        celery.close()
     counts = {"slots": 3, "free": 1, "warm": 1, "running": 1, "launching": 0}
-    assert stats["solo@test"]["browsers"] == counts
+    seen: list[dict | None] = []
+
+    def stats_show_them() -> bool:
+        # The create raised the keeper's target for BROKER_WARM_WINDOW: a second spare may launch and end before
+        # the worker is back at one spare beside the session.
+        celery = Celery(broker=solo.redis_url)
+        try:
+            stats = celery.control.inspect(destination=["solo@test"], timeout=5).stats() or {}
+        finally:
+            celery.close()
+        seen.append(stats.get("solo@test", {}).get("browsers"))
+        return seen[-1] == counts
+
+    try:
+        wait_until(stats_show_them, WAIT, message=f"inspect stats to show {counts}")
+    except TimeoutError as error:
+        raise AssertionError(f"{error}; last seen: {seen[-1:]}") from None
     wait_until(lambda: solo_api.get("/readyz").json().get("browsers") == counts, WAIT,
                message="/readyz to show a heartbeat with these counts")
     solo_api.stop_session(session["id"])
@@ -255,7 +265,8 @@ def test_flower_shows_each_workers_browser_counts(solo, solo_api, workdir):
     shown = re.search(r"<td>browsers</td>\s*<td[^>]*>(\{[^}]*\})</td>", page)
     assert shown, "no browser counts on the worker's page"
     counts = ast.literal_eval(shown.group(1))
-    assert counts["slots"] == 3 and counts["warm"] == 1 and set(counts) == {"slots", "free", "warm", "running", "launching"}
+    # At least the floor: a spare the keeper launched for a recent create may still be on offer beside it.
+    assert counts["slots"] == 3 and counts["warm"] >= 1 and set(counts) == {"slots", "free", "warm", "running", "launching"}
 
 
 def _answers(url: str) -> bool:
