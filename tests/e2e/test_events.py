@@ -178,7 +178,8 @@ def test_another_projects_key_gets_404(logged, log_api, session_factory):
                                    {"limit": "100000"}, {"limit": "ten"}])
 def test_bad_inputs_get_json_errors_and_change_nothing(log_api, session_factory, query):
     session = session_factory(log_api)
-    before = events(log_api, session["id"])
+    # The worker's writer thread logs "created" beside the create's answer, not before it.
+    before = wait_for(log_api, session["id"], lambda log: any(e["type"] == "created" for e in log))
     for path in ("events", "events/stream"):
         if path.endswith("stream") and "limit" in query:
             continue

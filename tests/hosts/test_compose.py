@@ -120,8 +120,13 @@ def compose(request):
         project.variables["BROKER_EGRESS_ALLOW"] = opened
         project.up()
         with project.net.inside(project.docker_host):
-            wait_until(lambda: _ready_workers(project) == workers, 120, interval=0.5,
-                       message=f"/readyz counting {workers} worker(s)")
+            try:
+                wait_until(lambda: _ready_workers(project) == workers, 120, interval=0.5,
+                           message=f"/readyz counting {workers} worker(s)")
+            except TimeoutError as error:
+                logs = {f"{c.service}-{c.index}": project.log(c)[-1500:] for c in
+                        [*project.replicas("worker"), *project.replicas("web")]}
+                raise TimeoutError(f"{error}; /readyz: {_readyz(project)}; the logs end: {logs}") from None
         yield project
     finally:
         try:
@@ -149,6 +154,13 @@ def _is_browser(proc: psutil.Process) -> bool:
         return proc.name().startswith(BROWSER_NAMES)
     except psutil.NoSuchProcess:
         return False
+
+
+def _readyz(project: Project) -> str:
+    try:
+        return requests.get(f"{project.url}/readyz", timeout=2).text[:1000]
+    except requests.RequestException as error:
+        return repr(error)
 
 
 def _ready_workers(project: Project) -> int:
