@@ -19,7 +19,8 @@ from tests.support.api import Api
 from tests.support.browsing import stop_playwright_driver
 from tests.support.pages import PageServer
 from tests.support.proxies import ProxyFactory
-from tests.support.processes import Broker, Redis, run_processes, wait_until
+from tasks.running_browser import end_processes
+from tests.support.processes import Broker, Redis, describe_process, run_processes, wait_until
 
 
 #: The slowest test files, slowest first (per-file totals of a full run, docs/TESTING.md). Run in this order, the
@@ -98,7 +99,14 @@ def brokers(workdir, redis_server):
     yield started
     for broker in started:
         broker.stop()
-    wait_until(lambda: not run_processes(), 20, message="browser processes of this run to end")
+    try:
+        wait_until(lambda: not run_processes(), 60, message="browser processes of this run to end")
+    except TimeoutError as error:
+        # Said, then ended (they are this run's, by its mark): which browser outlived every worker is the clue.
+        alive = run_processes()
+        described = [describe_process(proc) for proc in alive]
+        end_processes(alive, grace=0)
+        raise AssertionError(f"{error}: {described}") from None
     leftovers = [p for broker in started for p in broker.leftovers()]
     for broker in started:
         broker.remove_profiles_root()

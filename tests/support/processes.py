@@ -88,6 +88,15 @@ def run_processes(names: tuple[str, ...] = BROWSER_NAMES) -> list[psutil.Process
     return found
 
 
+def describe_process(proc: psutil.Process) -> str:
+    """PID, age, parent and the start of the command line: enough to tell which launch left it."""
+    try:
+        args = " ".join(arg for arg in proc.cmdline() if arg.startswith(("--user-data-dir", "--type")) or "/" in arg)
+        return f"{proc.pid} ({proc.name()}, {time.time() - proc.create_time():.0f} s old, parent {proc.ppid()}): {args[:300]}"
+    except psutil.Error as error:
+        return f"{proc.pid}: {error!r}"
+
+
 class Redis:
     def __init__(self, workdir: Path, persist: bool = False, data_dir: Path | None = None) -> None:
         """``data_dir``: where its data is (an RDB or append-only file there is loaded); by default a folder of its
