@@ -91,7 +91,8 @@ def kill_redis_mid_flight(broker: Broker, redis: Redis, api: Api, pages: PageSer
 
 def worker_survived(broker: Broker, restores: int) -> None:
     """Through the fault's very path: the consumer lost its connection holding the held launch unacknowledged."""
-    wait_until(lambda: broker.worker_log(WORKER).count(RESTORE) > restores, 30,
+    # Celery's consumer reconnects with a backoff; a loaded clean-clone run took over 30 s.
+    wait_until(lambda: broker.worker_log(WORKER).count(RESTORE) > restores, 90,
                message="the consumer's restore of the unacknowledged launch")
     assert broker.workers[NODE].poll() is None, "the worker exited"
     wait_until(lambda: NODE in broker.live_workers(), 30, message="the worker's heartbeat")
