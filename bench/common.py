@@ -30,17 +30,7 @@ def summary(values: list[float], unit: str = "ms", scale: float = 1000) -> str:
 
 def evaluate_round_trips(cdp: RawCdp, page_session: str, n: int, expression: str = "1+1") -> list[float]:
     """Seconds per ``Runtime.evaluate`` on one page, each sent only once the last answer is in."""
-    message = {"method": "Runtime.evaluate", "params": {"expression": expression}, "sessionId": page_session}
-    times = []
-    for i in range(n):
-        message["id"] = 1_000_000 + i
-        payload = json.dumps(message)
-        start = time.perf_counter()
-        cdp.ws.send(payload)
-        while json.loads(cdp.ws.recv()).get("id") != message["id"]:
-            pass
-        times.append(time.perf_counter() - start)
-    return times
+    return [evaluate_round_trip(cdp, page_session, 1_000_000 + i, expression) for i in range(n)]
 
 
 def tree_memory(pids: list[int]) -> tuple[float, float]:
@@ -80,3 +70,27 @@ def running_broker(**env: str) -> Iterator[tuple[Broker, Api]]:
         redis.stop()
         broker.remove_profiles_root()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds so far of a process and every process under it (those that end meanwhile are left out)."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for member in [root, *root.children(recursive=True)]:
+        try:
+            times = member.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def evaluate_round_trip(cdp: RawCdp, page: str, message_id: int, expression: str = "1+1") -> float:
+    """Seconds from sending one ``Runtime.evaluate`` on the raw socket to reading its answer."""
+    payload = json.dumps({"id": message_id, "method": "Runtime.evaluate", "params": {"expression": expression},
+                          "sessionId": page})
+    start = time.perf_counter()
+    cdp.ws.send(payload)
+    while json.loads(cdp.ws.recv()).get("id") != message_id:
+        pass
+    return time.perf_counter() - start

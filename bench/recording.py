@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from bench.common import evaluate_round_trips, pct, running_broker, summary
+from bench.common import evaluate_round_trips, pct, running_broker, summary, tree_cpu
 from tasks.session_watch import CHUNK_SECONDS
 from tests.support.cdp import RawCdp
 from tests.support.browsing import playwright_driver
@@ -88,14 +88,7 @@ def browser_cpu(broker, session_id: str) -> float:
     port = urlsplit(broker.store().sessions.get(session_id)["browserWsUrl"]).port
     main = next(psutil.Process(c.pid) for c in psutil.net_connections("tcp")
                 if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN)
-    total = 0.0
-    for member in [main, *main.children(recursive=True)]:
-        try:
-            times = member.cpu_times()
-            total += times.user + times.system
-        except psutil.NoSuchProcess:
-            continue
-    return total
+    return tree_cpu(main.pid)
 
 
 def page_loads(pages: dict, site: str, n: int) -> None:

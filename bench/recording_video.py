@@ -31,6 +31,7 @@ from pathlib import Path
 import psutil
 from playwright.sync_api import Page, sync_playwright
 
+from bench.common import tree_cpu
 from bench.recording import PAGE, load_average
 from core.recordings import RECORDER_BUNDLE
 from tasks.session_watch import BINDING, WORLD, recorder_source
@@ -48,18 +49,6 @@ def browser_pid(seen: set[int]) -> int:
                 child.cmdline()):
             return child.pid
     raise RuntimeError("no new browser process")
-
-
-def tree_cpu(pid: int) -> float:
-    root = psutil.Process(pid)
-    total = 0.0
-    for member in [root, *root.children(recursive=True)]:
-        try:
-            times = member.cpu_times()
-            total += times.user + times.system
-        except psutil.NoSuchProcess:
-            continue
-    return total
 
 
 def drive(page: Page, seconds: float) -> None:

@@ -19,13 +19,11 @@ add to that, and the broker's relay what the web process around it adds.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import subprocess
 import sys
 import threading
-import time
 from urllib.parse import urlsplit, urlunsplit
 
 from proxy.relay import BUFFER_SIZE, PUMP_NICENESS, RelayConnection, detach
@@ -99,18 +97,8 @@ def start_pump(mode: str, direct_url: str) -> tuple[subprocess.Popen, str]:
     return process, urlunsplit(parts._replace(netloc=f"127.0.0.1:{port}"))
 
 
-def round_trip(cdp, page: str, message_id: int, expression: str) -> float:
-    payload = json.dumps({"id": message_id, "method": "Runtime.evaluate", "params": {"expression": expression},
-                          "sessionId": page})
-    start = time.perf_counter()
-    cdp.ws.send(payload)
-    while json.loads(cdp.ws.recv()).get("id") != message_id:
-        pass
-    return time.perf_counter() - start
-
-
 def measure(n: int, expression: str) -> None:
-    from bench.common import pct, running_broker
+    from bench.common import evaluate_round_trip, pct, running_broker
     from tests.support.cdp import RawCdp
 
     print(f"start: load average {os.getloadavg()[0]:.1f}", flush=True)
@@ -132,7 +120,7 @@ def measure(n: int, expression: str) -> None:
             for i in range(n + WARMUP):
                 shift = i % len(names)
                 for name in names[shift:] + names[:shift]:
-                    took = round_trip(sides[name], pages[name], 1000 + i, expression)
+                    took = evaluate_round_trip(sides[name], pages[name], 1000 + i, expression)
                     if i >= WARMUP:
                         times[name].append(took)
             for cdp in sides.values():

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import secrets
 import shutil
 import statistics
@@ -32,7 +31,7 @@ from pathlib import Path
 
 from playwright.sync_api import Playwright, sync_playwright
 
-from bench.common import pct, running_broker
+from bench.common import evaluate_round_trip, pct, running_broker
 from bench.sessions import bare_launcher
 from tasks.running_browser import RunningBrowser
 from tests.support.api import Api
@@ -148,16 +147,6 @@ def lifecycles(broker: Broker, api: Api, pages: PageServer, n: int, warm: int,
     return parts, bare
 
 
-def eval_once(cdp: RawCdp, page: str, message_id: int) -> float:
-    payload = json.dumps({"id": message_id, "method": "Runtime.evaluate", "params": {"expression": "1+1"},
-                          "sessionId": page})
-    start = time.perf_counter()
-    cdp.ws.send(payload)
-    while json.loads(cdp.ws.recv()).get("id") != message_id:
-        pass
-    return time.perf_counter() - start
-
-
 def relay_vs_direct(broker: Broker, api: Api) -> None:
     """Both sockets open on one tab at once; calls alternate one by one, so noise falls on both sides alike."""
     session = api.create_session()
@@ -170,7 +159,7 @@ def relay_vs_direct(broker: Broker, api: Api) -> None:
     times: dict[str, list[float]] = {"relay": [], "direct": []}
     for i in range(EVALS + EVAL_WARMUP):
         for name in (("relay", "direct") if i % 2 == 0 else ("direct", "relay")):
-            took = eval_once(sides[name], pages[name], 1000 + i)
+            took = evaluate_round_trip(sides[name], pages[name], 1000 + i)
             if i >= EVAL_WARMUP:
                 times[name].append(took)
     for name in ("direct", "relay"):
