@@ -9,13 +9,17 @@ from tests.support.settings import config_with
 
 
 class RecordingDispatcher:
-    """Stands in for the Celery dispatcher: the stop tasks a move sends, kept for the test to read."""
+    """Stands in for the Celery dispatcher: the stop tasks and relaunches a move sends, kept for the test to read."""
 
     def __init__(self) -> None:
         self.stops: list[tuple[str, str, str]] = []
+        self.relaunches: list[tuple[str, str]] = []
 
     def send_stop(self, worker: str, session_id: str, reason: str) -> None:
         self.stops.append((worker, session_id, reason))
+
+    def send_relaunch(self, session_id: str, state: str) -> None:
+        self.relaunches.append((session_id, state))
 
 
 @pytest.fixture

@@ -18,29 +18,6 @@ from tests.support.settings import config_with
 SAVED_AT = "2026-01-01T00:00:00.250Z"
 
 
-class Relaunches:
-    """Stands in for the Celery dispatcher: the relaunches and stops sent."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []
-
-    def send_relaunch(self, session_id: str, state: str) -> None:
-        self.sent.append((session_id, state))
-
-    def send_stop(self, worker: str, session_id: str, reason: str) -> None:
-        pass
-
-
-@pytest.fixture
-def relaunches() -> Relaunches:
-    return Relaunches()
-
-
-@pytest.fixture
-def machine(store, relaunches) -> SessionMachine:
-    return SessionMachine(store, relaunches)
-
-
 @pytest.fixture
 def snapshots(tmp_path) -> LocalSnapshotStore:
     return LocalSnapshotStore(tmp_path)
@@ -58,28 +35,28 @@ def checkpointed(machine: SessionMachine, snapshots: LocalSnapshotStore, tmp_pat
     return session_id, state
 
 
-def test_a_lost_session_with_a_checkpoint_moves_from_it(machine, snapshots, relaunches, tmp_path):
+def test_a_lost_session_with_a_checkpoint_moves_from_it(machine, snapshots, dispatcher, tmp_path):
     session_id, state = checkpointed(machine, snapshots, tmp_path)
     moved = recover_or_lose(machine, snapshots, session_id)
     assert moved["status"] == "running" and moved["moving"] is True
     assert moved["moveState"] == state and moved["restoredFrom"] == SAVED_AT and moved["checkpointState"] is None
-    assert relaunches.sent == [(session_id, state)]
+    assert dispatcher.relaunches == [(session_id, state)]
     assert machine.store.redis.zscore(keys.MOVES_UNDER_WAY, session_id) is not None
     assert session_id not in machine.store.sessions.on_worker(moved["worker"])
     assert (snapshots.root / state).exists()
 
 
-def test_a_lost_session_without_a_checkpoint_ends_as_worker_lost(machine, snapshots, relaunches):
+def test_a_lost_session_without_a_checkpoint_ends_as_worker_lost(machine, snapshots, dispatcher):
     session_id = running_session(machine)
     assert recover_or_lose(machine, snapshots, session_id)["stopReason"] == StopReason.WORKER_LOST
-    assert relaunches.sent == []
+    assert dispatcher.relaunches == []
 
 
 def test_a_lost_session_moved_too_often_ends_as_move_limit_and_its_checkpoint_is_deleted(machine, snapshots,
-                                                                                           relaunches, tmp_path):
+                                                                                           dispatcher, tmp_path):
     session_id, state = checkpointed(machine, snapshots, tmp_path, moveEpochs=[time.time()] * MOVE_LIMIT)
     assert recover_or_lose(machine, snapshots, session_id)["stopReason"] == StopReason.MOVE_LIMIT
-    assert relaunches.sent == [] and not (snapshots.root / moves_folder(session_id)).exists()
+    assert dispatcher.relaunches == [] and not (snapshots.root / moves_folder(session_id)).exists()
 
 
 def test_a_checkpoint_is_refused_once_its_session_moves_or_stops(machine, snapshots, tmp_path):
