@@ -165,11 +165,18 @@ class ChromiumPool:
         return ended
 
     def _unrecorded_browsers(self) -> list[psutil.Process]:
-        """Processes started with a profile under this pool's folder: only this worker's browsers are."""
+        """Processes started with a profile under this pool's folder, or with the temp dir of one as their TMPDIR.
+
+        The profile finds a browser; the temp dir finds its ChromeDriver too, whose command line names no
+        profile: a worker killed between ChromeDriver's start and the browser's (or before ChromeDriver was
+        ended) leaves it listening on loopback, which must not outlive the launch (tasks/launchers/chromedriver.py).
+        """
         prefix = f"--user-data-dir={self.root}/"
+        temp_dirs = {str(session_temp_dir(folder)) for folder in self.root.iterdir() if folder.is_dir()}
         found = []
         for proc in psutil.process_iter(["cmdline"]):
-            if any(arg.startswith(prefix) for arg in proc.info["cmdline"] or ()):
+            with_profile = any(arg.startswith(prefix) for arg in proc.info["cmdline"] or ())
+            if with_profile or (temp_dirs and _tmpdir(proc) in temp_dirs):
                 found.append(proc)
         return found
 
@@ -235,3 +242,11 @@ class ChromiumPool:
                 hook(session_id)
         log.info("%s: browser ended", session_id, extra=about_session(session_id))
         return True
+
+
+def _tmpdir(proc: psutil.Process) -> str | None:
+    """The process's TMPDIR, or None where it has ended or its environment is not ours to read."""
+    try:
+        return proc.environ().get("TMPDIR")
+    except (psutil.Error, OSError):
+        return None

@@ -1,0 +1,58 @@
+"""What a killed worker's pool leaves, ended at the next start (tasks/pool.py ``clean_leftovers``): real processes
+stand in for a browser and a ChromeDriver whose launch was cut short before its PID file was written."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tasks.pool import ChromiumPool
+from tasks.running_browser import session_temp_dir
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+@pytest.fixture
+def spawned():
+    procs: list[subprocess.Popen] = []
+
+    def spawn(*args: str, tmpdir: Path | None = None) -> subprocess.Popen:
+        env = {**os.environ, **({"TMPDIR": str(tmpdir)} if tmpdir else {})}
+        proc = subprocess.Popen([*SLEEPER, *args], env=env)
+        procs.append(proc)
+        return proc
+
+    yield spawn
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def _ended(proc: subprocess.Popen) -> bool:
+    try:
+        proc.wait(timeout=5)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def test_a_cut_short_launch_leaves_neither_its_browser_nor_its_chromedriver(tmp_path, spawned):
+    root = tmp_path / "pool"
+    pool = ChromiumPool(launcher=None, size=2, root=root)  # type: ignore[arg-type]
+    cut_short = root / "sess-cut-short"
+    cut_short.mkdir()
+    browser = spawned(f"--user-data-dir={cut_short}", tmpdir=session_temp_dir(cut_short))
+    # ChromeDriver names no profile: only its TMPDIR (tasks/launchers/base.py child_env) says whose it is.
+    driver = spawned("--port=0", tmpdir=session_temp_dir(cut_short))
+    someone_else = spawned("--port=0", tmpdir=tmp_path / "not-the-pools")
+
+    ended = pool.clean_leftovers()
+
+    assert _ended(browser) and _ended(driver)
+    assert psutil.Process(someone_else.pid).is_running() and someone_else.poll() is None
+    assert sorted(ended) == sorted([f"pid {browser.pid}", f"pid {driver.pid}"])
+    assert not cut_short.exists()
