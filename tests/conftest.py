@@ -9,6 +9,7 @@ import os
 import secrets
 import shutil
 import tempfile
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -57,6 +58,37 @@ def pytest_collection_modifyitems(config, items) -> None:
     """The slowest files first (SLOWEST_FIRST); a file's own tests stay together and in their order."""
     rank = {path: place for place, path in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
+
+#: Seconds per test file and per pytest-xdist worker (set-up, call and teardown summed, module fixtures included).
+_file_seconds: dict[str, float] = defaultdict(float)
+_worker_seconds: dict[str, float] = defaultdict(float)
+_worker_files: dict[str, list[str]] = defaultdict(list)
+
+
+def pytest_runtest_logreport(report) -> None:
+    """Adds each phase's time to its file's total and its worker's, for the closing summary."""
+    path = report.nodeid.split("::", 1)[0]
+    _file_seconds[path] += report.duration
+    worker = getattr(getattr(report, "node", None), "gateway", None)
+    worker_id = worker.id if worker else "main"
+    _worker_seconds[worker_id] += report.duration
+    if path not in _worker_files[worker_id]:
+        _worker_files[worker_id].append(path)
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    """Per-file totals and each worker's sum: what SLOWEST_FIRST is ordered by, and whether the workers were
+    balanced (with --dist loadfile the run takes about max(longest file, sum / workers))."""
+    if hasattr(config, "workerinput") or not _file_seconds:
+        return
+    terminalreporter.write_sep("=", "slowest files (set-up, calls and teardown summed)")
+    for path, seconds in sorted(_file_seconds.items(), key=lambda item: -item[1])[:25]:
+        terminalreporter.write_line(f"{seconds:8.1f}s {path}")
+    terminalreporter.write_line(f"{sum(_file_seconds.values()):8.1f}s in all, {len(_file_seconds)} files")
+    for worker_id in sorted(_worker_seconds):
+        terminalreporter.write_line(f"{_worker_seconds[worker_id]:8.1f}s on {worker_id} "
+                                    f"({len(_worker_files[worker_id])} files)")
 
 
 @pytest.hookimpl(hookwrapper=True)
