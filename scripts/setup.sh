@@ -57,8 +57,10 @@ fi
 stamp=".venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "setup: installing Python packages (pinned by constraints.txt)"
+  began=$SECONDS
   .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e ".[test]"
   rm -f .venv/.installed-* && touch "$stamp"
+  echo "setup: Python packages installed in $(( SECONDS - began )) s"
 fi
 
 # As for Python: the lock file's hash names what is installed, so a changed lock installs again.
@@ -66,12 +68,16 @@ fi
 rrweb_stamp="assets/rrweb/node_modules/.installed-$(sha256sum < assets/rrweb/package-lock.json | cut -c1-16)"
 if [ ! -f "$rrweb_stamp" ]; then
   echo "setup: installing rrweb and rrweb-player (pinned by assets/rrweb/package-lock.json)"
+  began=$SECONDS
   (cd assets/rrweb && npm ci --no-audit --no-fund --loglevel=error)
   touch "$rrweb_stamp"
+  echo "setup: rrweb installed in $(( SECONDS - began )) s"
 fi
 node_stamp="tests/js/node_modules/.installed-$(sha256sum < tests/js/package-lock.json | cut -c1-16)"
 if [ "$want_node" = "--with-node" ] && [ ! -f "$node_stamp" ]; then
   echo "setup: installing the Node test clients (puppeteer-core without a browser download, chrome-remote-interface)"
+  began=$SECONDS
   (cd tests/js && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
   touch "$node_stamp"
+  echo "setup: Node test clients installed in $(( SECONDS - began )) s"
 fi

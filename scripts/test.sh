@@ -8,9 +8,13 @@ began=$(date +%s)
 BB_BROWSER_USERS="${BB_BROWSER_USERS:-64}" bash scripts/setup.sh --with-node
 # The suite starts a few hundred web and worker processes; where PYTHONDONTWRITEBYTECODE is set (CI's machines) each
 # would compile the project's modules again (~0.2 s of CPU a start). Compiled once here, they only read them.
+step=$(date +%s)
 .venv/bin/python -m compileall -q app core tasks proxy web.py tests/support > /dev/null
+echo "compileall took $(( $(date +%s) - step )) s"
 # The layers contract (pyproject.toml): app, tasks and proxy import core, never each other.
+step=$(date +%s)
 .venv/bin/lint-imports --no-cache
+echo "lint-imports took $(( $(date +%s) - step )) s"
 # Two pytest-xdist workers (`bash scripts/test.sh -n 0` for none, `-n 3` for three): most of a test's time is spent
 # waiting on processes, browsers and timeouts, so two run side by side on two cores. Three were faster (9 min 22 s)
 # but on two cores their workers' starts and exits outran the tests' bounds in two of three clean-clone runs
