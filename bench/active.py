@@ -1,11 +1,14 @@
 """What the machine carries (issue 26): N sessions each looping a realistic page, against a lone session.
 
     PYTHONPATH=. .venv/bin/python bench/active.py [--counts 1,2,4,6,8,10,12] [--seconds 8] [--launcher direct]
+                                                  [--think 0]
 
 A local page server (127.0.0.1) serves a page of a few KB of HTML that loads a script, an image and, from the
 script, a fetch of JSON. Each of N sessions (one broker, one worker, warm browsers off, a pool of the largest N)
 loops through Playwright over the broker's relay: load the page until its fetch has landed (the page load), then
-five ``Runtime.evaluate('1+1')`` over a CDP session (the round trip). For each N: the p95 of both, their ratio to
+five ``Runtime.evaluate('1+1')`` over a CDP session (the round trip), then waits ``--think`` seconds on average. Without a
+wait each session keeps a core busy (the page comes from 127.0.0.1 at once), so the machine's throughput is the
+bound and 2× comes at N = cores; a real job waits on remote servers most of its time. For each N: the p95 of both, their ratio to
 N=1's, and the first N where either passes 2×; core/capacity.py's BROWSERS_PER_CORE keeps the default pool size at
 or below it. Nothing is asserted: the machine is shared, and the load average is printed beside the figures.
 """
@@ -15,6 +18,7 @@ import argparse
 import asyncio
 import base64
 import os
+import random
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,9 +63,13 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-async def loop_session(browser: Browser, url: str, until: float, loads: list[float], trips: list[float]) -> None:
+async def loop_session(browser: Browser, url: str, until: float, think: float, loads: list[float],
+                       trips: list[float]) -> None:
     page = browser.contexts[0].pages[0]
     cdp = await browser.contexts[0].new_cdp_session(page)
+    # Jobs arrive when they arrive: a wait drawn at random (mean ``think``) keeps the sessions out of lockstep, where
+    # every page would load at the same moment as every other.
+    await asyncio.sleep(random.uniform(0, think))
     while time.perf_counter() < until:
         t0 = time.perf_counter()
         await page.goto(url)
@@ -71,9 +79,10 @@ async def loop_session(browser: Browser, url: str, until: float, loads: list[flo
             t0 = time.perf_counter()
             await cdp.send("Runtime.evaluate", {"expression": "1+1"})
             trips.append(time.perf_counter() - t0)
+        await asyncio.sleep(random.uniform(0, 2 * think))
 
 
-async def measure(api: Api, count: int, url: str, seconds: float) -> tuple[list[float], list[float]]:
+async def measure(api: Api, count: int, url: str, seconds: float, think: float) -> tuple[list[float], list[float]]:
     sessions = [await asyncio.to_thread(api.create_session) for _ in range(count)]
     loads: list[float] = []
     trips: list[float] = []
@@ -81,7 +90,7 @@ async def measure(api: Api, count: int, url: str, seconds: float) -> tuple[list[
         async with async_playwright() as p:
             browsers = [await p.chromium.connect_over_cdp(s["cdpUrl"]) for s in sessions]
             until = time.perf_counter() + seconds
-            await asyncio.gather(*(loop_session(b, url, until, loads, trips) for b in browsers))
+            await asyncio.gather(*(loop_session(b, url, until, think, loads, trips) for b in browsers))
             for browser in browsers:
                 await browser.close()
     finally:
@@ -95,19 +104,23 @@ def main() -> None:
     parser.add_argument("--counts", default="1,2,4,6,8,10,12")
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--launcher", default="direct")
+    parser.add_argument("--think", type=float, default=0.0,
+                        help="seconds each session waits between two loops: the remote servers' latency and the "
+                             "script's own work, which a page served on 127.0.0.1 does not have")
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/page"
-    print(f"load average {os.getloadavg()[0]:.1f}; cores {len(os.sched_getaffinity(0))}", flush=True)
+    print(f"load average {os.getloadavg()[0]:.1f}; cores {len(os.sched_getaffinity(0))}; think {args.think} s",
+          flush=True)
     try:
         with running_broker(BROKER_LAUNCHER=args.launcher, BROKER_WARM_BROWSERS="0",
                             BROKER_POOL_SIZE=str(max(counts))) as (_, api):
             lone_load = lone_trip = None
             passed = None
             for count in counts:
-                loads, trips = asyncio.run(measure(api, count, url, args.seconds))
+                loads, trips = asyncio.run(measure(api, count, url, args.seconds, args.think))
                 load95, trip95 = pct(loads, 95), pct(trips, 95)
                 if lone_load is None:
                     lone_load, lone_trip = load95, trip95
