@@ -17,7 +17,8 @@ the load average beside its figures.
   session's browser processes over the same window; the recording's size (gzipped in the store, and raw).
 - Lifecycle (bench/arrivals.py's: create, ``connect_over_cdp``, load a page, read its title, close, DELETE),
   alternating recorded and unrecorded, one at a time, each from a warm browser: on arrivals' small page and on the
-  typical page.
+  typical page. Beside it, untimed in the lifecycle: DELETE's answer to the session's record saying ``stopped``
+  (polled every 20 ms), where a recorded page whose recording had not started yet has its full snapshot taken.
 
 Nothing is asserted.
 """
@@ -63,6 +64,8 @@ LOAD_HANDLERS = ("(({loadEventStart, loadEventEnd}) => loadEventEnd - loadEventS
                  "(performance.getEntriesByType('navigation')[0])")
 NAMES = {False: "not recorded", True: "recorded"}
 STEPS = ("create", "connect", "goto+title", "close+DELETE")
+#: Seconds between two reads of a stopping session's record.
+STOP_POLL = 0.02
 
 
 class _Pages(http.server.BaseHTTPRequestHandler):
@@ -142,11 +145,22 @@ def busy_pages(broker, sessions: dict, pages: dict, site: str, seconds: float) -
     return sum(c["bytes"] for c in broker.store().recordings.chunks(recording_id)) - stored_before
 
 
+def until_stopped(api, session_id: str) -> float:
+    """Seconds from now until the session's record says ``stopped``."""
+    started = time.perf_counter()
+    while api.get(f"/v1/sessions/{session_id}").json()["status"] != "stopped":
+        if time.perf_counter() - started > 30:
+            raise TimeoutError(f"session {session_id} did not stop in 30 s")
+        time.sleep(STOP_POLL)
+    return time.perf_counter() - started
+
+
 def lifecycles(broker, api, url: str, title: str, n: int) -> None:
     """create → connect → goto → title → close → DELETE, alternating recorded and unrecorded, each from a warm
     browser (waited for, untimed, before each)."""
     playwright = playwright_driver()
     totals: dict[bool, list[float]] = {False: [], True: []}
+    stops: dict[bool, list[float]] = {False: [], True: []}
     steps: dict[bool, dict[str, list[float]]] = {False: {}, True: {}}
     (nodename,) = broker.workers
     for i in range(n):
@@ -167,11 +181,12 @@ def lifecycles(broker, api, url: str, title: str, n: int) -> None:
             totals[recorded].append(marks[-1] - marks[0])
             for step, took in zip(STEPS, (b - a for a, b in zip(marks, marks[1:]))):
                 steps[recorded].setdefault(step, []).append(took)
-            api.wait_status(session["id"], "stopped", 30)
+            stops[recorded].append(until_stopped(api, session["id"]))
     base = pct(totals[False], 50)
     for recorded in (False, True):
         parts = ", ".join(f"{step} {pct(values, 50) * 1000:.0f}" for step, values in steps[recorded].items())
-        print(f"lifecycle ({title}), {NAMES[recorded]:<12}: {summary(totals[recorded])}; p50 by step: {parts} ms")
+        print(f"lifecycle ({title}), {NAMES[recorded]:<12}: {summary(totals[recorded])}; p50 by step: {parts} ms; "
+              f"then DELETE → stopped {pct(stops[recorded], 50) * 1000:.0f} ms")
     print(f"  recorded ÷ not, p50: {pct(totals[True], 50) / base:.3f} ({load_average()})", flush=True)
 
 

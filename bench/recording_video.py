@@ -33,7 +33,7 @@ from playwright.sync_api import Page, sync_playwright
 
 from bench.common import tree_cpu
 from bench.recording import PAGE, load_average
-from core.recordings import RECORDER_BUNDLE
+from core.recordings import RRWEB_DIR
 from tasks.session_watch import BINDING, WORLD, recorder_source
 from tests.support.viewer import CHROMIUM, person_flags
 
@@ -135,7 +135,7 @@ def replay_road(playwright, site: str, seconds: float, width: int, height: int) 
     pid = browser_pid(seen)
     view = player.new_page(viewport={"width": width, "height": height})
     view.set_content("<!doctype html><body style='margin:0'></body>")
-    view.add_script_tag(content=RECORDER_BUNDLE.read_text())
+    view.add_script_tag(content=(RRWEB_DIR / "rrweb" / "dist" / "rrweb.umd.min.cjs").read_text())
     screencast = view.context.new_cdp_session(view)
     frames = []
 

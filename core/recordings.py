@@ -25,9 +25,10 @@ from core.store import Store
 log = logging.getLogger(__name__)
 PREFIX = "recordings"
 #: rrweb and rrweb-player as scripts/setup.sh installs them from assets/rrweb/package-lock.json: the worker injects
-#: the one, the web process serves the other (/replay).
+#: rrweb's record bundle (@rrweb/record: the recorder without the replayer), the web process serves the player
+#: (/replay).
 RRWEB_DIR = Path(__file__).resolve().parent.parent / "assets" / "rrweb" / "node_modules"
-RECORDER_BUNDLE = RRWEB_DIR / "rrweb" / "dist" / "rrweb.umd.min.cjs"
+RECORDER_BUNDLE = RRWEB_DIR / "@rrweb" / "record" / "dist" / "record.umd.min.cjs"
 #: Seconds between two sweeps of recordings whose retention ran out.
 SWEEP_INTERVAL = 5.0
 #: The rrweb event type of a custom event (rrweb's EventType.Custom): how the broker marks a recording it cut.

@@ -42,6 +42,9 @@ class ChromiumPool:
         self._reserved: set[str] = set()
         self._browsers: dict[str, RunningBrowser] = {}
         self._spares: set[str] = set()
+        #: Called with the session id just before its browser is ended, while it still answers: what the browser
+        #: still holds is taken from it here (a recorded page's last events).
+        self.end_hooks: list[Callable[[str], None]] = []
         #: Called with the session id once its browser has ended: what lives and dies with a browser ends here too.
         self.release_hooks: list[Callable[[str], None]] = []
         #: Called with the key when its launch failed: what was made for that browser alone ends here too.
@@ -231,6 +234,8 @@ class ChromiumPool:
         if browser is None:
             return False
         try:
+            for hook in self.end_hooks:
+                hook(session_id)
             self.launcher.stop(browser)
             if after_exit is not None:
                 after_exit(browser.profile_dir)

@@ -1,4 +1,4 @@
-// The recorder the worker adds to every page of a recorded session (tasks/session_watch.py), after rrweb's own
+// The recorder the worker adds to every page of a recorded session (tasks/session_watch.py), after rrweb's record
 // bundle, in an isolated world: the page's scripts share the DOM with it but none of its JavaScript, so they can
 // neither see rrweb nor the binding it reports through, nor stop them. Only the top frame records; rrweb takes
 // same-origin iframes in from there.
@@ -10,6 +10,7 @@
   // navigation would cut short, and a burst (a mutation storm) is still one message.
   let pending = [];
   const flush = () => {
+    if (!pending.length) return;
     const batch = pending;
     pending = [];
     try {
@@ -18,13 +19,15 @@
       // An event that cannot be serialised is dropped, never the page.
     }
   };
+  let armed = false;
   let started = false;
   const start = () => {
     if (started) return;
     started = true;
-    // rrweb's bundle is only compiled with the document; it runs here, once there is something to record.
+    disarm();
+    // rrweb's bundle is only compiled with the document; it runs here, once the recording starts.
     loadRrweb();
-    rrweb.record({
+    rrwebRecord.record({
       emit(event) {
         if (pending.push(event) === 1) queueMicrotask(flush);
       },
@@ -36,27 +39,55 @@
       collectFonts: false,
     });
   };
-  // Left to itself, rrweb takes its first full snapshot inside the load event, and the page's load (and whatever
-  // waits for it: a script's goto, a create's first navigation) lasts as long as the snapshot. It is taken in the
-  // task right after the load event instead, or as the page is left if that comes first: every document still has
-  // its full snapshot, which holds whatever changed and was typed before it. Not later (an idle callback): a
-  // session stopped right after its page loaded ends its browser, and no page hears of that.
-  const soon = () => setTimeout(start);
-  const whenLoaded = () => {
-    window.addEventListener("pagehide", start, { once: true });
-    if (document.readyState === "complete") soon();
-    else window.addEventListener("load", soon, { once: true });
+  // The recording starts with rrweb's full snapshot (the DOM, input values included, as it is then), which holds
+  // the page's main thread for as long as it takes: 40-60 ms for 1500 elements. Taken as the page loads, it holds
+  // whatever a script does next (its title(), its click), so it waits until one of these comes first:
+  // - the page's first input (a key, a pointer press, a focus, a wheel), in the capture phase before the page
+  //   hears it: the snapshot shows the page as it was, and what the input does is recorded as it happens;
+  // - the page sitting quiet a while after its load (QUIET_MS, then an idle moment);
+  // - the page being left: beforeunload for a navigation (Chromium delivers what the binding is given then, and
+  //   drops what it is given at a navigation's pagehide), pagehide for a tab closed (beforeunload does not fire);
+  // - the session's stop: the worker calls __bbRecorderFinish before it ends the browser, where no page hears of it.
+  // Nothing is lost by waiting: whatever the page changed meanwhile is in the snapshot. Both leaving events stay
+  // heard for the page's life: what is pending is handed over while it still can be.
+  const QUIET_MS = 1500;
+  // A page that never finishes loading starts recording this long after its document started.
+  const LATEST_MS = 10000;
+  const INPUTS = ["keydown", "pointerdown", "focusin", "wheel", "touchstart"];
+  const timers = [];
+  const startAndFlush = () => {
+    start();
+    flush();
+  };
+  const afterLoad = () => timers.push(setTimeout(() => requestIdleCallback(start, { timeout: QUIET_MS }), QUIET_MS));
+  const arm = () => {
+    armed = true;
+    for (const type of INPUTS) window.addEventListener(type, start, { capture: true, passive: true });
+    window.addEventListener("beforeunload", startAndFlush);
+    window.addEventListener("pagehide", startAndFlush);
+    timers.push(setTimeout(start, LATEST_MS));
+    if (document.readyState === "complete") afterLoad();
+    else window.addEventListener("load", afterLoad, { once: true });
+  };
+  const disarm = () => {
+    for (const type of INPUTS) window.removeEventListener(type, start, { capture: true });
+    timers.forEach(clearTimeout);
+  };
+  globalThis.__bbRecorderFinish = () => {
+    if (armed) start();
+    flush();
+    return started;
   };
   // An empty about:blank (every new tab's first document, a warm browser's page) has nothing to record until
   // something is put in it (a script's setContent): running rrweb there would only hold the create and the first
   // navigation that replaces it.
   const empty = () => location.href === "about:blank" && !document.head?.firstChild && !document.body?.firstChild
     && !document.documentElement?.attributes.length && !document.body?.attributes.length;
-  if (!empty()) return whenLoaded();
+  if (!empty()) return arm();
   const changes = new MutationObserver(() => {
     if (empty()) return;
     changes.disconnect();
-    whenLoaded();
+    arm();
   });
   changes.observe(document, { childList: true, subtree: true, attributes: true, characterData: true });
 })();

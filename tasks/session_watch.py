@@ -7,12 +7,16 @@ page errors, failed requests (network errors, and answers of 400 or more), tabs 
 messages, page errors and failed requests are capped per session (``PAGE_EVENTS_MAX`` each): past the cap one
 ``capped`` event says so.
 
-A recorded session (``recording: true``) also gets rrweb in every page, in an isolated world
+A recorded session (``recording: true``) also gets rrweb's recorder in every page, in an isolated world
 (``Page.addScriptToEvaluateOnNewDocument`` with ``worldName``, ``runImmediately`` for documents already open):
 the page's scripts share the DOM with it but none of its JavaScript, so they can neither find nor stop it. It
 reports through a binding that exists only in that world (``Runtime.addBinding`` with ``executionContextName``);
 the watch buffers the events and writes them as chunks to the snapshot store every
-``CHUNK_SECONDS`` and at the stop (core/recordings.py).
+``CHUNK_SECONDS`` and at the stop (core/recordings.py). A page's recording starts at its first input, once it has
+sat quiet after its load, or as it is left (tasks/recorder.js); the rest start when the browser is about to end
+(:meth:`SessionWatch.finish_recording`), so a page stopped right after its load still has its full snapshot.
+Chromium holds what a page gives the binding outside an input, a frame or a navigation until the page's session is
+next sent a command: each chunk's interval starts with one to every recorded page.
 
 A warm browser is watched from the moment it is ready, under its warm key, and its events are dropped until a
 session takes it (:meth:`SessionWatch.begin`), so a hand-over waits for no CDP connection. The reader thread only
@@ -27,6 +31,7 @@ import queue
 import threading
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from core.cdp import CdpConnection
@@ -50,13 +55,16 @@ EARLY_CHUNK_BYTES = 4 * 1024 * 1024
 CHUNK_SECONDS = 5.0
 #: Seconds a closing watch waits for its events to be logged.
 CLOSE_WAIT = 5.0
+#: Seconds the pages of an ending browser get to start their recording and hand it over (a full snapshot of a
+#: big page on a loaded machine takes a few hundred ms): a hung page holds its browser's end no longer than this.
+FINISH_WAIT = 2.0
 #: Console messages, page errors and failed requests each, per session, in its log.
 PAGE_EVENTS_MAX = 500
 
 
-#: rrweb 2.1.6 checks that the page has not patched the DOM's prototypes by asking whether ``querySelector`` and
-#: ``querySelectorAll`` are native *accessors* of Element.prototype. They are methods, so the check always fails in
-#: Chromium, and rrweb then appends a hidden iframe to the page to borrow clean prototypes: a DOM change the
+#: rrweb 2.1.6 (@rrweb/record's bundle too) checks that the page has not patched the DOM's prototypes by asking
+#: whether ``querySelector`` and ``querySelectorAll`` are native *accessors* of Element.prototype. They are methods,
+#: so the check always fails in Chromium, and rrweb then appends a hidden iframe to the page to borrow clean prototypes: a DOM change the
 #: page's own MutationObserver sees, and a new frame on every page. In the isolated world the prototypes are clean by
 #: construction; the check is corrected to test those two as methods, which they are.
 PROTOTYPE_CHECK_FIX = (
@@ -76,9 +84,11 @@ NO_CUSTOM_ELEMENTS = ("if (!globalThis.customElements) Object.defineProperty(glo
 
 @functools.cache
 def recorder_source() -> str:
-    """rrweb's bundle (which defines ``rrweb`` in the world it runs in, the top frame's only) followed by the
-    broker's recorder. The bundle is wrapped in a function the recorder calls when it starts recording: a new
-    document only compiles it, and one that is never recorded (an empty about:blank) never runs its 265 KB."""
+    """rrweb's record bundle (which defines ``rrwebRecord`` in the world it runs in, the top frame's only) followed
+    by the broker's recorder. The bundle is wrapped in a function the recorder calls when it starts recording: a new
+    document only compiles it, and one whose recording never starts (an empty about:blank) never runs it. The
+    record-only bundle (@rrweb/record, 77 KB) and not rrweb's whole (265 KB, its replayer included): every new
+    document of a recorded session compiles it."""
     bundle = RECORDER_BUNDLE.read_text()
     for wrong, right in PROTOTYPE_CHECK_FIX:
         if wrong not in bundle:
@@ -158,6 +168,8 @@ class SessionWatch:
         self._lock = threading.Lock()
         #: Attached page targets: flat session id → target id (the tab's id in events and recordings).
         self._pages: dict[str, str] = {}
+        #: The recorder's world in each page's top document: flat session id → its execution context's unique id.
+        self._worlds: dict[str, str] = {}
         self._tabs: set[str] = set()
         #: Requests under way: (flat session, request id) → what a failure event names.
         self._requests: dict[tuple[str, str], dict] = {}
@@ -197,6 +209,27 @@ class SessionWatch:
             for page in pages:
                 self._install_recorder(page)
 
+    def finish_recording(self) -> None:
+        """The browser is about to end: each recorded page whose recording waits (for input, for a quiet moment)
+        starts it and hands over what it has, so what was stopped right after its load has its full snapshot. The
+        events arrive before each call's answer, on the same connection; a page that does not answer within
+        ``FINISH_WAIT`` (hung, or its browser gone) is given up."""
+        with self._lock:
+            worlds = list(self._worlds.items()) if self.recording is not None else []
+        if not worlds:
+            return
+        with ThreadPoolExecutor(len(worlds), thread_name_prefix="recording-finish") as calls:
+            for page, world in worlds:
+                calls.submit(self._finish_page, page, world)
+
+    def _finish_page(self, page: str, world: str) -> None:
+        try:
+            self._cdp.call("Runtime.evaluate", {"expression": "globalThis.__bbRecorderFinish?.()",
+                                                "uniqueContextId": world, "returnByValue": True},
+                           page, timeout=FINISH_WAIT)
+        except Exception as error:  # a document already left, a page hung, a browser gone: its recording is as is
+            log.debug("session %s: a page's recording was not finished (%s)", self.session_id, error)
+
     def close(self) -> None:
         """The browser has ended: the recording's last chunk is written and the events heard are logged (before the
         stop's own ``stopped``, which comes once this returns), then the connection goes."""
@@ -235,6 +268,11 @@ class SessionWatch:
         if method == "Runtime.bindingCalled":
             if params.get("name") == BINDING and self.recording is not None:
                 self.recording.take(tab, params.get("payload", ""))
+        elif method == "Runtime.executionContextCreated":
+            context = params.get("context", {})
+            if context.get("name") == WORLD and (context.get("auxData") or {}).get("frameId") == tab:
+                with self._lock:
+                    self._worlds[page] = context.get("uniqueId")
         elif method == "Network.requestWillBeSent":
             request = params.get("request", {})
             self._requests[(page, params["requestId"])] = {
@@ -270,6 +308,7 @@ class SessionWatch:
         elif method == "Target.detachedFromTarget":
             with self._lock:
                 self._pages.pop(params.get("sessionId"), None)
+                self._worlds.pop(params.get("sessionId"), None)
         elif method == "Target.targetCreated":
             info = params.get("targetInfo", {})
             if info.get("type") == "page":
@@ -345,9 +384,21 @@ class SessionWatch:
     def _write_chunks(self) -> None:
         recording = self.recording
         while recording is not None and not self._closed.is_set():
+            self._hand_over()
             recording.full.wait(CHUNK_SECONDS)
             if not self._closed.is_set():
                 recording.flush()
+
+    def _hand_over(self) -> None:
+        """A command to each recorded page, whose answer comes after what the page held back (a snapshot taken
+        when it sat quiet): that reaches this chunk, not the stop's."""
+        with self._lock:
+            pages = list(self._worlds)
+        for page in pages:
+            try:
+                self._cdp.send("Runtime.getIsolateId", None, page)
+            except Exception:  # the connection is closing: the stop hands over the rest
+                return
 
 
 def _clip(text: object) -> str | None:
@@ -405,6 +456,13 @@ class SessionWatches:
             watch = self._watches.get(key) if key else None
         if watch is not None:
             watch.download_event(message["method"], message.get("params", {}))
+
+    def finish_recording(self, key: str) -> None:
+        """Just before the key's browser is ended (by whichever path ends it): its recording is made whole."""
+        with self._lock:
+            watch = self._watches.get(key)
+        if watch is not None:
+            watch.finish_recording()
 
     def stop(self, key: str) -> None:
         with self._lock:

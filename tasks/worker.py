@@ -109,6 +109,7 @@ class Worker:
         self.pool.release_hooks += [self.forwarders.stop, self.download_guards.stop, self.session_watches.stop,
                                     self.browser_options.stop, self.project_gate.release,
                                     lambda _: self.intake.reconcile(), lambda _: self.warm.wake()]
+        self.pool.end_hooks.append(self.session_watches.finish_recording)
         self.pool.failed_launch_hooks.append(self.forwarders.stop)
         self.pool.cold_launch_hooks.append(self.intake.launched_cold)
         self.pool.rekey_hooks.append(lambda _, session_id: self.intake.forget(session_id))

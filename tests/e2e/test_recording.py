@@ -139,6 +139,44 @@ def test_a_recorded_session_replays_in_a_real_browser_with_the_typed_text(rec_ap
         assert replay.get_attribute("href") == session["recordingUrl"], "the dashboard links the replay"
 
 
+def full_snapshots(events: list[dict]) -> list[str]:
+    return [json.dumps(event["data"]) for event in events if event["type"] == 2]
+
+
+def test_a_page_stopped_right_after_its_load_has_its_full_snapshot(rec_api, session_factory, site):
+    """A page's recording waits for its first input or a quiet moment; a stop ends the browser first, and no page
+    hears of it: the worker starts each page's recording before the browser ends, so the snapshot is there, with
+    what the page's script changed and what a script set without typing."""
+    session = session_factory(rec_api, recording=True)
+    browser = playwright_driver().chromium.connect_over_cdp(session["cdpUrl"])
+    try:
+        page = browser.contexts[0].pages[0]
+        page.goto(f"{site}/form")
+        page.evaluate("() => { document.getElementById('name').value = 'set without typing'; }")
+        rec_api.stop_session(session["id"])
+    finally:
+        browser.close()
+    (snapshot,) = full_snapshots(recording_of(rec_api, session["id"]))
+    assert '"id": "name"' in snapshot and "set without typing" in snapshot and "nothing" in snapshot, snapshot[:2000]
+
+
+def test_text_typed_right_after_the_load_is_recorded(rec_api, session_factory, site):
+    """The first key starts the page's recording before the page hears it: the snapshot is taken as the page was,
+    and every key after it is recorded as the user's input."""
+    session = session_factory(rec_api, recording=True)
+    browser = playwright_driver().chromium.connect_over_cdp(session["cdpUrl"])
+    try:
+        page = browser.contexts[0].pages[0]
+        page.goto(f"{site}/form")
+        page.type("#name", TYPED)
+        rec_api.stop_session(session["id"])
+    finally:
+        browser.close()
+    events = recording_of(rec_api, session["id"])
+    assert len(full_snapshots(events)) == 1
+    assert any(e["type"] == 3 and e["data"].get("source") == 5 and e["data"].get("text") == TYPED for e in events)
+
+
 def test_an_unrecorded_session_has_no_recording(rec_api, session_factory):
     session = session_factory(rec_api)
     assert session["recording"] is False and session["recordingUrl"] is None
