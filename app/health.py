@@ -15,7 +15,7 @@ def healthz():
     return jsonify(status="ok")
 
 
-BROWSER_COUNTS = ("slots", "free", "warm", "running", "launching")
+BROWSER_COUNTS = ("slots", "spareSlots", "free", "warm", "running", "launching")
 
 
 @blp.get("/readyz")
@@ -26,7 +26,8 @@ def readyz():
     stands beside an API that refuses its own key; one revoked on purpose does not make the API unready.
 
     ``browsers`` sums the live workers' slots by use, as of their last heartbeat:
-    ``warm`` browsers answer a create at once, ``free`` slots take a cold launch.
+    ``warm`` browsers answer a create at once, ``free`` slots take a cold launch; ``slots`` hold sessions,
+    ``spareSlots`` only warm browsers (BROKER_WARM_MAX).
     ``isolation`` says, per worker, how its browsers are kept apart (tasks/worker.py ``Worker.isolation``).
     """
     try:

@@ -34,6 +34,12 @@ def _pool_size(value: str) -> int:
     return auto_pool_size() if value.strip().lower() == "auto" else int(value)
 
 
+def _auto_or_int(name: str) -> int | None:
+    """None for ``auto`` (the default), else the number."""
+    value = _str(name, "auto")
+    return None if value.strip().lower() == "auto" else int(value)
+
+
 def _bool(name: str, default: bool) -> bool:
     return os.environ.get(name, "1" if default else "0").strip().lower() in ("1", "true", "yes", "on")
 
@@ -107,12 +113,16 @@ class SessionSettings:
 class WorkerSettings:
     """A worker: its pool, warm browsers, launches, heartbeat and shutdown."""
 
-    #: BROKER_POOL_SIZE: browsers one worker runs at once; ``auto``: min(cores x 3, available memory / 300 MB)
+    #: BROKER_POOL_SIZE: sessions one worker runs at once; ``auto``: min(cores x 3, available memory / 300 MB)
     #: (core/capacity.py).
     pool_size: int = field(default_factory=lambda: _pool_size(_str("BROKER_POOL_SIZE", "auto")))
-    #: BROKER_WARM_BROWSERS: the fewest browsers each worker keeps launched ahead of need, within its pool (0 turns
-    #: warm browsers off); more while creates come (BROKER_WARM_WINDOW).
+    #: BROKER_WARM_BROWSERS: the fewest browsers each worker keeps launched ahead of need (0 turns warm browsers
+    #: off); more while creates come (BROKER_WARM_WINDOW).
     warm_browsers: int = field(default_factory=lambda: _int("BROKER_WARM_BROWSERS", 1))
+    #: BROKER_WARM_MAX: warm browsers a worker may keep beyond its session slots (idle, they cost memory, not CPU;
+    #: memory still bounds them when they launch); ``auto``: as many as BROKER_POOL_SIZE; 0: spares only in free
+    #: session slots.
+    warm_max: int | None = field(default_factory=lambda: _auto_or_int("BROKER_WARM_MAX"))
     #: BROKER_WARM_WINDOW: seconds of recent creates a worker sizes its warm browsers on (tasks/warm_demand.py);
     #: after that long without one it is back to BROKER_WARM_BROWSERS.
     warm_window: float = field(default_factory=lambda: _float("BROKER_WARM_WINDOW", 60))
@@ -139,6 +149,13 @@ class WorkerSettings:
     #: BROKER_SHARED_USER_PROJECTS: ``one`` (a worker whose browsers share its OS user, not being root, holds sessions
     #: of one project at a time: their pages could read each other's files) or ``any`` (mix projects anyway).
     shared_user_projects: str = field(default_factory=lambda: _str("BROKER_SHARED_USER_PROJECTS", "one"))
+
+    @property
+    def spare_room(self) -> int:
+        """Slots beyond the session slots that only warm browsers may take (BROKER_WARM_MAX)."""
+        if self.warm_browsers <= 0:
+            return 0
+        return self.pool_size if self.warm_max is None else max(0, self.warm_max)
 
 
 @dataclass(frozen=True)

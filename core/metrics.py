@@ -34,7 +34,7 @@ SAVE, RESTORE = "save", "restore"
 #: (A pending or launching record of a crashed create expires without a move; those show in the launch line.)
 GAUGED_STATUSES = (Status.RUNNING, Status.STOPPING)
 #: Slot uses a worker reports in its heartbeat (tasks.pool.ChromiumPool.counts).
-SLOT_USES = ("slots", "free", "warm", "running", "launching")
+SLOT_USES = ("slots", "spareSlots", "free", "warm", "running", "launching")
 
 
 def _histogram(name: str, documentation: str, label: str | None,

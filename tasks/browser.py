@@ -88,7 +88,8 @@ def _launch(worker: Worker, session_id: str, warm: str | None) -> None:
         browser = worker.warm.take(warm, session_id)
         if browser is None:
             worker.project_gate.release(session_id)
-            log.info("session %s: warm browser %s is gone; the launch goes to the shared queue", session_id, warm,
+            log.info("session %s: warm browser %s is gone, or every session slot is taken; the launch goes to the "
+                     "shared queue", session_id, warm,
                      extra=session_fields(record))
             if worker.store.sessions.join_line(session_id):
                 worker.dispatcher.send_launch(session_id)

@@ -1,8 +1,11 @@
 """The Chromium pool a worker owns: a fixed number of slots, one browser and profile directory each.
 
 A browser is held under a key: a session id, or the key of a spare (a warm
-browser, tasks.warm) that no session has yet. Spares take slots like any other
-browser; ``rekey`` hands one to a session.
+browser, tasks.warm) that no session has yet; ``rekey`` hands a spare to a session.
+Sessions are held to ``size`` (BROKER_POOL_SIZE, what the cores carry busy). Spares
+are idle: they may use a free session slot and ``spare_room`` slots more
+(BROKER_WARM_MAX, what memory holds), so a stream of creates finds them ready
+without the spares taking the running sessions' room.
 """
 from __future__ import annotations
 
@@ -34,9 +37,10 @@ class ChromiumPool:
     both take the last slot.
     """
 
-    def __init__(self, launcher: Launcher, size: int, root: Path) -> None:
+    def __init__(self, launcher: Launcher, size: int, root: Path, spare_room: int = 0) -> None:
         self.launcher = launcher
         self.size = size
+        self.spare_room = spare_room
         self.root = root
         self._lock = threading.Lock()
         self._reserved: set[str] = set()
@@ -56,8 +60,25 @@ class ChromiumPool:
         root.mkdir(parents=True, exist_ok=True)
 
     def free_slots(self) -> int:
+        """Slots a session's launch could take now."""
         with self._lock:
-            return self.size - len(self._reserved) - len(self._browsers)
+            return self._free_for_sessions()
+
+    def free_for_spares(self) -> int:
+        with self._lock:
+            return self.size + self.spare_room - len(self._reserved) - len(self._browsers)
+
+    def session_room(self, session_id: str | None = None) -> bool:
+        """Whether a spare may become a session's browser: a session slot is free (or was reserved for it)."""
+        with self._lock:
+            return session_id in self._reserved or self._sessions_held() < self.size
+
+    def _sessions_held(self) -> int:
+        return len((self._reserved | self._browsers.keys()) - self._spares)
+
+    def _free_for_sessions(self) -> int:
+        taken = len(self._reserved) + len(self._browsers)
+        return max(0, min(self.size - self._sessions_held(), self.size + self.spare_room - taken))
 
     def session_ids(self) -> list[str]:
         """Keys of browsers serving sessions, spares left out."""
@@ -75,7 +96,8 @@ class ChromiumPool:
             spares = sum(1 for key in self._browsers if key in self._spares)
             return {
                 "slots": self.size,
-                "free": self.size - len(self._reserved) - len(self._browsers),
+                "spareSlots": self.spare_room,
+                "free": self._free_for_sessions(),
                 "warm": spares,
                 "running": len(self._browsers) - spares,
                 "launching": len(self._reserved),
@@ -93,8 +115,10 @@ class ChromiumPool:
         with self._lock:
             if session_id in self._reserved or session_id in self._browsers:
                 return
-            if len(self._reserved) + len(self._browsers) >= self.size:
-                raise PoolFull(f"all {self.size} browser slots of this worker are taken")
+            if len(self._reserved) + len(self._browsers) >= self.size + self.spare_room:
+                raise PoolFull(f"all {self.size + self.spare_room} browser slots of this worker are taken")
+            if not spare and self._sessions_held() >= self.size:
+                raise PoolFull(f"all {self.size} session slots of this worker are taken")
             self._reserved.add(session_id)
             if spare:
                 self._spares.add(session_id)
@@ -110,12 +134,15 @@ class ChromiumPool:
 
         A slot reserved for ``new`` (its launch came through the shared queue) is
         given back: the browser brings its own. The PID file follows, so a
-        restart still finds the processes.
+        restart still finds the processes. PoolFull when no session slot is free
+        for ``new`` (:meth:`session_room`, asked before, can be overtaken).
         """
         with self._lock:
-            browser = self._browsers.pop(old, None)
-            if browser is None:
+            if old not in self._browsers:
                 return None
+            if new not in self._reserved and self._sessions_held() >= self.size:
+                raise PoolFull(f"all {self.size} session slots of this worker are taken")
+            browser = self._browsers.pop(old)
             self._spares.discard(old)
             self._reserved.discard(new)
             self._browsers[new] = browser

@@ -153,7 +153,14 @@ class WarmBrowsers:
     # -- what launch tasks call ------------------------------------------------
     def take(self, key: str, session_id: str) -> RunningBrowser | None:
         """The spare ``key`` (whose offer the create took), now the session's; None if it is gone or dead. The
-        launch calls :meth:`handed_over` once the session has its answer (tasks/browser.py)."""
+        launch calls :meth:`handed_over` once the session has its answer (tasks/browser.py). With every session
+        slot taken, the spare stays, offered again, and the create joins the line like any other."""
+        if not self.pool.session_room(session_id):
+            with self._lock:
+                still_ready = key in self._ready
+            if still_ready:
+                self.store.warm.offer(self.worker(), key)
+            return None
         return self._hand_over(key, self._pop(key), session_id)
 
     def take_any(self, session_id: str) -> RunningBrowser | None:
@@ -169,8 +176,9 @@ class WarmBrowsers:
         return None
 
     def make_room(self, session_id: str) -> bool:
-        """End a ready spare for the session's launch to take its slot; False if none, or too early (``EVICT_AFTER``)."""
-        if self.store.sessions.waited_in_line(session_id) < EVICT_AFTER:
+        """End a ready spare for the session's launch to take its slot; False if none, too early (``EVICT_AFTER``),
+        or of no use (every session slot is taken: a spare's end frees none)."""
+        if not self.pool.session_room(session_id) or self.store.sessions.waited_in_line(session_id) < EVICT_AFTER:
             return False
         with self._lock:
             keys = list(self._ready)
@@ -195,7 +203,9 @@ class WarmBrowsers:
         with only warm browsers to give leaves a new launch to workers with a free slot.
         """
         count = self.ready_count()
-        return count if count and self.store.sessions.waited_in_line() >= EVICT_AFTER else 0
+        if not count or not self.pool.session_room():
+            return 0
+        return count if self.store.sessions.waited_in_line() >= EVICT_AFTER else 0
 
     def offer_again(self) -> list[str]:
         """Offer every ready spare whose offer is not in the store; the keys offered.
@@ -315,10 +325,10 @@ class WarmBrowsers:
         return True
 
     def _update_target(self) -> int:
-        """The ceiling is the slots spares hold or could take (less one per create in line for a cold launch) and
-        what memory allows beside the browsers already up."""
+        """The ceiling is the slots spares hold or could take (a free session slot, or one of BROKER_WARM_MAX; less
+        one per create in line for a cold launch) and what memory allows beside the browsers already up."""
         ready = self.ready_count()
-        room = min(self.pool.free_slots() - self.store.sessions.waiting_for_launch(), browsers_memory_allows())
+        room = min(self.pool.free_for_spares() - self.store.sessions.waiting_for_launch(), browsers_memory_allows())
         self.target = self.demand.target(time.monotonic(), ceiling=ready + max(0, room))
         return self.target
 
@@ -412,4 +422,10 @@ class WarmBrowsers:
             self._wake.set()
             return None
         self._last_hand_over = time.monotonic()
-        return self.pool.rekey(key, session_id)
+        try:
+            return self.pool.rekey(key, session_id)
+        except PoolFull:
+            log.info("%s: the last session slot was taken meanwhile; ended, not handed out", key)
+            threading.Thread(target=self.pool.release, args=(key,), daemon=True).start()
+            self._wake.set()
+            return None

@@ -98,7 +98,7 @@ class Worker:
         root = config.chromium.profiles_dir / name
         if launcher is None:
             launcher = make_launcher(config, self.users, start_checks(config, self.users, root))
-        self.pool = ChromiumPool(launcher, config.worker.pool_size, root)
+        self.pool = ChromiumPool(launcher, config.worker.pool_size, root, config.worker.spare_room)
         self.warm = WarmBrowsers(self.pool, self.store, lambda: self.name, config.worker.warm_browsers, config.worker.warm_window,
                                  self._warm_flags, config.worker.launch_timeout, on_ready=lambda: self.intake.reconcile(),
                                  prepare=self._prepare_spare)

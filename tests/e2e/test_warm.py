@@ -222,7 +222,8 @@ def test_worker_state_shows_free_warm_and_running_counts(solo, solo_api):
     """In ``inspect stats`` (what Flower shows on a worker's page) and, summed, in /readyz."""
     wait_offers(solo, "solo@test", 1)
     session = solo_api.create_session()
-    counts = {"slots": 3, "free": 1, "warm": 1, "running": 1, "launching": 0}
+    # The spare holds one of its own slots (BROKER_WARM_MAX: as many as the pool's), not a session's.
+    counts = {"slots": 3, "spareSlots": 3, "free": 2, "warm": 1, "running": 1, "launching": 0}
     seen: list[dict | None] = []
 
     def stats_show_them() -> bool:
@@ -266,7 +267,8 @@ def test_flower_shows_each_workers_browser_counts(solo, solo_api, workdir):
     assert shown, "no browser counts on the worker's page"
     counts = ast.literal_eval(shown.group(1))
     # At least the floor: a spare the keeper launched for a recent create may still be on offer beside it.
-    assert counts["slots"] == 3 and counts["warm"] >= 1 and set(counts) == {"slots", "free", "warm", "running", "launching"}
+    assert counts["slots"] == 3 and counts["warm"] >= 1
+    assert set(counts) == {"slots", "spareSlots", "free", "warm", "running", "launching"}
 
 
 def _answers(url: str) -> bool:
@@ -413,9 +415,10 @@ def test_a_spare_started_beside_another_is_offered_once_settled_or_as_soon_as_on
 # -- slots, SIGTERM, restarts, off ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tight(deploy) -> Broker:
-    """One worker with two slots and one warm browser (Redis database 12)."""
+    """One worker with two slots and one warm browser that must take one of them (``BROKER_WARM_MAX=0``; Redis
+    database 12)."""
     broker = deploy(12, BROKER_LAUNCHER="direct", BROKER_POOL_SIZE="2",
-                    BROKER_WARM_BROWSERS="1")
+                    BROKER_WARM_BROWSERS="1", BROKER_WARM_MAX="0")
     broker.start_worker("tight")
     return broker
 
@@ -466,8 +469,8 @@ def test_with_warm_browsers_off_nothing_launches_ahead(tight):
     tight.stop_worker("tight@test")
     tight.start_worker("tight", BROKER_WARM_BROWSERS="0")
     api = Api(tight.url, tight.api_key)
-    wait_until(lambda: tight.browser_counts("tight@test") == {"slots": 2, "free": 2, "warm": 0, "running": 0,
-                                                              "launching": 0, "warmTarget": 0}, WAIT,
+    wait_until(lambda: tight.browser_counts("tight@test") == {"slots": 2, "spareSlots": 0, "free": 2, "warm": 0,
+                                                              "running": 0, "launching": 0, "warmTarget": 0}, WAIT,
                message="a heartbeat")
     assert not tight.profile_dirs() and not offers(tight, "tight@test")
     # A browser of this deployment names its profile, under the deployment's profiles folder, on its command line.

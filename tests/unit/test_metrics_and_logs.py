@@ -62,11 +62,13 @@ def test_create_outcomes_latency_and_snapshot_sizes_are_histograms_with_cumulati
 
 
 def test_each_worker_shows_its_slots_and_heartbeat_age_and_the_launch_line_its_depth(store):
-    store.workers.heartbeat("w1@a", {"browsers": {"slots": 4, "free": 1, "warm": 1, "running": 2, "launching": 0}})
+    store.workers.heartbeat("w1@a", {"browsers": {"slots": 4, "spareSlots": 4, "free": 2, "warm": 1, "running": 2,
+                                                  "launching": 0}})
     store.workers.heartbeat("w2@b", {"browsers": {"slots": 2, "free": 2, "warm": 0, "running": 0, "launching": 0}})
     new_session(store)
     figures = scrape(store)
     assert figures[("broker_worker_slots", (("use", "running"), ("worker", "w1@a")))] == 2
+    assert figures[("broker_worker_slots", (("use", "spareSlots"), ("worker", "w1@a")))] == 4
     assert figures[("broker_worker_slots", (("use", "free"), ("worker", "w2@b")))] == 2
     assert 0 <= figures[("broker_worker_heartbeat_age_seconds", (("worker", "w2@b"),))] < 5
     assert figures[("broker_launch_queue_depth", ())] == 1

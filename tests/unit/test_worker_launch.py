@@ -24,7 +24,7 @@ def test_a_launch_runs_the_session_in_its_own_browser(make_worker):
     # What every browser gets before a client reaches it: its forwarder and its download guard.
     assert worker.forwarders.port(session_id) is not None
     assert session_id in worker.download_guards._guards
-    assert worker.pool.counts() == {"slots": 2, "free": 1, "warm": 0, "running": 1, "launching": 0}
+    assert worker.pool.counts() == {"slots": 2, "spareSlots": 0, "free": 1, "warm": 0, "running": 1, "launching": 0}
     # The waiting create hears the claim, then the running record.
     assert worker.store.sessions.next_launch_event(session_id, 1)["event"] == "claimed"
 

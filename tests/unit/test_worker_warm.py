@@ -16,7 +16,8 @@ def test_the_keeper_fills_up_to_the_wanted_count_and_offers_each_spare(make_work
 
     _wait(lambda: len(worker.store.warm.offered_by(worker.name)) == 2, "two warm browsers on offer")
 
-    assert worker.pool.counts() == {"slots": 3, "free": 1, "warm": 2, "running": 0, "launching": 0}
+    # Spares take no session slot while slots of their own (BROKER_WARM_MAX, as many as the pool's by default) are free.
+    assert worker.pool.counts() == {"slots": 3, "spareSlots": 3, "free": 3, "warm": 2, "running": 0, "launching": 0}
     assert set(worker.store.warm.offered_by(worker.name)) == set(worker.pool.keys())
     # Each spare got what every browser gets before a client may reach it: its forwarder and its download guard.
     for key in worker.pool.keys():
@@ -69,13 +70,14 @@ def test_creates_raise_the_spares_up_to_the_free_slots_and_a_quiet_window_brings
         make_worker, monkeypatch):
     monkeypatch.setattr(warm, "OFFER_SETTLE", 0.1)
     monkeypatch.setattr(warm, "CHECK_INTERVAL", 0.2)
-    worker = make_worker(started=True, BROKER_WARM_BROWSERS=1, BROKER_POOL_SIZE=4, BROKER_WARM_WINDOW=5)
+    worker = make_worker(started=True, BROKER_WARM_BROWSERS=1, BROKER_POOL_SIZE=2, BROKER_WARM_MAX=2,
+                         BROKER_WARM_WINDOW=5)
     _wait(lambda: len(worker.store.warm.offered_by(worker.name)) == 1, "the floor's warm browser on offer")
 
     for _ in range(6):  # a burst of launches reaching this worker (tasks/worker.py's task_received)
         worker.warm.saw_create()
 
-    # Six creates want six spares; four slots allow four.
+    # Six creates want six spares; two session slots and two of the spares' own allow four.
     _wait(lambda: len(worker.store.warm.offered_by(worker.name)) == 4 and worker.warm.target == 4,
           "a spare in every slot")
     _wait(lambda: len(worker.store.warm.offered_by(worker.name)) == 1, "back at the floor after a quiet window")
@@ -83,6 +85,28 @@ def test_creates_raise_the_spares_up_to_the_free_slots_and_a_quiet_window_brings
     _wait(lambda: worker.pool.counts()["warm"] == 1 and len(worker.pool.launcher.stopped) == 3,
           "the three extra spares ended")
     assert worker.warm.target == 1
+
+
+def test_a_spare_is_not_handed_to_a_create_past_the_session_slots_and_stays_on_offer(make_worker):
+    """BROKER_POOL_SIZE holds the sessions, spares or not: with every session slot taken, a create that took an offer
+    joins the line (a cold launch it waits for), and the spare is offered again."""
+    from core.dispatch import LAUNCH_QUEUE
+
+    worker = make_worker(started=True, BROKER_WARM_BROWSERS=2, BROKER_POOL_SIZE=1, BROKER_WARM_MAX=1)
+    _wait(lambda: len(worker.store.warm.offered_by(worker.name)) == 2, "two warm browsers on offer")
+    first, second = worker.store.warm.take(), worker.store.warm.take()
+    running, waiting = new_session(worker.store), new_session(worker.store)
+    launch_session(worker, running, warm=first.key)
+
+    launch_session(worker, waiting, warm=second.key)
+
+    assert worker.store.sessions.get(running)["status"] == Status.RUNNING
+    assert worker.store.sessions.get(waiting)["status"] == Status.PENDING
+    assert worker.pool.get(waiting) is None and worker.pool.get(second.key) is not None
+    assert second.key in worker.store.warm.offered_by(worker.name)
+    assert worker.store.sessions.waiting_for_launch() == 1
+    assert worker.store.redis.llen(LAUNCH_QUEUE) == 1, "its launch sent to the shared queue"
+    assert worker.pool.counts()["free"] == 0
 
 
 def test_a_create_that_took_a_spare_counts_as_warm_and_a_cold_one_as_cold(make_worker):

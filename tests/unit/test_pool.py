@@ -1,5 +1,6 @@
-"""What a killed worker's pool leaves, ended at the next start (tasks/pool.py ``clean_leftovers``): real processes
-stand in for a browser and a ChromeDriver whose launch was cut short before its PID file was written."""
+"""The pool's slots (sessions held to its size, spares with room of their own), and what a killed worker's pool
+leaves, ended at the next start (``clean_leftovers``): real processes stand in for a browser and a ChromeDriver whose
+launch was cut short before its PID file was written."""
 from __future__ import annotations
 
 import os
@@ -10,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tasks.pool import ChromiumPool
+from tasks.pool import ChromiumPool, PoolFull
 from tasks.running_browser import session_temp_dir
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
@@ -56,3 +57,16 @@ def test_a_cut_short_launch_leaves_neither_its_browser_nor_its_chromedriver(tmp_
     assert psutil.Process(someone_else.pid).is_running() and someone_else.poll() is None
     assert sorted(ended) == sorted([f"pid {browser.pid}", f"pid {driver.pid}"])
     assert not cut_short.exists()
+
+
+def test_sessions_are_held_to_the_pool_size_and_spares_may_also_take_their_own_slots(tmp_path):
+    pool = ChromiumPool(launcher=None, size=1, root=tmp_path / "pool", spare_room=1)  # type: ignore[arg-type]
+    pool.reserve("warm-a", spare=True)
+    pool.reserve("ses-a")
+    assert pool.free_slots() == 0 and pool.free_for_spares() == 0 and not pool.session_room()
+    pool.unreserve("warm-a")
+    # A session slot is held: the free one is for spares only.
+    with pytest.raises(PoolFull):
+        pool.reserve("ses-b")
+    pool.reserve("warm-b", spare=True)
+    assert pool.counts() == {"slots": 1, "spareSlots": 1, "free": 0, "warm": 0, "running": 0, "launching": 2}
