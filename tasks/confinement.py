@@ -183,9 +183,10 @@ def start_checks(config: Config, users: BrowserUsers, worker_dir: Path) -> bool:
         raise ConfinementError(f"BROKER_CHROMIUM_SANDBOX must be one of {', '.join(SANDBOX_MODES)}, "
                                f"not {config.chromium.sandbox!r}")
     prepare_directories(config, worker_dir, users)
-    if users.switching and len(users.candidates) < config.worker.pool_size:
-        log.warning("only %d browser users for a pool of %d: launches past that fail; scripts/setup.sh creates more",
-                    len(users.candidates), config.worker.pool_size)
+    browsers = config.worker.pool_size + config.worker.spare_room
+    if users.switching and len(users.candidates) < browsers:
+        log.warning("only %d browser users for a pool of %d (warm browsers' own slots included): launches past that "
+                    "fail; scripts/setup.sh creates more", len(users.candidates), browsers)
     problems = [problem] if (problem := policy_problem(config)) else []
     if problems and not config.development:
         raise ConfinementError(f"{problems[0]} (only BROKER_ENV=development runs without it)")
