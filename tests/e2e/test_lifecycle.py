@@ -31,12 +31,14 @@ STOP_NEVER_SENT_AFTER = 3
 
 @pytest.fixture(scope="module")
 def life(brokers, tmp_path_factory):
-    """A deployment of its own: pool of 2, a 6 s create wait, a Redis that keeps its data across a restart."""
+    """A deployment of its own: pool of 2, a 6 s create wait, a Redis that keeps its data across a restart. No warm
+    browser: none is under test here, and a spare in the pool's second slot would hold a stray launch message in the
+    queue (test_redelivered_tasks_do_no_harm) and relaunch after every take and every worker start."""
     workdir = tmp_path_factory.mktemp("life")
     redis = Redis(workdir, persist=True)
     broker = Broker(redis, workdir, "bb_" + secrets.token_urlsafe(24),
                     BROKER_POOL_SIZE=str(POOL), BROKER_CREATE_WAIT=str(WAIT), BROKER_RETRY_AFTER="3",
-                    BROKER_STOP_NEVER_SENT_AFTER=str(STOP_NEVER_SENT_AFTER))
+                    BROKER_STOP_NEVER_SENT_AFTER=str(STOP_NEVER_SENT_AFTER), BROKER_WARM_BROWSERS="0")
     brokers.append(broker)
     broker.start_web(wait=False)
     broker.start_worker("a")
@@ -211,17 +213,6 @@ def test_a_web_process_started_during_a_redis_outage_serves_and_recovers(life, a
         end_process(web)
 
 
-@pytest.fixture
-def without_warm_browsers(life):
-    """A free slot for a stray launch message: with a warm browser in the pool's second slot it would wait in
-    the queue for one, as any launch does."""
-    life.stop_worker("a@test")
-    life.start_worker("a", BROKER_WARM_BROWSERS="0")
-    yield
-    life.stop_worker("a@test")
-    life.start_worker("a")
-
-
 def test_a_stop_whose_task_was_never_sent_is_finished_by_the_worker(life, api):
     """The web process died (or Redis failed) between a DELETE's move and its send: the record says stopping and
     no stop task comes. The worker holding the browser stops it itself, through the normal flow."""
@@ -238,7 +229,7 @@ def test_a_stop_whose_task_was_never_sent_is_finished_by_the_worker(life, api):
     assert api.get(f"/v1/sessions/{session['id']}").json() == stopped
 
 
-def test_redelivered_tasks_do_no_harm(life, without_warm_browsers, api, pages):
+def test_redelivered_tasks_do_no_harm(life, api, pages):
     celery = Celery(broker=life.redis_url)
     context = api.post("/v1/contexts", json={}).json()
     session = api.create_session(contextId=context["id"])
