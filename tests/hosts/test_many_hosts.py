@@ -32,7 +32,7 @@ import websocket
 
 from tests.support.api import Api
 from tests.support.cdp import RawCdp
-from tests.support.browsing import BIG_FRAME, playwright_drive, puppeteer_drive, visit
+from tests.support.browsing import BIG_FRAME, playwright_drive, puppeteer_drive, visit, wait_local_storage_on_disk
 from tests.support.gateway import SUITE_KEY, gateway_status
 from tests.support.hosts import BUCKET, GATEWAY_PORT, TTL, Deployment
 from tests.support.metrics import figure, moved, scrape
@@ -73,10 +73,9 @@ def hosts():
                               aws_secret_access_key="test", region_name="us-east-1")
             wait_until(lambda: _answers(s3), 60, message="S3 server on the web host")
             s3.create_bucket(Bucket=BUCKET)
-            deployment.start_web()
+            deployment.start_web()  # it starts while the workers do
+            deployment.start_workers(*deployment.worker_hosts)
             wait_until(lambda: _web_answers(deployment), 60, message="web process on the web host")
-            for host in deployment.worker_hosts:
-                deployment.start_worker(host)
             deployment.pages = PageServer(deployment.web_host.address)
         yield deployment
     finally:
@@ -299,8 +298,7 @@ def test_only_worker_sigkilled_its_sessions_end_as_worker_lost_within_the_bound(
         wait_until(lambda: all_lost(api, sessions), LOST_BOUND, interval=0.5, message="the sessions: worker_lost")
         assert on_web.browsers_on(w1), "a SIGKILLed worker's browsers are ended by its next life, not before"
     finally:
-        on_web.start_worker(w1)
-        on_web.start_worker(w2)
+        on_web.start_workers(w1, w2)
     wait_until(lambda: not on_web.browsers_on(w1), 30, message="worker 1's next life to end the earlier one's browsers")
 
 
@@ -310,7 +308,7 @@ def test_a_sigkilled_workers_session_with_checkpoints_comes_back_on_the_other_ho
     pages = on_web.pages
     session = on_web.create_on(api, w1, checkpointInterval=2)
     visit(session["cdpUrl"], f"{pages.base}/state", "state('checkpointed')")
-    time.sleep(7)  # Chromium writes localStorage to disk a few seconds after a page sets it
+    wait_local_storage_on_disk(on_web.worker_profiles(w1) / session["id"], "checkpointed")
     changed = time.time()
     visit(session["cdpUrl"], f"{pages.base}/state", "document.cookie = 'tick=1; path=/'")  # a change to save
 

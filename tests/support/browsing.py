@@ -4,10 +4,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 
 from playwright.sync_api import Playwright, sync_playwright
 
-from tests.support.processes import ROOT
+from tests.support.processes import ROOT, wait_until
 
 #: A frame this large must pass every hop intact (API.md: "Frames of many MB").
 BIG_FRAME = 20 * 1024 * 1024
@@ -67,3 +68,24 @@ def playwright_drive(cdp_url: str, page_url: str, big_frame: int = 0) -> dict:
         result["bigFrameIntact"] = text == "".join(str(i % 9973).rjust(8, ".") for i in range(big_frame // 8))
     browser.close()
     return result
+
+
+def wait_local_storage_on_disk(profile: Path, value: str, timeout: float = 30) -> None:
+    """Until Chromium has written a localStorage ``value`` a page set into the profile's LevelDB. It commits
+    localStorage in batches, seconds after the page set it, so a copy of the profile made before (a checkpoint)
+    lacks it; waited for rather than slept on, since how long that takes depends on the machine's load."""
+    folder = profile / "Default" / "Local Storage" / "leveldb"
+    # Chromium stores a value as Latin-1 where it can, else as UTF-16.
+    forms = (value.encode("latin-1", errors="ignore"), value.encode("utf-16-le"))
+
+    def written() -> bool:
+        for path in folder.glob("*"):
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue  # compacted away meanwhile
+            if any(form in data for form in forms):
+                return True
+        return False
+
+    wait_until(written, timeout, interval=0.1, message=f"localStorage {value!r} written under {folder}")

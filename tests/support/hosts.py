@@ -120,13 +120,23 @@ class Deployment:
 
     def start_worker(self, host: Host) -> str:
         """The Procfile's worker line on ``host``; returns its node name once it heartbeats."""
-        self._spawn(f"worker-{host.name}", host, ["sh", "-c", procfile_command("worker")], self.worker_env(host))
-        name = self.worker_name(host)
-        wait_until(lambda: self._worker_pid(host) is not None, 30, message=f"the Procfile line to start {name}")
-        pid = self._worker_pid(host)
-        # A heartbeat of this life, not the last one of an earlier life under the same name.
-        wait_until(lambda: (self.store().workers.info(name) or {}).get("pid") == pid, 90, message=f"worker {name} heartbeat")
-        return name
+        return self.start_workers(host)[0]
+
+    def start_workers(self, *hosts: Host) -> list[str]:
+        """The Procfile's worker line on each host, all started before any is waited for (a start is mostly
+        waiting: Celery's boot, Chromium's start check); their node names once each heartbeats."""
+        for host in hosts:
+            self._spawn(f"worker-{host.name}", host, ["sh", "-c", procfile_command("worker")], self.worker_env(host))
+        names = []
+        for host in hosts:
+            name = self.worker_name(host)
+            wait_until(lambda: self._worker_pid(host) is not None, 30, message=f"the Procfile line to start {name}")
+            pid = self._worker_pid(host)
+            # A heartbeat of this life, not the last one of an earlier life under the same name.
+            wait_until(lambda: (self.store().workers.info(name) or {}).get("pid") == pid, 90,
+                       message=f"worker {name} heartbeat")
+            names.append(name)
+        return names
 
     def _worker_pid(self, host: Host) -> int | None:
         try:

@@ -234,15 +234,21 @@ class Broker:
     def worker_log(self, name: str) -> str:
         return (self.workdir / f"worker-{name}.log").read_text(errors="replace")
 
-    def start_worker(self, name: str | None = None, **env: str) -> str:
+    def start_worker(self, name: str | None = None, wait: bool = True, **env: str) -> str:
+        """``wait=False``: returns once the process is started; ``wait_worker`` then waits for its heartbeat, so a
+        test starts two workers side by side (a start is mostly waiting: Celery's boot, Chromium's start check)."""
         name = name or f"w{len(self.workers)}-{self.port}"
         nodename = f"{name}@test"
         self.workers[nodename] = self.spawn_worker(name, **env)
+        if wait:
+            self.wait_worker(nodename)
+        return nodename
+
+    def wait_worker(self, nodename: str) -> None:
         try:
             wait_until(lambda: nodename in self.live_workers(), 60, message=f"worker {nodename} heartbeat")
         except TimeoutError as error:
-            raise TimeoutError(f"{error}; its log ends: {self.worker_log(name)[-3000:]}") from None
-        return nodename
+            raise TimeoutError(f"{error}; its log ends: {self.worker_log(nodename.split('@')[0])[-3000:]}") from None
 
     def waiting_launches(self) -> int:
         """Launch messages still in Redis: creates in line that no worker has taken."""
