@@ -18,7 +18,7 @@ import pytest
 import websocket
 
 from tests.support.api import Api
-from tests.support.browsing import playwright_driver, visit
+from tests.support.browsing import playwright_driver, visit, wait_local_storage_on_disk
 from tests.support.processes import Broker, Redis, end_process, wait_until
 
 JS = Path(__file__).resolve().parents[1] / "js"
@@ -132,8 +132,13 @@ def test_sigterm_moves_a_session_to_another_worker(moving, api, pages, library):
     first = moving.start_worker(f"first-{library}")
     session = api.create_session(movable=True)
     assert session["movable"] is True and session["moving"] is False
-    second = moving.start_worker(f"second-{library}")
-    after = move_and_check(moving, api, pages, session, lambda: moving.stop_worker(first), library)
+    second = moving.start_worker(f"second-{library}", wait=False)  # it starts while the client logs in
+
+    def leave() -> None:
+        moving.wait_worker(second)
+        moving.stop_worker(first)
+
+    after = move_and_check(moving, api, pages, session, leave, library)
     assert after["worker"].endswith(second)
 
 
@@ -203,8 +208,6 @@ def test_a_session_deleted_while_it_moves_ends_deleted(moving, api):
 #: Seconds between checkpoints here: long enough that a change made right after one is not in the next before the
 #: SIGKILL, short enough for the test.
 CHECKPOINT_INTERVAL = 4
-#: Chromium writes localStorage to disk a few seconds after a page sets it (its commits are batched).
-STORAGE_COMMIT = 7
 
 
 def moves_folder(broker: Broker, session_id: str) -> Path:
@@ -245,17 +248,18 @@ def test_a_sigkilled_workers_session_comes_back_from_its_last_checkpoint(moving,
     lost = moving.start_worker("crashing")
     session = api.create_session(checkpointInterval=CHECKPOINT_INTERVAL)
     assert session["movable"] is True and session["checkpointInterval"] == CHECKPOINT_INTERVAL
-    survivor = moving.start_worker("surviving")
+    survivor = moving.start_worker("surviving", wait=False)  # it starts while the page writes its state
     client = playwright_driver().chromium.connect_over_cdp(session["cdpUrl"])
     page = client.contexts[0].new_page()
     page.goto(f"{pages.base}/state")
     page.evaluate("state('saved')")
-    time.sleep(STORAGE_COMMIT)
+    wait_local_storage_on_disk(moving.session_profiles()[session["id"]], "saved")
     written = time.time()
     page.evaluate("document.cookie = 'tick=1; path=/'")
     last = next_checkpoint(api, session["id"], after=written)
     page.evaluate("state('late')")
     client.close()
+    moving.wait_worker(survivor)
     moving.stop_worker(lost, signal.SIGKILL)
     try:
         wait_until(lambda: api.get(f"/v1/sessions/{session['id']}").json().get("restoredFrom") == last, 30,
