@@ -341,8 +341,9 @@ def test_context_and_proxy_sessions_launch_cold_and_work(solo, solo_api, pages, 
 def pair(deploy) -> Broker:
     """Two workers (Redis database 11): ``cold`` keeps no warm browser, ``warm`` keeps one."""
     broker = deploy(11, BROKER_LAUNCHER="direct", BROKER_POOL_SIZE="2")
-    broker.start_worker("cold", BROKER_WARM_BROWSERS="0")
+    cold = broker.start_worker("cold", wait=False, BROKER_WARM_BROWSERS="0")
     broker.start_worker("warm", BROKER_WARM_BROWSERS="1")
+    broker.wait_worker(cold)
     return broker
 
 
