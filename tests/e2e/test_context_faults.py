@@ -18,8 +18,9 @@ STATE = "state()"
 
 @pytest.fixture(scope="module")
 def faults_deployment(deploy) -> Broker:
-    """Its own deployment (Redis database 2) with no worker of its own: each test starts the workers it needs."""
-    return deploy(2)
+    """Its own deployment (Redis database 2) with no worker of its own: each test starts the workers it needs. No
+    warm browser: sessions with a context always launch cold, so a spare would only be launched at each worker start."""
+    return deploy(2, BROKER_WARM_BROWSERS="0")
 
 
 @pytest.fixture
@@ -126,7 +127,8 @@ def _answers(client) -> bool:
 
 def test_s3_backend_keeps_state_across_sessions(deploy, s3_server, pages):
     url, client = s3_server
-    broker = deploy(3, BROKER_SNAPSHOT_URL="s3://bb-snapshots/broker", BROKER_S3_ENDPOINT_URL=url,
+    broker = deploy(3, BROKER_WARM_BROWSERS="0", BROKER_SNAPSHOT_URL="s3://bb-snapshots/broker",
+                    BROKER_S3_ENDPOINT_URL=url,
                     AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
     broker.start_worker()
     api = Api(broker.url, broker.api_key)

@@ -288,8 +288,9 @@ def test_a_process_that_left_a_browsers_tree_is_ended_before_its_user_serves_aga
 
 @pytest.fixture(scope="module")
 def bare(deploy) -> Broker:
-    """A deployment with no web process (its own Redis database): its workers never take anyone's launches."""
-    return deploy(6, web=False)
+    """A deployment with no web process (its own Redis database): its workers never take anyone's launches, nor
+    launch spares (no warm browser) beside the start checks under test."""
+    return deploy(6, web=False, BROKER_WARM_BROWSERS="0")
 
 
 #: BROKER_SANDBOX_SETTLE (5 s by default) for workers whose renderers can never be sandboxed (``--no-sandbox``):

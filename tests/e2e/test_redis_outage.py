@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import secrets
 import signal
-import time
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 import websocket
+from kombu.transport.redis import Channel
 
 from tests.support.api import Api
-from tests.support.processes import Broker, Redis, end_process
+from tests.support.processes import Broker, Redis, end_process, wait_until
+
+#: Where kombu's Redis transport keeps the messages a worker took and has not acknowledged yet.
+UNACKED = Channel.unacked_key
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +32,9 @@ def outage(brokers, workdir):
     api = Api(broker.url, broker.api_key)
     session = api.create_session()
     # The launch task acknowledges its message once it returns, just after the create's answer: an outage before
-    # that is another fault (a worker that cannot ack, issue 25 item 3), not what this module is about.
-    time.sleep(2)
+    # that is another fault (a worker that cannot ack, issue 25 item 3), not what this module is about. Until then
+    # kombu keeps the message in Redis's "unacked" hash.
+    wait_until(lambda: broker.store().redis.hlen(UNACKED) == 0, 30, message="the launch task's acknowledgement")
     end_process(redis.proc, signal.SIGKILL)
     yield broker, api, session
     redis.start()

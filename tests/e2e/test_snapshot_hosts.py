@@ -12,7 +12,7 @@ from tests.support.browsing import visit
 
 
 def test_create_where_a_file_snapshot_is_not_is_409_saying_why_and_what_to_set(deploy, workdir, pages):
-    broker = deploy(8, BROKER_LAUNCHER="direct")
+    broker = deploy(8, BROKER_LAUNCHER="direct", BROKER_WARM_BROWSERS="0")  # context sessions launch cold anyway
     api = Api(broker.url, broker.api_key)
     here = broker.start_worker("here", BROKER_STATE_DIR=str(workdir / "host-here"))
     context = api.post("/v1/contexts", json={}).json()
