@@ -48,10 +48,11 @@
   // - the page being left: beforeunload for a navigation (Chromium delivers what the binding is given then, and
   //   drops what it is given at a navigation's pagehide), pagehide for a tab closed (beforeunload does not fire);
   // - the session's stop: the worker calls __bbRecorderFinish before it ends the browser, where no page hears of it.
-  // Nothing is lost by waiting: whatever the page changed meanwhile is in the snapshot. Both leaving events stay
-  // heard for the page's life: what is pending is handed over while it still can be.
+  // Little is lost by waiting: whatever the page changed meanwhile is in the snapshot; only mouse moves before it
+  // are not recorded. Both leaving events stay heard for the page's life: what is pending is handed over while it
+  // still can be.
   const QUIET_MS = 1500;
-  // A page that never finishes loading starts recording this long after its document started.
+  // A page that never finishes loading starts recording this long after it had something to record.
   const LATEST_MS = 10000;
   const INPUTS = ["keydown", "pointerdown", "focusin", "wheel", "touchstart"];
   const timers = [];

@@ -64,9 +64,10 @@ PAGE_EVENTS_MAX = 500
 
 #: rrweb 2.1.6 (@rrweb/record's bundle too) checks that the page has not patched the DOM's prototypes by asking
 #: whether ``querySelector`` and ``querySelectorAll`` are native *accessors* of Element.prototype. They are methods,
-#: so the check always fails in Chromium, and rrweb then appends a hidden iframe to the page to borrow clean prototypes: a DOM change the
-#: page's own MutationObserver sees, and a new frame on every page. In the isolated world the prototypes are clean by
-#: construction; the check is corrected to test those two as methods, which they are.
+#: so the check always fails in Chromium, and rrweb then appends a hidden iframe to the page to borrow clean
+#: prototypes: a DOM change the page's own MutationObserver sees, and a new frame on every page. In the isolated
+#: world the prototypes are clean by construction; the check is corrected to test those two as methods, which they
+#: are.
 PROTOTYPE_CHECK_FIX = (
     ('Element:["shadowRoot","querySelector","querySelectorAll"]', 'Element:["shadowRoot"]'),
     ('ShadowRoot:["getSelection"],Element:[]',
@@ -170,6 +171,10 @@ class SessionWatch:
         self._pages: dict[str, str] = {}
         #: The recorder's world in each page's top document: flat session id → its execution context's unique id.
         self._worlds: dict[str, str] = {}
+        #: Pages whose top document is still the tab's first, empty about:blank (a warm browser's page, a new tab).
+        self._blank: set[str] = set()
+        #: Those of a recorded session, whose recorder comes once a document is written into it (a setContent).
+        self._record_when_opened: set[str] = set()
         self._tabs: set[str] = set()
         #: Requests under way: (flat session, request id) → what a failure event names.
         self._requests: dict[tuple[str, str], dict] = {}
@@ -207,7 +212,7 @@ class SessionWatch:
             pages = list(self._pages)
         if recording:
             for page in pages:
-                self._install_recorder(page)
+                self._install_recorder(page, moved)
 
     def finish_recording(self) -> None:
         """The browser is about to end: each recorded page whose recording waits (for input, for a quiet moment)
@@ -241,16 +246,43 @@ class SessionWatch:
         self._writer.join(CLOSE_WAIT)
 
     # -- pages -------------------------------------------------------------------------
-    def _install_recorder(self, page: str) -> None:
+    def _install_recorder(self, page: str, moved: bool = False) -> None:
+        """Into the page's next documents, and into the one open now, unless that is the tab's first, empty
+        about:blank: then only once a document is written into it (a script's ``setContent`` opens it,
+        ``Page.documentOpened``). Creating the recorder's world and compiling it there held the create and the
+        client's connect after it (+10-15 ms of a 200 ms lifecycle) for a page the first ``goto`` replaces. A moved
+        session's tabs may have loaded before this: they get it at once."""
+        with self._lock:
+            later = page in self._blank and not moved
+            if later:
+                self._record_when_opened.add(page)
         self._cdp.send("Runtime.addBinding", {"name": BINDING, "executionContextName": WORLD}, page)
         self._cdp.send("Page.addScriptToEvaluateOnNewDocument",
-                       {"source": recorder_source(), "worldName": WORLD,
-                        "runImmediately": True}, page)
+                       {"source": recorder_source(), "worldName": WORLD, "runImmediately": not later}, page)
+
+    def _opened(self, page: str, tab: str, frame: dict) -> None:
+        if frame.get("id") == tab and page in self._record_when_opened:
+            self._cdp.send("Page.createIsolatedWorld", {"frameId": tab, "worldName": WORLD}, page)
+
+    def _world_created(self, page: str, tab: str, context: dict) -> None:
+        """The recorder's world in a page's top document: the one the stop finishes; the one made for a written
+        about:blank gets the recorder now."""
+        if context.get("name") != WORLD or (context.get("auxData") or {}).get("frameId") != tab:
+            return
+        with self._lock:
+            self._worlds[page] = context.get("uniqueId")
+            inject = page in self._record_when_opened
+            self._record_when_opened.discard(page)
+        if inject:
+            self._cdp.send("Runtime.evaluate",
+                           {"expression": recorder_source(), "uniqueContextId": context.get("uniqueId")}, page)
 
     def _attached(self, params: dict) -> None:
         page, info = params["sessionId"], params["targetInfo"]
         with self._lock:
             self._pages[page] = info["targetId"]
+            if info.get("url") in ("", "about:blank"):
+                self._blank.add(page)
             recording = self.recording is not None
         for method in ("Page.enable", "Network.enable", "Runtime.enable"):
             self._cdp.send(method, None, page)
@@ -269,10 +301,9 @@ class SessionWatch:
             if params.get("name") == BINDING and self.recording is not None:
                 self.recording.take(tab, params.get("payload", ""))
         elif method == "Runtime.executionContextCreated":
-            context = params.get("context", {})
-            if context.get("name") == WORLD and (context.get("auxData") or {}).get("frameId") == tab:
-                with self._lock:
-                    self._worlds[page] = context.get("uniqueId")
+            self._world_created(page, tab, params.get("context", {}))
+        elif method == "Page.documentOpened":
+            self._opened(page, tab, params.get("frame", {}))
         elif method == "Network.requestWillBeSent":
             request = params.get("request", {})
             self._requests[(page, params["requestId"])] = {
@@ -287,6 +318,9 @@ class SessionWatch:
         elif method == "Page.frameNavigated":
             frame = params.get("frame", {})
             if not frame.get("parentId"):
+                with self._lock:
+                    self._blank.discard(page)
+                    self._record_when_opened.discard(page)
                 # A failed load commits an error page: the URL that failed is its unreachableUrl.
                 self._emit("navigation", tabId=tab, url=frame.get("unreachableUrl") or frame.get("url"),
                            **self._documents.pop(frame.get("loaderId"), {}))
@@ -309,6 +343,8 @@ class SessionWatch:
             with self._lock:
                 self._pages.pop(params.get("sessionId"), None)
                 self._worlds.pop(params.get("sessionId"), None)
+                self._blank.discard(params.get("sessionId"))
+                self._record_when_opened.discard(params.get("sessionId"))
         elif method == "Target.targetCreated":
             info = params.get("targetInfo", {})
             if info.get("type") == "page":

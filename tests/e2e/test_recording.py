@@ -177,6 +177,22 @@ def test_text_typed_right_after_the_load_is_recorded(rec_api, session_factory, s
     assert any(e["type"] == 3 and e["data"].get("source") == 5 and e["data"].get("text") == TYPED for e in events)
 
 
+def test_a_document_written_into_the_first_blank_tab_is_recorded(rec_api, session_factory):
+    """A tab's first about:blank gets the recorder only once a script writes a document into it (setContent)."""
+    session = session_factory(rec_api, recording=True)
+    browser = playwright_driver().chromium.connect_over_cdp(session["cdpUrl"])
+    try:
+        page = browser.contexts[0].pages[0]
+        page.set_content(FORM.replace(HUNT, ""))
+        page.type("#name", TYPED)
+        rec_api.stop_session(session["id"])
+    finally:
+        browser.close()
+    events = recording_of(rec_api, session["id"])
+    assert len(full_snapshots(events)) == 1
+    assert any(e["type"] == 3 and e["data"].get("source") == 5 and e["data"].get("text") == TYPED for e in events)
+
+
 def test_an_unrecorded_session_has_no_recording(rec_api, session_factory):
     session = session_factory(rec_api)
     assert session["recording"] is False and session["recordingUrl"] is None
