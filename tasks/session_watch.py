@@ -8,7 +8,8 @@ messages, page errors and failed requests are capped per session (``PAGE_EVENTS_
 ``capped`` event says so.
 
 A recorded session (``recording: true``) also gets rrweb's recorder in every page, in an isolated world
-(``Page.addScriptToEvaluateOnNewDocument`` with ``worldName``, ``runImmediately`` for documents already open):
+(``Page.addScriptToEvaluateOnNewDocument`` with ``worldName``, ``runImmediately`` for documents already open but a
+tab's first, empty about:blank, which gets it once a document is written into it):
 the page's scripts share the DOM with it but none of its JavaScript, so they can neither find nor stop it. It
 reports through a binding that exists only in that world (``Runtime.addBinding`` with ``executionContextName``);
 the watch buffers the events and writes them as chunks to the snapshot store every
