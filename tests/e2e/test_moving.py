@@ -180,14 +180,18 @@ def test_movable_must_be_a_boolean(moving, api):
 
 
 def test_a_session_moved_too_often_ends_as_move_limit(moving, api):
-    """A crash loop: each worker the session lands on stops; past the limit it ends, saying why."""
-    name = moving.start_worker("loop")
+    """A crash loop: each worker the session lands on stops; past the limit it ends, saying why. The next worker
+    starts while the one before stops (its session waits in the move queue for it either way)."""
+    name = moving.start_worker("loop-0")
     session = api.create_session(movable=True)
-    for _ in range(3):
+    for turn in range(1, 4):
+        following = moving.start_worker(f"loop-{turn}", wait=False)
         moving.stop_worker(name)
-        name = moving.start_worker("loop")
+        moving.wait_worker(following)
+        name = following
         wait_until(lambda: not api.get(f"/v1/sessions/{session['id']}").json()["moving"], MOVE_BOUND,
                    message="the session running again")
+        assert api.get(f"/v1/sessions/{session['id']}").json()["worker"].endswith(name)
     moving.stop_worker(name)
     assert api.wait_status(session["id"], "stopped")["stopReason"] == "move_limit"
 
