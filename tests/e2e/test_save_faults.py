@@ -149,9 +149,11 @@ def test_worker_killed_during_the_save_leaves_the_context_as_it_was(file_broker,
         assert_next_session_gets(api, before["id"], before_cookies)
         assert api.delete(f"/v1/contexts/{before['id']}").status_code == 204
     finally:
-        # The killed worker's next life removes the profile its SIGKILL left behind.
-        broker.stop_worker(broker.start_worker(crashing))
+        # The killed worker's next life removes the profile its SIGKILL left behind; it starts while steady stops.
+        cleaner = broker.start_worker(crashing, wait=False)
         broker.stop_worker(steady)
+        broker.wait_worker(cleaner)
+        broker.stop_worker(cleaner)
 
 
 # -- a full disk ------------------------------------------------------------------
