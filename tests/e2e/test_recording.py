@@ -160,6 +160,23 @@ def test_a_page_stopped_right_after_its_load_has_its_full_snapshot(rec_api, sess
     assert '"id": "name"' in snapshot and "set without typing" in snapshot and "nothing" in snapshot, snapshot[:2000]
 
 
+def test_a_tab_closed_right_after_its_load_has_its_full_snapshot(rec_api, session_factory, site):
+    """A tab the script closes before any input or quiet moment: the recorder snapshots as the tab goes
+    (``pagehide``, which reaches the worker for a closed tab), not at the stop, when the tab is gone."""
+    session = session_factory(rec_api, recording=True)
+    browser = playwright_driver().chromium.connect_over_cdp(session["cdpUrl"])
+    try:
+        tab = browser.contexts[0].new_page()
+        tab.goto(f"{site}/form")
+        tab.evaluate("() => { document.getElementById('name').value = 'closed at once'; }")
+        tab.close()
+        rec_api.stop_session(session["id"])
+    finally:
+        browser.close()
+    snapshots = full_snapshots(recording_of(rec_api, session["id"]))
+    assert any("closed at once" in snapshot for snapshot in snapshots), [s[:300] for s in snapshots]
+
+
 def test_text_typed_right_after_the_load_is_recorded(rec_api, session_factory, site):
     """The first key starts the page's recording before the page hears it: the snapshot is taken as the page was,
     and every key after it is recorded as the user's input."""
