@@ -87,6 +87,36 @@ def test_creates_raise_the_spares_up_to_the_free_slots_and_a_quiet_window_brings
     assert worker.warm.target == 1
 
 
+def test_a_short_stock_is_refilled_by_a_launch_per_core_at_once(make_worker, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(warm, "OFFER_SETTLE", 0.1)
+    monkeypatch.setattr(warm, "cores", lambda: 2)
+    worker = make_worker(started=True, BROKER_WARM_BROWSERS=1, BROKER_POOL_SIZE=4, BROKER_WARM_WINDOW=5)
+    _wait(lambda: len(worker.store.warm.offered_by(worker.name)) == 1, "the floor's warm browser on offer")
+    launcher, lock = worker.pool.launcher, threading.Lock()
+    start, running, most = launcher.start, [0], [0]
+
+    def slow_start(*args, **kwargs):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            time.sleep(0.3)  # a launch's time, so that two at once overlap
+            return start(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(launcher, "start", slow_start)
+    for _ in range(6):  # a burst: six spares wanted, one ready
+        worker.warm.saw_create()
+    worker.warm.wake()
+
+    _wait(lambda: len(worker.store.warm.offered_by(worker.name)) >= 4, "the stock refilled")
+    assert most[0] == 2, f"{most[0]} launches at once, not one per core"
+
+
 def test_a_spare_is_not_handed_to_a_create_past_the_session_slots_and_stays_on_offer(make_worker):
     """BROKER_POOL_SIZE holds the sessions, spares or not: with every session slot taken, a create that took an offer
     joins the line (a cold launch it waits for), and the spare is offered again."""
