@@ -295,8 +295,9 @@ class WarmBrowsers:
 
         A stock short of half its target (creates came faster than before: a stream began, a burst) is refilled by
         as many launches at once as the worker has cores (``cores``), each a core's work for ~0.3 s: one at a time,
-        a stream of one create a second that followed a quiet spell launched its first creates cold, 4 in 23
-        (bench/arrivals.py)."""
+        the stock came back one launch time per spare. Creates that arrive before it is back still launch cold: a
+        stream of one create a second that follows a quiet spell launched 3-4 of its first 23 cold either way
+        (bench/arrivals.py's pattern, load 7-10)."""
         while not self._closed.is_set():
             target, ready = self._update_target(), self.ready_count()
             if target - ready <= 0:
