@@ -65,6 +65,7 @@ class ChromiumPool:
             return self._free_for_sessions()
 
     def free_for_spares(self) -> int:
+        """Slots a spare could take now: a free session slot or one of its own."""
         with self._lock:
             return self.size + self.spare_room - len(self._reserved) - len(self._browsers)
 
