@@ -110,7 +110,7 @@ def only_worker(broker: Broker) -> str:
 def solo(deploy) -> Broker:
     """One worker, three slots, one warm browser (Redis database 10); the creates of the last 10 s, not 60, size the
     spares, so a test that counts them finds the floor again within seconds of the test before."""
-    broker = deploy(10, BROKER_LAUNCHER="direct", BROKER_POOL_SIZE="3",
+    broker = deploy(10, BROKER_LAUNCHER="direct", BROKER_POOL_SIZE="3", BROKER_WARM_MAX="auto",
                     BROKER_WARM_BROWSERS="1", BROKER_WARM_WINDOW="10")
     broker.start_worker("solo")
     return broker

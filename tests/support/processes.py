@@ -180,6 +180,11 @@ class Broker:
             # the direct launcher) and four slots (the default fits the machine: six on two cores).
             "BROKER_LAUNCHER": "selenium",
             "BROKER_POOL_SIZE": "4",
+            # Warm browsers only in free session slots, as the suite's deployments were written: slots of their own
+            # (the default, BROKER_WARM_MAX=auto) let each deployment's bursts of creates launch up to four spares
+            # more, CPU the 2-core machine's other tests wait for. tests/e2e/test_warm.py's ``solo`` and
+            # tests/unit/test_worker_warm.py run the default.
+            "BROKER_WARM_MAX": "0",
             **env,
         }
         self.workers: dict[str, subprocess.Popen] = {}
