@@ -6,11 +6,12 @@
 A local page server (127.0.0.1) serves a page of a few KB of HTML that loads a script, an image and, from the
 script, a fetch of JSON. Each of N sessions (one broker, one worker, warm browsers off, a pool of the largest N)
 loops through Playwright over the broker's relay: load the page until its fetch has landed (the page load), then
-five ``Runtime.evaluate('1+1')`` over a CDP session (the round trip), then waits ``--think`` seconds on average. Without a
-wait each session keeps a core busy (the page comes from 127.0.0.1 at once), so the machine's throughput is the
-bound and 2× comes at N = cores; a real job waits on remote servers most of its time. For each N: the p95 of both, their ratio to
-N=1's, and the first N where either passes 2×; core/capacity.py's BROWSERS_PER_CORE keeps the default pool size at
-or below it. Nothing is asserted: the machine is shared, and the load average is printed beside the figures.
+five ``Runtime.evaluate('1+1')`` over a CDP session (the round trip), then wait ``--think`` seconds on average.
+Without a wait each session keeps a core busy (the page comes from 127.0.0.1 at once), so the machine's throughput
+is the bound and 2× comes at N = cores; a real job waits on remote servers most of its time. For each N: the p95 of
+both, their ratio to N=1's, and the first N where either passes 2×; core/capacity.py's BROWSERS_PER_CORE keeps the
+default pool size at or below it. Nothing is asserted: the machine is shared, and the load average is printed
+beside the figures.
 """
 from __future__ import annotations
 

@@ -107,8 +107,8 @@ def main() -> None:
     print(f"  page load, quiet    p50 {pct(quiet, 50) * MS:6.1f}  p95 {pct(quiet, 95) * MS:6.1f} ms  (n={len(quiet)})")
     print(f"  page load, refills  p50 {pct(busy, 50) * MS:6.1f}  p95 {pct(busy, 95) * MS:6.1f} ms  (n={len(busy)}, "
           f"{refills.launched} launches)")
-    print(f"  refills ÷ quiet     p50 {pct(busy, 50) / pct(quiet, 50):4.2f}×  p95 {pct(busy, 95) / pct(quiet, 95):4.2f}×"
-          f"; end: load average {os.getloadavg()[0]:.1f}")
+    print(f"  refills ÷ quiet     p50 {pct(busy, 50) / pct(quiet, 50):4.2f}×  "
+          f"p95 {pct(busy, 95) / pct(quiet, 95):4.2f}×; end: load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
