@@ -34,6 +34,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import h11
 
@@ -66,14 +67,31 @@ class Refused(Exception):
 
 
 def advertised_host(config: Config) -> str:
-    """BROKER_WORKER_HOST, with ``auto`` meaning this host's address as its own name resolves (a container's IP)."""
+    """BROKER_WORKER_HOST, with ``auto`` meaning this host's address as its own name resolves (a container's IP).
+
+    A name that does not resolve (a container named by 12 hex digits that are all decimal, one in ~280: glibc takes
+    it for a malformed number and never reads /etc/hosts) falls back to the address this host reaches Redis from,
+    which is the one its peers reach it on."""
     if config.gateway.worker_host == "auto":
-        address = socket.gethostbyname(socket.gethostname())
+        try:
+            address = socket.gethostbyname(socket.gethostname())
+        except OSError as error:
+            address = _address_towards(config.redis_url)
+            log.warning("BROKER_WORKER_HOST=auto: this host's name %r does not resolve (%s); advertising %s, the "
+                        "address it reaches Redis from", socket.gethostname(), error, address)
         if address.startswith("127."):
             log.warning("BROKER_WORKER_HOST=auto resolved to %s, which no other host can reach; set this host's "
                         "private address instead", address)
         return address
     return config.gateway.worker_host
+
+
+def _address_towards(url: str) -> str:
+    """The local address a packet to ``url``'s host leaves from (a UDP connect sends nothing)."""
+    parsed = urlsplit(url)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect((parsed.hostname or "127.0.0.1", parsed.port or 6379))
+        return probe.getsockname()[0]
 
 
 def _tune(sock: socket.socket) -> None:

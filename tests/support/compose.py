@@ -213,7 +213,11 @@ class Container:
         self.index = index
         self.host = host
         #: Docker names a replica's host after its container ID (12 hex digits) unless ``hostname:`` says otherwise.
+        #: One with a letter: all-decimal ones (1 in ~280) do not resolve from /etc/hosts (glibc reads them as a
+        #: malformed number), which tests/unit/test_gateway_host.py covers; a compose test would fail by luck.
         self.hostname = secrets.token_hex(6)
+        while self.hostname.isdigit():
+            self.hostname = secrets.token_hex(6)
         self.proc: subprocess.Popen | None = None
         #: The process's folder: the image's WORKDIR (the worktree here), or a volume standing for it.
         self.cwd: Path = ROOT
