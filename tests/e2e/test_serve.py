@@ -105,7 +105,10 @@ def role(proc: psutil.Process) -> str:
 
 
 class ExitOrder:
-    """Notes when each of the stack's main processes exits, polling every 20 ms from another thread."""
+    """Notes when each of the stack's main processes exits, polling every 20 ms from another thread.
+
+    Every process found gone in one round gets that round's time: two that exit within one round (flower, then
+    Redis a few milliseconds later) cannot be told apart, and were once noted in the order of the round's checks."""
 
     def __init__(self, procs: dict[str, psutil.Process]) -> None:
         self.procs = procs
@@ -116,9 +119,10 @@ class ExitOrder:
     def _watch(self) -> None:
         deadline = time.monotonic() + 180
         while len(self.gone) < len(self.procs) and time.monotonic() < deadline:
+            now = time.monotonic()
             for name, proc in self.procs.items():
                 if name not in self.gone and gone(proc):
-                    self.gone[name] = time.monotonic()
+                    self.gone[name] = now
             time.sleep(0.02)
 
     def wait(self) -> dict[str, float]:
@@ -161,7 +165,8 @@ def test_serve_stops_cleanly_saving_contexts_worker_first_redis_last(how, tmp_pa
         gone = order.wait()
 
         assert set(gone) == {"redis", "web", "worker", "flower"}, gone
-        assert gone["worker"] < gone["redis"] and gone["web"] < gone["redis"] and gone["flower"] < gone["redis"]
+        # Redis is never seen gone in a round before the others (within one round, the order cannot be told).
+        assert gone["worker"] <= gone["redis"] and gone["web"] <= gone["redis"] and gone["flower"] <= gone["redis"]
         assert served.processes() == []
         assert list(served.tmp.glob("browser-broker-profiles-*/*/*")) == []
         assert list(served.tmp.glob("bb-*")) == []
