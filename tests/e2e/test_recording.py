@@ -116,7 +116,7 @@ def test_a_recorded_session_replays_in_a_real_browser_with_the_typed_text(rec_ap
     assert TYPED in text and "changed after the hunt" in text, "typing and the DOM change after the hunt recorded"
     assert [e["type"] for e in events].count(2) >= 2, "a full snapshot for each page"
     assert len({e["tabId"] for e in events}) == 1
-    assert any(e["type"] == 3 and e["data"].get("source") == 5 and e["data"].get("text") == TYPED for e in events)
+    assert typed_as_input(events, TYPED)
 
     answer = requests.get(session["recordingUrl"], timeout=30)
     assert answer.status_code == 200 and "script-src 'self'" in answer.headers["Content-Security-Policy"]
@@ -143,71 +143,72 @@ def full_snapshots(events: list[dict]) -> list[str]:
     return [json.dumps(event["data"]) for event in events if event["type"] == 2]
 
 
+def recorded_while(rec_api: Api, session_factory, act) -> list[dict]:
+    """The recording of a session whose Playwright client does ``act(browser)`` and then stops the session."""
+    session = session_factory(rec_api, recording=True)
+    browser = playwright_driver().chromium.connect_over_cdp(session["cdpUrl"])
+    try:
+        act(browser)
+        rec_api.stop_session(session["id"])
+    finally:
+        browser.close()
+    return recording_of(rec_api, session["id"])
+
+
+def typed_as_input(events: list[dict], text: str) -> bool:
+    """Whether ``text`` was recorded as the user's input (an incremental event, source 5), not only in a snapshot."""
+    return any(e["type"] == 3 and e["data"].get("source") == 5 and e["data"].get("text") == text for e in events)
+
+
 def test_a_page_stopped_right_after_its_load_has_its_full_snapshot(rec_api, session_factory, site):
     """A page's recording waits for its first input or a quiet moment; a stop ends the browser first, and no page
     hears of it: the worker starts each page's recording before the browser ends, so the snapshot is there, with
     what the page's script changed and what a script set without typing."""
-    session = session_factory(rec_api, recording=True)
-    browser = playwright_driver().chromium.connect_over_cdp(session["cdpUrl"])
-    try:
+    def act(browser) -> None:
         page = browser.contexts[0].pages[0]
         page.goto(f"{site}/form")
         page.evaluate("() => { document.getElementById('name').value = 'set without typing'; }")
-        rec_api.stop_session(session["id"])
-    finally:
-        browser.close()
-    (snapshot,) = full_snapshots(recording_of(rec_api, session["id"]))
+
+    (snapshot,) = full_snapshots(recorded_while(rec_api, session_factory, act))
     assert '"id": "name"' in snapshot and "set without typing" in snapshot and "nothing" in snapshot, snapshot[:2000]
 
 
 def test_a_tab_closed_right_after_its_load_has_its_full_snapshot(rec_api, session_factory, site):
     """A tab the script closes before any input or quiet moment: the recorder snapshots as the tab goes
     (``pagehide``, which reaches the worker for a closed tab), not at the stop, when the tab is gone."""
-    session = session_factory(rec_api, recording=True)
-    browser = playwright_driver().chromium.connect_over_cdp(session["cdpUrl"])
-    try:
+    def act(browser) -> None:
         tab = browser.contexts[0].new_page()
         tab.goto(f"{site}/form")
         tab.evaluate("() => { document.getElementById('name').value = 'closed at once'; }")
         tab.close()
-        rec_api.stop_session(session["id"])
-    finally:
-        browser.close()
-    snapshots = full_snapshots(recording_of(rec_api, session["id"]))
+
+    snapshots = full_snapshots(recorded_while(rec_api, session_factory, act))
     assert any("closed at once" in snapshot for snapshot in snapshots), [s[:300] for s in snapshots]
 
 
 def test_text_typed_right_after_the_load_is_recorded(rec_api, session_factory, site):
     """The first key starts the page's recording before the page hears it: the snapshot is taken as the page was,
     and every key after it is recorded as the user's input."""
-    session = session_factory(rec_api, recording=True)
-    browser = playwright_driver().chromium.connect_over_cdp(session["cdpUrl"])
-    try:
+    def act(browser) -> None:
         page = browser.contexts[0].pages[0]
         page.goto(f"{site}/form")
         page.type("#name", TYPED)
-        rec_api.stop_session(session["id"])
-    finally:
-        browser.close()
-    events = recording_of(rec_api, session["id"])
+
+    events = recorded_while(rec_api, session_factory, act)
     assert len(full_snapshots(events)) == 1
-    assert any(e["type"] == 3 and e["data"].get("source") == 5 and e["data"].get("text") == TYPED for e in events)
+    assert typed_as_input(events, TYPED)
 
 
 def test_a_document_written_into_the_first_blank_tab_is_recorded(rec_api, session_factory):
     """A tab's first about:blank gets the recorder only once a script writes a document into it (setContent)."""
-    session = session_factory(rec_api, recording=True)
-    browser = playwright_driver().chromium.connect_over_cdp(session["cdpUrl"])
-    try:
+    def act(browser) -> None:
         page = browser.contexts[0].pages[0]
         page.set_content(FORM.replace(HUNT, ""))
         page.type("#name", TYPED)
-        rec_api.stop_session(session["id"])
-    finally:
-        browser.close()
-    events = recording_of(rec_api, session["id"])
+
+    events = recorded_while(rec_api, session_factory, act)
     assert len(full_snapshots(events)) == 1
-    assert any(e["type"] == 3 and e["data"].get("source") == 5 and e["data"].get("text") == TYPED for e in events)
+    assert typed_as_input(events, TYPED)
 
 
 def test_an_unrecorded_session_has_no_recording(rec_api, session_factory):
