@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import argparse
 import base64
-import http.server
 import json
 import os
 import resource
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -35,6 +33,7 @@ from bench.common import tree_cpu
 from bench.recording import PAGE, load_average
 from core.recordings import RRWEB_DIR
 from tasks.session_watch import BINDING, WORLD, recorder_source
+from tests.support.pages import html_site
 from tests.support.viewer import CHROMIUM, person_flags
 
 #: The live view's screencast (proxy/live_screencast.py, BROKER_LIVE_VIEW_QUALITY and _MAX_FPS defaults).
@@ -154,19 +153,6 @@ def replay_road(playwright, site: str, seconds: float, width: int, height: int) 
           f"({load_average()})", flush=True)
 
 
-class _BusyPage(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        data = PAGE.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=60)
@@ -174,15 +160,10 @@ def main() -> None:
     args = parser.parse_args()
     width, height = (int(x) for x in args.viewport.split("x"))
     print(f"start: {load_average()}; cores {len(os.sched_getaffinity(0))}", flush=True)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BusyPage)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    site = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        with sync_playwright() as playwright, tempfile.TemporaryDirectory(prefix="bb-video-") as folder:
-            screencast_road(playwright, site, args.seconds, width, height, Path(folder))
-            replay_road(playwright, site, args.seconds, width, height)
-    finally:
-        server.shutdown()
+    with (html_site(lambda _path, _query: PAGE) as site, sync_playwright() as playwright,
+          tempfile.TemporaryDirectory(prefix="bb-video-") as folder):
+        screencast_road(playwright, site, args.seconds, width, height, Path(folder))
+        replay_road(playwright, site, args.seconds, width, height)
 
 
 if __name__ == "__main__":

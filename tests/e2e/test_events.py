@@ -5,7 +5,6 @@ makes a fetch that fails, and a second page; Playwright drives them through the 
 """
 from __future__ import annotations
 
-import http.server
 import json
 import threading
 import time
@@ -16,6 +15,7 @@ import requests
 from tests.support.api import Api
 from tests.support.browsing import playwright_driver
 from tests.support.keys import make_key
+from tests.support.pages import html_site
 from tests.support.processes import Broker, wait_until
 
 #: Broken fetch target: a loopback port nothing listens on (the deployment's egress allows loopback).
@@ -25,26 +25,14 @@ fetch('http://127.0.0.1:9/nothing-here').catch(() => { document.title = 'fetched
 </script>"""
 
 
-class _Pages(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        body = FAILING_PAGE if self.path.startswith("/failing") else "<!doctype html><title>next</title><h1>next</h1>"
-        data = body.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+def _page(path: str, _query: dict[str, str]) -> str:
+    return FAILING_PAGE if path.startswith("/failing") else "<!doctype html><title>next</title><h1>next</h1>"
 
 
 @pytest.fixture(scope="module")
 def site():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Pages)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with html_site(_page) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

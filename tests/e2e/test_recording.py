@@ -7,19 +7,17 @@ whose page script hunts for the recorder, and the page the form leads to, which 
 from __future__ import annotations
 
 import gzip
-import http.server
 import json
 import signal
-import threading
 import time
 from html import escape
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
 from tests.support.api import Api
 from tests.support.browsing import playwright_driver
+from tests.support.pages import html_site
 from tests.support.processes import Broker, wait_until
 from tests.support.viewer import CHROMIUM, person_flags
 
@@ -40,31 +38,16 @@ FORM = f"""<!doctype html><title>form</title>{HUNT}
 <form action="/second"><input id=name name=name autocomplete=off><button id=go>Go</button></form>"""
 
 
-class _Pages(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        if url.path == "/second":
-            name = parse_qs(url.query).get("name", [""])[0]
-            body = f"<!doctype html><title>second</title><h1 id=hello>Hello, {escape(name)}</h1>"
-        else:
-            body = FORM
-        data = body.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+def _page(path: str, query: dict[str, str]) -> str:
+    if path == "/second":
+        return f"<!doctype html><title>second</title><h1 id=hello>Hello, {escape(query.get('name', ''))}</h1>"
+    return FORM
 
 
 @pytest.fixture(scope="module")
 def site():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Pages)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with html_site(_page) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import html
 import random
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -148,3 +150,33 @@ class PageServer:
         self.release()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+@contextmanager
+def html_site(render: Callable[[str, dict[str, str]], str]) -> Iterator[str]:
+    """A site of a module's own pages, each GET answered ``render(path, query)`` as HTML; yields its base URL.
+
+    For pages no other module needs (a broken fetch, a form to record, a busy page for a benchmark), so they stay
+    beside what they test instead of growing :class:`PageServer`'s list.
+    """
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            data = render(url.path, {k: v[0] for k, v in parse_qs(url.query).items()}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
