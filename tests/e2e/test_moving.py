@@ -114,9 +114,11 @@ def move_and_check(moving: Broker, api: Api, pages, session: dict, leave: callab
     seen = watch.stop()
     assert client.returncode == 0, err
     result = json.loads(out.strip().splitlines()[-1])
-    assert result["found"], result
-    assert result["local"] == "logged-in" and result["idb"] == "logged-in", result
-    assert "sid=s3cret" in result["cookie"] and "js_cookie=logged-in" in result["cookie"], result
+    # As a string, so pytest shows all of it (a dict it cuts at 240 characters): which of the state came back.
+    whole = json.dumps(result)
+    assert result["found"], whole
+    assert result["local"] == "logged-in" and result["idb"] == "logged-in", whole
+    assert "sid=s3cret" in result["cookie"] and "js_cookie=logged-in" in result["cookie"], whole
     assert {status for status, _ in seen} == {"running"}, "the API never answers other than running while it moves"
     assert (("running", True) in seen), "the API said it was moving"
     raw.join(MOVE_BOUND)
