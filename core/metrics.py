@@ -89,8 +89,9 @@ class StoreFigures(Collector):
         yield creates
         yield _histogram(PREFIX + "session_create_seconds", "Time from a create's request to its answer.", None,
                          {ALL: self.store.metrics.histogram(CREATE_SECONDS, ALL, CREATE_BUCKETS)})
-        paths = CounterMetricFamily(PREFIX + "session_create_paths", "Sessions started, by how their browser came: "
-                                    "warm (a spare), cold (launched at once), queued (launched once a slot freed).",
+        paths = CounterMetricFamily(PREFIX + "session_create_paths", "Sessions started, by how they came: warm (a "
+                                    "spare at once), cold (launched at once), queued (waited in line for a slot, "
+                                    "then a launch or a spare).",
                                     labels=["path"])
         counted = self.store.metrics.counter(CREATE_PATHS)
         for path in ("warm", "cold", "queued"):
@@ -102,8 +103,8 @@ class StoreFigures(Collector):
         for result in ("hit", "miss"):
             offers.add_metric([result], counted.get(result, 0))
         yield offers
-        yield _histogram(PREFIX + "launch_wait_seconds", "Time a cold create waited in line until a worker took its "
-                         "launch.", None, {ALL: self.store.metrics.histogram(LAUNCH_WAIT_SECONDS, ALL,
+        yield _histogram(PREFIX + "launch_wait_seconds", "Time a create that went through the line (cold or "
+                         "queued) waited until a worker took its launch.", None, {ALL: self.store.metrics.histogram(LAUNCH_WAIT_SECONDS, ALL,
                                                                              LAUNCH_WAIT_BUCKETS)})
 
     def _launch_line(self) -> Metric:

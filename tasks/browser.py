@@ -107,11 +107,11 @@ def _launch(worker: Worker, session_id: str, warm: str | None) -> None:
                 worker, session_id, lambda: worker.machine.hand_over(session_id, worker.queue, **fields)))
         finally:
             worker.warm.handed_over()
-        worker.store.metrics.count(CREATE_PATHS, "warm")
+        worker.store.metrics.count(CREATE_PATHS, worker.intake.path_of_spare(session_id))
         return
     if browser is not None:  # a first page to load: the create waits for that, not for these
         worker.warm.handed_over()
-        worker.store.metrics.count(CREATE_PATHS, "warm")
+        worker.store.metrics.count(CREATE_PATHS, worker.intake.path_of_spare(session_id))
     if browser is None:
         _reserve_slot(worker, session_id)
     claimed = worker.machine.claim(session_id, worker.queue)

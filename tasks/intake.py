@@ -93,13 +93,32 @@ class LaunchIntake:
             return
         try:
             self.store.metrics.count(CREATE_PATHS, "queued" if waited >= QUEUED_AFTER else "cold")
+        except RedisError as error:
+            log.warning("session %s: its launch's path was not counted (%s)", session_id, error,
+                        extra=about_session(session_id))
+        self._observe_wait(session_id, waited)
+
+    def _observe_wait(self, session_id: str, waited: float) -> None:
+        """Never fails the launch: a figure lost to a Redis error is only logged."""
+        try:
             self.store.metrics.observe(LAUNCH_WAIT_SECONDS, ALL, waited, LAUNCH_WAIT_BUCKETS)
         except RedisError as error:
-            log.warning("session %s: its launch's figures were not counted (%s)", session_id, error,
+            log.warning("session %s: its wait in line was not counted (%s)", session_id, error,
                         extra=about_session(session_id))
 
+    def path_of_spare(self, session_id: str) -> str:
+        """A received launch that took a spare: ``queued`` if its create waited in line for a session slot first
+        (its wait counted as a cold launch's is), else ``warm``. Creates that waited seconds for a slot and then met
+        a spare were counted warm, hiding the queue they stood in."""
+        with self._lock:
+            waited = self._waited.pop(session_id, None)
+        if waited is None or waited < QUEUED_AFTER:
+            return "warm"
+        self._observe_wait(session_id, waited)
+        return "queued"
+
     def forget(self, session_id: str) -> None:
-        """A received launch that took a spare instead (counted as warm) or will start no browser."""
+        """A received launch whose browser ended before it was counted, or that will start no browser."""
         with self._lock:
             self._waited.pop(session_id, None)
 

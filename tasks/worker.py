@@ -107,12 +107,11 @@ class Worker:
         self.gateway = Gateway(config, GatewayKey.from_config(config), self.pool.get)
         # What ends with each browser, whichever path ends it (or its launch), and follows a warm one to its session.
         self.pool.release_hooks += [self.forwarders.stop, self.download_guards.stop, self.session_watches.stop,
-                                    self.browser_options.stop, self.project_gate.release,
+                                    self.browser_options.stop, self.project_gate.release, self.intake.forget,
                                     lambda _: self.intake.reconcile(), lambda _: self.warm.wake()]
         self.pool.end_hooks.append(self.session_watches.finish_recording)
         self.pool.failed_launch_hooks.append(self.forwarders.stop)
         self.pool.cold_launch_hooks.append(self.intake.launched_cold)
-        self.pool.rekey_hooks.append(lambda _, session_id: self.intake.forget(session_id))
         self.pool.rekey_hooks += [self.forwarders.rekey, self.download_guards.rekey, self.session_watches.rekey,
                                   self.browser_options.rekey]
         # The sessions' flows (tasks/browser.py) and the periodic work (tasks/lifecycle.py).

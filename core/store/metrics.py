@@ -20,11 +20,11 @@ CREATES = "creates"
 CREATE_SECONDS = "create_seconds"
 SNAPSHOT_SECONDS = "snapshot_seconds"
 SNAPSHOT_BYTES = "snapshot_bytes"
-#: Creates by how their browser came: ``warm`` (a spare), ``cold`` (launched at once), ``queued`` (launched once a
-#: slot freed); and whether a create that could use a spare found one on offer (``hit``, ``miss``).
+#: Creates by how they came: ``warm`` (a spare at once), ``cold`` (launched at once), ``queued`` (waited in line for a
+#: slot, then a launch or a spare); and whether a create that could use a spare found one on offer (``hit``, ``miss``).
 CREATE_PATHS = "create_paths"
 WARM_OFFERS = "warm_offers"
-#: Seconds a cold create waited in line until a worker took its launch.
+#: Seconds a create that went through the line (cold or queued) waited until a worker took its launch.
 LAUNCH_WAIT_SECONDS = "launch_wait_seconds"
 #: The one label value of a histogram without labels.
 ALL = "all"

@@ -153,6 +153,26 @@ def test_a_create_that_took_a_spare_counts_as_warm_and_a_cold_one_as_cold(make_w
     assert worker.store.metrics.counter(CREATE_PATHS) == {"warm": 1, "cold": 1}
 
 
+def test_a_create_that_waited_in_line_then_took_a_spare_counts_as_queued_with_its_wait(make_worker):
+    """Every session slot taken, the create waits in line; when a slot frees, its launch takes a spare. It stood in
+    the queue, so it is ``queued`` and its wait is observed, as a cold launch's is."""
+    from core.store import keys
+    from core.store.metrics import ALL, CREATE_PATHS, LAUNCH_WAIT_SECONDS
+    from tasks.intake import QUEUED_AFTER
+
+    worker = make_worker(started=True, BROKER_WARM_BROWSERS=1)
+    _wait(lambda: worker.store.warm.offered_by(worker.name), "a warm browser on offer")
+    waited = new_session(worker.store)
+    worker.store.redis.zadd(keys.LAUNCH_LINE, {waited: time.time() - 2 * QUEUED_AFTER})
+    worker.intake.received(_NoConsumer(), waited)
+
+    launch_session(worker, waited)
+
+    assert worker.pool.get(waited) is not None and len(worker.pool.launcher.started) == 1, "the spare, no launch"
+    assert worker.store.metrics.counter(CREATE_PATHS) == {"queued": 1}
+    assert worker.store.metrics.histogram(LAUNCH_WAIT_SECONDS, ALL, (0.5, 1.0, 2.0)).count == 1
+
+
 def test_a_create_with_no_browser_options_keeps_the_options_connection_its_warm_browser_opened(make_worker):
     """The hand-over then opens no connection; a create with options of its own gets a connection of its own, and
     the warm one is closed."""
