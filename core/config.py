@@ -117,8 +117,10 @@ class WorkerSettings:
     #: (core/capacity.py).
     pool_size: int = field(default_factory=lambda: _pool_size(_str("BROKER_POOL_SIZE", "auto")))
     #: BROKER_WARM_BROWSERS: the fewest browsers each worker keeps launched ahead of need (0 turns warm browsers
-    #: off); more while creates come (BROKER_WARM_WINDOW).
-    warm_browsers: int = field(default_factory=lambda: _int("BROKER_WARM_BROWSERS", 1))
+    #: off); more while creates come (BROKER_WARM_WINDOW). Four: a burst of four after a quiet spell meets a warm
+    #: browser each (with one, three launched cold at once: 1.2-1.8 s on 2 cores); idle, the four cost ~700 MiB
+    #: and under 1 % of a core each (docs/BENCHMARKS.md, "Arrivals").
+    warm_browsers: int = field(default_factory=lambda: _int("BROKER_WARM_BROWSERS", 4))
     #: BROKER_WARM_MAX: warm browsers a worker may keep beyond its session slots (idle, they cost memory, not CPU;
     #: memory still bounds them when they launch); ``auto``: as many as BROKER_POOL_SIZE; 0: spares only in free
     #: session slots.

@@ -185,6 +185,10 @@ class Broker:
             # more, CPU the 2-core machine's other tests wait for. tests/e2e/test_warm.py's ``solo`` and
             # tests/unit/test_worker_warm.py run the default.
             "BROKER_WARM_MAX": "0",
+            # One warm browser, as the suite's deployments were written (the project's default, four, would launch
+            # three more in every deployment, CPU the other tests wait for). tests/e2e/test_serve.py and
+            # tests/hosts/test_compose.py run the default, as shipped.
+            "BROKER_WARM_BROWSERS": "1",
             **env,
         }
         self.workers: dict[str, subprocess.Popen] = {}
