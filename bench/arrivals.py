@@ -154,8 +154,11 @@ def main() -> None:
     parser.add_argument("--spaced", type=int, default=10, help="creates 3 s apart")
     parser.add_argument("--bare", type=int, default=10, help="bare launches by each launcher, before and after")
     args = parser.parse_args()
-    # The project's defaults: the test harness's deployments pin the launcher and pool their tests were written for.
-    env = {"BROKER_LAUNCHER": load().chromium.launcher, "BROKER_POOL_SIZE": "auto", "BROKER_WARM_MAX": "auto"}
+    # The project's defaults: the test harness's deployments pin the launcher, pool and spares their tests were
+    # written for.
+    config = load()
+    env = {"BROKER_LAUNCHER": config.chromium.launcher, "BROKER_POOL_SIZE": "auto", "BROKER_WARM_MAX": "auto",
+           "BROKER_WARM_BROWSERS": str(config.worker.warm_browsers)}
     if args.launcher != "default":
         env["BROKER_LAUNCHER"] = args.launcher
     if args.pool_size:
