@@ -104,8 +104,8 @@ class StoreFigures(Collector):
             offers.add_metric([result], counted.get(result, 0))
         yield offers
         yield _histogram(PREFIX + "launch_wait_seconds", "Time a create that went through the line (cold or "
-                         "queued) waited until a worker took its launch.", None, {ALL: self.store.metrics.histogram(LAUNCH_WAIT_SECONDS, ALL,
-                                                                             LAUNCH_WAIT_BUCKETS)})
+                         "queued) waited until a worker took its launch.", None,
+                         {ALL: self.store.metrics.histogram(LAUNCH_WAIT_SECONDS, ALL, LAUNCH_WAIT_BUCKETS)})
 
     def _launch_line(self) -> Metric:
         return GaugeMetricFamily(PREFIX + "launch_queue_depth", "Creates waiting for a worker to take a cold launch.",
