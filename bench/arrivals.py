@@ -2,7 +2,7 @@
 launch, with no waiting for the warm pool between creates.
 
     PYTHONPATH=. .venv/bin/python bench/arrivals.py [--seconds 60] [--launcher default|direct|selenium]
-        [--pool-size auto] [--cold 10]
+        [--pool-size auto] [--cold 10] [--floor 10]
 
 Each pattern runs on a fresh broker (one worker) with the project's defaults unless told otherwise: creates 3 s
 apart; Poisson arrivals, mean 1 s apart, each session held 1 s, then held 3 s, then a burst of 4 after 5 s of
@@ -10,7 +10,8 @@ quiet (the worker still sized by that traffic); a burst of 4 on a fresh worker a
 (create, Playwright ``connect_over_cdp``, load a 127.0.0.1 page, read its title, DELETE) at Poisson arrivals mean
 1 s apart. The bare launch (spawn until ``Browser.getVersion`` answers) is measured by both launchers before and
 after. ``--cold N``: cold creates (warm browsers off), Selenium against the direct launcher, alternating with bare
-launches of each. Nothing is asserted: the machine is shared, and the load average is printed beside the figures.
+launches of each. ``--floor N``: the lifecycle's steps against a running browser with no broker between, its
+floor. Nothing is asserted: the machine is shared, and the load average is printed beside the figures.
 """
 from __future__ import annotations
 
@@ -124,6 +125,31 @@ async def lifecycles(api_for: Callable[[], Api], starts: list[float], url: str) 
     return totals
 
 
+def lifecycle_floor(n: int, url: str) -> list[float]:
+    """The lifecycle's steps with no broker between: Playwright's ``connect_over_cdp`` straight to a browser already
+    running (as a warm one is), load, title, close; one at a time, each on a fresh direct launch (not timed). What
+    the broker's lifecycle cannot go under; it adds the create, the relay and the DELETE."""
+    from playwright.sync_api import sync_playwright
+
+    from bench.sessions import bare_launcher
+
+    times: list[float] = []
+    with sync_playwright() as p, bare_launcher("direct") as launch_once:
+
+        def use(browser) -> None:
+            t0 = time.perf_counter()
+            client = p.chromium.connect_over_cdp(browser.ws_url())
+            page = client.contexts[0].pages[0]
+            page.goto(url)
+            assert page.title() == "lifecycle"
+            client.close()
+            times.append(time.perf_counter() - t0)
+
+        for _ in range(n):
+            launch_once(use)
+    return times
+
+
 def cold_paths(n: int) -> None:
     """Cold create (warm browsers off) by each launcher, one at a time, alternating with a bare launch of it."""
     from bench.sessions import bare_launcher
@@ -153,6 +179,7 @@ def main() -> None:
     parser.add_argument("--cold", type=int, default=0, help="also compare cold creates by launcher, N each")
     parser.add_argument("--spaced", type=int, default=10, help="creates 3 s apart")
     parser.add_argument("--bare", type=int, default=10, help="bare launches by each launcher, before and after")
+    parser.add_argument("--floor", type=int, default=0, help="also the lifecycle's steps with no broker, N times")
     args = parser.parse_args()
     # The project's defaults: the test harness's deployments pin the launcher, pool and spares their tests were
     # written for.
@@ -205,6 +232,9 @@ def main() -> None:
             totals = asyncio.run(lifecycles(api_factory(broker), poisson_gaps(rng, 1.0, args.seconds),
                                             f"{pages.base}/page?title=lifecycle"))
             figures("lifecycle, Poisson mean 1 s", totals, bare)
+        if args.floor:
+            figures("lifecycle's steps, no broker (its floor)", lifecycle_floor(args.floor,
+                                                                            f"{pages.base}/page?title=lifecycle"), bare)
     finally:
         pages.close()
 
