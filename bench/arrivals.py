@@ -228,10 +228,12 @@ def main() -> None:
     pages = PageServer()
     try:
         with running_broker(**env) as (broker, _):
-            wait_for_warm(broker)
+            # A worker in service: its floor's spares all on offer (the burst above measures a worker just started).
+            wait_for_warm(broker, int(env["BROKER_WARM_BROWSERS"]))
             totals = asyncio.run(lifecycles(api_factory(broker), poisson_gaps(rng, 1.0, args.seconds),
                                             f"{pages.base}/page?title=lifecycle"))
             figures("lifecycle, Poisson mean 1 s", totals, bare)
+            print(f"  creates by path {broker.store().metrics.counter(CREATE_PATHS)}", flush=True)
         if args.floor:
             figures("lifecycle's steps, no broker (its floor)", lifecycle_floor(args.floor,
                                                                             f"{pages.base}/page?title=lifecycle"), bare)
