@@ -3,8 +3,9 @@ the warm spares.
 
 Two limits, the lower wins. CPU: busy pages share the cores, and ``BROWSERS_PER_CORE`` is what two cores were
 measured to carry before a page load took twice a lone session's (``bench/active.py --think 1``: 2.22× at N = 6,
-docs/BENCHMARKS.md). It sizes the sessions; warm spares, idle, have slots of their own (BROKER_WARM_MAX). Memory: ``BROWSER_MB`` per browser, from what the machine has available when the worker
-starts, less ``RESERVE_MB`` for everything else on it. An idle headless browser is ~175 MiB PSS, a busy one more.
+docs/BENCHMARKS.md). It sizes the sessions; warm spares, idle, have slots of their own (BROKER_WARM_MAX). Memory:
+``BROWSER_MB`` per browser, from what the machine has available when the worker starts, less ``RESERVE_MB`` for
+everything else on it. An idle headless browser is ~175 MiB PSS, a busy one more.
 """
 from __future__ import annotations
 

@@ -160,18 +160,10 @@ def html_site(render: Callable[[str, dict[str, str]], str]) -> Iterator[str]:
     beside what they test instead of growing :class:`PageServer`'s list.
     """
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
+    class Handler(_Handler):
         def do_GET(self) -> None:
             url = urlsplit(self.path)
-            data = render(url.path, {k: v[0] for k, v in parse_qs(url.query).items()}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self._html(render(url.path, {k: v[0] for k, v in parse_qs(url.query).items()}))
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
