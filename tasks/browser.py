@@ -102,6 +102,7 @@ def _launch(worker: Worker, session_id: str, warm: str | None) -> None:
         try:
             worker.session_watches.begin(record)
             options = worker.browser_options.start(session_id, browser, record)
+            worker.session_watches.settle(session_id)
             fields = {**_running_fields(worker, browser, record), **options}
             _finish(worker, session_id, _decided(
                 worker, session_id, lambda: worker.machine.hand_over(session_id, worker.queue, **fields)))
@@ -143,6 +144,7 @@ def _launch(worker: Worker, session_id: str, warm: str | None) -> None:
         if navigation_error:
             log.info("session %s: first navigation failed: %s", session_id, navigation_error,
                      extra=session_fields(record))
+    worker.session_watches.settle(session_id, pages=bool(record["url"]))
     fields = {"navigationError": navigation_error, **_running_fields(worker, browser, record), **options}
     _finish(worker, session_id, _decided(worker, session_id, lambda: worker.machine.ready(session_id, **fields)))
 

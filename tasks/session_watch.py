@@ -30,6 +30,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +57,8 @@ EARLY_CHUNK_BYTES = 4 * 1024 * 1024
 CHUNK_SECONDS = 5.0
 #: Seconds a closing watch waits for its events to be logged.
 CLOSE_WAIT = 5.0
+#: Longest a create waits for its log to hold what its browser reported before the session runs.
+SETTLE_WAIT = 1.0
 #: Seconds the pages of an ending browser get to start their recording and hand it over (a full snapshot of a
 #: big page on a loaded machine takes a few hundred ms): a hung page holds its browser's end no longer than this.
 FINISH_WAIT = 2.0
@@ -182,7 +185,7 @@ class SessionWatch:
         #: Main documents' HTTP status or network error by loader id, until their navigation is reported.
         self._documents: dict[str, dict] = {}
         self._counts: Counter[str] = Counter()
-        self._writes: queue.Queue[tuple[str, str, dict] | None] = queue.Queue(QUEUE_MAX)
+        self._writes: queue.Queue[tuple[str, str, dict] | threading.Event | None] = queue.Queue(QUEUE_MAX)
         self._closed = threading.Event()
         self._cdp = CdpConnection(browser.ws_url(), timeout=10)
         self._cdp.subscribe(self._on_event)
@@ -214,6 +217,27 @@ class SessionWatch:
         if recording:
             for page in pages:
                 self._install_recorder(page, moved)
+
+    def settle(self, pages: bool) -> None:
+        """What the session's log has heard so far is written: a create answers once its ``created`` event (and,
+        with ``pages``, what its first navigation reported) can be read, so a client reading the log right after
+        the 201 finds them. A page answers a command only after the events it sent before it, on this same
+        connection. Bounded by ``SETTLE_WAIT``: a page that hangs or a slow Redis delays the create no longer."""
+        deadline = time.monotonic() + SETTLE_WAIT
+        with self._lock:
+            targets = list(self._pages) if pages else []
+        for page in targets:
+            try:
+                self._cdp.call("Runtime.evaluate", {"expression": "0"}, page,
+                               timeout=max(0.01, deadline - time.monotonic()))
+            except Exception as error:  # a tab gone or hung: what it said so far is queued all the same
+                log.debug("session %s: a page did not answer before the create (%s)", self.session_id, error)
+        written = threading.Event()
+        try:
+            self._writes.put_nowait(written)
+        except queue.Full:
+            return
+        written.wait(max(0.0, deadline - time.monotonic()))
 
     def finish_recording(self) -> None:
         """The browser is about to end: each recorded page whose recording waits (for input, for a quiet moment)
@@ -411,6 +435,9 @@ class SessionWatch:
 
     def _write_events(self) -> None:
         while (item := self._writes.get()) is not None:
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
             session_id, kind, fields = item
             try:
                 self.store.session_events.add(session_id, kind, **fields)
@@ -486,6 +513,13 @@ class SessionWatches:
             watch = self._watches.get(record["id"])
         if watch is not None:
             watch.begin(record, moved)
+
+    def settle(self, session_id: str, pages: bool = False) -> None:
+        """Just before the session runs: its log holds what was heard so far (:meth:`SessionWatch.settle`)."""
+        with self._lock:
+            watch = self._watches.get(session_id)
+        if watch is not None:
+            watch.settle(pages)
 
     def download_event(self, key: str | None, message: dict) -> None:
         """From the browser's download guard (tasks/downloads.py), which alone hears downloads."""
