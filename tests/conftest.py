@@ -186,20 +186,20 @@ def _start(brokers: list[Broker], workdir: Path, redis: Redis, db: int = 0, **en
 
 @pytest.fixture(scope="session")
 def broker(brokers, workdir, redis_server) -> Broker:
-    """The default deployment: Selenium launcher, pool of 4."""
+    """The default deployment: the direct launcher (the project's default), pool of 4."""
     return _start(brokers, workdir, redis_server)
 
 
 @pytest.fixture(scope="session")
-def direct_broker(brokers, workdir, redis_server) -> Broker:
-    """A second deployment (its own Redis database) launching Chromium without ChromeDriver."""
-    return _start(brokers, workdir, redis_server, db=1, BROKER_LAUNCHER="direct")
+def selenium_broker(brokers, workdir, redis_server) -> Broker:
+    """A second deployment (its own Redis database) whose ChromeDriver starts each Chromium (Selenium)."""
+    return _start(brokers, workdir, redis_server, db=1, BROKER_LAUNCHER="selenium")
 
 
 @pytest.fixture(params=["selenium", "direct"])
 def any_broker(request) -> Broker:
     """Runs a test once per launcher: both must keep every promise."""
-    return request.getfixturevalue("broker" if request.param == "selenium" else "direct_broker")
+    return request.getfixturevalue("selenium_broker" if request.param == "selenium" else "broker")
 
 
 @pytest.fixture(scope="session")

@@ -418,8 +418,9 @@ def test_archived_downloads_are_deleted_once_their_retention_runs_out(filed, fil
         assert answer.status_code == 404 and "BROKER_DOWNLOAD_RETENTION" in answer.json()["message"]
 
 
-def test_selenium_launched_browsers_download_into_their_session_folder_too(broker, api, session_factory, pages):
-    """The default deployment: ChromeDriver starts Chromium, and the web process reaches it over loopback."""
+def test_selenium_launched_browsers_download_into_their_session_folder_too(selenium_broker, session_factory, pages):
+    """ChromeDriver starts Chromium, and the web process reaches it over loopback."""
+    api = Api(selenium_broker.url, selenium_broker.api_key)
     session = session_factory(api)
     with RawCdp(session["cdpUrl"]) as cdp:
         _, page = cdp.open_tab(f"{pages.base}/page")

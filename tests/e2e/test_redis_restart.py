@@ -41,7 +41,8 @@ def pages():
 def deployment(brokers, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("redis-restart")
     redis = Redis(workdir, persist=True)
-    broker = Broker(redis, workdir, "bb_" + secrets.token_urlsafe(24), BROKER_POOL_SIZE="6", BROKER_CREATE_WAIT="20")
+    broker = Broker(redis, workdir, "bb_" + secrets.token_urlsafe(24), BROKER_POOL_SIZE="6", BROKER_CREATE_WAIT="20",
+                    BROKER_LAUNCHER="selenium")  # a ChromeDriver whose Redis went away must not be left behind
     brokers.append(broker)
     broker.start_web(wait=False)
     broker.start_worker(WORKER)

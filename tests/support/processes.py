@@ -176,9 +176,11 @@ class Broker:
             # The suite's page servers and upstream proxies listen on loopback: opened by configuration, as an operator
             # opens an internal site. tests/e2e/test_tenant_isolation.py runs deployments with the default policy.
             "BROKER_EGRESS_ALLOW": "127.0.0.0/8",
-            # The suite's deployments as they were written: ChromeDriver starts the browsers (the project's default is
-            # the direct launcher) and four slots (the default fits the machine: six on two cores).
-            "BROKER_LAUNCHER": "selenium",
+            # The project's default launcher (direct): ChromeDriver's path costs ~0.08 CPU-s and ~85 ms more a launch
+            # on the 2-core machine. It runs where it is under test: tests/conftest.py's ``selenium_broker`` (and
+            # ``any_broker``, every promise by both launchers), tests/e2e/test_tenant_isolation.py and
+            # tests/e2e/test_redis_restart.py. Four slots (the default fits the machine: six on two cores).
+            "BROKER_LAUNCHER": "direct",
             "BROKER_POOL_SIZE": "4",
             # Warm browsers only in free session slots, as the suite's deployments were written: slots of their own
             # (the default, BROKER_WARM_MAX=auto) let each deployment's bursts of creates launch up to four spares
