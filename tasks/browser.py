@@ -26,6 +26,7 @@ from core.snapshots import SnapshotError, SnapshotNotHere
 from core.states import SessionRecord, Status, StopReason
 from tasks.chromium_flags import browser_flags
 from tasks.running_browser import RunningBrowser
+from tasks.session_watch import SETTLE_WAIT
 from tasks.pool import PoolFull
 from tasks.profile_cookies import ProfileCookiesError, exited_cleanly, read_profile_cookies
 from tasks.worker_task import WorkerTask
@@ -135,16 +136,20 @@ def _launch(worker: Worker, session_id: str, warm: str | None) -> None:
     worker.session_watches.begin(record)
     options = worker.browser_options.start(session_id, browser, record)
     navigation_error = None
+    waits_until = None
     if record["url"]:
         left = _create_waits_for(worker, session_id)
         if left is None:
             return _finish(worker, session_id, None)
+        waits_until = time.monotonic() + left
         navigation_error = navigate_first_page(browser.ws_url(), record["url"],
                                                min(worker.config.worker.navigate_timeout, left))
         if navigation_error:
             log.info("session %s: first navigation failed: %s", session_id, navigation_error,
                      extra=session_fields(record))
-    worker.session_watches.settle(session_id, pages=bool(record["url"]))
+    # The log's wait never outlasts the create's: a navigation that took all of it leaves none for the log.
+    worker.session_watches.settle(session_id, pages=bool(record["url"]),
+                                  within=SETTLE_WAIT if waits_until is None else waits_until - time.monotonic())
     fields = {"navigationError": navigation_error, **_running_fields(worker, browser, record), **options}
     _finish(worker, session_id, _decided(worker, session_id, lambda: worker.machine.ready(session_id, **fields)))
 

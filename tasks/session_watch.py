@@ -218,12 +218,12 @@ class SessionWatch:
             for page in pages:
                 self._install_recorder(page, moved)
 
-    def settle(self, pages: bool) -> None:
+    def settle(self, pages: bool, within: float) -> None:
         """What the session's log has heard so far is written: a create answers once its ``created`` event (and,
         with ``pages``, what its first navigation reported) can be read, so a client reading the log right after
         the 201 finds them. A page answers a command only after the events it sent before it, on this same
-        connection. Bounded by ``SETTLE_WAIT``: a page that hangs or a slow Redis delays the create no longer."""
-        deadline = time.monotonic() + SETTLE_WAIT
+        connection. Bounded by ``within``: a page that hangs or a slow Redis delays the create no longer."""
+        deadline = time.monotonic() + within
         with self._lock:
             targets = list(self._pages) if pages else []
         for page in targets:
@@ -514,12 +514,12 @@ class SessionWatches:
         if watch is not None:
             watch.begin(record, moved)
 
-    def settle(self, session_id: str, pages: bool = False) -> None:
+    def settle(self, session_id: str, pages: bool = False, within: float = SETTLE_WAIT) -> None:
         """Just before the session runs: its log holds what was heard so far (:meth:`SessionWatch.settle`)."""
         with self._lock:
             watch = self._watches.get(session_id)
         if watch is not None:
-            watch.settle(pages)
+            watch.settle(pages, max(0.0, min(within, SETTLE_WAIT)))
 
     def download_event(self, key: str | None, message: dict) -> None:
         """From the browser's download guard (tasks/downloads.py), which alone hears downloads."""
