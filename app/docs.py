@@ -55,6 +55,13 @@ class ErrorSchema(Schema):
     errors = fields.Dict(metadata={"description": "Per location (json, query) and field, what failed validation."})
 
 
+#: The error answers' schema by reference (app.errors registers ErrorSchema as "Error"): every decorator that
+#: stacks on a view deep-copies what the ones before it documented, and a marshmallow Schema instance per error
+#: answer made create_app cost 0.24 s of CPU (~240 error answers); by reference it costs 0.09-0.14 s, and the
+#: document is the same, byte for byte.
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+
 def responds(blp: Blueprint, operation_id: str, *codes: int, common: tuple[int, ...] = COMMON,
              **descriptions: str) -> Callable:
     """Names the operation and declares its error answers: the ``common`` ones and ``codes``.
@@ -66,7 +73,7 @@ def responds(blp: Blueprint, operation_id: str, *codes: int, common: tuple[int, 
         for code in sorted({*common, *codes}, reverse=True):
             headers = RETRY_AFTER if code in (429, 503) else None
             description = descriptions.get(f"d{code}", DESCRIPTIONS[code])
-            view = blp.alt_response(code, schema=ErrorSchema, description=description, headers=headers)(view)
+            view = blp.alt_response(code, schema=ERROR_REF, description=description, headers=headers)(view)
         return blp.doc(operationId=operation_id)(view)
 
     return decorate

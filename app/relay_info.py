@@ -25,7 +25,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields
 
-from app.docs import ErrorSchema, responds
+from app.docs import ERROR_REF, responds
 from app.extensions import config, links, store
 from core.cdp import CdpConnection, CdpError
 from core.states import Status
@@ -80,7 +80,7 @@ def running_session(session_id: str, token: str | None) -> dict:
 @blp.route("/<session_id>")
 class CdpSocket(MethodView):
     @blp.arguments(TokenQuerySchema, location="query")
-    @blp.alt_response(426, schema=ErrorSchema, description="Not a WebSocket upgrade: connect with a CDP client.",
+    @blp.alt_response(426, schema=ERROR_REF, description="Not a WebSocket upgrade: connect with a CDP client.",
                       headers={"Upgrade": {"required": True, "schema": {"type": "string", "enum": ["websocket"]}}})
     @blp.alt_response(101, description="Switching Protocols: the socket relays CDP frames to and from the browser.")
     @responds(blp, "connectCdp", 401, 404, common=(413, 503), d401=TOKEN_401, d404=TOKEN_404,
