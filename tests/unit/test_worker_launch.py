@@ -5,7 +5,7 @@ from __future__ import annotations
 from core.states import Status
 from tasks.browser import launch_session
 from tests.support.records import new_session
-from tests.unit.worker_fakes import VERSION
+from tests.unit.worker_fakes import VERSION, slow_log_writes
 
 
 def test_a_launch_runs_the_session_in_its_own_browser(make_worker):
@@ -83,3 +83,17 @@ class _Consumer:
 
 def _consumer() -> _Consumer:
     return _Consumer()
+
+
+def test_a_session_runs_only_once_its_log_holds_its_created_event(make_worker, monkeypatch):
+    """The session's watch writes its log on a thread of its own: a create that answered before that thread wrote
+    showed a client an empty log (seen under load in CI). Here every write of the log takes 0.3 s."""
+    worker = make_worker()
+    session_id = new_session(worker.store)
+    slow_log_writes(worker, monkeypatch)
+
+    launch_session(worker, session_id)
+
+    assert worker.store.sessions.get(session_id)["status"] == Status.RUNNING
+    logged, _ = worker.store.session_events.page(session_id, None, 10)
+    assert [event["type"] for event in logged] == ["created"]

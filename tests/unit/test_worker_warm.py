@@ -9,6 +9,7 @@ from core.states import Status
 from tasks import warm
 from tasks.browser import launch_session
 from tests.support.records import new_session
+from tests.unit.worker_fakes import slow_log_writes
 
 
 def test_the_keeper_fills_up_to_the_wanted_count_and_offers_each_spare(make_worker):
@@ -45,6 +46,21 @@ def test_a_create_that_took_an_offer_gets_that_browser_and_the_keeper_refills(ma
     assert len(worker.pool.launcher.started) == 1, "no launch for the create"
     _wait(lambda: worker.store.warm.offered_by(worker.name), "a new warm browser on offer after the hand-over")
     assert worker.pool.counts()["running"] == 1 and worker.pool.counts()["warm"] == 1
+
+
+def test_a_warm_hand_over_runs_the_session_only_once_its_log_holds_its_created_event(make_worker, monkeypatch):
+    """As tests/unit/test_worker_launch.py checks for a cold launch: every write of the log here takes 0.3 s."""
+    worker = make_worker(started=True, BROKER_WARM_BROWSERS=1)
+    _wait(lambda: worker.store.warm.offered_by(worker.name), "a warm browser on offer")
+    offer = worker.store.warm.take()
+    session_id = new_session(worker.store)
+    slow_log_writes(worker, monkeypatch)
+
+    launch_session(worker, session_id, warm=offer.key)
+
+    assert worker.store.sessions.get(session_id)["status"] == Status.RUNNING
+    logged, _ = worker.store.session_events.page(session_id, None, 10)
+    assert [event["type"] for event in logged] == ["created"]
 
 
 def test_a_spare_that_died_is_never_handed_out_and_is_replaced(make_worker):

@@ -13,6 +13,7 @@ import os
 import pwd
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from collections.abc import Mapping
 from pathlib import Path
@@ -121,3 +122,15 @@ class FakeLauncher:
     def alive(self) -> list[RunningBrowser]:
         """Browsers whose process still runs."""
         return [browser for browser in self.started if browser.handle.poll() is None]
+
+
+def slow_log_writes(worker, monkeypatch, seconds: float = 0.3) -> None:
+    """Every write of a session's event log (core.store.session_events) takes ``seconds``: the watch's writer thread
+    then lags well behind the launch it logs."""
+    write = worker.store.session_events.add
+
+    def slow_write(*args, **kwargs):
+        time.sleep(seconds)
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(worker.store.session_events, "add", slow_write)
