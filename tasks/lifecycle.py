@@ -104,6 +104,8 @@ class Housekeeping:
         running (still launching) the move is refused and tried again next round.
         """
         pool, machine = self.worker.pool, self.worker.machine
+        if self.worker.shutting_down.is_set():  # the worker's stop moves or stops every session (tasks/moving.py)
+            return
         for session_id in pool.session_ids():
             browser = pool.get(session_id)
             if browser is not None and browser.exited() and machine.stop(session_id, StopReason.BROWSER_CLOSED):

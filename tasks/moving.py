@@ -42,6 +42,7 @@ from core.states import SessionRecord, Status, StopReason
 from tasks.browser import _running_fields, end_session
 from tasks.chromium_flags import browser_flags
 from tasks.pool import PoolFull
+from tasks.profile_cookies import ProfileCookiesError, exited_cleanly, read_profile_cookies
 from tasks.running_browser import RunningBrowser
 from tasks.worker_task import WorkerTask
 
@@ -90,7 +91,7 @@ class Mover:
             return True
         started = time.monotonic()
         try:
-            tabs, cookies = read_tabs(browser), read_cookies_of(browser)
+            tabs, cookies = self._read_state(session_id, browser)
         except Exception as error:
             log.warning("session %s: its tabs or cookies could not be read (%s); it stops instead of moving",
                         session_id, error, extra=session_fields(record))
@@ -107,6 +108,51 @@ class Mover:
                 self._leaving.discard(session_id)
         return True
 
+    def _read_state(self, session_id: str, browser: RunningBrowser) -> tuple[list[str], list[dict] | None]:
+        """The tabs' URLs and the cookies, over CDP while the browser runs.
+
+        A platform that signals every process of the container at once (Heroku's dyno restarts) reaches the
+        browser too, and Chromium shuts down on SIGTERM, closing its tabs: then the tabs are those its watch saw when
+        the worker was signalled (tasks/session_watch.py ``hold``), and the cookies (None here) are found once it is
+        down (:meth:`_cookies_left`). Raises when neither can say.
+        """
+        held = self.worker.session_watches.tabs(session_id)
+        if held is not None and browser.exited():
+            log.info("session %s: its browser ended by itself with its worker; moved from its profile",
+                     session_id, extra={"session": session_id})
+            return held, None
+        try:
+            tabs, cookies = read_tabs(browser), read_cookies_of(browser)
+        except Exception as error:
+            if held is None:
+                raise
+            log.info("session %s: its browser is shutting down by itself (%s); moved from its profile",
+                     session_id, error, extra={"session": session_id})
+            return held, None
+        # Read while Chromium closed its tabs: the watch held them all.
+        return (held if held is not None and len(held) > len(tabs) else tabs), cookies
+
+    def _cookies_left(self, record: SessionRecord, profile: Path) -> list[dict]:
+        """The cookies of a browser that ended by itself: what its profile holds (Chromium writes cookies to disk
+        every 30 s or so, and its network service got the platform's SIGTERM too), under the last checkpoint's
+        (session cookies included) where it has one: the profile's win where both have a cookie."""
+        session_id = record["id"]
+        cookies: dict[tuple, dict] = {}
+        if state := record.get("checkpointState"):
+            try:
+                with self.worker.snapshots.open_blob(f"{state}/{STATE_BLOB}") as blob:
+                    cookies.update((_cookie_key(c), c) for c in json.load(blob).get("cookies", []))
+            except Exception as error:
+                log.warning("session %s: its last checkpoint's cookies could not be read (%s)", session_id, error,
+                            extra={"session": session_id})
+        try:
+            if exited_cleanly(profile):
+                cookies.update((_cookie_key(c), c) for c in read_profile_cookies(profile))
+        except ProfileCookiesError as error:
+            log.warning("session %s: its profile's cookies could not be read (%s)", session_id, error,
+                        extra={"session": session_id})
+        return list(cookies.values())
+
     def cut_short(self) -> None:
         """The grace ran out with these sessions begun to move and not handed back (their browsers are ended next,
         with no save): each ends as ``shutdown`` rather than stay moving with no relaunch to come."""
@@ -122,14 +168,17 @@ class Mover:
                 log.warning("session %s: could not record its end (%s)", session_id, error,
                             extra={"session": session_id})
 
-    def _hand_back(self, session_id: str, record: SessionRecord, tabs: list[str], cookies: list[dict], now: float,
-                   started: float) -> None:
+    def _hand_back(self, session_id: str, record: SessionRecord, tabs: list[str], cookies: list[dict] | None,
+                   now: float, started: float) -> None:
         """The profile saved, then the relaunch sent; a failed save ends the session as ``shutdown``."""
         worker = self.worker
         state = f"{moves_folder(session_id)}/{new_version()}"
         problems: list[str] = []
 
         def after_exit(profile: Path) -> None:
+            nonlocal cookies
+            if cookies is None:
+                cookies = self._cookies_left(record, profile)
             try:
                 self._save(state, profile, {"tabs": tabs, "cookies": cookies, "savedAt": now})
             except Exception as error:
@@ -150,13 +199,15 @@ class Mover:
         worker.store.sessions.update_running(session_id, {"moveState": state})
         worker.dispatcher.send_relaunch(session_id, state)
         log.info("session %s: saved in %.2f s (%d tabs, %d cookies) and handed back to the queue to move",
-                 session_id, time.monotonic() - started, len(tabs), len(cookies), extra=session_fields(record))
+                 session_id, time.monotonic() - started, len(tabs), len(cookies or []), extra=session_fields(record))
 
     def _may_move(self, record: SessionRecord | None, browser: RunningBrowser | None) -> bool:
-        """Movable, running here with a live browser, and not past its timeout (that one ends as it would)."""
+        """Movable, running here with its browser (live, or ended by itself with its worker: :meth:`_read_state`),
+        and not past its timeout (that one ends as it would)."""
         return (record is not None and bool(record.get("movable")) and record["status"] == Status.RUNNING
                 and not record.get("moving") and record.get("worker") == self.worker.queue
-                and record.get("expiresEpoch", 0) > time.time() and browser is not None and not browser.exited())
+                and record.get("expiresEpoch", 0) > time.time() and browser is not None
+                and record["id"] not in self.worker.closed_before_stop)
 
     def _save(self, state: str, profile: Path, saved: dict) -> None:
         with tempfile.TemporaryDirectory(dir=self._scratch()) as scratch:
@@ -272,6 +323,10 @@ def read_tabs(browser: RunningBrowser) -> list[str]:
     with urllib.request.urlopen(f"http://127.0.0.1:{browser.port}/json/list", timeout=CDP_TIMEOUT) as answer:
         targets = json.load(answer)
     return [target["url"] for target in reversed(targets) if target.get("type") == "page"]
+
+
+def _cookie_key(cookie: dict) -> tuple:
+    return cookie.get("name"), cookie.get("domain"), cookie.get("path")
 
 
 def read_cookies_of(browser: RunningBrowser) -> list[dict]:

@@ -179,7 +179,10 @@ class SessionWatch:
         self._blank: set[str] = set()
         #: Those of a recorded session, whose recorder comes once a document is written into it (a setContent).
         self._record_when_opened: set[str] = set()
-        self._tabs: set[str] = set()
+        #: The open tabs (page targets) by id, oldest first, with their URLs as Chromium last reported them.
+        self._tabs: dict[str, str] = {}
+        #: Set when the worker is told to stop (:meth:`hold`): tabs closing from then on stay listed.
+        self._held = False
         #: Requests under way: (flat session, request id) → what a failure event names.
         self._requests: dict[tuple[str, str], dict] = {}
         #: Main documents' HTTP status or network error by loader id, until their navigation is reported.
@@ -238,6 +241,19 @@ class SessionWatch:
         except queue.Full:
             return
         written.wait(max(0.0, deadline - time.monotonic()))
+
+    def hold(self) -> None:
+        """The worker was told to stop: the tabs as they are now are what a move opens again. A platform that signals
+        every process of the container at once reaches the browser too, and Chromium closes its tabs as it shuts
+        down; those closes are not the session's."""
+        with self._lock:
+            self._held = True
+
+    def tabs(self) -> list[str]:
+        """The open tabs' URLs, oldest first (as tasks/moving.py ``read_tabs`` lists them), or as they were at
+        :meth:`hold`."""
+        with self._lock:
+            return list(self._tabs.values())
 
     def finish_recording(self) -> None:
         """The browser is about to end: each recorded page whose recording waits (for input, for a quiet moment)
@@ -373,12 +389,21 @@ class SessionWatch:
         elif method == "Target.targetCreated":
             info = params.get("targetInfo", {})
             if info.get("type") == "page":
-                self._tabs.add(info["targetId"])
+                with self._lock:
+                    self._tabs[info["targetId"]] = info.get("url") or ""
                 self._emit("tab_opened", tabId=info["targetId"], url=info.get("url") or None,
                            openerId=info.get("openerId"))
+        elif method == "Target.targetInfoChanged":
+            info = params.get("targetInfo", {})
+            with self._lock:
+                if info.get("targetId") in self._tabs and not self._held:
+                    self._tabs[info["targetId"]] = info.get("url") or ""
         elif method == "Target.targetDestroyed":
-            if params.get("targetId") in self._tabs:
-                self._tabs.discard(params["targetId"])
+            with self._lock:
+                known = params.get("targetId") in self._tabs
+                if known and not self._held:
+                    del self._tabs[params["targetId"]]
+            if known:
                 self._emit("tab_closed", tabId=params["targetId"])
 
     def _on_response(self, page: str, tab: str, params: dict) -> None:
@@ -520,6 +545,19 @@ class SessionWatches:
             watch = self._watches.get(session_id)
         if watch is not None:
             watch.settle(pages, max(0.0, min(within, SETTLE_WAIT)))
+
+    def hold_all(self) -> None:
+        """The worker was told to stop (:meth:`SessionWatch.hold`)."""
+        with self._lock:
+            watches = list(self._watches.values())
+        for watch in watches:
+            watch.hold()
+
+    def tabs(self, session_id: str) -> list[str] | None:
+        """The session's tabs as its watch saw them (None: it has no watch)."""
+        with self._lock:
+            watch = self._watches.get(session_id)
+        return None if watch is None else watch.tabs()
 
     def download_event(self, key: str | None, message: dict) -> None:
         """From the browser's download guard (tasks/downloads.py), which alone hears downloads."""

@@ -118,6 +118,9 @@ class Worker:
         self.stops_under_way = StopsUnderWay()
         #: Set when the worker is told to shut down: a flow waiting for Redis to answer gives up then.
         self.shutting_down = threading.Event()
+        #: Sessions whose browser had already ended by itself when the worker was told to stop: they end, never move.
+        self.closed_before_stop: set[str] = set()
+        self._holding: threading.Thread | None = None
         self.housekeeping = Housekeeping(self)
         self.mover = Mover(self)
         self.checkpoints = Checkpoints(self)
@@ -171,6 +174,10 @@ class Worker:
         still held when the grace runs out is ended the same way, so no Chromium outlives its worker.
         """
         self.shutting_down.set()
+        if self._holding is None:  # stopped without Celery's signal (an in-process test)
+            self._hold_for_stop()
+        else:
+            self._holding.join(5)
         self.housekeeping.stop()
         self.checkpoints.stop()
         stoppers = [threading.Thread(target=self._end_at_exit, args=(session_id,), daemon=True)
@@ -241,7 +248,19 @@ class Worker:
             drop(self, request.args[0])
 
     def _on_shutting_down(self, **_: object) -> None:
+        """At the signal, before the stop above begins: a browser that ends by itself from here on (a platform that
+        signals every process of the container reaches the browsers too) is the stop's to handle, not housekeeping's,
+        and a move opens again the tabs open now (tasks/moving.py). On a thread: this runs in the signal handler, on
+        the main thread, which may hold the locks it takes."""
         self.shutting_down.set()
+        if self._holding is None:
+            self._holding = threading.Thread(target=self._hold_for_stop, name="shutdown-hold", daemon=True)
+            self._holding.start()
+
+    def _hold_for_stop(self) -> None:
+        self.session_watches.hold_all()
+        self.closed_before_stop.update(
+            key for key in self.pool.session_ids() if (browser := self.pool.get(key)) is not None and browser.exited())
 
     # -- what the parts share ----------------------------------------------------------
     def prepare_browser(self, key: str, browser: RunningBrowser) -> None:

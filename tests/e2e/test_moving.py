@@ -14,6 +14,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import psutil
 import pytest
 import websocket
 
@@ -286,6 +287,46 @@ def test_a_sigkilled_workers_session_comes_back_from_its_last_checkpoint(moving,
         moving.start_worker("crashing")  # its next life ends the browser the killed one left
     api.stop_session(session["id"])
     assert not moves_folder(moving, session["id"]).exists()
+
+
+def test_a_session_moves_when_the_platform_signals_every_process_at_once(moving, api, pages):
+    """A dyno restart ("Stopping all processes with SIGTERM") reaches the browsers as well as the worker: Chromium
+    shuts itself down, and the session moves all the same, from its profile as that exit left it, with the tabs its
+    watch saw at the signal. Chromium's network service, signalled too, takes the cookies it had not yet written to
+    disk with it: they come back from the last checkpoint, session cookies included."""
+    first = moving.start_worker("first-dyno")
+    session = api.create_session(movable=True, checkpointInterval=CHECKPOINT_INTERVAL)
+    second = moving.start_worker("second-dyno", wait=False)  # it starts while the page writes its state
+    client = playwright_driver().chromium.connect_over_cdp(session["cdpUrl"])
+    page = client.contexts[0].new_page()
+    page.goto(f"{pages.base}/state")
+    page.evaluate("state('logged-in')")
+    page.evaluate("document.cookie = 'tick=1; path=/'")
+    wait_local_storage_on_disk(moving.session_profiles()[session["id"]], "logged-in")
+    next_checkpoint(api, session["id"], after=time.time())
+    client.close()
+    moving.wait_worker(second)
+    worker = moving.workers.pop(first)
+    for proc in [psutil.Process(worker.pid), *moving.browser_processes()]:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            continue
+    worker.wait(60)
+    wait_until(lambda: api.get(f"/v1/sessions/{session['id']}").json()["worker"].endswith(second), MOVE_BOUND,
+               message="the session on the other worker")
+    wait_until(lambda: not api.get(f"/v1/sessions/{session['id']}").json()["moving"], MOVE_BOUND,
+               message="the session running again")
+    after = api.get(f"/v1/sessions/{session['id']}").json()
+    assert after["status"] == "running" and after["cdpUrl"] == session["cdpUrl"], after
+    again = playwright_driver().chromium.connect_over_cdp(after["cdpUrl"])
+    tabs = [tab.url for tab in again.contexts[0].pages]
+    again.close()
+    assert f"{pages.base}/state" in tabs, tabs
+    state = visit(after["cdpUrl"], f"{pages.base}/state", "state()")
+    assert state["local"] == "logged-in" and state["idb"] == "logged-in", state
+    assert "js_cookie=logged-in" in state["cookie"] and "tick=1" in state["cookie"], state
+    api.stop_session(session["id"])
 
 
 def test_a_move_no_worker_takes_up_ends_as_move_timeout(moving, api):
