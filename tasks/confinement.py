@@ -37,7 +37,7 @@ from core.config import Config
 from tasks.browser_users import BrowserUsers
 from tasks.chromium_flags import browser_flags
 from tasks.launchers.direct import DirectLauncher
-from tasks.running_browser import process_tree, session_temp_dir
+from tasks.running_browser import RunningBrowser, session_temp_dir
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def _look_at(procs: list[psutil.Process]) -> tuple[list[int], set[int]]:
     return renderers, uids
 
 
-def _sandboxed(pids: list[int], settle: float) -> tuple[bool, set[int]]:
+def _sandboxed(browser: RunningBrowser, settle: float) -> tuple[bool, set[int]]:
     """Whether every renderer runs under seccomp, and every process's uid.
 
     A renderer applies its seccomp filter a moment after it starts (Chromium keeps a
@@ -140,7 +140,7 @@ def _sandboxed(pids: list[int], settle: float) -> tuple[bool, set[int]]:
     """
     deadline = time.monotonic() + settle
     while True:
-        renderers, uids = _look_at(process_tree(pids))
+        renderers, uids = _look_at(browser.tree())
         modes = {mode for mode in map(_seccomp, renderers) if mode}  # "" is a renderer that ended meanwhile
         if modes == {SECCOMP_FILTER} or time.monotonic() > deadline:
             return modes == {SECCOMP_FILTER}, uids
@@ -168,7 +168,7 @@ def probe(config: Config, users: BrowserUsers, worker_dir: Path, sandbox: bool) 
                 opened = [url for url in ("chrome://version/", readable.as_uri())
                           if conn.call("Page.navigate", {"url": url}, session).get("errorText") != BLOCKED]
                 conn.call("Page.navigate", {"url": "data:text/html,<title>renderer</title>"}, session)
-            sandboxed, uids = _sandboxed(browser.pids, config.chromium.sandbox_settle)
+            sandboxed, uids = _sandboxed(browser, config.chromium.sandbox_settle)
             return Probe(started=True, sandboxed=sandboxed, opened=opened, uids=uids)
         finally:
             launcher.stop(browser)

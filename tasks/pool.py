@@ -176,7 +176,7 @@ class ChromiumPool:
                         procs.append(proc)
                 except psutil.NoSuchProcess:
                     continue
-            end_processes(process_tree([p.pid for p in procs]), grace=0)
+            end_processes(process_tree(procs), grace=0)
             # A warm browser handed to a session keeps its own profile folder, named unlike the session.
             profile = Path(record.get("profile") or self.profile_dir(pid_file.stem))
             shutil.rmtree(profile, ignore_errors=True)
@@ -185,7 +185,7 @@ class ChromiumPool:
             pid_file.unlink()
         strays = self._unrecorded_browsers()
         if strays:
-            end_processes(process_tree([p.pid for p in strays]), grace=0)
+            end_processes(process_tree(strays), grace=0)
             ended.extend(f"pid {p.pid}" for p in strays)
         for leftover in self.root.iterdir():
             if leftover.is_dir():
@@ -239,7 +239,7 @@ class ChromiumPool:
             raise
         self._pid_file(session_id).write_text(json.dumps({
             "profile": str(profile),
-            "processes": [{"pid": p.pid, "started": p.create_time()} for p in process_tree(browser.pids)],
+            "processes": [{"pid": p.pid, "started": p.create_time()} for p in browser.tree()],
         }))
         with self._lock:
             self._reserved.discard(session_id)

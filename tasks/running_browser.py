@@ -52,6 +52,10 @@ class RunningBrowser:
     def ws_url(self, host: str = "127.0.0.1") -> str:
         return f"ws://{host}:{self.port}{self.browser_path}"
 
+    def tree(self) -> list[psutil.Process]:
+        """Chromium's processes now: its own and its descendants (:func:`process_tree`)."""
+        return process_tree([self.main] if self.main is not None else [])
+
     def exited(self) -> bool:
         """True once Chromium itself has gone: closed over CDP (``browser.close()``), crashed or killed."""
         return self.main is not None and not (self.main.is_running() and _running(self.main))
@@ -66,16 +70,30 @@ def session_temp_dir(profile_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"bb-{profile_dir.name[-16:]}"
 
 
-def process_tree(pids: list[int]) -> list[psutil.Process]:
+def process_tree(roots: list[psutil.Process]) -> list[psutil.Process]:
+    """Each root still running and its descendants. Objects, not PID numbers: psutil tells a root whose process
+    ended and whose PID another process took since (by its start time), where a number would name that other
+    process, and its children, to be ended."""
     procs: list[psutil.Process] = []
-    for pid in pids:
+    for root in roots:
         try:
-            root = psutil.Process(pid)
-            procs.append(root)
-            procs.extend(root.children(recursive=True))
+            children = root.children(recursive=True)
         except psutil.NoSuchProcess:
             continue
+        procs.append(root)
+        procs.extend(children)
     return procs
+
+
+def own_processes(pids: list[int]) -> list[psutil.Process]:
+    """Objects for processes this worker started and has not reaped (a PID stays theirs until then)."""
+    found = []
+    for pid in pids:
+        try:
+            found.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue
+    return found
 
 
 def _running(proc: psutil.Process) -> bool:
@@ -108,7 +126,7 @@ def end_processes(procs: list[psutil.Process], grace: float = EXIT_GRACE) -> Non
 
 def close_browser(browser: RunningBrowser) -> None:
     """``Browser.close`` over CDP (Chromium writes its profile out), then whatever of its tree is left is ended."""
-    procs = process_tree(browser.pids)
+    procs = browser.tree()
     try:
         with CdpConnection(browser.ws_url(), timeout=2) as conn:
             conn.call("Browser.close")

@@ -21,7 +21,8 @@ import psutil
 
 from tasks.chromium_flags import start_on_blank
 from tasks.launchers.base import BaseLauncher, LaunchError, child_env, hand_back, wait_for_cdp
-from tasks.running_browser import EXIT_GRACE, RunningBrowser, close_browser, end_processes, process_tree
+from tasks.running_browser import (EXIT_GRACE, RunningBrowser, close_browser, end_processes, own_processes,
+                                  process_tree)
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class SeleniumLauncher(BaseLauncher):
         except BaseException:
             # Service has no ``process`` until ChromeDriver was started.
             roots = [p.pid for p in (getattr(service, "process", None), main) if p is not None]
-            end_processes(process_tree(roots), grace=0)
+            end_processes(process_tree(own_processes(roots)), grace=0)
             hand_back(profile_dir, user)
             raise
 

@@ -14,7 +14,8 @@ import psutil
 
 from tasks.chromium_flags import FIRST_TAB, start_on_blank
 from tasks.launchers.base import BaseLauncher, LaunchError, child_env, hand_back, wait_for_cdp
-from tasks.running_browser import EXIT_GRACE, POLL, RunningBrowser, close_browser, end_processes, process_tree
+from tasks.running_browser import (EXIT_GRACE, POLL, RunningBrowser, close_browser, end_processes, own_processes,
+                                  process_tree)
 
 #: Where Chromium writes its debugging port and browser path once ``--remote-debugging-port=0`` has one.
 DEVTOOLS_PORT_FILE = "DevToolsActivePort"
@@ -55,7 +56,7 @@ class DirectLauncher(BaseLauncher):
             return browser
         except BaseException:
             if proc is not None:
-                end_processes(process_tree([proc.pid]), grace=0)
+                end_processes(process_tree(own_processes([proc.pid])), grace=0)
             hand_back(profile_dir, user)
             raise
 

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from tasks.pool import ChromiumPool, PoolFull
-from tasks.running_browser import session_temp_dir
+from tasks.running_browser import end_processes, process_tree, session_temp_dir
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 
@@ -70,3 +70,19 @@ def test_sessions_are_held_to_the_pool_size_and_spares_may_also_take_their_own_s
         pool.reserve("ses-b")
     pool.reserve("warm-b", spare=True)
     assert pool.counts() == {"slots": 1, "spareSlots": 1, "free": 0, "warm": 0, "running": 0, "launching": 2}
+
+
+def test_a_browser_whose_process_ended_and_whose_pid_another_took_ends_nothing(tmp_path):
+    """psutil tells processes apart by PID and start time: an object whose start time is not the running process's
+    stands for a browser that ended and whose PID the running process took since. Ending the browser's tree must
+    leave that process, and its children, alone (a PID number would have named them)."""
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        stale = psutil.Process(other.pid)
+        stale._ident = (other.pid, stale._ident[1] - 100)  # started 100 s before the process now holding its PID
+        assert process_tree([stale]) == []
+        end_processes(process_tree([stale]), grace=0)
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait(5)
