@@ -26,7 +26,6 @@ from core.snapshots import SnapshotError, SnapshotNotHere
 from core.states import SessionRecord, Status, StopReason
 from tasks.chromium_flags import browser_flags
 from tasks.running_browser import RunningBrowser
-from tasks.session_watch import SETTLE_WAIT
 from tasks.pool import PoolFull
 from tasks.profile_cookies import ProfileCookiesError, exited_cleanly, read_profile_cookies
 from tasks.worker_task import WorkerTask
@@ -148,8 +147,7 @@ def _launch(worker: Worker, session_id: str, warm: str | None) -> None:
             log.info("session %s: first navigation failed: %s", session_id, navigation_error,
                      extra=session_fields(record))
     # The log's wait never outlasts the create's: a navigation that took all of it leaves none for the log.
-    worker.session_watches.settle(session_id, pages=bool(record["url"]),
-                                  within=SETTLE_WAIT if waits_until is None else waits_until - time.monotonic())
+    worker.session_watches.settle(session_id, pages=bool(record["url"]), until=waits_until)
     fields = {"navigationError": navigation_error, **_running_fields(worker, browser, record), **options}
     _finish(worker, session_id, _decided(worker, session_id, lambda: worker.machine.ready(session_id, **fields)))
 

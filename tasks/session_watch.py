@@ -532,19 +532,21 @@ class SessionWatches:
             if watch is not None:
                 self._watches[new] = watch
 
+    def _watch(self, key: str | None) -> SessionWatch | None:
+        with self._lock:
+            return self._watches.get(key) if key else None
+
     def begin(self, record: dict, moved: bool = False) -> None:
         """Before the session runs (and before its first navigation): its events are logged from here on."""
-        with self._lock:
-            watch = self._watches.get(record["id"])
-        if watch is not None:
+        if (watch := self._watch(record["id"])) is not None:
             watch.begin(record, moved)
 
-    def settle(self, session_id: str, pages: bool = False, within: float = SETTLE_WAIT) -> None:
-        """Just before the session runs: its log holds what was heard so far (:meth:`SessionWatch.settle`)."""
-        with self._lock:
-            watch = self._watches.get(session_id)
-        if watch is not None:
-            watch.settle(pages, max(0.0, min(within, SETTLE_WAIT)))
+    def settle(self, session_id: str, pages: bool = False, until: float | None = None) -> None:
+        """Just before the session runs: its log holds what was heard so far (:meth:`SessionWatch.settle`), waited
+        for up to SETTLE_WAIT and never past ``until`` (the create's own deadline, monotonic), if given."""
+        if (watch := self._watch(session_id)) is not None:
+            within = SETTLE_WAIT if until is None else min(SETTLE_WAIT, until - time.monotonic())
+            watch.settle(pages, max(0.0, within))
 
     def hold_all(self) -> None:
         """The worker was told to stop (:meth:`SessionWatch.hold`)."""
@@ -555,22 +557,17 @@ class SessionWatches:
 
     def tabs(self, session_id: str) -> list[str] | None:
         """The session's tabs as its watch saw them (None: it has no watch)."""
-        with self._lock:
-            watch = self._watches.get(session_id)
+        watch = self._watch(session_id)
         return None if watch is None else watch.tabs()
 
     def download_event(self, key: str | None, message: dict) -> None:
         """From the browser's download guard (tasks/downloads.py), which alone hears downloads."""
-        with self._lock:
-            watch = self._watches.get(key) if key else None
-        if watch is not None:
+        if (watch := self._watch(key)) is not None:
             watch.download_event(message["method"], message.get("params", {}))
 
     def finish_recording(self, key: str) -> None:
         """Just before the key's browser is ended (by whichever path ends it): its recording is made whole."""
-        with self._lock:
-            watch = self._watches.get(key)
-        if watch is not None:
+        if (watch := self._watch(key)) is not None:
             watch.finish_recording()
 
     def stop(self, key: str) -> None:
