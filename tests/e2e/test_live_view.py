@@ -21,7 +21,7 @@ from playwright.sync_api import Page
 from tests.support.api import Api
 from tests.support.browsing import playwright_driver
 from tests.support.processes import Broker, end_process, wait_until
-from tests.support.viewer import ANIMATE, CHROMIUM, near, person_flags, pixels, wait_frames
+from tests.support.viewer import ANIMATE, CHROMIUM, near, own_temp, person_flags, pixels, wait_frames
 
 LINK_TTL = 60
 SHORT_TTL = 6
@@ -55,9 +55,10 @@ def playwright():
 @pytest.fixture(scope="module")
 def person(playwright):
     """The person's browser: not a session, launched by the test itself."""
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=person_flags())
-    yield browser
-    browser.close()
+    with own_temp() as env:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=person_flags(), env=env)
+        yield browser
+        browser.close()
 
 
 def session_page(playwright, session: dict) -> tuple:

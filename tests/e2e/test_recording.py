@@ -19,7 +19,7 @@ from tests.support.api import Api
 from tests.support.browsing import playwright_driver
 from tests.support.pages import html_site
 from tests.support.processes import Broker, wait_until
-from tests.support.viewer import CHROMIUM, person_flags
+from tests.support.viewer import CHROMIUM, own_temp, person_flags
 
 TYPED = "Ada Lovelace typed this"
 #: What a page's own script can try: find the recorder by any global name, reach its binding, remove it.
@@ -104,7 +104,8 @@ def test_a_recorded_session_replays_in_a_real_browser_with_the_typed_text(rec_ap
     answer = requests.get(session["recordingUrl"], timeout=30)
     assert answer.status_code == 200 and "script-src 'self'" in answer.headers["Content-Security-Policy"]
     assert requests.get(session["recordingUrl"] + "x", timeout=30).status_code == 404
-    with playwright_driver().chromium.launch(executable_path=CHROMIUM, args=person_flags()) as person:
+    with own_temp() as env, playwright_driver().chromium.launch(executable_path=CHROMIUM, args=person_flags(),
+                                                                env=env) as person:
         page = person.new_page()
         page.goto(session["recordingUrl"])
         page.wait_for_function("() => window.bbReplay && window.bbReplay.player", timeout=30_000)

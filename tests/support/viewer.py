@@ -7,6 +7,10 @@ needs; it is not a session and the broker knows nothing of it. Playwright ends i
 from __future__ import annotations
 
 import base64
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from playwright.sync_api import Browser, Page
 
@@ -23,6 +27,18 @@ ANIMATE = """(() => { let n = 0; const step = () => {
 def person_flags() -> list[str]:
     """The flags every Chromium here needs, and no lookups of outside hosts."""
     return [*BASE_FLAGS, "--disable-crash-reporter", TEST_FLAGS.replace('"', "")]
+
+
+@contextmanager
+def own_temp() -> Iterator[dict[str, str]]:
+    """The environment for a Chromium a test launches itself: a TMPDIR of its own, removed afterwards.
+
+    Chromium puts its singleton socket in an ``org.chromium.Chromium.*`` folder under TMPDIR and leaves it
+    there when it is ended from outside; in the shared /tmp the suite left three or more per run. The folder
+    is short-named because a socket's path must fit in 108 bytes (pytest's ``tmp_path`` often does not).
+    """
+    with tempfile.TemporaryDirectory(prefix="person-") as temp:
+        yield {**os.environ, "TMPDIR": temp}
 
 
 def wait_frames(page: Page, more_than: int = 0, timeout: float = 30) -> int:

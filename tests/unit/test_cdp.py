@@ -19,7 +19,7 @@ import websocket
 
 from core.cdp import KEPT_EVENTS, CdpConnection, CdpError
 from tests.support.processes import ROOT
-from tests.support.viewer import CHROMIUM, person_flags
+from tests.support.viewer import CHROMIUM, own_temp, person_flags
 
 START_TIMEOUT = 30
 NEVER = "new Promise(() => {})"
@@ -29,18 +29,19 @@ NEVER = "new Promise(() => {})"
 def browser_url(tmp_path_factory) -> Iterator[str]:
     """The browser-level CDP URL of a Chromium of this module's own, ended (with its whole tree) afterwards."""
     profile = tmp_path_factory.mktemp("cdp-profile")
-    proc = subprocess.Popen([CHROMIUM, *person_flags(), "--no-sandbox", f"--user-data-dir={profile}",
-                             "--remote-debugging-port=0", "about:blank"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield _devtools_url(profile, proc)
-    finally:
-        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-        proc.terminate()
-        _, alive = psutil.wait_procs(tree, timeout=10)
-        for left in alive:
-            left.kill()
-        psutil.wait_procs(alive, timeout=10)
+    with own_temp() as env:
+        proc = subprocess.Popen([CHROMIUM, *person_flags(), "--no-sandbox", f"--user-data-dir={profile}",
+                                 "--remote-debugging-port=0", "about:blank"],
+                                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            yield _devtools_url(profile, proc)
+        finally:
+            tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+            proc.terminate()
+            _, alive = psutil.wait_procs(tree, timeout=10)
+            for left in alive:
+                left.kill()
+            psutil.wait_procs(alive, timeout=10)
 
 
 def _devtools_url(profile: Path, proc: subprocess.Popen) -> str:

@@ -10,6 +10,7 @@ import struct
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -17,6 +18,7 @@ import pytest
 
 from proxy.download_rewrite import PROTOCOL_ERROR, REFUSED_CODE, UNSUPPORTED_DATA, DownloadRewriter
 from proxy.relay import RelayConnection
+from tests.support.viewer import own_temp
 from tests.unit.test_files import client_frame, read_frames
 
 FOLDER = "/tmp/bb-0123456789abcdef/downloads"
@@ -321,15 +323,22 @@ def test_the_relay_closes_a_client_that_sends_a_binary_frame(relay):
 # --- Chromium itself --------------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def chromium_env() -> Iterator[dict[str, str]]:
+    with own_temp() as env:
+        yield env
+
+
 @pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason="needs a real Chromium at /usr/bin/chromium")
-def test_chromium_itself_runs_calls_with_form_feeds_and_vertical_tabs(tmp_path):
+def test_chromium_itself_runs_calls_with_form_feeds_and_vertical_tabs(tmp_path, chromium_env):
     """Why the variants matter: Chromium answers each of these ids (Python's json refuses every one), and the
     relay's rules refuse every one instead of passing it on."""
     import websocket
 
     profile = tmp_path / "profile"
     proc = subprocess.Popen([CHROMIUM, "--headless=new", "--remote-debugging-port=0", f"--user-data-dir={profile}",
-                             "--no-sandbox", "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--no-sandbox", "about:blank"], env=chromium_env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     family: list[psutil.Process] = []
     try:
         port_file = profile / "DevToolsActivePort"
