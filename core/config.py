@@ -126,7 +126,7 @@ class WorkerSettings:
     #: session slots.
     warm_max: int | None = field(default_factory=lambda: _auto_or_int("BROKER_WARM_MAX"))
     #: BROKER_WARM_WINDOW: seconds of recent creates a worker sizes its warm browsers on (tasks/warm_demand.py);
-    #: after that long without one it is back to BROKER_WARM_BROWSERS.
+    #: after that long without one it is back to BROKER_WARM_BROWSERS. 0: always BROKER_WARM_BROWSERS, whatever comes.
     warm_window: float = field(default_factory=lambda: _float("BROKER_WARM_WINDOW", 60))
     #: BROKER_LAUNCH_TIMEOUT: seconds a taken launch (browser start + first navigation) may last.
     launch_timeout: float = field(default_factory=lambda: _float("BROKER_LAUNCH_TIMEOUT", 45))

@@ -5,7 +5,8 @@ settle before the offer), and every create in that time needs a spare of its own
 time brings: the Poisson quantile (``COVER``) of the recent rate times the lead time, or the largest burst seen
 within one lead time, whichever is more; never below the floor (BROKER_WARM_BROWSERS) nor above the ceiling the
 caller gives (free slots, memory). Creates older than the window (BROKER_WARM_WINDOW) no longer count, so after a
-quiet spell that long the target is back at the floor and the extra spares end.
+quiet spell that long the target is back at the floor and the extra spares end. A window of 0 follows no demand:
+the target is the floor, for an operator who wants a fixed number of spares (and a fixed memory cost).
 
 Pure arithmetic on the times it is told: tests/unit/test_warm_demand.py drives it with a clock of its own.
 """
@@ -57,6 +58,8 @@ class WarmDemand:
 
     def saw_create(self, now: float) -> None:
         """A launch reached this worker, for a warm browser or a cold one: either is demand."""
+        if self.window <= 0:
+            return
         with self._lock:
             self._creates.append(now)
             self._forget(now)
@@ -91,6 +94,8 @@ class WarmDemand:
     def target(self, now: float, ceiling: int) -> int:
         """Spares to keep: the floor with no recent creates, at most ``ceiling`` (but never below the floor while
         the ceiling allows it)."""
+        if self.window <= 0:
+            return max(0, min(self.floor, ceiling))
         wanted = max(self.floor, poisson_quantile(self.rate(now) * self.lead_time(), COVER), self.burst(now))
         return max(0, min(wanted, ceiling))
 

@@ -175,9 +175,7 @@ def deploy(brokers, workdir, redis_server) -> Iterator[Callable[..., Broker]]:
 
 
 def _start(brokers: list[Broker], workdir: Path, redis: Redis, db: int = 0, **env: str) -> Broker:
-    # The creates of the last 10 s (not 60) size the warm browsers: every file's creates raise the keeper's target, and
-    # a test that counts the spares (tests/e2e/test_warm.py) should find the floor again soon after, not a minute later.
-    broker = Broker(redis, workdir, "bb_" + secrets.token_urlsafe(24), db, BROKER_WARM_WINDOW="10", **env)
+    broker = Broker(redis, workdir, "bb_" + secrets.token_urlsafe(24), db, **env)
     brokers.append(broker)
     broker.start_web(wait=False)
     broker.start_worker()

@@ -191,6 +191,10 @@ class Broker:
             # three more in every deployment, CPU the other tests wait for). tests/e2e/test_serve.py and
             # tests/hosts/test_compose.py run the default, as shipped.
             "BROKER_WARM_BROWSERS": "1",
+            # And only that one: a keeper that follows demand (the default, 60 s of creates) launched ~3.5 spares per
+            # session in the suite's shared deployments, whose tests create a few sessions at once and then none, and
+            # most ended unused. tests/e2e/test_warm.py's ``solo`` follows demand (10 s of it).
+            "BROKER_WARM_WINDOW": "0",
             **env,
         }
         self.workers: dict[str, subprocess.Popen] = {}

@@ -33,6 +33,14 @@ def test_a_burst_wants_one_spare_per_create_seen_within_one_lead_time():
     assert policy.target(now=10.5, ceiling=10) >= 4
 
 
+def test_a_window_of_zero_keeps_the_floor_whatever_comes():
+    policy = demand(floor=2, window=0)
+    for _ in range(6):
+        policy.saw_create(10.0)
+    assert policy.target(now=10.5, ceiling=10) == 2
+    assert policy.target(now=10.5, ceiling=1) == 1
+
+
 def test_the_ceiling_wins_over_demand_and_the_floor():
     policy = demand(floor=2)
     for second in range(20):
