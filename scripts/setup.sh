@@ -64,7 +64,10 @@ python_packages() {
   # uv (pinned in constraints.txt too, and installed into the venv) installs the same pins as pip would, fetching
   # and unpacking in parallel: 4-5 s here with an empty cache, where pip took 53 s.
   .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt uv
-  .venv/bin/uv pip install --quiet --python .venv/bin/python -c constraints.txt -e ".[test]"
+  # --compile-bytecode: every package's .pyc written once here (~12 s of this install). Where PYTHONDONTWRITEBYTECODE
+  # is set (this machine, CI's), no process writes them, so each web, worker and relay start compiled Celery, Flask,
+  # kombu and the rest from source again: 0.80 CPU-s for their imports, 0.49 s compiled.
+  .venv/bin/uv pip install --quiet --python .venv/bin/python -c constraints.txt -e ".[test]" --compile-bytecode
   rm -f .venv/.installed-* && touch "$stamp"
   echo "setup: Python packages installed in $(( SECONDS - began )) s"
 }

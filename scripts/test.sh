@@ -7,7 +7,8 @@ began=$(date +%s)
 # Two test workers run their deployments' browsers side by side, each as a browser user of its own: 64, not 32.
 BB_BROWSER_USERS="${BB_BROWSER_USERS:-64}" bash scripts/setup.sh --with-node
 # The suite starts a few hundred web and worker processes; where PYTHONDONTWRITEBYTECODE is set (CI's machines) each
-# would compile the project's modules again (~0.2 s of CPU a start). Compiled once here, they only read them.
+# would compile the project's modules again (~0.2 s of CPU a start). Compiled once here, they only read them (the
+# installed packages are compiled at their install, scripts/setup.sh).
 step=$(date +%s)
 .venv/bin/python -m compileall -q app core tasks proxy web.py tests/support > /dev/null
 echo "compileall took $(( $(date +%s) - step )) s"
