@@ -33,7 +33,7 @@ from celery import shared_task
 from celery.exceptions import Reject
 
 from core.cdp import CdpConnection, navigate_first_page
-from core.cookies import merge_cookies, read_cookies
+from core.cookies import merge_cookies, read_cookies, sort_key
 from core.dispatch import RELAUNCH_TASK
 from core.logs import session_fields
 from core.recovery import MOVE_LIMIT, MOVE_WINDOW, moves_folder, recent_moves
@@ -137,17 +137,17 @@ class Mover:
         every 30 s or so, and its network service got the platform's SIGTERM too), under the last checkpoint's
         (session cookies included) where it has one: the profile's win where both have a cookie."""
         session_id = record["id"]
-        cookies: dict[tuple, dict] = {}
+        cookies: dict[tuple, dict] = {}  # by core.cookies' key: one cookie per name, domain and path
         if state := record.get("checkpointState"):
             try:
                 with self.worker.snapshots.open_blob(f"{state}/{STATE_BLOB}") as blob:
-                    cookies.update((_cookie_key(c), c) for c in json.load(blob).get("cookies", []))
+                    cookies.update((sort_key(c), c) for c in json.load(blob).get("cookies", []))
             except Exception as error:
                 log.warning("session %s: its last checkpoint's cookies could not be read (%s)", session_id, error,
                             extra={"session": session_id})
         try:
             if exited_cleanly(profile):
-                cookies.update((_cookie_key(c), c) for c in read_profile_cookies(profile))
+                cookies.update((sort_key(c), c) for c in read_profile_cookies(profile))
         except ProfileCookiesError as error:
             log.warning("session %s: its profile's cookies could not be read (%s)", session_id, error,
                         extra={"session": session_id})
@@ -323,10 +323,6 @@ def read_tabs(browser: RunningBrowser) -> list[str]:
     with urllib.request.urlopen(f"http://127.0.0.1:{browser.port}/json/list", timeout=CDP_TIMEOUT) as answer:
         targets = json.load(answer)
     return [target["url"] for target in reversed(targets) if target.get("type") == "page"]
-
-
-def _cookie_key(cookie: dict) -> tuple:
-    return cookie.get("name"), cookie.get("domain"), cookie.get("path")
 
 
 def read_cookies_of(browser: RunningBrowser) -> list[dict]:
