@@ -13,6 +13,7 @@ from core.logs import session_fields
 from core.reaping import INTERVAL, LostWorkerReaper
 from core.states import LIVE_STATUSES, Status, StopReason
 from tasks.browser import end_session
+from tasks.running_browser import SIGNAL_SPREAD
 
 if TYPE_CHECKING:
     from tasks.worker import Worker
@@ -97,19 +98,29 @@ class Housekeeping:
             worker.machine.stop(session_id, StopReason.TIMEOUT)
 
     def notice_closed_browsers(self) -> None:
-        """A browser that exited by itself (closed over CDP, crashed, killed) ends its session within a second or two.
+        """A browser that exited by itself (closed over CDP, crashed, killed) ends its session within a second or two;
+        a movable session's after SIGNAL_SPREAD more, since the platform's SIGTERM may have reached its browser
+        before its worker, and then it moves (tasks/moving.py).
 
         The stop goes through the state machine like a DELETE, so of this and a
         concurrent DELETE or timeout exactly one stop task runs; until the session is
         running (still launching) the move is refused and tried again next round.
         """
-        pool, machine = self.worker.pool, self.worker.machine
-        if self.worker.shutting_down.is_set():  # the worker's stop moves or stops every session (tasks/moving.py)
+        worker = self.worker
+        if worker.shutting_down.is_set():  # the worker's stop moves or stops every session (tasks/moving.py)
             return
-        for session_id in pool.session_ids():
-            browser = pool.get(session_id)
-            if browser is not None and browser.exited() and machine.stop(session_id, StopReason.BROWSER_CLOSED):
+        for session_id in worker.pool.session_ids():
+            browser = worker.pool.get(session_id)
+            if browser is None or not browser.exited():
+                continue
+            if time.monotonic() - browser.seen_gone_at < SIGNAL_SPREAD and self._movable(session_id):
+                continue
+            if worker.machine.stop(session_id, StopReason.BROWSER_CLOSED):
                 log.warning("session %s: its browser exited by itself", session_id, extra={"session": session_id})
+
+    def _movable(self, session_id: str) -> bool:
+        record = self.worker.store.sessions.get(session_id)
+        return bool(record and record.get("movable"))
 
     def _run(self) -> None:
         """Heartbeat, expiries, closed browsers, browsers no longer ours or left stopping, lost workers, once a second.

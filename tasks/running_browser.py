@@ -21,6 +21,11 @@ from tasks.browser_users import BrowserUser
 POLL = 0.01
 #: How long a browser's processes get to exit by themselves before they are killed (seconds).
 EXIT_GRACE = 5.0
+#: Seconds by which the platform's SIGTERM may reach a browser before its worker's handler runs and still count as
+#: the one signal that stops both: a dyno restart signals every process at once, Chromium shuts down in ~0.2 s, and a
+#: busy host delays the worker's handler. A browser that ended within this before its worker was told to stop ended
+#: with it (tasks/moving.py moves its session); one that ended earlier ended by itself.
+SIGNAL_SPREAD = 3.0
 
 
 @dataclass
@@ -40,6 +45,9 @@ class RunningBrowser:
     #: ``Browser.getVersion``'s jsVersion and revision: /json/version's V8-Version and WebKit-Version.
     js_version: str = ""
     revision: str = ""
+    #: When :meth:`exited` first found Chromium gone (monotonic): how long ago it ended, within the asker's interval
+    #: (housekeeping asks every second). None while it runs.
+    seen_gone_at: float | None = field(default=None, repr=False)
 
     @property
     def downloads_dir(self) -> Path:
@@ -57,8 +65,12 @@ class RunningBrowser:
         return process_tree([self.main] if self.main is not None else [])
 
     def exited(self) -> bool:
-        """True once Chromium itself has gone: closed over CDP (``browser.close()``), crashed or killed."""
-        return self.main is not None and not (self.main.is_running() and _running(self.main))
+        """True once Chromium itself has gone: closed over CDP (``browser.close()``), crashed or killed. The first
+        answer of True is remembered (:attr:`seen_gone_at`)."""
+        gone = self.main is not None and not (self.main.is_running() and _running(self.main))
+        if gone and self.seen_gone_at is None:
+            self.seen_gone_at = time.monotonic()
+        return gone
 
 
 def session_temp_dir(profile_dir: Path) -> Path:

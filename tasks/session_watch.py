@@ -40,7 +40,7 @@ from core.cdp import CdpConnection
 from core.config import Config
 from core.recordings import RECORDER_BUNDLE, Recordings, capped_marker
 from core.store import Store
-from tasks.running_browser import RunningBrowser
+from tasks.running_browser import SIGNAL_SPREAD, RunningBrowser
 
 log = logging.getLogger(__name__)
 #: The isolated world the recorder runs in, and the binding only that world sees.
@@ -163,6 +163,51 @@ class Recording:
             self.on_capped()
 
 
+class OpenTabs:
+    """A browser's open tabs (page targets) by id, oldest first, with their URLs as Chromium last reported them.
+
+    What a move opens again (tasks/moving.py) are the tabs open when the worker was told to stop. A platform that
+    signals every process of the container at once reaches Chromium too, which closes its tabs as it shuts down,
+    possibly before the worker's handler runs: a closed tab stays known for SIGNAL_SPREAD seconds, and :meth:`hold`
+    takes back the closes from its ``since`` on. Not thread-safe: its watch's lock guards it.
+    """
+
+    def __init__(self) -> None:
+        self._urls: dict[str, str] = {}
+        #: Tabs closed within the last SIGNAL_SPREAD seconds, by when (monotonic).
+        self._closed_at: dict[str, float] = {}
+        self._held = False
+
+    def opened(self, tab: str, url: str) -> None:
+        self._urls[tab] = url
+
+    def changed(self, tab: str, url: str) -> None:
+        if tab in self._urls and tab not in self._closed_at and not self._held:
+            self._urls[tab] = url
+
+    def closed(self, tab: str, at: float) -> bool:
+        """Whether it was an open tab. Once held, a tab closing stays listed: the shutdown closes it, not the user."""
+        known = tab in self._urls and tab not in self._closed_at
+        if known and not self._held:
+            self._closed_at[tab] = at
+            self._forget_closed_before(at - SIGNAL_SPREAD)
+        return known
+
+    def hold(self, since: float) -> None:
+        """The worker was told to stop: the tabs closed from ``since`` on (monotonic) are open again, and from now on
+        nothing closes or changes."""
+        self._forget_closed_before(since)
+        self._closed_at.clear()
+        self._held = True
+
+    def urls(self) -> list[str]:
+        return [url for tab, url in self._urls.items() if tab not in self._closed_at]
+
+    def _forget_closed_before(self, moment: float) -> None:
+        for tab in [tab for tab, at in self._closed_at.items() if at < moment]:
+            del self._closed_at[tab], self._urls[tab]
+
+
 class SessionWatch:
     def __init__(self, browser: RunningBrowser, store: Store, config: Config, recordings: Recordings) -> None:
         self.store = store
@@ -179,10 +224,7 @@ class SessionWatch:
         self._blank: set[str] = set()
         #: Those of a recorded session, whose recorder comes once a document is written into it (a setContent).
         self._record_when_opened: set[str] = set()
-        #: The open tabs (page targets) by id, oldest first, with their URLs as Chromium last reported them.
-        self._tabs: dict[str, str] = {}
-        #: Set when the worker is told to stop (:meth:`hold`): tabs closing from then on stay listed.
-        self._held = False
+        self._tabs = OpenTabs()
         #: Requests under way: (flat session, request id) → what a failure event names.
         self._requests: dict[tuple[str, str], dict] = {}
         #: Main documents' HTTP status or network error by loader id, until their navigation is reported.
@@ -242,18 +284,17 @@ class SessionWatch:
             return
         written.wait(max(0.0, deadline - time.monotonic()))
 
-    def hold(self) -> None:
-        """The worker was told to stop: the tabs as they are now are what a move opens again. A platform that signals
-        every process of the container at once reaches the browser too, and Chromium closes its tabs as it shuts
-        down; those closes are not the session's."""
+    def hold(self, since: float) -> None:
+        """The worker was told to stop: the tabs open now, and those closed from ``since`` on (monotonic), are what a
+        move opens again (:class:`OpenTabs`)."""
         with self._lock:
-            self._held = True
+            self._tabs.hold(since)
 
     def tabs(self) -> list[str]:
         """The open tabs' URLs, oldest first (as tasks/moving.py ``read_tabs`` lists them), or as they were at
         :meth:`hold`."""
         with self._lock:
-            return list(self._tabs.values())
+            return self._tabs.urls()
 
     def finish_recording(self) -> None:
         """The browser is about to end: each recorded page whose recording waits (for input, for a quiet moment)
@@ -390,19 +431,16 @@ class SessionWatch:
             info = params.get("targetInfo", {})
             if info.get("type") == "page":
                 with self._lock:
-                    self._tabs[info["targetId"]] = info.get("url") or ""
+                    self._tabs.opened(info["targetId"], info.get("url") or "")
                 self._emit("tab_opened", tabId=info["targetId"], url=info.get("url") or None,
                            openerId=info.get("openerId"))
         elif method == "Target.targetInfoChanged":
             info = params.get("targetInfo", {})
             with self._lock:
-                if info.get("targetId") in self._tabs and not self._held:
-                    self._tabs[info["targetId"]] = info.get("url") or ""
+                self._tabs.changed(info.get("targetId"), info.get("url") or "")
         elif method == "Target.targetDestroyed":
             with self._lock:
-                known = params.get("targetId") in self._tabs
-                if known and not self._held:
-                    del self._tabs[params["targetId"]]
+                known = self._tabs.closed(params.get("targetId"), time.monotonic())
             if known:
                 self._emit("tab_closed", tabId=params["targetId"])
 
@@ -548,12 +586,12 @@ class SessionWatches:
             within = SETTLE_WAIT if until is None else min(SETTLE_WAIT, until - time.monotonic())
             watch.settle(pages, max(0.0, within))
 
-    def hold_all(self) -> None:
+    def hold_all(self, since: float) -> None:
         """The worker was told to stop (:meth:`SessionWatch.hold`)."""
         with self._lock:
             watches = list(self._watches.values())
         for watch in watches:
-            watch.hold()
+            watch.hold(since)
 
     def tabs(self, session_id: str) -> list[str] | None:
         """The session's tabs as its watch saw them (None: it has no watch)."""

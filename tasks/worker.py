@@ -56,7 +56,7 @@ from tasks.lifecycle import Housekeeping
 from tasks.moving import Mover
 from tasks.pool import ChromiumPool
 from tasks.project_gate import ProjectGate
-from tasks.running_browser import RunningBrowser
+from tasks.running_browser import SIGNAL_SPREAD, RunningBrowser
 from tasks.warm import WarmBrowsers
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,8 @@ class Worker:
         self.stops_under_way = StopsUnderWay()
         #: Set when the worker is told to shut down: a flow waiting for Redis to answer gives up then.
         self.shutting_down = threading.Event()
-        #: Sessions whose browser had already ended by itself when the worker was told to stop: they end, never move.
+        #: Sessions whose browser had already ended by itself when the worker was told to stop (SIGNAL_SPREAD before
+        #: its handler ran, or earlier): they end, never move.
         self.closed_before_stop: set[str] = set()
         self._holding: threading.Thread | None = None
         self.housekeeping = Housekeeping(self)
@@ -175,7 +176,7 @@ class Worker:
         """
         self.shutting_down.set()
         if self._holding is None:  # stopped without Celery's signal (an in-process test)
-            self._hold_for_stop()
+            self._hold_for_stop(time.monotonic())
         else:
             self._holding.join(5)
         self.housekeeping.stop()
@@ -254,13 +255,18 @@ class Worker:
         the main thread, which may hold the locks it takes."""
         self.shutting_down.set()
         if self._holding is None:
-            self._holding = threading.Thread(target=self._hold_for_stop, name="shutdown-hold", daemon=True)
+            self._holding = threading.Thread(target=self._hold_for_stop, args=(time.monotonic(),),
+                                             name="shutdown-hold", daemon=True)
             self._holding.start()
 
-    def _hold_for_stop(self) -> None:
-        self.session_watches.hold_all()
+    def _hold_for_stop(self, signalled_at: float) -> None:
+        """The platform's SIGTERM may have reached the browsers first (SIGNAL_SPREAD): what they did within it, closing
+        their tabs and exiting, was the signal's doing, not the sessions'."""
+        since = signalled_at - SIGNAL_SPREAD
+        self.session_watches.hold_all(since)
         self.closed_before_stop.update(
-            key for key in self.pool.session_ids() if (browser := self.pool.get(key)) is not None and browser.exited())
+            key for key in self.pool.session_ids()
+            if (browser := self.pool.get(key)) is not None and browser.exited() and browser.seen_gone_at < since)
 
     # -- what the parts share ----------------------------------------------------------
     def prepare_browser(self, key: str, browser: RunningBrowser) -> None:

@@ -11,6 +11,7 @@ import time
 from core.states import Status, StopReason
 from core.store import keys
 from tasks.browser import end_session, launch_session
+from tasks.running_browser import SIGNAL_SPREAD
 from tests.support.records import new_session, running_session
 
 
@@ -74,6 +75,26 @@ def test_a_browser_that_exited_by_itself_has_its_session_stopped_as_browser_clos
     end_session(worker, session_id, StopReason.BROWSER_CLOSED)  # what the stop task sent by the move does
     assert worker.store.sessions.get(session_id)["status"] == Status.STOPPED
     assert worker.pool.keys() == []
+
+
+def test_a_movable_sessions_browser_that_exited_is_given_the_signal_spread_before_it_counts_as_closed(make_worker):
+    """The platform's SIGTERM may reach the browser before its worker: within SIGNAL_SPREAD the worker's stop may
+    still come, and then the session moves (tests/unit/test_worker_stop.py)."""
+    worker = make_worker()
+    session_id = new_session(worker.store, movable=True)
+    launch_session(worker, session_id)
+    browser = worker.pool.get(session_id)
+    browser.handle.kill()
+    browser.handle.wait(5)
+
+    worker.housekeeping.notice_closed_browsers()
+    assert worker.store.sessions.get(session_id)["status"] == Status.RUNNING
+
+    browser.seen_gone_at -= SIGNAL_SPREAD
+    worker.housekeeping.notice_closed_browsers()
+    record = worker.store.sessions.get(session_id)
+    assert (record["status"], record["stopReason"]) == (Status.STOPPING, StopReason.BROWSER_CLOSED)
+    end_session(worker, session_id, StopReason.BROWSER_CLOSED)
 
 
 def test_what_an_earlier_life_of_the_worker_left_is_ended_at_start(make_worker):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core.states import Status, StopReason
 from tasks.browser import end_session, launch_session
+from tasks.running_browser import SIGNAL_SPREAD
 from tests.support.records import new_session
 
 
@@ -58,6 +59,28 @@ def test_a_worker_told_to_stop_ends_every_session_through_the_stop_flow_and_ever
     assert worker.pool.keys() == []
     assert worker.store.warm.offered_by(worker.name) == set(), "the warm browsers' offers are withdrawn"
     assert worker.name not in worker.store.workers.live()
+
+
+def test_a_movable_session_whose_browser_the_platforms_signal_ended_first_moves(make_worker):
+    """A dyno restart signals every process: Chromium may have exited before the worker's handler runs. Within
+    SIGNAL_SPREAD that browser ended with its worker, and the session moves; one that ended earlier ended by itself."""
+    worker = make_worker(started=True)
+    with_worker, by_itself = (new_session(worker.store, movable=True) for _ in range(2))
+    for session_id in (with_worker, by_itself):
+        launch_session(worker, session_id)
+        browser = worker.pool.get(session_id)
+        browser.handle.kill()
+        browser.handle.wait(5)
+        assert browser.exited()
+    worker.pool.get(by_itself).seen_gone_at -= SIGNAL_SPREAD + 1
+
+    worker.stop()
+
+    moved = worker.store.sessions.get(with_worker)
+    assert (moved["status"], moved["moving"]) == (Status.RUNNING, True), moved
+    ended = worker.store.sessions.get(by_itself)
+    assert (ended["status"], ended["stopReason"]) == (Status.STOPPED, StopReason.SHUTDOWN), ended
+    assert worker.pool.launcher.alive() == []
 
 
 def _wait(condition, what: str, timeout: float = 10) -> None:
