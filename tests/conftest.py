@@ -184,7 +184,7 @@ def _start(brokers: list[Broker], workdir: Path, redis: Redis, db: int = 0, **en
 
 @pytest.fixture(scope="session")
 def broker(brokers, workdir, redis_server) -> Broker:
-    """The default deployment: the direct launcher (the project's default), pool of 4."""
+    """The default deployment: the direct launcher (the project's default), pool of 4, no warm browser."""
     return _start(brokers, workdir, redis_server)
 
 

@@ -55,7 +55,8 @@ def lost(brokers, tmp_path_factory, pages):
     CDP client connected, a warm browser on offer. Then Redis SIGKILLed and started again empty."""
     workdir = tmp_path_factory.mktemp("redis-loss")
     redis = Redis(workdir)
-    broker = Broker(redis, workdir, "bb_" + secrets.token_urlsafe(24), BROKER_ORPHAN_FILES_GRACE=str(GRACE))
+    broker = Broker(redis, workdir, "bb_" + secrets.token_urlsafe(24), BROKER_ORPHAN_FILES_GRACE=str(GRACE),
+                    BROKER_WARM_BROWSERS="1")
     brokers.append(broker)
     broker.start_web(wait=False)
     broker.start_worker(WORKER)

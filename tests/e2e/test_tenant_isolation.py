@@ -41,7 +41,7 @@ def upstream(workdir):
 def strict(request, deploy, upstream) -> Broker:
     """The default policy, opened only for the victim's upstream proxy (as an operator opens an internal proxy)."""
     broker = deploy(40 + ["selenium", "direct"].index(request.param), BROKER_LAUNCHER=request.param,
-                    BROKER_EGRESS_ALLOW=f"127.0.0.1/32:{upstream.port}")
+                    BROKER_EGRESS_ALLOW=f"127.0.0.1/32:{upstream.port}", BROKER_WARM_BROWSERS="1")
     broker.start_worker()
     return broker
 

@@ -125,56 +125,93 @@ def solo_api(solo) -> Api:
 
 
 # -- every browser --------------------------------------------------------------------
-def test_every_browser_warm_or_cold_starts_with_one_blank_tab(any_broker, any_api, session_factory):
+@pytest.fixture(scope="module", params=["selenium", "direct"])
+def any_warm(request, deploy) -> Broker:
+    """One warm browser, by either launcher: both must keep every promise."""
+    broker = deploy(14 + ["selenium", "direct"].index(request.param), BROKER_LAUNCHER=request.param,
+                    BROKER_WARM_BROWSERS="1")
+    broker.start_worker()
+    return broker
+
+
+@pytest.fixture
+def any_warm_api(any_warm) -> Api:
+    return Api(any_warm.url, any_warm.api_key)
+
+
+def test_every_browser_warm_or_cold_starts_with_one_blank_tab(any_warm, any_warm_api, session_factory):
     """No new-tab page and no omnibox popups, whichever launcher: a client's connect waits on nothing."""
-    wait_an_offer(any_broker, only_worker(any_broker))
-    context = any_api.post("/v1/contexts", json={}).json()
-    warm = session_factory(any_api)
-    cold = session_factory(any_api, contextId=context["id"])
-    assert served_warm(any_broker, warm) and not served_warm(any_broker, cold)
+    wait_an_offer(any_warm, only_worker(any_warm))
+    context = any_warm_api.post("/v1/contexts", json={}).json()
+    warm = session_factory(any_warm_api)
+    cold = session_factory(any_warm_api, contextId=context["id"])
+    assert served_warm(any_warm, warm) and not served_warm(any_warm, cold)
     for session in (warm, cold):
         assert page_tabs(session["cdpUrl"]) == ["about:blank"]
         p = playwright_driver()
         browser = p.chromium.connect_over_cdp(session["cdpUrl"])
         assert [page.url for c in browser.contexts for page in c.pages] == ["about:blank"]
         browser.close()
-    any_api.stop_session(cold["id"])
-    assert any_api.delete(f"/v1/contexts/{context['id']}").status_code == 204
+    any_warm_api.stop_session(cold["id"])
+    assert any_warm_api.delete(f"/v1/contexts/{context['id']}").status_code == 204
 
 
-def test_a_warm_session_has_a_fresh_profile(any_broker, any_api, session_factory, pages):
+def test_a_warm_session_has_a_fresh_profile(any_warm, any_warm_api, session_factory, pages):
     """Cookies, localStorage, IndexedDB and tabs of one warm session are absent from the next on the same worker."""
-    nodename = only_worker(any_broker)
-    wait_an_offer(any_broker, nodename)
-    first = session_factory(any_api)
-    assert served_warm(any_broker, first)
+    nodename = only_worker(any_warm)
+    wait_an_offer(any_warm, nodename)
+    first = session_factory(any_warm_api)
+    assert served_warm(any_warm, first)
     written = visit(first["cdpUrl"], f"{pages.base}/state", "state('first')")
     assert written == {"local": "first", "idb": "first", "cookie": "js_cookie=first"}
     with CdpConnection(first["cdpUrl"]) as cdp:
         cdp.call("Target.createTarget", {"url": f"{pages.base}/page?title=left-open"})
-    any_api.stop_session(first["id"])
+    any_warm_api.stop_session(first["id"])
 
-    wait_an_offer(any_broker, nodename)
-    second = session_factory(any_api)
-    assert served_warm(any_broker, second)
-    assert any_api.get(f"/v1/sessions/{second['id']}").json()["status"] == "running"
+    wait_an_offer(any_warm, nodename)
+    second = session_factory(any_warm_api)
+    assert served_warm(any_warm, second)
+    assert any_warm_api.get(f"/v1/sessions/{second['id']}").json()["status"] == "running"
     assert page_tabs(second["cdpUrl"]) == ["about:blank"]
     assert visit(second["cdpUrl"], f"{pages.base}/state", "state()") == {"local": None, "idb": None, "cookie": ""}
 
 
-def test_a_warm_browser_waits_niced_and_its_session_runs_at_normal_priority(any_broker, any_api, session_factory,
+def test_a_warm_browser_waits_niced_and_its_session_runs_at_normal_priority(any_warm, any_warm_api, session_factory,
                                                                              pages):
     """Every thread of every process, renderers started after the hand-over included: a spare must not slow the
     sessions beside it, and a session must not keep a spare's low priority."""
-    nodename = only_worker(any_broker)
-    (key,) = wait_offers(any_broker, nodename, 1)
-    leader = next(p for p in warm_processes(any_broker, nodename, key) if os.getpgid(p.pid) == p.pid)
+    nodename = only_worker(any_warm)
+    (key,) = wait_offers(any_warm, nodename, 1)
+    leader = next(p for p in warm_processes(any_warm, nodename, key) if os.getpgid(p.pid) == p.pid)
     assert thread_niceness(group_of(leader)) == {LAUNCH_NICENESS}
-    session = session_factory(any_api)
-    assert any_broker.session_profiles()[session["id"]].name == key
+    session = session_factory(any_warm_api)
+    assert any_warm.session_profiles()[session["id"]].name == key
     assert visit(session["cdpUrl"], f"{pages.base}/page?title=niceness") == "niceness"
     assert len(group_of(leader)) > 2
     assert thread_niceness(group_of(leader)) == {0}
+
+
+def test_a_warm_browser_serves_a_create_with_options_applied_over_cdp(any_warm, any_warm_api, session_factory, pages):
+    """The spare was launched without them; the hand-over applies them (tasks/browser_options.py) before the create
+    answers, so the first tab's first request carries them. tests/e2e/test_browser_options.py checks each option on
+    cold launches."""
+    wait_an_offer(any_warm, only_worker(any_warm))
+    tag = secrets.token_hex(4)
+    session = session_factory(any_warm_api, viewport={"width": 1024, "height": 700, "deviceScaleFactor": 2,
+                                                      "mobile": False},
+                              userAgent=f"WarmAgent/{tag}", extraHTTPHeaders={"X-Warm": tag}, blockResources=["image"])
+    assert session["launch"] == "warm" and served_warm(any_warm, session)
+    browser = playwright_driver().chromium.connect_over_cdp(session["cdpUrl"])
+    try:
+        page = browser.contexts[0].pages[0]
+        page.goto(f"{pages.base}/with-image?tag={tag}")
+        seen = page.evaluate("() => [innerWidth, innerHeight, devicePixelRatio, navigator.userAgent]")
+    finally:
+        browser.close()
+    assert seen == [1024, 700, 2, f"WarmAgent/{tag}"]
+    [heard] = pages.headers_of(f"/with-image?tag={tag}")
+    assert {name.lower(): value for name, value in heard.items()}["x-warm"] == tag
+    assert not pages.headers_of(f"/pixel.png?{tag}"), "the blocked image was requested"
 
 
 # -- refill and health ------------------------------------------------------------------

@@ -182,18 +182,16 @@ class Broker:
             # tests/e2e/test_redis_restart.py. Four slots (the default fits the machine: six on two cores).
             "BROKER_LAUNCHER": "direct",
             "BROKER_POOL_SIZE": "4",
-            # Warm browsers only in free session slots, as the suite's deployments were written: slots of their own
-            # (the default, BROKER_WARM_MAX=auto) let each deployment's bursts of creates launch up to four spares
-            # more, CPU the 2-core machine's other tests wait for. tests/e2e/test_warm.py's ``solo`` and
-            # tests/unit/test_worker_warm.py run the default.
+            # No warm browser where none is under test: a spare is a launch beside the test's own (the 2-core machine
+            # is the suite's limit), ended unused with its worker or for the slot of a create that launches cold
+            # (a context, a proxy, browser options). Where warm browsers are under test a deployment sets
+            # BROKER_WARM_BROWSERS itself: tests/e2e/test_warm.py (both launchers), test_files.py, test_redis_loss.py,
+            # test_tenant_isolation.py; tests/e2e/test_serve.py and tests/hosts/test_compose.py run the project's
+            # defaults, as shipped. With a spare, only in a free session slot (BROKER_WARM_MAX=0) and only that one
+            # (BROKER_WARM_WINDOW=0: a keeper that follows demand launched ~3.5 spares per session in deployments
+            # whose tests create a few sessions at once and then none); test_warm.py's ``solo`` runs the defaults.
+            "BROKER_WARM_BROWSERS": "0",
             "BROKER_WARM_MAX": "0",
-            # One warm browser, as the suite's deployments were written (the project's default, four, would launch
-            # three more in every deployment, CPU the other tests wait for). tests/e2e/test_serve.py and
-            # tests/hosts/test_compose.py run the default, as shipped.
-            "BROKER_WARM_BROWSERS": "1",
-            # And only that one: a keeper that follows demand (the default, 60 s of creates) launched ~3.5 spares per
-            # session in the suite's shared deployments, whose tests create a few sessions at once and then none, and
-            # most ended unused. tests/e2e/test_warm.py's ``solo`` follows demand (10 s of it).
             "BROKER_WARM_WINDOW": "0",
             **env,
         }
