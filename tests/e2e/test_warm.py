@@ -78,8 +78,16 @@ def thread_niceness(procs: list[psutil.Process]) -> set[int]:
 
 
 def group_of(leader: psutil.Process) -> list[psutil.Process]:
-    """The launcher's process group: its leader and every descendant still in it (renderers started since too)."""
-    return [leader] + [p for p in leader.children(recursive=True) if os.getpgid(p.pid) == leader.pid]
+    """The launcher's process group: its leader and every descendant still in it (renderers started since too).
+    A renderer may end between the listing and the question (a closed page's): it is in no group any more."""
+    found = [leader]
+    for proc in leader.children(recursive=True):
+        try:
+            if os.getpgid(proc.pid) == leader.pid:
+                found.append(proc)
+        except ProcessLookupError:
+            continue
+    return found
 
 
 def browser_main(procs: list[psutil.Process]) -> psutil.Process:
