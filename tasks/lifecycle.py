@@ -113,7 +113,7 @@ class Housekeeping:
             browser = worker.pool.get(session_id)
             if browser is None or not browser.exited():
                 continue
-            if time.monotonic() - browser.seen_gone_at < SIGNAL_SPREAD and self._movable(session_id):
+            if not browser.gone_before(time.monotonic() - SIGNAL_SPREAD) and self._movable(session_id):
                 continue
             if worker.machine.stop(session_id, StopReason.BROWSER_CLOSED):
                 log.warning("session %s: its browser exited by itself", session_id, extra={"session": session_id})

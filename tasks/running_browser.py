@@ -72,6 +72,10 @@ class RunningBrowser:
             self.seen_gone_at = time.monotonic()
         return gone
 
+    def gone_before(self, moment: float) -> bool:
+        """Whether Chromium was already found gone before ``moment`` (monotonic): it ended at least that long ago."""
+        return self.exited() and self.seen_gone_at < moment
+
 
 def session_temp_dir(profile_dir: Path) -> Path:
     """The TMPDIR of one browser and its ChromeDriver: they leave folders there when killed hard.

@@ -266,7 +266,7 @@ class Worker:
         self.session_watches.hold_all(since)
         self.closed_before_stop.update(
             key for key in self.pool.session_ids()
-            if (browser := self.pool.get(key)) is not None and browser.exited() and browser.seen_gone_at < since)
+            if (browser := self.pool.get(key)) is not None and browser.gone_before(since))
 
     # -- what the parts share ----------------------------------------------------------
     def prepare_browser(self, key: str, browser: RunningBrowser) -> None:
