@@ -189,7 +189,8 @@ class Broker:
             # test_tenant_isolation.py; tests/e2e/test_serve.py and tests/hosts/test_compose.py run the project's
             # defaults, as shipped. With a spare, only in a free session slot (BROKER_WARM_MAX=0) and only that one
             # (BROKER_WARM_WINDOW=0: a keeper that follows demand launched ~3.5 spares per session in deployments
-            # whose tests create a few sessions at once and then none); test_warm.py's ``solo`` runs the defaults.
+            # whose tests create a few sessions at once and then none); test_warm.py's ``solo`` follows demand (its own
+            # slots, 10 s of creates).
             "BROKER_WARM_BROWSERS": "0",
             "BROKER_WARM_MAX": "0",
             "BROKER_WARM_WINDOW": "0",
